@@ -1,0 +1,20 @@
+"""jaxpool: pooling layers for JAX research.
+
+The functional API: every pool is a pure function of arrays, built on
+`jax.lax.reduce_window`, usable under `jit`, `vmap` and `grad`. Flax modules live
+in `jaxpool.linen` and `jaxpool.nnx`.
+"""
+
+from jaxpool._src.reduce import avg_pool
+from jaxpool._src.reduce import max_pool
+from jaxpool._src.reduce import min_pool
+from jaxpool._src.reduce import sum_pool
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "avg_pool",
+    "max_pool",
+    "min_pool",
+    "sum_pool",
+)
