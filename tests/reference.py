@@ -1,0 +1,164 @@
+"""Independent numpy references for window pooling: plain loops over windows.
+
+Nothing here imports jaxpool: output sizes, SAME padding and window positions are
+recomputed from their written definitions (PyTorch's output-size rule, XLA's SAME
+rule), so the tests compare two independent implementations.
+
+Layout is channels-last `(B, *spatial, C)` with exactly one batch dim; tests move
+axes themselves for other layouts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def output_size(size: int, window: int, stride: int, lo: int, hi: int, dilation: int,
+                ceil_mode: bool) -> int:
+  """PyTorch's pooling output size, with asymmetric padding."""
+  effective = dilation * (window - 1) + 1
+  span = size + lo + hi - effective
+  if ceil_mode:
+    out = math.ceil(span / stride) + 1
+    if (out - 1) * stride >= size + lo:
+      out -= 1
+    return out
+  return span // stride + 1
+
+
+def same_padding(size: int, window: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+  """XLA's SAME padding: output ceil(size / stride), odd pixel on the high side."""
+  effective = dilation * (window - 1) + 1
+  out = math.ceil(size / stride)
+  total = max((out - 1) * stride + effective - size, 0)
+  return total // 2, total - total // 2
+
+
+def per_dim(value, n: int, default: int = 1) -> tuple[int, ...]:
+  """None -> default, int -> repeated, sequence -> tuple."""
+  if value is None:
+    return (default,) * n
+  if isinstance(value, int):
+    return (value,) * n
+  return tuple(value)
+
+
+def resolve_padding(padding, spatial: Sequence[int], window, strides, dilation):
+  """Padding argument -> list of (lo, hi) pairs, by the DESIGN.md rules."""
+  n = len(spatial)
+  if isinstance(padding, str):
+    if padding.upper() == "VALID":
+      return [(0, 0)] * n
+    return [same_padding(L, k, s, d) for L, k, s, d in zip(spatial, window, strides, dilation)]
+  if isinstance(padding, int):
+    return [(padding, padding)] * n
+  padding = list(padding)
+  if all(isinstance(p, int) for p in padding):
+    return [(p, p) for p in padding]
+  return [tuple(p) for p in padding]
+
+
+def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VALID", *,
+                dilation=None, ceil_mode: bool = False,
+                reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
+  """Apply `reduce` to every window of a channels-last `(B, *spatial, C)` array.
+
+  `reduce(values, in_input, in_padding)` gets, for one output position, the window
+  `values` of shape `(K, B, C)` in row-major window order (0 where outside the
+  input), `in_input` of shape `(K,)` (the element lies in the input) and
+  `in_padding` (it lies in the input or the declared padding, not the ceil_mode
+  overhang); it returns `(B, C)`.
+  """
+  x = np.asarray(x)
+  spatial = x.shape[1:-1]
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(dilation, n)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  result = np.zeros((x.shape[0], *outs, x.shape[-1]), dtype=np.float64)
+  for o in itertools.product(*map(range, outs)):
+    values, in_input, in_padding = [], [], []
+    for k in itertools.product(*map(range, window)):
+      pos = [oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation)]
+      inside = all(0 <= p < L for p, L in zip(pos, spatial))
+      declared = all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+      values.append(x[(slice(None), *pos, slice(None))] if inside
+                    else np.zeros((x.shape[0], x.shape[-1]), x.dtype))
+      in_input.append(inside)
+      in_padding.append(declared)
+    result[(slice(None), *o, slice(None))] = reduce(
+        np.stack(values), np.array(in_input), np.array(in_padding))
+  return result
+
+
+def _extremum(values, in_input, sign):
+  """Max (sign=1) or min (sign=-1) over the in-input elements; NaN if any is NaN."""
+  v = values[in_input].astype(np.float64)
+  if v.shape[0] == 0:
+    return np.full(values.shape[1:], -sign * np.inf)
+  out = sign * np.max(sign * v, axis=0)
+  return np.where(np.isnan(v).any(axis=0), np.nan, out)
+
+
+def max_pool(x, window, strides=None, padding="VALID", **kw):
+  return window_pool(x, window, strides, padding, **kw,
+                     reduce=lambda v, inside, _: _extremum(v, inside, 1))
+
+
+def min_pool(x, window, strides=None, padding="VALID", **kw):
+  return window_pool(x, window, strides, padding, **kw,
+                     reduce=lambda v, inside, _: _extremum(v, inside, -1))
+
+
+def sum_pool(x, window, strides=None, padding="VALID", **kw):
+  return window_pool(x, window, strides, padding, **kw,
+                     reduce=lambda v, inside, _: v.astype(np.float64).sum(axis=0))
+
+
+def avg_pool(x, window, strides=None, padding="VALID", count_include_pad=True,
+             divisor_override=None, **kw):
+  def reduce(v, inside, declared):
+    total = v.astype(np.float64).sum(axis=0)
+    if divisor_override is not None:
+      return total / divisor_override
+    return total / (declared.sum() if count_include_pad else inside.sum())
+  return window_pool(x, window, strides, padding, **kw, reduce=reduce)
+
+
+def max_pool_grad(x, cotangent, window, strides=None, padding="VALID", sign=1, **kw):
+  """Gradient of sum(cotangent * max_pool(x)) by PyTorch's routing rule.
+
+  Each output's cotangent goes to the first maximal in-input element of its window
+  in row-major order, or to the last NaN when the window holds one; overlapping
+  windows add up. `sign=-1` gives the min-pool rule.
+  """
+  x = np.asarray(x, np.float64)
+  grad = np.zeros_like(x)
+  spatial = x.shape[1:-1]
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(kw.get("dilation"), n)
+  ceil_mode = kw.get("ceil_mode", False)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  for b, c in itertools.product(range(x.shape[0]), range(x.shape[-1])):
+    for o in itertools.product(*map(range, outs)):
+      best, best_pos = None, None
+      for k in itertools.product(*map(range, window)):
+        pos = tuple(oi * s - lo + ki * d
+                    for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+        if not all(0 <= p < L for p, L in zip(pos, spatial)):
+          continue
+        v = x[(b, *pos, c)]
+        if best is None:
+          best, best_pos = v, pos
+        elif np.isnan(v) or (not np.isnan(best) and sign * v > sign * best):
+          best, best_pos = v, pos
+      if best_pos is not None:
+        grad[(b, *best_pos, c)] += cotangent[(b, *o, c)]
+  return grad
