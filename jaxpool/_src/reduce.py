@@ -63,7 +63,9 @@ def _lowest(dtype, kind: str):
 
 def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   op = lax.max if kind == "max" else lax.min
-  return geom.reduce_window(x, jnp.asarray(_lowest(x.dtype, kind), x.dtype), op)
+  # A numpy init keeps lax.reduce_window's monoid detection (reduce_window_max/min,
+  # which have derivatives) working under every trace.
+  return geom.reduce_window(x, np.asarray(_lowest(x.dtype, kind), x.dtype), op)
 
 
 def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
@@ -170,6 +172,9 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
   maximum or the last NaN. Being a reduction, it is materialized once instead of
   being fused into, and recomputed by, every term of the transposed gradient.
   """
+  # Integer-valued and piecewise constant: no derivative flows through it, which
+  # also keeps second-order autodiff away from the integer reduce-window below.
+  x, y = lax.stop_gradient(x), lax.stop_gradient(y)
   offsets = geom.window_offsets()
   size = len(offsets)
   dtype = _index_dtype(geom)
@@ -202,7 +207,7 @@ def _materialize(a: jax.Array) -> jax.Array:
   (the element and one padding element holding the dtype's maximum) is a cheap
   fusion barrier: one pass over `a`, 1 byte per output for uint8.
   """
-  top = jnp.asarray(jnp.iinfo(a.dtype).max, a.dtype)
+  top = np.asarray(np.iinfo(a.dtype).max, a.dtype)
   out = lax.reduce_window(a[..., None], top, lax.min, (1,) * a.ndim + (2,),
                           (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
   return out[..., 0]
@@ -277,7 +282,8 @@ def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
 @_extremum_pool.defjvp
 def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
-  y = _reduce_extremum(x, geom, kind)
+  # Called through itself, so that higher orders differentiate y by this rule too.
+  y = _extremum_pool(x, geom, kind)
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
