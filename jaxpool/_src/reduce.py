@@ -370,7 +370,8 @@ def _accumulation_dtype(dtype):
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(_accumulation_dtype(x.dtype))
-  return geom.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add)
+  # numpy init: see _reduce_extremum (a traced init loses reduce_window_sum's VJP)
+  return geom.reduce_window(acc, np.asarray(0, acc.dtype), lax.add)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
