@@ -175,7 +175,13 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     if want_p:
       term = jnp.where(nonzero, q_pow * q * jnp.log(q), 0)  # q^p log q
       dp_sum = term if dp_sum is None else dp_sum + term
-  grad_x = _scatter(geom, per_offset, dtype) * jnp.sign(xc)
+  # XLA would fuse each offset's powers into the scatter's pads and re-evaluate them
+  # (and the forward pass they depend on) for every input element: 5-20x slower on
+  # CPU. A second, cheap use of every per-offset array makes XLA materialise it;
+  # `total > inf` is always False (NaN too), so the anchor is exactly 0.
+  total = functools.reduce(jnp.add, [jnp.sum(v) for v in per_offset])
+  anchor = (total > jnp.inf).astype(dtype)
+  grad_x = _scatter(geom, per_offset, dtype) * jnp.sign(xc) + anchor
   grad_p = None
   if want_p:
     grad_p = jnp.sum(weight * yc * dp_sum) / jnp.asarray(p, dtype)
