@@ -44,9 +44,17 @@ def is_int(value: Any) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _from_numpy(value: Any) -> Any:
+  """A numpy array as nested tuples of its elements (Flax accepts array paddings)."""
+  if isinstance(value, np.ndarray):
+    return value.item() if value.ndim == 0 else tuple(_from_numpy(v) for v in value)
+  return value
+
+
 def _int_tuple(value: Any, n: int, name: str, fn: str, *, minimum: int,
                allow_scalar: bool) -> tuple[int, ...]:
   """`value` as a tuple of `n` ints >= `minimum`, or a clear error."""
+  value = _from_numpy(value)
   if allow_scalar and is_int(value):
     value = (value,) * n
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -74,14 +82,15 @@ def _same_padding(size: int, window: int, stride: int, lower: bool) -> tuple[int
 
 
 def _explicit_padding(padding: Any, n: int, fn: str) -> tuple[tuple[int, int], ...]:
+  padding = _from_numpy(padding)
   if is_int(padding):
     pairs = ((padding, padding),) * n
   elif isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)):
     padding = tuple(padding)
     if all(is_int(p) for p in padding):
       if len(padding) != n:
-        hint = (f" For (low, high) pairs write {tuple((p, p) for p in padding[:1])!r}-style "
-                "pairs, one per spatial dimension." if n == 1 and len(padding) == 2 else "")
+        hint = (f" For one (low, high) pair write padding={(padding,)!r}."
+                if n == 1 and len(padding) == 2 else "")
         raise ValueError(
             f"{fn}: padding as a sequence of ints needs one int per spatial dimension "
             f"({n}), got {padding!r}.{hint}")
@@ -289,7 +298,8 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     input_shape: shape of the inputs.
     window_shape: window size per spatial dim (a sequence of ints >= 1).
     strides: stride per spatial dim, an int for all, or None for 1 (as Flax).
-    padding: "VALID", "SAME", "SAME_LOWER", int, ints or (low, high) pairs.
+    padding: "VALID", "SAME", "SAME_LOWER" (any case), an int, ints or (low, high)
+      pairs (tuples, lists or numpy arrays).
     dilation: window dilation per spatial dim, an int, or None for 1.
     ceil_mode: PyTorch's ceil_mode (not allowed with a SAME padding string).
     channel_axis: -1 (channels last) or 1 (PyTorch's (N, C, *spatial)).
@@ -299,6 +309,7 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     TypeError, ValueError: naming the argument, the value and what is allowed.
   """
   input_shape = tuple(int(s) for s in input_shape)
+  window_shape = _from_numpy(window_shape)
   if isinstance(window_shape, (str, bytes)) or not isinstance(window_shape, Sequence):
     raise TypeError(
         f"{fn}: window_shape must be a sequence of ints, one per spatial dimension "

@@ -225,9 +225,16 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   * `count_include_pad=False`: the number of window elements inside the input;
   * `divisor_override=c`: the constant `c` (PyTorch).
 
+  A window that holds no input element (only possible with
+  `count_include_pad=False` and padding at least as large as the window, which
+  PyTorch forbids) outputs 0, not 0/0 (Flax gives NaN there).
+
   Sums accumulate in float32 for float16/bfloat16 and the result has the input
-  dtype; integer inputs give the default float dtype (as Flax). A drop-in
-  replacement for `flax.linen.avg_pool` (`count_include_pad` is its fifth
+  dtype; integer inputs give the default float dtype (jnp's default float).
+  The window sum is accumulated pre-scaled by a power of two, so averages of huge
+  finite values (1e38 in float32) stay finite and equal the plain
+  `sum / count` otherwise (float32/float64 inputs within a factor of the window
+  size of the smallest normal number lose some precision). A drop-in replacement for `flax.linen.avg_pool` (`count_include_pad` is its fifth
   positional argument there too). Other arguments as :func:`max_pool`.
 
   Example:
@@ -239,20 +246,30 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   x = _as_array(inputs, "avg_pool", integers=True)
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"avg_pool: count_include_pad must be a bool, got {count_include_pad!r}.")
-  if divisor_override is not None and (
-      not geometry.is_int(divisor_override) or divisor_override == 0):
+  if divisor_override is not None and not geometry.is_int(divisor_override):
+    raise TypeError(
+        f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
+  if divisor_override is not None and divisor_override == 0:
     raise ValueError(
         f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="avg_pool")
   out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
-  total = _window_sum(x.astype(out_dtype), geom)
+  # Sum x * 2^-k with 2^k >= the window size, then divide by count * 2^-k: the same
+  # quotient (scaling by a power of two is exact), but the sum of a window of huge
+  # values (1e38 in float32) no longer overflows before the division.
+  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  acc = x.astype(_accumulation_dtype(out_dtype))
+  total = geom.reduce_window(acc * jnp.asarray(scale, acc.dtype), jnp.asarray(0, acc.dtype),
+                             lax.add)
   if divisor_override is not None:
-    divisor = divisor_override
+    divisor = divisor_override * scale
   else:
-    counts = geom.window_counts(count_include_pad)
+    # A window holding no input element (count_include_pad=False with padding as
+    # large as the window) has sum 0; dividing by 1 keeps it 0 instead of 0/0 = NaN.
+    counts = np.maximum(geom.window_counts(count_include_pad), 1)
     if (counts == counts.flat[0]).all():
-      divisor = int(counts.flat[0])
+      divisor = int(counts.flat[0]) * scale
     else:
-      divisor = jnp.asarray(geom.spatial_to_output(counts), total.dtype)
+      divisor = jnp.asarray(geom.spatial_to_output(counts * scale), total.dtype)
   return (total / divisor).astype(out_dtype)
