@@ -194,6 +194,11 @@ class PoolGeometry:
 
   def reduce_window(self, x: jax.Array, init: Any, op) -> jax.Array:
     """`lax.reduce_window` of `x` over this geometry (padding with `init`)."""
+    # Pass `init` as a Python or numpy scalar, never `jnp.asarray(...)` (a tracer
+    # under jit): lax then uses its monoid reduce_window, without which reverse mode
+    # through `jvp(jit(pool))` fails ("Linearization failed to produce known values").
+    if not isinstance(init, jax.core.Tracer):
+      init = np.asarray(init, x.dtype)
     return lax.reduce_window(x, init, op, self.window_dimensions, self.window_strides,
                              self.lax_padding, window_dilation=self.window_dilation)
 

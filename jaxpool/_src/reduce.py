@@ -51,7 +51,7 @@ def _lowest(dtype, kind: str):
 
 def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   op = lax.max if kind == "max" else lax.min
-  return geom.reduce_window(x, jnp.asarray(_lowest(x.dtype, kind), x.dtype), op)
+  return geom.reduce_window(x, _lowest(x.dtype, kind), op)
 
 
 def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
@@ -95,7 +95,10 @@ def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
 @_extremum_pool.defjvp
 def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
-  y = _reduce_extremum(x, geom, kind)
+  # `y` through this rule again, not through lax: differentiating this rule (vjp of
+  # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
+  # transpose raises NotImplementedError with window dilation.
+  y = _extremum_pool(x, geom, kind)
   selections = window_selections(x, y, geom, kind)
   t_padded = geom.pad(t, 0)
   t_out = None
@@ -187,7 +190,7 @@ def _accumulation_dtype(dtype):
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(_accumulation_dtype(x.dtype))
-  return geom.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add)
+  return geom.reduce_window(acc, 0, lax.add)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
@@ -260,8 +263,7 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   # values (1e38 in float32) no longer overflows before the division.
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
   acc = x.astype(_accumulation_dtype(out_dtype))
-  total = geom.reduce_window(acc * jnp.asarray(scale, acc.dtype), jnp.asarray(0, acc.dtype),
-                             lax.add)
+  total = geom.reduce_window(acc * np.asarray(scale, acc.dtype), 0, lax.add)
   if divisor_override is not None:
     divisor = divisor_override * scale
   else:
