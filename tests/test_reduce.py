@@ -150,9 +150,9 @@ def check_config(cfg, dtype, rng, kinds=POOLS):
                                  err_msg=f"{kind} {dtype} {cfg} {avg_options}")
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(5))
 def test_random_configurations(seed):
-  """48 random configurations, each dtype family covered, one jit per configuration."""
+  """40 random configurations, each dtype family covered, one jit per configuration."""
   rng = np.random.default_rng(1234 + seed)
   dtypes = ["float32", "float16", "bfloat16", "float64", "int32", "int8", "float32", "uint8"]
   for dtype in dtypes:
@@ -165,12 +165,11 @@ def test_random_configurations(seed):
       check_config(cfg, dtype, rng, kinds)
 
 
-GRID_2D = [
-    dict(window=(2, 3), strides=strides, padding=padding, dilation=dilation,
-         ceil_mode=ceil_mode)
-    for (strides, dilation), padding, ceil_mode in itertools.product(
-        [(None, None), ((2, 1), (2, 1))], ["VALID", "SAME", 1, (1, 0), ((0, 1), (2, 1))],
-        [False, True])
+GRID_2D = [  # every padding kind with and without ceil_mode; strides/dilation alternate
+    dict(window=(2, 3), padding=padding, ceil_mode=ceil_mode,
+         strides=(None, (2, 1))[i % 2], dilation=(None, (2, 1))[i // 2 % 2])
+    for i, (padding, ceil_mode) in enumerate(itertools.product(
+        ["VALID", "SAME", 1, (1, 0), ((0, 1), (2, 1))], [False, True]))
     if not (padding == "SAME" and ceil_mode)
 ]
 GRID_ND = [
@@ -360,7 +359,6 @@ GRAD_CASES = [  # (options, order)
     (dict(window_shape=(3, 2), strides=(1, 2), padding=1, ceil_mode=True), 1),
     (dict(window_shape=(2, 3), strides=(2, 1), padding="SAME", dilation=(2, 1)), 2),
     (dict(window_shape=(2,), strides=(2,), padding=((1, 0),), ceil_mode=True, dilation=2), 1),
-    (dict(window_shape=(2, 2, 2), strides=(1, 2, 1), padding=(1, 0, 1)), 1),
 ]
 
 
@@ -465,9 +463,9 @@ def test_gradient_routing_all_equal_and_all_inf():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_random_configuration_gradients(seed):
-  """Exact gradients of all four pools under ties, 8 random configurations each."""
+  """Exact gradients of all four pools under ties, 6 random configurations each."""
   rng = np.random.default_rng(99 + seed)
-  for _ in range(8):
+  for _ in range(6):
     cfg = random_config(rng)
     xr = np.maximum(rng.normal(size=cfg["shape"]), 0).astype(np.float32)
     x = jnp.asarray(to_layout(xr, cfg["batch_dims"], cfg["channel_axis"]))
