@@ -141,7 +141,8 @@ def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     window_shape: window size per spatial dim, e.g. `(2, 2)`.
     strides: stride per spatial dim, an int, or None for 1 (as Flax).
     padding: "VALID", "SAME", an int (both sides of every dim, as PyTorch), a
-      sequence of ints (per dim) or a sequence of `(low, high)` pairs.
+      sequence of ints (per dim) or a sequence of `(low, high)` pairs (tuples,
+      lists or a numpy array, as Flax); never negative.
     dilation: window dilation per spatial dim (PyTorch's `dilation`).
     ceil_mode: PyTorch's ceil_mode: the output size rounds up, the last window
       starting inside the input or the low padding.
@@ -172,6 +173,15 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   rules: first minimal element, last NaN) and a drop-in replacement for
   `flax.linen.min_pool`.
 
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as
+      :func:`max_pool`.
+
+  Returns:
+    The pooled array, same dtype, spatial dims replaced by the output sizes.
+
   Example:
     >>> import jax.numpy as jnp, jaxpool
     >>> jaxpool.min_pool(jnp.array([[3.0], [1.0], [2.0]]), (2,))[:, 0]
@@ -200,7 +210,17 @@ def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   .. math:: y_{o} = \sum_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
 
   float16/bfloat16 inputs are summed in float32 and the result cast back; integer
-  inputs are summed in their own dtype. Arguments as :func:`max_pool`.
+  inputs are summed in their own dtype (wrapping on overflow, as XLA). The
+  gradient sends each output's cotangent to every input element of its window.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as
+      :func:`max_pool`.
+
+  Returns:
+    The window sums, same dtype, spatial dims replaced by the output sizes.
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
@@ -228,17 +248,30 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   * `count_include_pad=False`: the number of window elements inside the input;
   * `divisor_override=c`: the constant `c` (PyTorch).
 
-  A window that holds no input element (only possible with
-  `count_include_pad=False` and padding at least as large as the window, which
-  PyTorch forbids) outputs 0, not 0/0 (Flax gives NaN there).
+  With `count_include_pad=False`, a window that holds no input element (padding
+  wider than the window reaches, which PyTorch forbids) outputs 0, not 0/0 = NaN
+  as in Flax.
 
   Sums accumulate in float32 for float16/bfloat16 and the result has the input
-  dtype; integer inputs give the default float dtype (jnp's default float).
-  The window sum is accumulated pre-scaled by a power of two, so averages of huge
-  finite values (1e38 in float32) stay finite and equal the plain
-  `sum / count` otherwise (float32/float64 inputs within a factor of the window
-  size of the smallest normal number lose some precision). A drop-in replacement for `flax.linen.avg_pool` (`count_include_pad` is its fifth
-  positional argument there too). Other arguments as :func:`max_pool`.
+  dtype; integer inputs give jnp's default float dtype. The window sum is
+  accumulated pre-scaled by a power of two, so averages of huge finite values
+  (1e38 in float32) stay finite and otherwise equal the plain `sum / count`
+  (float32/float64 inputs within a factor of the window size of the smallest
+  normal number lose some precision). A drop-in replacement for
+  `flax.linen.avg_pool` (`count_include_pad` is its fifth positional argument
+  there too). The gradient sends `cotangent / c_o` to every input element of a
+  window.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding: as :func:`max_pool`.
+    count_include_pad: whether padding elements count in the divisor.
+    divisor_override: a non-zero int that replaces the divisor (PyTorch).
+    dilation, ceil_mode, channel_axis: as :func:`max_pool`.
+
+  Returns:
+    The window averages, spatial dims replaced by the output sizes.
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
