@@ -371,6 +371,9 @@ def test_check_grads_on_distinct_values(kind):
     # A permutation: distinct values spaced by 1, so eps never changes an argmax.
     x = jnp.asarray(rng.permutation(np.prod(shape)).reshape(shape), jnp.float32)
     f = jax.jit(functools.partial(pool_fn(kind), **case))
+    # Second order only for max_pool: min_pool runs the same custom rule, and the
+    # second derivatives of sum/avg are lax's own.
+    order = order if kind == "max" else 1
     check_grads(f, (x,), order=order, modes=("fwd", "rev"), eps=1e-1, atol=1e-2, rtol=1e-2)
 
 
@@ -463,9 +466,9 @@ def test_gradient_routing_all_equal_and_all_inf():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_random_configuration_gradients(seed):
-  """Exact gradients of all four pools under ties, 6 random configurations each."""
+  """Exact gradients of all four pools under ties, 5 random configurations each."""
   rng = np.random.default_rng(99 + seed)
-  for _ in range(6):
+  for _ in range(5):
     cfg = random_config(rng)
     xr = np.maximum(rng.normal(size=cfg["shape"]), 0).astype(np.float32)
     x = jnp.asarray(to_layout(xr, cfg["batch_dims"], cfg["channel_axis"]))
