@@ -30,6 +30,7 @@ CALLS = [
     ("max_pool", (1, 4, 5, 6, 2), ((2, 3, 2),), dict(strides=(1, 2, 2), padding="SAME")),
     ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[[1, 1], [0, 1]])),           # lists
     ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=np.array([[1, 0], [1, 1]]))),  # array
+    ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[np.array([0, 1]), (1, 0)])),
     ("min_pool", (2, 6, 7, 3), ((3, 3),), dict(strides=(2, 2), padding="SAME")),
     ("min_pool", (7, 2), ((3,),), dict(padding=((2, 1),))),
     ("min_pool", (3, 2, 5, 2), ((2,),), {}),

@@ -171,6 +171,8 @@ def test_padding_forms_are_equivalent():
   assert resolve(shape, window, padding=[[1, 1], [2, 2]]).padding == as_pairs
   assert resolve(shape, window, padding=np.array([[1, 1], [2, 2]])).padding == as_pairs
   assert resolve(shape, window, padding=np.array([1, 2])).padding == as_pairs
+  assert resolve(shape, window, padding=[np.array([1, 1]), (2, np.int64(2))]).padding == as_pairs
+  assert resolve(shape, window, padding=jax.numpy.array([[1, 1], [2, 2]])).padding == as_pairs
   assert resolve(shape, window, padding=1).padding == ((1, 1), (1, 1))
   assert resolve(shape, window, padding=np.int64(1)).padding == ((1, 1), (1, 1))
   assert resolve(shape, window, padding="valid").padding == ((0, 0), (0, 0))

@@ -45,9 +45,14 @@ def is_int(value: Any) -> bool:
 
 
 def _from_numpy(value: Any) -> Any:
-  """A numpy array as nested tuples of its elements (Flax accepts array paddings)."""
+  """Numpy (or concrete jax) arrays, also nested in lists and tuples, as nested
+  tuples of Python scalars: Flax accepts such paddings, e.g. `np.array([[1, 1]])`."""
+  if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+    value = np.asarray(value)
   if isinstance(value, np.ndarray):
     return value.item() if value.ndim == 0 else tuple(_from_numpy(v) for v in value)
+  if isinstance(value, (list, tuple)):
+    return tuple(_from_numpy(v) for v in value)
   return value
 
 
