@@ -708,6 +708,23 @@ def run(config, workdir: str, log=print) -> dict:
   result = {"device": device_info(), "config": config.to_dict(), "pools": names,
             "rows": [], "skipped": skipped}
   log(f"device: {result['device']}")
+  def write():  # after every case, so a long run that is stopped keeps its tables
+    try:
+      result["load_average_end"] = os.getloadavg()
+    except OSError:
+      pass
+    with open(os.path.join(workdir, "benchmark.json"), "w") as f:
+      json.dump(result, f, indent=1, default=str)
+    with open(os.path.join(workdir, "benchmark.md"), "w") as f:
+      f.write(to_markdown(result))
+
+  result["training"] = {"skipped": "not run yet"}
+  if config.training.enabled:  # first: it is the shortest, and the most asked-for
+    result["training"] = training_throughput(config, log)
+  else:
+    result["training"] = {"skipped": "config.training.enabled is False"}
+  if "skipped" in result["training"]:
+    log(f"training benchmark skipped: {result['training']['skipped']}")
   for spec in config.cases:
     for dtype in config.dtypes:
       case = Case(dict(spec), dtype)
@@ -715,17 +732,8 @@ def run(config, workdir: str, log=print) -> dict:
       rows, skip = benchmark_case(case, names, config, log)
       result["rows"] += rows
       result["skipped"] += skip
-  result["training"] = training_throughput(config, log)
-  if "skipped" in result["training"]:
-    log(f"training benchmark skipped: {result['training']['skipped']}")
-  try:
-    result["load_average_end"] = os.getloadavg()
-  except OSError:
-    pass
-  with open(os.path.join(workdir, "benchmark.json"), "w") as f:
-    json.dump(result, f, indent=1, default=str)
-  with open(os.path.join(workdir, "benchmark.md"), "w") as f:
-    f.write(to_markdown(result))
+      write()
+  write()
   return result
 
 

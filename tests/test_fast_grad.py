@@ -229,3 +229,40 @@ def test_selected_offset_packs_the_first_maximum():
   # windows [3 5 5 1], [5 1 nan 2], [nan 2 nan 0], [nan 0 pad pad]
   np.testing.assert_array_equal(np.asarray(index)[:, 0], [1, 2, 2, 0])
   assert index.dtype == jnp.uint8
+
+
+@pytest.mark.parametrize("kw", [
+    dict(window_shape=(2, 2), strides=(2, 2)),
+    dict(window_shape=(3, 3), strides=(2, 2), padding="SAME"),
+    dict(window_shape=(3, 2), strides=(1, 2), padding=((1, 1), (0, 1))),
+])
+def test_sum_and_avg_pool_gradients_match_xla(kw):
+  rng = np.random.default_rng(11)
+  x = jnp.asarray(rng.standard_normal((2, 7, 6, 3)), jnp.float32)
+  w, s, p = kw["window_shape"], kw["strides"], kw.get("padding", "VALID")
+  for ours, xla in ((lambda v: jaxpool.avg_pool(v, **kw), lambda v: nn.avg_pool(v, w, s, p)),
+                    (lambda v: jaxpool.sum_pool(v, **kw),
+                     lambda v: nn.pooling.pool(v, 0.0, jax.lax.add, w, s, p))):
+    c = jnp.asarray(rng.standard_normal(xla(x).shape), jnp.float32)
+    g_ours = jax.jit(lambda v, c: jax.vjp(ours, v)[1](c)[0])(x, c)
+    g_xla = jax.jit(lambda v, c: jax.vjp(xla, v)[1](c)[0])(x, c)
+    np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_xla), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(window_shape=(3, 2), strides=(2, 2), padding=1, ceil_mode=True,
+         count_include_pad=False),
+    dict(window_shape=(2, 3), strides=(2, 1), padding=((0, 1), (1, 1)), dilation=(2, 1)),
+])
+def test_avg_pool_vjp_is_the_transpose_of_the_reference(kw):
+  """avg_pool is linear: <avg_pool(t), c> = <t, vjp(c)>, with the numpy reference."""
+  rng = np.random.default_rng(12)
+  t = rng.standard_normal((2, 7, 6, 2))
+  opts = {k: v for k, v in kw.items() if k in ("dilation", "ceil_mode")}
+  forward = reference.avg_pool(t, kw["window_shape"], kw["strides"], kw["padding"],
+                               count_include_pad=kw.get("count_include_pad", True), **opts)
+  c = rng.standard_normal(forward.shape)
+  g = jax.jit(lambda v, c: jax.vjp(lambda u: jaxpool.avg_pool(u, **kw), v)[1](c)[0])(
+      jnp.asarray(t, jnp.float32), jnp.asarray(c, jnp.float32))
+  np.testing.assert_allclose(float(np.vdot(forward, c)), float(np.vdot(t, np.asarray(g))),
+                             rtol=1e-5)

@@ -217,20 +217,19 @@ def _is_tiling(geom: PoolGeometry) -> bool:
              for k, s, d in zip(geom.window_shape, geom.strides, geom.dilation))
 
 
-def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """`t_out[o] = t[window o, offset index[o]]` for tiling windows, by reshapes.
+def _window_blocks(t: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, list[int]]:
+  """Tiling windows as blocks: `t` padded, trimmed and reshaped to `(..., O, k, ...)`.
 
-  Each spatial dim of size `O * k` (after padding and trimming) is split into
-  `(O, k)`; the selected element of each block is picked by comparing the offset
-  code of every block position with `index`. No slices, no pads: the transpose
-  (the VJP) is one broadcast-select-reshape pass over the input.
+  Each spatial dim of size `O * k` (after padding and trimming the rows no window
+  reaches) is split into `(O, k)`. Returns the blocks and the positions of the `k`
+  axes. Only pads, a slice and a reshape: their transposes fuse into one pass.
   """
   t = geom.pad(t, 0)
   limits = list(t.shape)
   for axis, out, k in zip(geom.spatial_axes, geom.output_spatial, geom.window_shape):
     limits[axis] = out * k
   if tuple(limits) != t.shape:
-    t = lax.slice(t, [0] * t.ndim, limits)  # drop the rows no window reaches
+    t = lax.slice(t, [0] * t.ndim, limits)
   blocks, window_axes = [], []
   for axis, size in enumerate(t.shape):
     if axis in geom.spatial_axes:
@@ -239,12 +238,23 @@ def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Arr
       window_axes.append(len(blocks) - 1)
     else:
       blocks.append(size)
-  code_shape = [1] * len(blocks)
+  return t.reshape(blocks), window_axes
+
+
+def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`t_out[o] = t[window o, offset index[o]]` for tiling windows, by reshapes.
+
+  The selected element of each block is picked by comparing the offset code of
+  every block position with `index`. No strided slices, no interior pads: the
+  transpose (the VJP) is one broadcast-select-reshape pass over the input.
+  """
+  blocks, window_axes = _window_blocks(t, geom)
+  code_shape = [1] * blocks.ndim
   for axis, k in zip(window_axes, geom.window_shape):
     code_shape[axis] = k
   code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
   selected = jnp.expand_dims(index, window_axes) == code
-  picked = jnp.where(selected, t.reshape(blocks), jnp.zeros((), t.dtype))
+  picked = jnp.where(selected, blocks, jnp.zeros((), t.dtype))
   return jnp.sum(picked, axis=tuple(window_axes), dtype=t.dtype)
 
 
@@ -378,9 +388,41 @@ def _accumulation_dtype(dtype):
   return dtype
 
 
+def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The window sum written with reshapes (tiling windows) or strided slices.
+
+  Equal to `geom.reduce_window(t, 0, lax.add)`; used as the tangent rule of
+  `_window_sum` because its transpose (the VJP) is one fused broadcast pass (a
+  reshape back for tiling windows, a sum of interior pads otherwise) instead of
+  XLA's pad + reduce-window over the cotangent followed by full-size rescaling.
+  """
+  if _is_tiling(geom):
+    blocks, window_axes = _window_blocks(t, geom)
+    return jnp.sum(blocks, axis=tuple(window_axes), dtype=t.dtype)
+  total = jnp.zeros(geom.output_shape, t.dtype)
+  for offset in geom.window_offsets():
+    element = _element(geom, offset)
+    if element is not None:
+      total = total + _on_windows(_of_input(t, element), element, geom, 0)
+  return total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  return geom.reduce_window(x, 0, lax.add)  # the forward: XLA's reduce-window
+
+
+@_linear_window_sum.defjvp
+def _linear_window_sum_jvp(geom, primals, tangents):
+  (x,), (t,) = primals, tangents
+  return _linear_window_sum(x, geom), _window_sum_by_views(t, geom)
+
+
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(_accumulation_dtype(x.dtype))
-  return geom.reduce_window(acc, 0, lax.add)
+  if not jnp.issubdtype(acc.dtype, jnp.floating):
+    return geom.reduce_window(acc, 0, lax.add)  # integers: no derivative
+  return _linear_window_sum(acc, geom)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
@@ -476,7 +518,7 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   # values (1e38 in float32) no longer overflows before the division.
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
   acc = x.astype(_accumulation_dtype(out_dtype))
-  total = geom.reduce_window(acc * np.asarray(scale, acc.dtype), 0, lax.add)
+  total = _linear_window_sum(acc * np.asarray(scale, acc.dtype), geom)  # fast VJP
   if divisor_override is not None:
     divisor = divisor_override * scale
   else:
