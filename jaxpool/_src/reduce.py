@@ -173,6 +173,10 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
   # Integer-valued and piecewise constant: no derivative flows through it, which
   # also keeps second-order autodiff away from the integer reduce-window below.
   x, y = lax.stop_gradient(x), lax.stop_gradient(y)
+  if x.dtype in (jnp.bfloat16, jnp.float16):
+    # Exact, and XLA's CPU code compares half floats element by element in software;
+    # the float32 copy is shared with the forward reduce-window, which makes it too.
+    x, y = x.astype(jnp.float32), y.astype(jnp.float32)
   offsets = geom.window_offsets()
   size = len(offsets)
   dtype = _index_dtype(geom)
@@ -279,6 +283,10 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
   """
   if _is_tiling(geom):
     return _gather_tiled(t, index, geom)
+  if t.dtype in (jnp.bfloat16, jnp.float16):
+    # Exact either way (one nonzero term per window), but XLA's CPU code for a sum
+    # of padded half-precision terms converts every term: ~10x slower than float32.
+    return _gather_strided(t.astype(jnp.float32), index, geom).astype(t.dtype)
   return _gather_strided(t, index, geom)
 
 
@@ -399,6 +407,8 @@ def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   if _is_tiling(geom):
     blocks, window_axes = _window_blocks(t, geom)
     return jnp.sum(blocks, axis=tuple(window_axes), dtype=t.dtype)
+  if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
+    return _window_sum_by_views(t.astype(jnp.float32), geom).astype(t.dtype)
   total = jnp.zeros(geom.output_shape, t.dtype)
   for offset in geom.window_offsets():
     element = _element(geom, offset)
