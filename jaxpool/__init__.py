@@ -5,16 +5,28 @@ The functional API: every pool is a pure function of arrays, built on
 in `jaxpool.linen` and `jaxpool.nnx`.
 """
 
+from jaxpool._src.blur import blur_pool
+from jaxpool._src.mixed import gated_pool
+from jaxpool._src.mixed import mixed_pool
+from jaxpool._src.mixed import tree_pool
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.reduce import min_pool
 from jaxpool._src.reduce import sum_pool
+from jaxpool._src.soft import lip_pool
+from jaxpool._src.soft import soft_pool
 
 __version__ = "0.1.0"
 
 __all__ = (
     "avg_pool",
+    "blur_pool",
+    "gated_pool",
+    "lip_pool",
     "max_pool",
     "min_pool",
+    "mixed_pool",
+    "soft_pool",
     "sum_pool",
+    "tree_pool",
 )
