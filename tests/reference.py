@@ -215,13 +215,14 @@ def lip_pool(x, logits, window, strides=None, padding="VALID", **kw):
 
   def reduce(v, inside, declared):
     values, ell = v[:, :, :channels], v[:, :, channels:]
-    if not inside.any():
-      return np.zeros(values.shape[1:])
-    values, ell = values[inside], ell[inside]
-    weights = np.exp(ell - ell.max(axis=0))
-    return (weights * values).sum(axis=0) / weights.sum(axis=0)
-  return window_pool(np.concatenate([x, logits], axis=-1), window, strides, padding,
-                     **kw, reduce=reduce)
+    out = np.zeros(v.shape[1:])  # (B, 2C): the second half is dropped below
+    if inside.any():
+      values, ell = values[inside], ell[inside]
+      weights = np.exp(ell - ell.max(axis=0))
+      out[:, :channels] = (weights * values).sum(axis=0) / weights.sum(axis=0)
+    return out
+  stacked = np.concatenate([x, logits], axis=-1)  # one window loop sees both arrays
+  return window_pool(stacked, window, strides, padding, **kw, reduce=reduce)[..., :channels]
 
 
 def binomial_row(size: int) -> np.ndarray:

@@ -23,6 +23,7 @@ padding outputs 0.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -42,6 +43,7 @@ def _floating(value: Any, name: str, fn: str) -> jax.Array:
   return a
 
 
+@functools.partial(jax.jit, static_argnums=2)  # one program per geometry, also eagerly
 def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """sum_W x e^(l - m) / sum_W e^(l - m) per window, in the compute dtype."""
   dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(logits.dtype))

@@ -19,6 +19,8 @@ kernel in XLA).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -56,6 +58,9 @@ def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
   return w
 
 
+# Jitted with the geometry static: eager calls compile one program per geometry
+# instead of dispatching one small op per window offset; under jit it is inlined.
+@functools.partial(jax.jit, static_argnums=2)
 def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Array:
   """Depthwise window dot products, zero padding.
 
