@@ -134,3 +134,9 @@ def test_bad_arguments_raise_clear_errors():
     jaxpool.blur_pool(x, 2, window_shape=(2, 2, 2))
   with pytest.raises(TypeError, match="blur_pool: inputs must have a floating dtype"):
     jaxpool.blur_pool(jnp.zeros((1, 8, 8, 3), jnp.int32), 2)
+
+
+def test_under_vmap_and_jit():
+  x = np.random.default_rng(5).normal(size=(3, 8, 8, 2)).astype(np.float32)
+  f = jax.jit(jax.vmap(lambda x: jaxpool.blur_pool(x, (2, 2), pool="avg")))
+  np.testing.assert_allclose(f(x), reference.blur_pool(x, 2, 3, "avg"), rtol=RTOL, atol=ATOL)

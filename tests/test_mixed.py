@@ -225,3 +225,30 @@ def test_bad_arguments_raise_clear_errors():
     jaxpool.tree_pool(x, jnp.zeros((2, 2, 2, 1)), jnp.zeros((2, 2, 2, 1)), (2, 2))
   with pytest.raises(ValueError, match=r"tree_pool: gates .*got shape \(1, 2, 2, 2\)"):
     jaxpool.tree_pool(x, jnp.zeros((2, 2, 2, 1)), jnp.zeros((1, 2, 2, 2)), (2, 2))
+
+
+def test_windows_entirely_in_padding_stay_finite():
+  # Window 2, stride 2, padding 3: the first and last windows hold only padding.
+  x = jnp.asarray([[[1.0], [-2.0]]])
+  y = jaxpool.mixed_pool(x, 0.5, (2,), 2, ((3, 3),))
+  np.testing.assert_allclose(y[0, :, 0], [0.0, 0.5 * 1 + 0.5 * 0.5, 0.5 * -2 + 0.5 * -1, 0.0])
+  g = jaxpool.gated_pool(x, jnp.zeros((2, 1)), (2,), 2, ((3, 3),), count_include_pad=False)
+  np.testing.assert_allclose(g[0, :, 0], [0.0, 1.0, -2.0, 0.0])
+  for count_include_pad, expected in [(True, 0.75), (False, 1.0)]:
+    grad = jax.grad(lambda x: jnp.sum(jaxpool.mixed_pool(
+        x, 0.5, (2,), 2, ((3, 3),), count_include_pad=count_include_pad)))(x)
+    np.testing.assert_allclose(grad[0, :, 0], [expected, expected])
+
+
+def test_tree_and_gated_under_vmap_and_jit():
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  leaves = rng.normal(size=(2, 2, 2, 2)).astype(np.float32)
+  gates = rng.normal(size=(1, 2, 2, 1)).astype(np.float32)
+  tree = jax.jit(jax.vmap(lambda x: jaxpool.tree_pool(x, leaves, gates, (2, 2), 2)))
+  np.testing.assert_allclose(tree(x), jaxpool.tree_pool(x, leaves, gates, (2, 2), 2),
+                             rtol=1e-6, atol=1e-6)
+  gated = jax.jit(jax.vmap(lambda g: jaxpool.gated_pool(x, g, (2, 2), 2)))
+  stacked = gated(np.stack([gates[0], -gates[0]]))
+  np.testing.assert_allclose(stacked[1], jaxpool.gated_pool(x, -gates[0], (2, 2), 2),
+                             rtol=1e-6, atol=1e-6)

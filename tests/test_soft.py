@@ -136,3 +136,12 @@ def test_bad_arguments_raise_clear_errors():
     jaxpool.soft_pool(jnp.zeros((1, 4, 4, 1), jnp.int32), (2, 2))
   with pytest.raises(ValueError, match="soft_pool: .*strides"):
     jaxpool.soft_pool(x, (2, 2), (1, 0))
+
+
+def test_under_vmap_and_jit():
+  rng = np.random.default_rng(8)
+  x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  logits = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  f = jax.jit(jax.vmap(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME")))
+  np.testing.assert_allclose(f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"),
+                             rtol=RTOL, atol=ATOL)

@@ -11,7 +11,8 @@ Shared conventions of the three functions:
   the padding by default (`count_include_pad=True`, as `avg_pool`, Flax and
   PyTorch); pass `count_include_pad=False` to average over the input elements only.
   A window lying entirely in the padding (possible only with padding larger than the
-  window) has max 0 here instead of -inf, so the mixtures stay finite.
+  window) has max and average 0 here (instead of -inf and 0/0), so the mixtures
+  stay finite.
 * The learned dot products :math:`w \cdot x_W` of gates and tree nodes see the
   padding as zeros (declared padding and the `ceil_mode` overhang alike), as a
   zero-padded convolution would.
@@ -46,7 +47,7 @@ def _floating_inputs(inputs: Any, fn: str) -> jax.Array:
 
 def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
                  dilation, ceil_mode, channel_axis, count_include_pad, fn: str):
-  """(max, avg) of every window in the compute dtype; max is 0 on all-padding windows."""
+  """(max, avg) of every window in the compute dtype; both 0 on all-padding windows."""
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
   options = dict(dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
@@ -55,8 +56,10 @@ def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, paddin
   mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
                   **options).astype(dtype)
   empty = geom.window_counts(False) == 0
-  if empty.any():
-    big = jnp.where(geom.spatial_to_output(empty), jnp.zeros((), dtype), big)
+  if empty.any():  # windows with no input element: max -inf, avg 0/0 without padding
+    empty = geom.spatial_to_output(empty)
+    big = jnp.where(empty, jnp.zeros((), dtype), big)
+    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
   return big, mean
 
 
