@@ -118,9 +118,11 @@ def test_bfloat16():
 def test_bad_arguments_raise_clear_errors():
   x = jnp.zeros((1, 8, 8, 3))
   for bad in (0, 8, 2.5, "3"):
-    with pytest.raises(ValueError, match=f"blur_pool: filter_size must be an int from 1 to 7, got {bad!r}"):
+    with pytest.raises(ValueError,
+                       match=f"blur_pool: filter_size must be an int from 1 to 7, got {bad!r}"):
       jaxpool.blur_pool(x, 2, filter_size=bad)
-  with pytest.raises(ValueError, match=r"blur_pool: pool must be one of \('max', 'avg', 'none'\), got 'min'"):
+  with pytest.raises(ValueError,
+                     match=r"blur_pool: pool must be one of \('max', 'avg', 'none'\), got 'min'"):
     jaxpool.blur_pool(x, 2, pool="min")
   with pytest.raises(ValueError, match="blur_pool: padding must be one of .*got 'circular'"):
     jaxpool.blur_pool(x, 2, padding="circular")

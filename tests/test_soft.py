@@ -82,7 +82,8 @@ def test_stable_at_1e4(dtype):
   for f in [lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"),
             lambda x: jaxpool.lip_pool(x, x * 0.5, (3, 3), 2, 1, ceil_mode=True),
             lambda x: jaxpool.lip_pool(jnp.ones_like(x), -x, (2, 2), 1, "SAME")]:
-    y, grad = jax.jit(lambda x: (f(x), jax.grad(lambda x: jnp.sum(f(x).astype(jnp.float32)))(x)))(big)
+    loss = lambda x: jnp.sum(f(x).astype(jnp.float32))
+    y, grad = jax.jit(lambda x: (f(x), jax.grad(loss)(x)))(big)
     assert np.all(np.isfinite(np.asarray(y, np.float32)))
     assert np.all(np.isfinite(np.asarray(grad, np.float32)))
   grad_logits = jax.jit(jax.grad(lambda l: jnp.sum(jaxpool.lip_pool(big, l, (3, 3), 2, "SAME")

@@ -103,8 +103,9 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
   sigmoid); Yu et al. (2014) draw :math:`\alpha \in \{0, 1\}` at random per region
   during training, which is this function with a Bernoulli-sampled per-region
   `alpha` (see the example). Values outside :math:`[0, 1]` extrapolate and are
-  not rejected. Differentiable in `inputs` and `alpha`; the max part routes its
-  gradient as :func:`jaxpool.max_pool` (first maximal element).
+  not rejected. Differentiable in `inputs` and `alpha` (also forward mode); the max
+  part routes its gradient as :func:`jaxpool.max_pool` (first maximal element).
+  Deterministic: training and evaluation differ only in the `alpha` you pass.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -160,7 +161,8 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
   :math:`\omega` is shared by all channels, or there is one per channel
   (Lee, Gallagher & Tu, AISTATS 2016, "gated" pooling). The dot products are a sum
   over window offsets of strided slices (no patches are materialised).
-  Differentiable in `inputs` and `gate`.
+  Differentiable in `inputs` and `gate` (also forward mode). The same in training
+  and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -218,7 +220,8 @@ def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
   belongs to internal node :math:`n`; the leaves, left to right, are `leaves[0]`,
   `leaves[1]`, ... The paper's 2-level tree has 2 leaves and 1 gate (27 parameters
   for a 3x3 window shared by all channels). `n_leaves = 1` (no gates) is a single
-  learned linear pooling filter. Differentiable in `inputs`, `leaves` and `gates`.
+  learned linear pooling filter. Differentiable in `inputs`, `leaves` and `gates`
+  (also forward mode). The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;

@@ -82,7 +82,8 @@ def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
   Stable for any finite logits (tested up to 1e4 in float32 and bfloat16): the
   window maximum of the logits is subtracted before the exponential. Padded
   elements do not contribute (weight 0), and a window entirely in the padding gives
-  0. Differentiable in `inputs` and `logits` (plain autodiff, finite everywhere).
+  0. Differentiable in `inputs` and `logits` (plain autodiff, forward mode too,
+  finite everywhere). The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -136,7 +137,7 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   It is :func:`lip_pool` with `logits = inputs`; stable for inputs up to 1e4 and
   beyond in float32 and bfloat16 (the window maximum is subtracted before the
   exponential). Padded elements do not contribute; a window entirely in the
-  padding gives 0.
+  padding gives 0. The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
