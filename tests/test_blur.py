@@ -142,3 +142,14 @@ def test_under_vmap_and_jit():
   x = np.random.default_rng(5).normal(size=(3, 8, 8, 2)).astype(np.float32)
   f = jax.jit(jax.vmap(lambda x: jaxpool.blur_pool(x, (2, 2), pool="avg")))
   np.testing.assert_allclose(f(x), reference.blur_pool(x, 2, 3, "avg"), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate"])
+def test_padding_wider_than_the_image(padding):
+  # Filter 7 pads 3 on each side of dims of size 1 to 4: numpy.pad's repeated reflection.
+  x = distinct((2, 4, 3, 2), seed=6, scale=0.01)
+  for pool, strides in [("none", (1, 2)), ("max", 1), ("avg", (2, 1))]:
+    y = jaxpool.blur_pool(x.astype(np.float32), strides, filter_size=7, pool=pool,
+                          padding=padding)
+    expected = reference.blur_pool(x, strides, 7, pool, padding=padding)
+    np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
