@@ -5,7 +5,16 @@ The functional API: every pool is a pure function of arrays, built on
 in `jaxpool.linen` and `jaxpool.nnx`.
 """
 
+from jaxpool._src.adaptive import adaptive_avg_pool
+from jaxpool._src.adaptive import adaptive_max_pool
+from jaxpool._src.adaptive import global_avg_pool
+from jaxpool._src.adaptive import global_lp_pool
+from jaxpool._src.adaptive import global_max_pool
+from jaxpool._src.adaptive import spatial_pyramid_pool
+from jaxpool._src.argmax import max_pool_with_argmax
+from jaxpool._src.argmax import max_unpool
 from jaxpool._src.blur import blur_pool
+from jaxpool._src.fractional import fractional_max_pool
 from jaxpool._src.mixed import gated_pool
 from jaxpool._src.mixed import mixed_pool
 from jaxpool._src.mixed import tree_pool
@@ -19,14 +28,23 @@ from jaxpool._src.soft import soft_pool
 __version__ = "0.1.0"
 
 __all__ = (
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
     "avg_pool",
     "blur_pool",
+    "fractional_max_pool",
     "gated_pool",
+    "global_avg_pool",
+    "global_lp_pool",
+    "global_max_pool",
     "lip_pool",
     "max_pool",
+    "max_pool_with_argmax",
+    "max_unpool",
     "min_pool",
     "mixed_pool",
     "soft_pool",
+    "spatial_pyramid_pool",
     "sum_pool",
     "tree_pool",
 )
