@@ -323,6 +323,8 @@ def gated_pool(x, gate, window, strides=None, padding="VALID", count_include_pad
   def reduce(v, inside, declared):
     v = v.astype(np.float64)
     gate_value = _sigmoid((g * v).sum(axis=0))
+    if not inside.any():  # documented choice: a window with no input element gives 0
+      return np.zeros(v.shape[1:])
     big = _extremum(v, inside, 1)
     mean = v.sum(axis=0) / (declared.sum() if count_include_pad else inside.sum())
     return gate_value * big + (1 - gate_value) * mean

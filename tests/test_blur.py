@@ -153,3 +153,18 @@ def test_padding_wider_than_the_image(padding):
                           padding=padding)
     expected = reference.blur_pool(x, strides, 7, pool, padding=padding)
     np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
+
+
+def test_output_shapes_over_random_configurations():
+  rng = np.random.default_rng(12)
+  for _ in range(6):
+    n = int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(3, 9, size=n))
+    strides = tuple(int(v) for v in rng.integers(1, 4, size=n))
+    pool = str(rng.choice(["max", "avg", "none"]))
+    filter_size = int(rng.integers(1, 8))
+    y = jaxpool.blur_pool(jnp.ones((1, *spatial, 2)), strides, filter_size=filter_size,
+                          pool=pool)
+    k = 1 if pool == "none" else 2
+    assert y.shape == (1, *[(L - k) // s + 1 for L, s in zip(spatial, strides)], 2)
+    np.testing.assert_allclose(y, 1.0, rtol=1e-6)  # reflection keeps constants constant

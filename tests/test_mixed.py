@@ -252,3 +252,46 @@ def test_tree_and_gated_under_vmap_and_jit():
   stacked = gated(np.stack([gates[0], -gates[0]]))
   np.testing.assert_allclose(stacked[1], jaxpool.gated_pool(x, -gates[0], (2, 2), 2),
                              rtol=1e-6, atol=1e-6)
+
+
+def test_shapes_and_values_over_random_configurations():
+  rng = np.random.default_rng(10)
+  for _ in range(4):
+    n = int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(4, 8, size=n))
+    window = tuple(int(v) for v in rng.integers(1, 4, size=n))
+    strides = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    padding = tuple((int(rng.integers(0, 2)), int(rng.integers(0, 2))) for _ in range(n))
+    options = dict(dilation=dilation, ceil_mode=bool(rng.integers(0, 2)))
+    x = distinct((2, *spatial, 2), seed=int(rng.integers(100)), scale=0.1)
+    gate = rng.normal(size=window + (2,))
+    leaves, gates = rng.normal(size=(2, *window, 1)), rng.normal(size=(1, *window, 2))
+    # The output size by PyTorch's rule, from the reference (not from jaxpool).
+    shape = reference.max_pool(x, window, strides, padding, **options).shape
+    xf = x.astype(np.float32)
+    y = jaxpool.gated_pool(xf, gate, window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.gated_pool(x, gate, window, strides, padding, **options), rtol=RTOL,
+        atol=ATOL)
+    y = jaxpool.tree_pool(xf, leaves, gates, window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.tree_pool(x, leaves, gates, window, strides, padding, **options),
+        rtol=1e-4, atol=1e-4)
+    assert jaxpool.mixed_pool(xf, 0.5, window, strides, padding, **options).shape == shape
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
+  # L=4, window 1, padding (0, 1), ceil_mode: PyTorch's rule drops the window that
+  # would start at L + lo = 4, leaving 4 outputs (a VALID-style count gives 5).
+  x = distinct((1, 4, 2), scale=0.1)
+  args = ((1,), 1, ((0, 1),))
+  expected = reference.max_pool(x, *args, ceil_mode=True)
+  assert expected.shape == (1, 4, 2)
+  xf = x.astype(np.float32)
+  np.testing.assert_allclose(jaxpool.mixed_pool(xf, 0.5, *args, ceil_mode=True), expected,
+                             rtol=1e-6)
+  np.testing.assert_allclose(
+      jaxpool.gated_pool(xf, np.ones((1, 1)), *args, ceil_mode=True), expected, rtol=1e-6)

@@ -146,3 +146,30 @@ def test_under_vmap_and_jit():
   f = jax.jit(jax.vmap(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME")))
   np.testing.assert_allclose(f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"),
                              rtol=RTOL, atol=ATOL)
+
+
+def test_shapes_and_values_over_random_configurations():
+  rng = np.random.default_rng(11)
+  for _ in range(4):
+    n = int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(4, 8, size=n))
+    window = tuple(int(v) for v in rng.integers(1, 4, size=n))
+    strides = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    padding = tuple((int(rng.integers(0, 2)), int(rng.integers(0, 2))) for _ in range(n))
+    options = dict(dilation=dilation, ceil_mode=bool(rng.integers(0, 2)))
+    x = rng.normal(size=(2, *spatial, 2)) * 3
+    # The output size by PyTorch's rule, from the reference (not from jaxpool).
+    shape = reference.max_pool(x, window, strides, padding, **options).shape
+    y = jaxpool.soft_pool(x.astype(np.float32), window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.lip_pool(x, x, window, strides, padding, **options), rtol=RTOL, atol=ATOL)
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
+  x = np.random.default_rng(12).normal(size=(1, 4, 2))
+  args = ((1,), 1, ((0, 1),))
+  y = jaxpool.soft_pool(x.astype(np.float32), *args, ceil_mode=True)
+  assert y.shape == (1, 4, 2)  # PyTorch's rule (reference.output_size)
+  np.testing.assert_allclose(y, x, rtol=1e-6)

@@ -52,10 +52,13 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   # a zero derivative (no where-masks, so no 0 * inf in the backward pass).
   padded_logits = geom.pad(logits, -np.inf)
   padded_x = geom.pad(x, 0)
-  m = geom.reduce_window(lax.stop_gradient(logits), np.asarray(-np.inf, dtype), lax.max)
+  offsets = geom.window_offsets()
+  # The window maximum of the logits, from the same strided slices as the sums.
+  m = lax.stop_gradient(functools.reduce(
+      jnp.maximum, [geom.window_element(padded_logits, k) for k in offsets]))
   m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
   numerator = denominator = None
-  for offset in geom.window_offsets():
+  for offset in offsets:
     weight = jnp.exp(geom.window_element(padded_logits, offset) - m)
     term = weight * geom.window_element(padded_x, offset)
     numerator = term if numerator is None else numerator + term
