@@ -2,7 +2,7 @@
 
 The functional API: every pool is a pure function of arrays, built on
 `jax.lax.reduce_window`, usable under `jit`, `vmap` and `grad`. Flax modules live
-in `jaxpool.linen` and `jaxpool.nnx`.
+in `jaxpool.linen` and `jaxpool.nnx`; `jaxpool.registry` builds them by name.
 """
 
 from jaxpool._src.adaptive import adaptive_avg_pool
@@ -15,6 +15,9 @@ from jaxpool._src.argmax import max_pool_with_argmax
 from jaxpool._src.argmax import max_unpool
 from jaxpool._src.blur import blur_pool
 from jaxpool._src.fractional import fractional_max_pool
+from jaxpool._src.lp import gem_pool
+from jaxpool._src.lp import l2_pool
+from jaxpool._src.lp import lp_pool
 from jaxpool._src.mixed import gated_pool
 from jaxpool._src.mixed import mixed_pool
 from jaxpool._src.mixed import tree_pool
@@ -24,6 +27,7 @@ from jaxpool._src.reduce import min_pool
 from jaxpool._src.reduce import sum_pool
 from jaxpool._src.soft import lip_pool
 from jaxpool._src.soft import soft_pool
+from jaxpool._src.stochastic import stochastic_pool
 
 __version__ = "0.1.0"
 
@@ -34,10 +38,13 @@ __all__ = (
     "blur_pool",
     "fractional_max_pool",
     "gated_pool",
+    "gem_pool",
     "global_avg_pool",
     "global_lp_pool",
     "global_max_pool",
+    "l2_pool",
     "lip_pool",
+    "lp_pool",
     "max_pool",
     "max_pool_with_argmax",
     "max_unpool",
@@ -45,6 +52,7 @@ __all__ = (
     "mixed_pool",
     "soft_pool",
     "spatial_pyramid_pool",
+    "stochastic_pool",
     "sum_pool",
     "tree_pool",
 )

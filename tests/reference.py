@@ -304,6 +304,40 @@ def scatter_grad(shape, indices, cotangent):
   return grad.reshape(shape)
 
 
+def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_include_pad=True,
+                  divisor_override=None, **kw):
+  """Gradient of sum(cotangent * avg_pool(x)): each output's cotangent divided by its
+  divisor goes to every in-input element of its window; overlapping windows add up.
+
+  `divisor_override=1` gives the gradient of sum pooling. A window without input
+  elements contributes nothing (whatever its divisor).
+  """
+  x = np.asarray(x, np.float64)
+  grad = np.zeros_like(x)
+  spatial = x.shape[1:-1]
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(kw.get("dilation"), n)
+  ceil_mode = kw.get("ceil_mode", False)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  for o in itertools.product(*map(range, outs)):
+    inputs, declared = [], 0
+    for k in itertools.product(*map(range, window)):
+      pos = tuple(oi * s - lo + ki * d
+                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+      if all(0 <= p < L for p, L in zip(pos, spatial)):
+        inputs.append(pos)
+      declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+    if divisor_override is not None:
+      divisor = divisor_override
+    else:
+      divisor = declared if count_include_pad else len(inputs)
+    for pos in inputs:
+      grad[(slice(None), *pos, slice(None))] += cotangent[(slice(None), *o, slice(None))] / divisor
+  return grad
+
+
 # --- mixed / gated / tree, soft / LIP, blur (issue 4) -----------------------------
 
 def _sigmoid(z):
