@@ -55,12 +55,6 @@ def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, paddin
   big = max_pool(x, window_shape, strides, padding, **options).astype(dtype)
   mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
                   **options).astype(dtype)
-  if big.shape != geom.output_shape:
-    # With ceil_mode and a high padding wider than the window, lax.reduce_window
-    # keeps a last window that starts in the high padding, which PyTorch's rule
-    # (geometry.output_spatial) drops: keep the documented output.
-    limit = geom.output_shape
-    big, mean = big[tuple(map(slice, limit))], mean[tuple(map(slice, limit))]
   empty = geom.window_counts(False) == 0
   if empty.any():  # windows with no input element: max -inf, avg 0/0 without padding
     empty = geom.spatial_to_output(empty)
