@@ -60,6 +60,13 @@ def test_deterministic_matches_deterministic_function(case):
 
 # --- parameters ------------------------------------------------------------------
 
+def _skip_unless_merged(case_id):
+  (c,) = [c for c in mc.CASES if c.id == case_id]
+  missing = [f for f in c.needs if not hasattr(jaxpool, f)]
+  if missing:
+    pytest.skip(f"jaxpool.{missing} not merged into this branch yet")
+
+
 @pytest.mark.parametrize("case,expected", [
     ("lp_learn", {"raw_p": ()}),
     ("gem", {"p": ()}),
@@ -74,6 +81,7 @@ def test_deterministic_matches_deterministic_function(case):
                         "norm": {"scale": (3,), "bias": (3,)}}}),
 ])
 def test_parameter_shapes(case, expected):
+  _skip_unless_merged(case)
   # Shapes come from init alone (jax.eval_shape), without the pooling function.
   (c,) = [c for c in mc.CASES if c.id == case]
   variables = jax.eval_shape(build(c).init, KEY, mc.input_for(c))

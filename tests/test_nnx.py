@@ -52,6 +52,13 @@ def test_eval_mode_matches_deterministic_function(case):
 
 # --- parameters ------------------------------------------------------------------
 
+def _skip_unless_merged(case_id):
+  (c,) = [c for c in mc.CASES if c.id == case_id]
+  missing = [f for f in c.needs if not hasattr(jaxpool, f)]
+  if missing:
+    pytest.skip(f"jaxpool.{missing} not merged into this branch yet")
+
+
 def _shapes(model):
   return jax.tree.map(lambda a: tuple(a.shape), params(model))
 
@@ -70,6 +77,7 @@ def _shapes(model):
                         "norm": {"scale": (3,), "bias": (3,)}}}),
 ])
 def test_parameter_shapes(case, expected):
+  _skip_unless_merged(case)
   (c,) = [c for c in mc.CASES if c.id == case]
   assert _shapes(build(c)) == expected
 
