@@ -5,16 +5,24 @@ The functional API: every pool is a pure function of arrays, built on
 in `jaxpool.linen` and `jaxpool.nnx`.
 """
 
+from jaxpool._src.lp import gem_pool
+from jaxpool._src.lp import l2_pool
+from jaxpool._src.lp import lp_pool
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.reduce import min_pool
 from jaxpool._src.reduce import sum_pool
+from jaxpool._src.stochastic import stochastic_pool
 
 __version__ = "0.1.0"
 
 __all__ = (
     "avg_pool",
+    "gem_pool",
+    "l2_pool",
+    "lp_pool",
     "max_pool",
     "min_pool",
+    "stochastic_pool",
     "sum_pool",
 )
