@@ -256,11 +256,20 @@ class LpPool(_WindowPool):
     return jaxpool.lp_pool(inputs, self.p_value(), mean=self.mean, **self._window())
 
 
-class L2Pool(MaxPool):
-  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`. Args as MaxPool."""
+class L2Pool(_WindowPool):
+  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`.
+
+  Args: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               mean: bool = False, dilation=None, ceil_mode: bool = False,
+               channel_axis: int = -1):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.mean = mean
 
   def __call__(self, inputs):
-    return jaxpool.l2_pool(inputs, **self._window())
+    return jaxpool.l2_pool(inputs, mean=self.mean, **self._window())
 
 
 class GeMPool(nnx.Module):
@@ -410,6 +419,7 @@ class MixedPool(_WindowPool, _Random):
 
   Args:
     granularity, alpha_init: see above.
+    count_include_pad: whether the average counts padding (as AvgPool).
     num_features: number of channels ("channel" granularity).
     region_shape: output spatial shape ("region" granularity).
     stochastic: Yu et al.'s random alpha instead of a learnt one.
@@ -419,6 +429,7 @@ class MixedPool(_WindowPool, _Random):
 
   def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
                granularity: str = "layer", alpha_init: float = 0.5,
+               count_include_pad: bool = True,
                num_features: Optional[int] = None, region_shape=None,
                stochastic: bool = False, deterministic: Optional[bool] = False,
                dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
@@ -426,6 +437,7 @@ class MixedPool(_WindowPool, _Random):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.granularity = granularity
     self.alpha_init = alpha_init
+    self.count_include_pad = count_include_pad
     self.stochastic = stochastic
     self.deterministic = deterministic
     self.num_features = num_features
@@ -455,7 +467,8 @@ class MixedPool(_WindowPool, _Random):
 
   def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
     alpha = self.alpha(deterministic=deterministic, rngs=rngs)
-    return jaxpool.mixed_pool(inputs, alpha, **self._window())
+    return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
+                              **self._window())
 
 
 class GatedPool(_WindowPool):
@@ -470,15 +483,18 @@ class GatedPool(_WindowPool):
     granularity: "layer" or "channel".
     num_features: number of channels ("channel" granularity).
     gate_init: initializer ``(key, shape, dtype) -> array``.
+    count_include_pad: whether the average counts padding (as AvgPool).
     rngs: an ``nnx.Rngs`` (its "params" stream initialises the gate).
     (and the window arguments of :class:`MaxPool`)
   """
 
   def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
                granularity: str = "layer", num_features: Optional[int] = None,
-               gate_init=nnx.initializers.zeros, dilation=None,
-               ceil_mode: bool = False, channel_axis: int = -1, rngs: nnx.Rngs):
+               gate_init=nnx.initializers.zeros, count_include_pad: bool = True,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs):
     _need_rngs(rngs, "GatedPool")
+    self.count_include_pad = count_include_pad
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.granularity = granularity
     self.num_features = num_features
@@ -488,7 +504,8 @@ class GatedPool(_WindowPool):
     self.gate = nnx.Param(gate_init(rngs.params(), shape, jnp.float32))
 
   def __call__(self, inputs):
-    return jaxpool.gated_pool(inputs, self.gate[...], **self._window())
+    return jaxpool.gated_pool(inputs, self.gate[...],
+                              count_include_pad=self.count_include_pad, **self._window())
 
 
 class TreePool(_WindowPool):
@@ -749,16 +766,21 @@ class BlurPool(nnx.Module):
     strides: the downsampling factor per spatial dim.
     filter_size: width of the binomial low-pass filter.
     pool: "max", "avg" or "none": the dense pool before the blur.
+    window_shape: the dense pool's window (default 2 per dim, Zhang's reference).
+    padding: the blur's padding: "reflect" (default), "replicate" or "zero".
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
   def __init__(self, strides, *, filter_size: int = 3, pool: str = "max",
-               channel_axis: int = -1):
+               window_shape=None, padding: str = "reflect", channel_axis: int = -1):
     self.strides = _freeze(strides)
     self.filter_size = filter_size
     self.pool = pool
+    self.window_shape = _freeze(window_shape)
+    self.padding = padding
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
     return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
-                             pool=self.pool, channel_axis=self.channel_axis)
+                             pool=self.pool, window_shape=self.window_shape,
+                             padding=self.padding, channel_axis=self.channel_axis)

@@ -25,22 +25,27 @@ def build(case, **extra):
 def init_apply(case, **call):
   module = build(case)
   x = mc.input_for(case)
-  variables = module.init(KEY, x, **call)
+  variables = jax.jit(lambda k, v: module.init(k, v, **call))(KEY, x)
   return module, variables, x
 
 
 @pytest.mark.parametrize("case", mc.params_of_case(mc.CASES))
-def test_matches_function(case):
+def test_matches_function_under_jit(case):
+  # Both sides compiled (one compilation each beats op-by-op dispatch on CPU).
   module, variables, x = init_apply(case)
-  y = module.apply(variables, x)
-  mc.tree_allclose(y, case.expected(x, variables.get("params", {})), rtol=1e-5, atol=1e-5)
+  y = jax.jit(module.apply)(variables, x)
+  expected = jax.jit(case.expected)(x, variables.get("params", {}))
+  mc.tree_allclose(y, expected, rtol=1e-5, atol=1e-5)
   assert set(variables) <= {"params"}
 
 
-@pytest.mark.parametrize("case", mc.params_of_case(mc.CASES))
-def test_jit_matches_eager(case):
+EAGER = ["max", "avg_nchw", "lp_learn", "mixed_layer", "gated_layer", "soft", "blur"]
+
+
+@pytest.mark.parametrize("case", mc.params_of_case([c for c in mc.CASES if c.id in EAGER]))
+def test_eager_matches_jit(case):
   module, variables, x = init_apply(case)
-  mc.tree_allclose(jax.jit(module.apply)(variables, x), module.apply(variables, x),
+  mc.tree_allclose(module.apply(variables, x), jax.jit(module.apply)(variables, x),
                    rtol=1e-5, atol=1e-6)
 
 
@@ -74,7 +79,7 @@ def _skip_unless_merged(case_id):
     ("mixed_channel", {"alpha_logit": (3,)}),
     ("mixed_region", {"alpha_logit": (3, 3, 1)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
-    ("gated_channel", {"gate": (2, 2, 3)}),
+    ("gated_channel", {"gate": (3, 3, 3)}),
     ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters
     ("tree_channel3", {"leaves": (4, 2, 2, 3), "gates": (3, 2, 2, 3)}),
     ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)},
@@ -109,11 +114,13 @@ def test_initial_values_as_papers(module, read, expected):
 
 @pytest.mark.parametrize("case", mc.params_of_case([c for c in mc.CASES if c.learnable]))
 def test_one_optax_step_changes_parameters_and_lowers_loss(case):
-  module, variables, x = init_apply(case)
-  target = mc.inputs(1, module.apply(variables, x).shape)
-  loss_fn = lambda p: jnp.mean((module.apply({"params": p}, x) - target) ** 2)
+  module = build(case)
+  x = mc.input_for(case)
+  variables = jax.jit(module.init)(KEY, x)
+  target = mc.inputs(1, jax.eval_shape(module.apply, variables, x).shape)
+  loss_fn = jax.jit(lambda p: jnp.mean((module.apply({"params": p}, x) - target) ** 2))
   params = variables["params"]
-  loss0, grads = jax.value_and_grad(loss_fn)(params)
+  loss0, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
   tx = optax.sgd(1e-2)
   updates, _ = tx.update(grads, tx.init(params), params)
   new = optax.apply_updates(params, updates)
