@@ -289,6 +289,7 @@ class FractionalMaxPool(nn.Module):
     output_size: output spatial size (or give ``output_ratio``).
     output_ratio: output size as a fraction of the input size, per dim.
     overlapping: overlapping windows (Graham's overlapping variant).
+    return_indices: also return the argmax indices (as PyTorch).
     channel_axis: -1 (channels last) or 1 (channels first).
     deterministic: as :class:`StochasticPool`.
     eval_seed: the seed of the evaluation key.
@@ -298,6 +299,7 @@ class FractionalMaxPool(nn.Module):
   output_size: Optional[Any] = None
   output_ratio: Optional[Any] = None
   overlapping: bool = False
+  return_indices: bool = False
   channel_axis: int = -1
   deterministic: Optional[bool] = None
   eval_seed: int = 0
@@ -311,7 +313,8 @@ class FractionalMaxPool(nn.Module):
       key = _pooling_key(self, "FractionalMaxPool")
     return jaxpool.fractional_max_pool(
         inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, channel_axis=self.channel_axis)
+        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
+        channel_axis=self.channel_axis)
 
 
 # --------------------------------------------------------------------------------
@@ -534,11 +537,18 @@ class AdaptiveAvgPool(nn.Module):
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
-  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`. As AdaptiveAvgPool."""
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
+
+  Attributes: ``return_indices`` (also return the argmax indices, as PyTorch) and
+  those of :class:`AdaptiveAvgPool`.
+  """
+
+  return_indices: bool = False
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.adaptive_max_pool(inputs, self.output_size,
+                                     return_indices=self.return_indices,
                                      channel_axis=self.channel_axis)
 
 

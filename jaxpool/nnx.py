@@ -365,19 +365,22 @@ class FractionalMaxPool(_Random):
     output_size: output spatial size (or give ``output_ratio``).
     output_ratio: output size as a fraction of the input size, per dim.
     overlapping: overlapping windows (Graham's overlapping variant).
+    return_indices: also return the argmax indices (as PyTorch).
     channel_axis: -1 (channels last) or 1 (channels first).
     deterministic, rngs: as :class:`StochasticPool`.
     eval_seed: the seed of the evaluation key.
   """
 
   def __init__(self, window_shape: Shape, output_size=None, *, output_ratio=None,
-               overlapping: bool = False, channel_axis: int = -1,
+               overlapping: bool = False, return_indices: bool = False,
+               channel_axis: int = -1,
                deterministic: Optional[bool] = False, eval_seed: int = 0,
                rngs: nnx.Rngs | nnx.RngStream | None = None):
     self.window_shape = _freeze(window_shape)
     self.output_size = _freeze(output_size)
     self.output_ratio = _freeze(output_ratio)
     self.overlapping = overlapping
+    self.return_indices = return_indices
     self.channel_axis = channel_axis
     self.deterministic = deterministic
     self.eval_seed = eval_seed
@@ -390,7 +393,8 @@ class FractionalMaxPool(_Random):
       key = self._key(rngs)
     return jaxpool.fractional_max_pool(
         inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, channel_axis=self.channel_axis)
+        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
+        channel_axis=self.channel_axis)
 
 
 # --------------------------------------------------------------------------------
@@ -649,10 +653,20 @@ class AdaptiveAvgPool(nnx.Module):
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
-  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`. As AdaptiveAvgPool."""
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
+
+  Args: ``return_indices`` (also return the argmax indices, as PyTorch) and those
+  of :class:`AdaptiveAvgPool`.
+  """
+
+  def __init__(self, output_size, *, return_indices: bool = False,
+               channel_axis: int = -1):
+    super().__init__(output_size, channel_axis=channel_axis)
+    self.return_indices = return_indices
 
   def __call__(self, inputs):
     return jaxpool.adaptive_max_pool(inputs, self.output_size,
+                                     return_indices=self.return_indices,
                                      channel_axis=self.channel_axis)
 
 

@@ -136,6 +136,10 @@ CASES = [
        lambda x, p: jaxpool.adaptive_avg_pool(x, (4, 3)), ["adaptive_avg_pool"]),
     _c("adaptive_max", "adaptive_max", dict(output_size=(4, None)),
        lambda x, p: jaxpool.adaptive_max_pool(x, (4, None)), ["adaptive_max_pool"]),
+    _c("adaptive_max_idx", "adaptive_max", dict(output_size=3, return_indices=True,
+                                                channel_axis=1),
+       lambda x, p: jaxpool.adaptive_max_pool(x, 3, return_indices=True, channel_axis=1),
+       ["adaptive_max_pool"]),
     _c("global_avg", "global_avg", {}, lambda x, p: jaxpool.global_avg_pool(x),
        ["global_avg_pool"]),
     _c("global_max", "global_max", dict(keepdims=True),
@@ -170,6 +174,13 @@ EVAL_CASES = [
        lambda x, p: jaxpool.fractional_max_pool(x, (2, 2), (4, 4),
                                                 key=jax.random.key(0)),
        ["fractional_max_pool"]),
+    _c("fractional_eval_idx", "fractional",
+       dict(window_shape=(3, 2), output_ratio=(0.5, 0.75), overlapping=True,
+            return_indices=True, eval_seed=3),
+       lambda x, p: jaxpool.fractional_max_pool(x, (3, 2), output_ratio=(0.5, 0.75),
+                                                overlapping=True, return_indices=True,
+                                                key=jax.random.key(3)),
+       ["fractional_max_pool"]),
 ]
 
 # Random modules in training mode: (id, name, options, function, function kwargs).
@@ -187,6 +198,8 @@ def params_of_case(cases):
 def input_for(case: Case, seed: int = 0):
   if case.id == "avg_nchw":
     return inputs(seed, (2, 3, 8))
+  if case.id == "adaptive_max_idx":
+    return inputs(seed, (2, 3, 7, 5))
   return positive_inputs(seed) if case.positive else inputs(seed)
 
 
