@@ -13,7 +13,10 @@ from flax import nnx
 import jaxpool
 from jaxpool import linen as jpl
 from jaxpool import registry
-from tests import module_cases as mc
+try:
+  from tests import module_cases as mc
+except ImportError:  # tests/ itself on sys.path
+  import module_cases as mc
 
 KEY = jax.random.key(0)
 
@@ -80,6 +83,7 @@ def _skip_unless_merged(case_id):
     ("mixed_layer", {"alpha_logit": ()}),
     ("mixed_channel", {"alpha_logit": (3,)}),
     ("mixed_region", {"alpha_logit": (3, 3, 1)}),
+    ("mixed_region_nchw", {"alpha_logit": (4,)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
     ("gated_channel", {"gate": (3, 3, 3)}),
     ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters

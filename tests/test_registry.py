@@ -73,7 +73,10 @@ def test_info():
 
 # --- every name ------------------------------------------------------------------
 
-from tests import module_cases as mc  # noqa: E402
+try:  # noqa: E402
+  from tests import module_cases as mc
+except ImportError:  # tests/ itself on sys.path
+  import module_cases as mc
 
 EXAMPLE = dict(window_shape=(2, 2), strides=2, output_size=2)
 
