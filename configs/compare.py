@@ -38,8 +38,6 @@ Every field can also be overridden on the command line, e.g.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 
 import ml_collections
@@ -74,6 +72,11 @@ _EXCLUDED = {
     "lp": "a family that needs a choice of p; l2 (p=2) stands for it",
     "gem": "a global pool (no window)",
 }
+# experiments/models.py merges the pool options into these model defaults, so every
+# pool of the seed CNN receives them; `rngs` and `num_features` are the registry's
+# context options, accepted by every name.
+_MODEL_SLOT_KEYS = ("window_shape", "strides", "padding")
+_CONTEXT_OPTIONS = ("rngs", "num_features")
 _EXCLUDED_PATTERN = re.compile(r"global|adaptive|pyramid|spp|gem|unpool|argmax")
 
 # MNIST test errors (fractions) in Table 2 of Zeiler & Fergus (2013), their 3-layer
@@ -83,6 +86,12 @@ _ZEILER_FERGUS_REFERENCE = (
     "Zeiler & Fergus, Stochastic Pooling for Regularization of Deep Convolutional "
     "Neural Networks, ICLR 2013 (arXiv:1301.3557), MNIST test error"
 )
+
+# The `paper` length: the paper trains to convergence without a schedule we can
+# copy, so this is our choice: long enough for the test error to settle, with a
+# cosine decay (hours on one GPU for the three pools x 3 seeds).
+_PAPER_EPOCHS = 100
+_QUICK_EPOCHS = 2
 
 _FLAGS = ("quick", "zeiler_fergus", "paper")
 _KEYS = ("platform", "pools", "seeds", "epochs")
@@ -123,54 +132,90 @@ def _parse(arg):
   return flags, values
 
 
-def _sibling(name):
-  """Loads `configs/<name>.py` by path (the configs folder is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"_jaxpool_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def _training_config(model, arg):
+  """The training config of every cell (configs/mnist.py or zeiler_fergus.py)."""
+  # Imported here: configs/ is a package beside experiments/, importable from the
+  # repository root (where `python -m experiments.compare` runs).
+  if model == "zeiler_fergus":
+    from configs import zeiler_fergus as module  # pylint: disable=g-import-not-at-top
+  else:
+    from configs import mnist as module  # pylint: disable=g-import-not-at-top
+  return module.get_config(arg)
 
 
-def registry_names():
-  """The names in `jaxpool.registry`, or None where it cannot be imported."""
+def _registry():
   try:
     from jaxpool import registry  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  return list(registry.names())
+  return registry
 
 
-def slot_pools(names=None):
+def registry_names():
+  """The names in `jaxpool.registry`, or None where it cannot be imported."""
+  registry = _registry()
+  return None if registry is None else list(registry.names())
+
+
+def _registry_info(name):
+  registry = _registry()
+  if registry is None or not hasattr(registry, "info"):
+    return None
+  return registry.info(name)
+
+
+def slot_pools(names=None, info=_registry_info):
   """Splits registry names into the 2x2 stride-2 sweep and the excluded ones.
+
+  A name in `_EXCLUDED` or matching `_EXCLUDED_PATTERN` is excluded. Every other
+  name gets its options from `_SLOT_OPTIONS` (a name added to the registry later:
+  plain 2x2 stride 2) and joins the sweep if its module takes every option the
+  seed CNN's slot hands it (ours plus the model's defaults `_MODEL_SLOT_KEYS`) and
+  needs no other, as `info(name)` (`jaxpool.registry.info`) tells; otherwise it
+  is excluded with the options that do not fit.
 
   Args:
     names: registry names; None -> `registry_names()` (or, where the registry
       cannot be imported, the names of `_SLOT_OPTIONS`).
+    info: name -> dict with "nnx_options" and "nnx_required" (the registry's
+      `info`), or None to trust the table.
 
   Returns:
-    `(pools, excluded)`: `pools` an ordered dict name -> options for
-    `registry.make` (known names first, in `_SLOT_OPTIONS` order, then unknown
-    window pools with the plain 2x2 stride-2 options); `excluded` a dict name ->
-    reason.
+    `(pools, excluded)`: `pools` a dict name -> options for `registry.make`
+    (names of `_SLOT_OPTIONS` in its order, then the others); `excluded` a dict
+    name -> reason.
   """
   if names is None:
     names = registry_names()
   if names is None:
     names = list(_SLOT_OPTIONS)
+  ordered = [n for n in _SLOT_OPTIONS if n in names]
+  ordered += [n for n in names if n not in _SLOT_OPTIONS]
   pools, excluded = {}, {}
-  for name in _SLOT_OPTIONS:
-    if name in names:
-      pools[name] = dict(_SLOT_OPTIONS[name])
-  for name in names:
-    if name in pools:
-      continue
+  for name in ordered:
     if name in _EXCLUDED:
       excluded[name] = _EXCLUDED[name]
-    elif _EXCLUDED_PATTERN.search(name):
+      continue
+    if _EXCLUDED_PATTERN.search(name):
       excluded[name] = "global or adaptive: its output size is not set by a window"
-    else:
-      pools[name] = dict(_SLOT)  # A window pool we have no entry for: 2x2 stride 2.
+      continue
+    options = dict(_SLOT_OPTIONS.get(name, _SLOT))
+    details = info(name) if info else None
+    if details is not None:
+      given = set(options) | set(_MODEL_SLOT_KEYS)
+      accepted = set(details["nnx_options"]) | set(_CONTEXT_OPTIONS)
+      unknown = given - accepted
+      missing = set(details["nnx_required"]) - given - set(_CONTEXT_OPTIONS)
+      if unknown or missing:
+        why = []
+        if missing:
+          why.append(f"needs {', '.join(sorted(missing))}")
+        if unknown:
+          why.append(f"does not take {', '.join(sorted(unknown))}")
+        excluded[name] = (" and ".join(why) + ", which a 2x2 stride-2 slot "
+                          "(window_shape, strides, padding) cannot give")
+        continue
+    pools[name] = options
   return pools, excluded
 
 
@@ -186,11 +231,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   base_args = [f"platform={platform}"]
   if "quick" in flags:
-    base_args.append("quick")
-  if "paper" in flags:
-    base_args.append("paper")
-  base_module = _sibling("zeiler_fergus" if zeiler_fergus else "mnist")
-  base = base_module.get_config(",".join(base_args))
+    base_args.append("quick")  # 1 epoch on 6,400 training images (configs/mnist.py).
+  base = _training_config("zeiler_fergus" if zeiler_fergus else "seed_cnn",
+                          ",".join(base_args))
 
   config = ml_collections.ConfigDict()
   config.study = "zeiler_fergus" if zeiler_fergus else "seed_cnn"
@@ -226,9 +269,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   num_seeds = int(values.get("seeds", 2 if "quick" in flags else 3))
   config.seeds = tuple(range(num_seeds))
+  if "quick" in flags:
+    base.num_epochs = _QUICK_EPOCHS  # Two points on each curve.
+  elif "paper" in flags:
+    base.num_epochs = _PAPER_EPOCHS
+    base.lr_schedule = "warmup_cosine"
+    base.warmup_epochs = 1.0
+  else:
+    base.num_epochs = 5
   if "epochs" in values:
     base.num_epochs = int(values["epochs"])
-  elif not ("quick" in flags or "paper" in flags or zeiler_fergus):
-    base.num_epochs = 5
   config.quiet = False
   return config

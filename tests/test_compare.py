@@ -323,10 +323,30 @@ def test_slot_pools_from_registry_names():
   from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
   names = ["max", "avg", "min", "sum", "l2", "stochastic", "global_avg",
            "adaptive_max", "gem", "fractional", "blur", "my_new_pool"]
-  pools, excluded = compare_config.slot_pools(names)
+  pools, excluded = compare_config.slot_pools(names, info=None)
   assert list(pools) == ["max", "avg", "l2", "stochastic", "fractional", "blur",
                          "my_new_pool"]
   assert pools["max"] == {"window_shape": (2, 2), "strides": (2, 2)}
   assert pools["my_new_pool"] == {"window_shape": (2, 2), "strides": (2, 2)}
   assert pools["fractional"]["output_ratio"] == (0.5, 0.5)
   assert sorted(excluded) == ["adaptive_max", "gem", "global_avg", "min", "sum"]
+
+
+def test_slot_pools_asks_the_registry_what_each_module_takes():
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+  window = ["window_shape", "strides", "padding"]
+  infos = {
+      "max": {"nnx_options": window, "nnx_required": ["window_shape"]},
+      "new_window": {"nnx_options": window + ["count_include_pad"],
+                     "nnx_required": ["window_shape"]},
+      "needs_p": {"nnx_options": ["p"] + window,
+                  "nnx_required": ["p", "window_shape"]},
+      "fractional": {"nnx_options": ["window_shape", "output_ratio",
+                                     "output_size"],
+                     "nnx_required": ["window_shape"]},
+  }
+  pools, excluded = compare_config.slot_pools(list(infos), info=infos.get)
+  assert pools == {"max": {"window_shape": (2, 2), "strides": (2, 2)},
+                   "new_window": {"window_shape": (2, 2), "strides": (2, 2)}}
+  assert excluded["needs_p"].startswith("needs p, which")
+  assert excluded["fractional"].startswith("does not take padding, strides,")
