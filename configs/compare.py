@@ -64,7 +64,7 @@ _SLOT_OPTIONS = {
 }
 
 # Registry names that do not belong in a 2x2 stride-2 slot, with the reason shown in
-# the results. Names matching `_EXCLUDED_PATTERN` (global and adaptive pools, whose
+# the results. Names matching `_EXCLUDED_PATTERNS` (global and adaptive pools, whose
 # output size does not depend on a window) are excluded too.
 _EXCLUDED = {
     "min": "after a ReLU nearly every window's minimum is 0; no one downsamples so",
@@ -77,7 +77,12 @@ _EXCLUDED = {
 # context options, accepted by every name.
 _MODEL_SLOT_KEYS = ("window_shape", "strides", "padding")
 _CONTEXT_OPTIONS = ("rngs", "num_features")
-_EXCLUDED_PATTERN = re.compile(r"global|adaptive|pyramid|spp|gem|unpool|argmax")
+_EXCLUDED_PATTERNS = (
+    (re.compile(r"global|adaptive|pyramid|spp|gem"),
+     "global or adaptive: its output size is not set by a window"),
+    (re.compile(r"unpool|argmax"),
+     "returns or consumes argmax indices: not a layer of a plain CNN"),
+)
 
 # MNIST test errors (fractions) in Table 2 of Zeiler & Fergus (2013), their 3-layer
 # network, no data augmentation.
@@ -167,7 +172,7 @@ def _registry_info(name):
 def slot_pools(names=None, info=_registry_info):
   """Splits registry names into the 2x2 stride-2 sweep and the excluded ones.
 
-  A name in `_EXCLUDED` or matching `_EXCLUDED_PATTERN` is excluded. Every other
+  A name in `_EXCLUDED` or matching `_EXCLUDED_PATTERNS` is excluded. Every other
   name gets its options from `_SLOT_OPTIONS` (a name added to the registry later:
   plain 2x2 stride 2) and joins the sweep if its module takes every option the
   seed CNN's slot hands it (ours plus the model's defaults `_MODEL_SLOT_KEYS`) and
@@ -196,8 +201,9 @@ def slot_pools(names=None, info=_registry_info):
     if name in _EXCLUDED:
       excluded[name] = _EXCLUDED[name]
       continue
-    if _EXCLUDED_PATTERN.search(name):
-      excluded[name] = "global or adaptive: its output size is not set by a window"
+    reason = next((r for p, r in _EXCLUDED_PATTERNS if p.search(name)), None)
+    if reason:
+      excluded[name] = reason
       continue
     options = dict(_SLOT_OPTIONS.get(name, _SLOT))
     details = info(name) if info else None

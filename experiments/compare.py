@@ -651,9 +651,22 @@ _REPORT_ONLY = flags.DEFINE_bool(
 _QUIET = flags.DEFINE_bool("quiet", False, "Log lines instead of progress bars.")
 
 
+class _LibraryInfoFilter:
+  """Drops INFO lines of checkpointing and dataset libraries (dozens per epoch)
+  so that the study's own log lines stay readable; warnings still pass."""
+
+  _NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}",
+            f"{os.sep}etils{os.sep}")
+
+  def filter(self, record):
+    return record.levelno >= 30 or not any(s in record.pathname
+                                           for s in self._NOISY)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_LibraryInfoFilter())
   workdir = _WORKDIR.value
   if not workdir:
     raise app.UsageError("--workdir is required")
