@@ -375,7 +375,8 @@ _CSV_FIELDS = (
 _CELL_FIELDS = (
     "pool", "registry_name", "seed", "status", "final_test_error",
     "best_test_error", "best_epoch", "final_train_error", "num_epochs",
-    "seconds_per_epoch", "images_per_second", "total_seconds", "num_params",
+    "seconds_per_epoch", "images_per_second", "total_seconds", "compile_seconds",
+    "num_params",
     "backend", "device_kind", "device_count", "platform", "error", "dir")
 
 
@@ -476,9 +477,11 @@ def markdown(study, cells, rows) -> str:
   out.append(
       "Test error: after the last epoch, mean ± sample standard deviation over "
       "seeds. Best: the lowest test error over epochs (mean over seeds) and the "
-      "epoch of each seed. Gap: test minus train error after the last epoch, in "
-      "percentage points (a smaller gap is the regularising effect). Seconds per "
-      "epoch and images/s as the training run measured them.")
+      "epoch of each seed. Train error: as the training run reports it, the mean "
+      "over the last epoch's steps in train mode (with a stochastic pool's noise). "
+      "Gap: test minus train error, in percentage points (a smaller gap is the "
+      "regularising effect). Seconds per epoch (training and evaluation, without "
+      "compilation) and images/s as the training run measured them.")
   if has_paper and config.get("paper_reference"):
     out.append(f"Paper: {config['paper_reference']}.")
   out += ["", "![test error per epoch](curves.png)", "",
