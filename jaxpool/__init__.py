@@ -5,16 +5,36 @@ The functional API: every pool is a pure function of arrays, built on
 in `jaxpool.linen` and `jaxpool.nnx`.
 """
 
+from jaxpool._src.blur import blur_pool
+from jaxpool._src.lp import gem_pool
+from jaxpool._src.lp import l2_pool
+from jaxpool._src.lp import lp_pool
+from jaxpool._src.mixed import gated_pool
+from jaxpool._src.mixed import mixed_pool
+from jaxpool._src.mixed import tree_pool
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.reduce import min_pool
 from jaxpool._src.reduce import sum_pool
+from jaxpool._src.soft import lip_pool
+from jaxpool._src.soft import soft_pool
+from jaxpool._src.stochastic import stochastic_pool
 
 __version__ = "0.1.0"
 
 __all__ = (
     "avg_pool",
+    "blur_pool",
+    "gated_pool",
+    "gem_pool",
+    "l2_pool",
+    "lip_pool",
+    "lp_pool",
     "max_pool",
     "min_pool",
+    "mixed_pool",
+    "soft_pool",
+    "stochastic_pool",
     "sum_pool",
+    "tree_pool",
 )

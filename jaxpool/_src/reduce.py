@@ -187,7 +187,9 @@ def _accumulation_dtype(dtype):
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(_accumulation_dtype(x.dtype))
-  return geom.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add)
+  # A numpy init (not jnp.asarray, a tracer under jit) lets lax recognise the add
+  # monoid; the generic reduce_window it falls back to cannot be differentiated.
+  return geom.reduce_window(acc, np.asarray(0, acc.dtype), lax.add)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,

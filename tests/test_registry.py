@@ -1,0 +1,71 @@
+"""jaxpool.registry: names, make() for both APIs, errors that list valid choices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+import jaxpool
+from jaxpool import linen as jpl
+from jaxpool import nnx as jpx
+from jaxpool import registry
+
+X = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+
+
+def test_names_sorted_lowercase_unique():
+  names = registry.names()
+  assert names == sorted(names)
+  assert len(set(names)) == len(names)
+  assert all(n == n.lower() for n in names)
+  for n in ("max", "min", "sum", "avg"):
+    assert n in names
+
+
+@pytest.mark.parametrize("name,fn", [("max", jaxpool.max_pool), ("min", jaxpool.min_pool),
+                                     ("sum", jaxpool.sum_pool), ("avg", jaxpool.avg_pool)])
+def test_classic_round_trip_both_apis(name, fn):
+  opts = dict(window_shape=(2, 2), strides=(2, 2))
+  expected = fn(X, (2, 2), strides=(2, 2))
+  m = registry.make(name, api="nnx", rngs=nnx.Rngs(0), num_features=3, **opts)
+  assert isinstance(m, getattr(jpx, registry.info(name)["module"]))
+  np.testing.assert_array_equal(m(X), expected)
+  lm = registry.make(name, api="linen", num_features=3, **opts)
+  assert isinstance(lm, getattr(jpl, registry.info(name)["module"]))
+  np.testing.assert_array_equal(lm.apply({}, X), expected)
+
+
+def test_default_api_is_nnx():
+  assert isinstance(registry.make("max", window_shape=(2, 2)), nnx.Module)
+  assert isinstance(registry.make("max", window_shape=(2, 2), api="linen"), nn.Module)
+
+
+def test_unknown_name_lists_names():
+  with pytest.raises(ValueError, match="unknown pool name 'maxx'.*avg, .*max"):
+    registry.make("maxx", window_shape=(2, 2))
+
+
+def test_unknown_option_lists_options():
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['windowshape'\].*window_shape"):
+    registry.make("max", windowshape=(2, 2))
+  with pytest.raises(ValueError, match="unknown option"):
+    registry.make("avg", api="linen", window_shape=(2, 2), bogus=1)
+
+
+def test_missing_required_option():
+  with pytest.raises(ValueError, match=r"missing required option\(s\) \['window_shape'\]"):
+    registry.make("max")
+
+
+def test_unknown_api():
+  with pytest.raises(ValueError, match="api must be one of"):
+    registry.make("max", api="torch", window_shape=(2, 2))
+
+
+def test_info():
+  i = registry.info("avg")
+  assert i["function"] == "avg_pool" and i["module"] == "AvgPool"
+  assert "count_include_pad" in i["nnx_options"] and "count_include_pad" in i["linen_options"]
+  assert i["nnx_required"] == ["window_shape"]
