@@ -195,12 +195,14 @@ class LpPool(_WindowPool):
 class L2Pool(_WindowPool):
   r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`.
 
-  Attributes as :class:`MaxPool`.
+  Attributes: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
   """
+
+  mean: bool = False
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.l2_pool(inputs, **self._window())
+    return jaxpool.l2_pool(inputs, mean=self.mean, **self._window())
 
 
 class GeMPool(nn.Module):
@@ -287,6 +289,7 @@ class FractionalMaxPool(nn.Module):
     output_size: output spatial size (or give ``output_ratio``).
     output_ratio: output size as a fraction of the input size, per dim.
     overlapping: overlapping windows (Graham's overlapping variant).
+    return_indices: also return the argmax indices (as PyTorch).
     channel_axis: -1 (channels last) or 1 (channels first).
     deterministic: as :class:`StochasticPool`.
     eval_seed: the seed of the evaluation key.
@@ -296,6 +299,7 @@ class FractionalMaxPool(nn.Module):
   output_size: Optional[Any] = None
   output_ratio: Optional[Any] = None
   overlapping: bool = False
+  return_indices: bool = False
   channel_axis: int = -1
   deterministic: Optional[bool] = None
   eval_seed: int = 0
@@ -309,7 +313,8 @@ class FractionalMaxPool(nn.Module):
       key = _pooling_key(self, "FractionalMaxPool")
     return jaxpool.fractional_max_pool(
         inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, channel_axis=self.channel_axis)
+        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
+        channel_axis=self.channel_axis)
 
 
 # --------------------------------------------------------------------------------
@@ -339,6 +344,7 @@ class MixedPool(_WindowPool):
   Attributes:
     granularity: "layer", "channel" or "region" (learnt mode).
     alpha_init: the initial alpha, in (0, 1).
+    count_include_pad: whether the average counts padding (as AvgPool).
     stochastic: Yu et al.'s random alpha instead of a learnt one.
     deterministic: (stochastic only) as :class:`StochasticPool`.
     region_shape: (region only, optional) the output spatial shape, checked
@@ -348,6 +354,7 @@ class MixedPool(_WindowPool):
 
   granularity: str = "layer"
   alpha_init: float = 0.5
+  count_include_pad: bool = True
   stochastic: bool = False
   deterministic: Optional[bool] = None
   region_shape: Optional[Shape] = None
@@ -361,7 +368,8 @@ class MixedPool(_WindowPool):
         alpha = jnp.asarray(0.5, jnp.float32)
       else:
         alpha = _m.yu_alpha(_pooling_key(self, "MixedPool"))
-      return jaxpool.mixed_pool(inputs, alpha, **self._window())
+      return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
+                                **self._window())
     region = self.region_shape
     if self.granularity == "region":
       region = self._geometry(inputs, "MixedPool").output_spatial
@@ -374,7 +382,8 @@ class MixedPool(_WindowPool):
     logit0 = _m.logit(self.alpha_init)
     alpha_logit = self.param("alpha_logit", nn.initializers.constant(logit0), shape,
                              jnp.float32)
-    return jaxpool.mixed_pool(inputs, jax.nn.sigmoid(alpha_logit), **self._window())
+    return jaxpool.mixed_pool(inputs, jax.nn.sigmoid(alpha_logit),
+                              count_include_pad=self.count_include_pad, **self._window())
 
 
 class GatedPool(_WindowPool):
@@ -388,18 +397,21 @@ class GatedPool(_WindowPool):
   Attributes:
     granularity: "layer" or "channel".
     gate_init: initializer of the gate mask.
+    count_include_pad: whether the average counts padding (as AvgPool).
     (and the window attributes of :class:`MaxPool`)
   """
 
   granularity: str = "layer"
   gate_init: Initializer = nn.initializers.zeros
+  count_include_pad: bool = True
 
   @nn.compact
   def __call__(self, inputs):
     shape = _m.gate_shape(self.window_shape, self.granularity,
                           _num_channels(inputs, self.channel_axis), "GatedPool")
     gate = self.param("gate", self.gate_init, shape, jnp.float32)
-    return jaxpool.gated_pool(inputs, gate, **self._window())
+    return jaxpool.gated_pool(inputs, gate, count_include_pad=self.count_include_pad,
+                              **self._window())
 
 
 class TreePool(_WindowPool):
@@ -525,11 +537,18 @@ class AdaptiveAvgPool(nn.Module):
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
-  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`. As AdaptiveAvgPool."""
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
+
+  Attributes: ``return_indices`` (also return the argmax indices, as PyTorch) and
+  those of :class:`AdaptiveAvgPool`.
+  """
+
+  return_indices: bool = False
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.adaptive_max_pool(inputs, self.output_size,
+                                     return_indices=self.return_indices,
                                      channel_axis=self.channel_axis)
 
 
@@ -638,15 +657,20 @@ class BlurPool(nn.Module):
     strides: the downsampling factor per spatial dim.
     filter_size: width of the binomial low-pass filter.
     pool: "max", "avg" or "none": the dense pool before the blur.
+    window_shape: the dense pool's window (default 2 per dim, Zhang's reference).
+    padding: the blur's padding: "reflect" (default), "replicate" or "zero".
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
   strides: Any
   filter_size: int = 3
   pool: str = "max"
+  window_shape: Optional[Shape] = None
+  padding: str = "reflect"
   channel_axis: int = -1
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
-                             pool=self.pool, channel_axis=self.channel_axis)
+                             pool=self.pool, window_shape=self.window_shape,
+                             padding=self.padding, channel_axis=self.channel_axis)

@@ -256,11 +256,20 @@ class LpPool(_WindowPool):
     return jaxpool.lp_pool(inputs, self.p_value(), mean=self.mean, **self._window())
 
 
-class L2Pool(MaxPool):
-  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`. Args as MaxPool."""
+class L2Pool(_WindowPool):
+  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`.
+
+  Args: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               mean: bool = False, dilation=None, ceil_mode: bool = False,
+               channel_axis: int = -1):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.mean = mean
 
   def __call__(self, inputs):
-    return jaxpool.l2_pool(inputs, **self._window())
+    return jaxpool.l2_pool(inputs, mean=self.mean, **self._window())
 
 
 class GeMPool(nnx.Module):
@@ -356,19 +365,22 @@ class FractionalMaxPool(_Random):
     output_size: output spatial size (or give ``output_ratio``).
     output_ratio: output size as a fraction of the input size, per dim.
     overlapping: overlapping windows (Graham's overlapping variant).
+    return_indices: also return the argmax indices (as PyTorch).
     channel_axis: -1 (channels last) or 1 (channels first).
     deterministic, rngs: as :class:`StochasticPool`.
     eval_seed: the seed of the evaluation key.
   """
 
   def __init__(self, window_shape: Shape, output_size=None, *, output_ratio=None,
-               overlapping: bool = False, channel_axis: int = -1,
+               overlapping: bool = False, return_indices: bool = False,
+               channel_axis: int = -1,
                deterministic: Optional[bool] = False, eval_seed: int = 0,
                rngs: nnx.Rngs | nnx.RngStream | None = None):
     self.window_shape = _freeze(window_shape)
     self.output_size = _freeze(output_size)
     self.output_ratio = _freeze(output_ratio)
     self.overlapping = overlapping
+    self.return_indices = return_indices
     self.channel_axis = channel_axis
     self.deterministic = deterministic
     self.eval_seed = eval_seed
@@ -381,7 +393,8 @@ class FractionalMaxPool(_Random):
       key = self._key(rngs)
     return jaxpool.fractional_max_pool(
         inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, channel_axis=self.channel_axis)
+        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
+        channel_axis=self.channel_axis)
 
 
 # --------------------------------------------------------------------------------
@@ -410,6 +423,7 @@ class MixedPool(_WindowPool, _Random):
 
   Args:
     granularity, alpha_init: see above.
+    count_include_pad: whether the average counts padding (as AvgPool).
     num_features: number of channels ("channel" granularity).
     region_shape: output spatial shape ("region" granularity).
     stochastic: Yu et al.'s random alpha instead of a learnt one.
@@ -419,6 +433,7 @@ class MixedPool(_WindowPool, _Random):
 
   def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
                granularity: str = "layer", alpha_init: float = 0.5,
+               count_include_pad: bool = True,
                num_features: Optional[int] = None, region_shape=None,
                stochastic: bool = False, deterministic: Optional[bool] = False,
                dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
@@ -426,6 +441,7 @@ class MixedPool(_WindowPool, _Random):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.granularity = granularity
     self.alpha_init = alpha_init
+    self.count_include_pad = count_include_pad
     self.stochastic = stochastic
     self.deterministic = deterministic
     self.num_features = num_features
@@ -455,7 +471,8 @@ class MixedPool(_WindowPool, _Random):
 
   def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
     alpha = self.alpha(deterministic=deterministic, rngs=rngs)
-    return jaxpool.mixed_pool(inputs, alpha, **self._window())
+    return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
+                              **self._window())
 
 
 class GatedPool(_WindowPool):
@@ -470,15 +487,18 @@ class GatedPool(_WindowPool):
     granularity: "layer" or "channel".
     num_features: number of channels ("channel" granularity).
     gate_init: initializer ``(key, shape, dtype) -> array``.
+    count_include_pad: whether the average counts padding (as AvgPool).
     rngs: an ``nnx.Rngs`` (its "params" stream initialises the gate).
     (and the window arguments of :class:`MaxPool`)
   """
 
   def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
                granularity: str = "layer", num_features: Optional[int] = None,
-               gate_init=nnx.initializers.zeros, dilation=None,
-               ceil_mode: bool = False, channel_axis: int = -1, rngs: nnx.Rngs):
+               gate_init=nnx.initializers.zeros, count_include_pad: bool = True,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs):
     _need_rngs(rngs, "GatedPool")
+    self.count_include_pad = count_include_pad
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.granularity = granularity
     self.num_features = num_features
@@ -488,7 +508,8 @@ class GatedPool(_WindowPool):
     self.gate = nnx.Param(gate_init(rngs.params(), shape, jnp.float32))
 
   def __call__(self, inputs):
-    return jaxpool.gated_pool(inputs, self.gate[...], **self._window())
+    return jaxpool.gated_pool(inputs, self.gate[...],
+                              count_include_pad=self.count_include_pad, **self._window())
 
 
 class TreePool(_WindowPool):
@@ -632,10 +653,20 @@ class AdaptiveAvgPool(nnx.Module):
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
-  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`. As AdaptiveAvgPool."""
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
+
+  Args: ``return_indices`` (also return the argmax indices, as PyTorch) and those
+  of :class:`AdaptiveAvgPool`.
+  """
+
+  def __init__(self, output_size, *, return_indices: bool = False,
+               channel_axis: int = -1):
+    super().__init__(output_size, channel_axis=channel_axis)
+    self.return_indices = return_indices
 
   def __call__(self, inputs):
     return jaxpool.adaptive_max_pool(inputs, self.output_size,
+                                     return_indices=self.return_indices,
                                      channel_axis=self.channel_axis)
 
 
@@ -749,16 +780,21 @@ class BlurPool(nnx.Module):
     strides: the downsampling factor per spatial dim.
     filter_size: width of the binomial low-pass filter.
     pool: "max", "avg" or "none": the dense pool before the blur.
+    window_shape: the dense pool's window (default 2 per dim, Zhang's reference).
+    padding: the blur's padding: "reflect" (default), "replicate" or "zero".
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
   def __init__(self, strides, *, filter_size: int = 3, pool: str = "max",
-               channel_axis: int = -1):
+               window_shape=None, padding: str = "reflect", channel_axis: int = -1):
     self.strides = _freeze(strides)
     self.filter_size = filter_size
     self.pool = pool
+    self.window_shape = _freeze(window_shape)
+    self.padding = padding
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
     return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
-                             pool=self.pool, channel_axis=self.channel_axis)
+                             pool=self.pool, window_shape=self.window_shape,
+                             padding=self.padding, channel_axis=self.channel_axis)

@@ -92,6 +92,8 @@ CASES = [
                                     mean=True),
        ["lp_pool"], learnable=True),
     _c("l2", "l2", WIN, lambda x, p: jaxpool.l2_pool(x, (2, 2), (2, 2)), ["l2_pool"]),
+    _c("l2_mean", "l2", dict(WIN, mean=True),
+       lambda x, p: jaxpool.l2_pool(x, (2, 2), (2, 2), mean=True), ["l2_pool"]),
     _c("gem", "gem", {}, lambda x, p: jaxpool.gem_pool(x, p["p"]), ["gem_pool"],
        learnable=True, positive=True),
     _c("gem_fixed", "gem", dict(p=2.5, learn_p=False, keepdims=True),
@@ -99,6 +101,11 @@ CASES = [
        positive=True),
     _c("mixed_layer", "mixed", dict(WIN),
        lambda x, p: jaxpool.mixed_pool(x, _sig(p["alpha_logit"]), (2, 2), (2, 2)),
+       ["mixed_pool"], learnable=True),
+    _c("mixed_pad", "mixed", dict(window_shape=(3, 3), strides=2, padding=1,
+                                  count_include_pad=False, alpha_init=0.75),
+       lambda x, p: jaxpool.mixed_pool(x, _sig(p["alpha_logit"]), (3, 3), 2, 1,
+                                       count_include_pad=False),
        ["mixed_pool"], learnable=True),
     _c("mixed_channel", "mixed", dict(WIN, granularity="channel", alpha_init=0.25),
        lambda x, p: jaxpool.mixed_pool(x, _sig(p["alpha_logit"]), (2, 2), (2, 2)),
@@ -109,8 +116,10 @@ CASES = [
     _c("gated_layer", "gated", dict(WIN),
        lambda x, p: jaxpool.gated_pool(x, p["gate"], (2, 2), (2, 2)),
        ["gated_pool"], learnable=True),
-    _c("gated_channel", "gated", dict(WIN, granularity="channel"),
-       lambda x, p: jaxpool.gated_pool(x, p["gate"], (2, 2), (2, 2)),
+    _c("gated_channel", "gated", dict(window_shape=(3, 3), strides=2, padding=1,
+                                      granularity="channel", count_include_pad=False),
+       lambda x, p: jaxpool.gated_pool(x, p["gate"], (3, 3), 2, 1,
+                                       count_include_pad=False),
        ["gated_pool"], learnable=True),
     _c("tree", "tree", dict(window_shape=(3, 3), strides=(3, 3)),
        lambda x, p: jaxpool.tree_pool(x, p["leaves"], p["gates"], (3, 3), (3, 3)),
@@ -127,6 +136,10 @@ CASES = [
        lambda x, p: jaxpool.adaptive_avg_pool(x, (4, 3)), ["adaptive_avg_pool"]),
     _c("adaptive_max", "adaptive_max", dict(output_size=(4, None)),
        lambda x, p: jaxpool.adaptive_max_pool(x, (4, None)), ["adaptive_max_pool"]),
+    _c("adaptive_max_idx", "adaptive_max", dict(output_size=3, return_indices=True,
+                                                channel_axis=1),
+       lambda x, p: jaxpool.adaptive_max_pool(x, 3, return_indices=True, channel_axis=1),
+       ["adaptive_max_pool"]),
     _c("global_avg", "global_avg", {}, lambda x, p: jaxpool.global_avg_pool(x),
        ["global_avg_pool"]),
     _c("global_max", "global_max", dict(keepdims=True),
@@ -141,8 +154,10 @@ CASES = [
        ["max_pool_with_argmax"]),
     _c("blur", "blur", dict(strides=2),
        lambda x, p: jaxpool.blur_pool(x, 2), ["blur_pool"]),
-    _c("blur_avg5", "blur", dict(strides=(2, 1), filter_size=5, pool="avg"),
-       lambda x, p: jaxpool.blur_pool(x, (2, 1), filter_size=5, pool="avg"),
+    _c("blur_avg5", "blur", dict(strides=(2, 1), filter_size=5, pool="avg",
+                                 window_shape=(3, 3), padding="zero"),
+       lambda x, p: jaxpool.blur_pool(x, (2, 1), filter_size=5, pool="avg",
+                                      window_shape=(3, 3), padding="zero"),
        ["blur_pool"]),
 ]
 
@@ -158,6 +173,13 @@ EVAL_CASES = [
     _c("fractional_eval", "fractional", dict(window_shape=(2, 2), output_size=(4, 4)),
        lambda x, p: jaxpool.fractional_max_pool(x, (2, 2), (4, 4),
                                                 key=jax.random.key(0)),
+       ["fractional_max_pool"]),
+    _c("fractional_eval_idx", "fractional",
+       dict(window_shape=(3, 2), output_ratio=(0.5, 0.75), overlapping=True,
+            return_indices=True, eval_seed=3),
+       lambda x, p: jaxpool.fractional_max_pool(x, (3, 2), output_ratio=(0.5, 0.75),
+                                                overlapping=True, return_indices=True,
+                                                key=jax.random.key(3)),
        ["fractional_max_pool"]),
 ]
 
@@ -176,6 +198,8 @@ def params_of_case(cases):
 def input_for(case: Case, seed: int = 0):
   if case.id == "avg_nchw":
     return inputs(seed, (2, 3, 8))
+  if case.id == "adaptive_max_idx":
+    return inputs(seed, (2, 3, 7, 5))
   return positive_inputs(seed) if case.positive else inputs(seed)
 
 

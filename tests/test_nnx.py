@@ -26,18 +26,22 @@ def params(model):
 
 
 @pytest.mark.parametrize("case", mc.params_of_case(mc.CASES))
-def test_matches_function(case):
-  model = build(case)
-  x = mc.input_for(case)
-  mc.tree_allclose(model(x), case.expected(x, params(model)), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("case", mc.params_of_case(mc.CASES))
-def test_jit_matches_eager(case):
+def test_matches_function_under_jit(case):
+  # Both sides compiled (one compilation each beats op-by-op dispatch on CPU).
   model = build(case)
   x = mc.input_for(case)
   y = nnx.jit(lambda m, v: m(v))(model, x)
-  mc.tree_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+  mc.tree_allclose(y, jax.jit(case.expected)(x, params(model)), rtol=1e-5, atol=1e-5)
+
+
+EAGER = ["max", "avg_nchw", "lp_learn", "mixed_layer", "gated_layer", "soft", "blur"]
+
+
+@pytest.mark.parametrize("case", mc.params_of_case([c for c in mc.CASES if c.id in EAGER]))
+def test_eager_matches_jit(case):
+  model = build(case)
+  x = mc.input_for(case)
+  mc.tree_allclose(model(x), nnx.jit(lambda m, v: m(v))(model, x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", mc.params_of_case(mc.EVAL_CASES))
@@ -70,7 +74,7 @@ def _shapes(model):
     ("mixed_channel", {"alpha_logit": (3,)}),
     ("mixed_region", {"alpha_logit": (3, 3, 1)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
-    ("gated_channel", {"gate": (2, 2, 3)}),
+    ("gated_channel", {"gate": (3, 3, 3)}),
     ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters
     ("tree_channel3", {"leaves": (4, 2, 2, 3), "gates": (3, 2, 2, 3)}),
     ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)},
@@ -114,16 +118,22 @@ def test_initial_module_is_even_mix(name, opts, needs):
 def test_one_optax_step_changes_parameters_and_lowers_loss(case):
   model = build(case)
   x = mc.input_for(case)
-  target = mc.inputs(1, model(x).shape)
+  target = mc.inputs(1, jax.eval_shape(model, x).shape)
   loss_fn = lambda m: jnp.mean((m(x) - target) ** 2)
   before = params(model)
-  loss0, grads = nnx.value_and_grad(loss_fn)(model)
   opt = nnx.Optimizer(model, optax.sgd(1e-2), wrt=nnx.Param)
-  opt.update(model, grads)
+
+  @nnx.jit
+  def step(m, o):
+    loss, grads = nnx.value_and_grad(loss_fn)(m)
+    o.update(m, grads)
+    return loss
+
+  loss0 = step(model, opt)
   after = params(model)
   for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
     assert not np.allclose(old, new, rtol=0, atol=0)
-  assert float(loss_fn(model)) < float(loss0)
+  assert float(step(model, opt)) < float(loss0)  # the loss at the updated parameters
 
 
 # --- randomness ------------------------------------------------------------------
