@@ -56,11 +56,13 @@ _SLOT_OPTIONS = {
     "tree": _SLOT,
     "soft": _SLOT,
     "lip": _SLOT,
-    # Graham's fractional max pooling at ratio 1/2 keeps the slot's output size
-    # while its 2x2 windows start at pseudo-random offsets.
+    # Graham's fractional max pooling at ratio 1/2 would keep the slot's output
+    # size; it joins the sweep if its module takes the model's strides/padding.
     "fractional": {"window_shape": (2, 2), "output_ratio": (0.5, 0.5)},
-    # Zhang's anti-aliased pooling: dense 2x2 max, then a blur with stride 2.
-    "blur": {"strides": (2, 2)},
+    # Zhang's anti-aliased pooling: dense 2x2 max (stride 1), then a 3x3 binomial
+    # blur with stride 2; its `padding` is the blur's ("reflect", Zhang's choice),
+    # set here because the model's default "VALID" means nothing to it.
+    "blur": {"window_shape": (2, 2), "strides": (2, 2), "padding": "reflect"},
 }
 
 # Registry names that do not belong in a 2x2 stride-2 slot, with the reason shown in
@@ -215,11 +217,12 @@ def slot_pools(names=None, info=_registry_info):
       if unknown or missing:
         why = []
         if missing:
-          why.append(f"needs {', '.join(sorted(missing))}")
+          why.append(f"needs {', '.join(sorted(missing))}, which the slot "
+                     "does not give")
         if unknown:
-          why.append(f"does not take {', '.join(sorted(unknown))}")
-        excluded[name] = (" and ".join(why) + ", which a 2x2 stride-2 slot "
-                          "(window_shape, strides, padding) cannot give")
+          why.append(f"does not take {', '.join(sorted(unknown))}, which the "
+                     "seed CNN passes to every pool")
+        excluded[name] = "; ".join(why)
         continue
     pools[name] = options
   return pools, excluded

@@ -348,5 +348,107 @@ def test_slot_pools_asks_the_registry_what_each_module_takes():
   pools, excluded = compare_config.slot_pools(list(infos), info=infos.get)
   assert pools == {"max": {"window_shape": (2, 2), "strides": (2, 2)},
                    "new_window": {"window_shape": (2, 2), "strides": (2, 2)}}
-  assert excluded["needs_p"].startswith("needs p, which")
-  assert excluded["fractional"].startswith("does not take padding, strides,")
+  assert excluded["needs_p"] == "needs p, which the slot does not give"
+  assert excluded["fractional"] == ("does not take padding, strides, which the "
+                                    "seed CNN passes to every pool")
+
+
+# ----------------------------------------------------------------------------
+# configs/compare.py with the real training configs and registry.
+
+
+def test_default_sweep_fills_the_slot_with_every_fitting_registry_pool():
+  nnx = pytest.importorskip("flax.nnx")
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from jaxpool import registry  # pylint: disable=g-import-not-at-top
+
+  config = compare_config.get_config()
+  names = set(registry.names())
+  assert set(config.pools) | set(config.excluded) == names
+  assert not set(config.pools) & set(config.excluded)
+  assert {"max", "avg"} <= set(config.pools)
+  assert not {n for n in config.pools if "global" in n or "adaptive" in n}
+  assert config.seeds == (0, 1, 2)
+  assert config.base.num_epochs == 5 and config.base.model == "seed_cnn"
+  # Every pool of the sweep, built as the seed CNN builds it (its default options
+  # updated by ours), maps the 26x26 conv output to 13x13 as 2x2/2 max does.
+  x = jnp.linspace(0.0, 1.0, 26 * 26 * 4).reshape(1, 26, 26, 4)
+  for label, entry in config.pools.items():
+    options = dict(models.DEFAULT_POOL_OPTIONS["seed_cnn"])
+    options.update(entry.options.to_dict())
+    pool = registry.make(entry.name, api="nnx", num_features=4,
+                         rngs=nnx.Rngs(params=0, pooling=1), **options)
+    pool.eval()
+    out = jax.eval_shape(lambda x, pool=pool: pool(x), x)  # Shapes only: fast.
+    assert out.shape == (1, 13, 13, 4), label
+
+
+def test_quick_zeiler_fergus_paper_and_platform_variants():
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+  quick = compare_config.get_config("quick")
+  assert len(quick.pools) == 2 and len(quick.seeds) == 2
+  assert 0 < quick.base.max_train_examples < 60000
+  assert quick.base.num_epochs <= 2
+
+  zf = compare_config.get_config("zeiler_fergus")
+  assert sorted(zf.pools) == ["avg", "max", "stochastic"]
+  assert zf.base.model == "zeiler_fergus"
+  for entry in zf.pools.values():
+    assert tuple(entry.options.window_shape) == (3, 3)
+    assert tuple(entry.options.strides) == (2, 2)
+    assert entry.options.padding == "SAME"
+  # The paper's MNIST test errors, as the issue quotes them (fractions).
+  assert zf.paper_test_error.to_dict() == {"avg": 0.0083, "max": 0.0055,
+                                 "stochastic": 0.0047}
+  paper = compare_config.get_config("zeiler_fergus,paper,platform=gpu")
+  assert paper.base.num_epochs > zf.base.num_epochs
+  assert paper.base.platform == "gpu" and paper.platform == "gpu"
+
+  tpu = compare_config.get_config("platform=tpu")
+  assert tpu.base.platform == "tpu" and tpu.base.compute_dtype == "bfloat16"
+  some = compare_config.get_config("quick,pools=max+avg+l2,seeds=3,epochs=1")
+  assert sorted(some.pools) == ["avg", "l2", "max"]
+  assert some.seeds == (0, 1, 2) and some.base.num_epochs == 1
+
+  for bad, match in [("paper", "zeiler_fergus,paper"), ("fast", "unknown flag"),
+                     ("platform=ipu", "cpu, gpu, tpu"), ("seeds=0", "positive"),
+                     ("depth=3", "unknown key"), ("quick,zeiler_fergus,paper",
+                                                  "exclude")]:
+    with pytest.raises(ValueError, match=match):
+      compare_config.get_config(bad)
+
+
+def test_real_training_on_mock_data(tmp_path):
+  """One cell of experiments.train on tfds mock data: the interface end to end."""
+  pytest.importorskip("experiments.train")
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+  config = compare_config.get_config("quick,pools=avg,seeds=1,epochs=1")
+  config.base.data.mock = True
+  config.base.data.mock_num_examples = 64
+  config.base.batch_size = 32
+  config.base.eval_batch_size = 32
+  config.base.max_train_examples = 64
+  rows = compare.run_study(config, str(tmp_path), quiet=True, command=["c"])
+  assert [r["pool"] for r in rows] == ["avg"]
+  assert rows[0]["seeds_completed"] == 1, rows[0]["errors"]
+  assert 0.0 <= rows[0]["test_error_mean"] <= 100.0
+  assert int(rows[0]["num_params"]) > 0
+  assert rows[0]["backend_device"].startswith("cpu / ")
+  summary = json.loads((tmp_path / "cells" / "avg-seed0" / "summary.json")
+                       .read_text())
+  metrics = compare._read_metrics(tmp_path / "cells" / "avg-seed0" /
+                                  "metrics.jsonl")
+  assert [m["epoch"] for m in metrics] == [1]
+  assert summary["final_test_error"] == pytest.approx(metrics[-1]["test_error"])
+  assert rows[0]["test_error_mean"] == pytest.approx(
+      100 * metrics[-1]["test_error"])
+  assert (summary["pool"], summary["seed"]) == ("avg", 0)
+  assert_png(tmp_path / "curves.png")
+  # A rerun finds the cell complete and trains nothing.
+  calls = []
+  compare.run_study(config, str(tmp_path), quiet=True, command=["c"],
+                    train_fn=lambda *a: calls.append(a))
+  assert calls == []
