@@ -18,15 +18,18 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
                     with every pool of `jaxpool.registry.names()` that fits its
                     2x2 stride-2 slot, 3 seeds x 5 epochs (`_SLOT_OPTIONS` says how
                     each name fills the slot, `_EXCLUDED` why the others do not).
-  quick             minutes on a laptop CPU: 2 pools (max, stochastic) x 2 seeds on
-                    the training config's own `quick` variant (a subset, few epochs).
+  quick             a smoke study of about a minute on 2 CPU cores: 2 pools (max,
+                    stochastic) x 2 seeds x 2 epochs on the training config's `quick`
+                    subset (6,400 training images; the full test set).
   zeiler_fergus     avg, max and stochastic pooling in the network of Zeiler & Fergus
                     (2013), "Stochastic Pooling for Regularization of Deep
                     Convolutional Neural Networks", ICLR; the results table shows the
                     paper's MNIST test errors beside ours.
-  paper             with zeiler_fergus: the paper's training length (for a GPU/TPU).
+  paper             with zeiler_fergus: a long run for a GPU/TPU (`_PAPER_EPOCHS`
+                    epochs, warmup + cosine decay; our choice, see there).
   platform=P        cpu | gpu | tpu: the training config's preset for that platform
-                    (batch size, bfloat16 compute where it pays off); recorded.
+                    (configs/mnist.py: tpu computes in bfloat16), recorded in the
+                    results beside the backend and device the runs saw.
   pools=a+b+c       only these registry names.
   seeds=N           seeds 0 .. N-1.
   epochs=N          training epochs of every cell.
