@@ -2,7 +2,7 @@
 
 The functional API: every pool is a pure function of arrays, built on
 `jax.lax.reduce_window`, usable under `jit`, `vmap` and `grad`. Flax modules live
-in `jaxpool.linen` and `jaxpool.nnx`.
+in `jaxpool.linen` and `jaxpool.nnx`; `jaxpool.registry` builds them by name.
 """
 
 from jaxpool._src.adaptive import adaptive_avg_pool

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -65,6 +66,7 @@ class _WindowPool(nn.Module):
   window_shape: Shape
   strides: Optional[Any] = None
   padding: Any = "VALID"
+  _: dataclasses.KW_ONLY  # the rest is keyword-only, as in the functions
   dilation: Optional[Any] = None
   ceil_mode: bool = False
   channel_axis: int = -1
@@ -145,7 +147,8 @@ class AvgPool(_WindowPool):
     (and the window attributes of :class:`MaxPool`)
   """
 
-  count_include_pad: bool = True
+  count_include_pad: bool = True  # positional, as in avg_pool and flax's avg_pool
+  _: dataclasses.KW_ONLY
   divisor_override: Optional[int] = None
 
   @nn.compact
@@ -178,6 +181,7 @@ class LpPool(_WindowPool):
     3.0
   """
 
+  _: dataclasses.KW_ONLY
   p: float = 2.0
   mean: bool = False
   learn_p: bool = False
@@ -198,6 +202,7 @@ class L2Pool(_WindowPool):
   Attributes: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
   """
 
+  _: dataclasses.KW_ONLY
   mean: bool = False
 
   @nn.compact
@@ -221,6 +226,7 @@ class GeMPool(nn.Module):
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
+  _: dataclasses.KW_ONLY
   p: float = 3.0
   learn_p: bool = True
   eps: float = 1e-6
@@ -264,6 +270,7 @@ class StochasticPool(_WindowPool):
     (1, 2, 2, 1)
   """
 
+  _: dataclasses.KW_ONLY
   deterministic: Optional[bool] = None
 
   @nn.compact
@@ -297,6 +304,7 @@ class FractionalMaxPool(nn.Module):
 
   window_shape: Shape
   output_size: Optional[Any] = None
+  _: dataclasses.KW_ONLY
   output_ratio: Optional[Any] = None
   overlapping: bool = False
   return_indices: bool = False
@@ -352,6 +360,7 @@ class MixedPool(_WindowPool):
     (and the window attributes of :class:`MaxPool`)
   """
 
+  _: dataclasses.KW_ONLY
   granularity: str = "layer"
   alpha_init: float = 0.5
   count_include_pad: bool = True
@@ -401,6 +410,7 @@ class GatedPool(_WindowPool):
     (and the window attributes of :class:`MaxPool`)
   """
 
+  _: dataclasses.KW_ONLY
   granularity: str = "layer"
   gate_init: Initializer = nn.initializers.zeros
   count_include_pad: bool = True
@@ -434,6 +444,7 @@ class TreePool(_WindowPool):
     (and the window attributes of :class:`MaxPool`)
   """
 
+  _: dataclasses.KW_ONLY
   levels: int = 2
   granularity: str = "layer"
   leaf_init: Optional[Initializer] = None
@@ -477,6 +488,7 @@ class LIPLogits(nn.Module):
   """
 
   num_spatial_dims: int
+  _: dataclasses.KW_ONLY
   kernel_size: int = 3
   coeff: float = 12.0
   channel_axis: int = -1
@@ -503,13 +515,15 @@ class LIPPool(_WindowPool):
     (and the window attributes of :class:`MaxPool`)
   """
 
+  _: dataclasses.KW_ONLY
   kernel_size: int = 3
   coeff: float = 12.0
 
   @nn.compact
   def __call__(self, inputs):
-    logits = LIPLogits(len(self.window_shape), self.kernel_size, self.coeff,
-                       self.channel_axis, name="logits")(inputs)
+    logits = LIPLogits(len(self.window_shape), kernel_size=self.kernel_size,
+                       coeff=self.coeff, channel_axis=self.channel_axis,
+                       name="logits")(inputs)
     return jaxpool.lip_pool(inputs, logits, **self._window())
 
 
@@ -528,6 +542,7 @@ class AdaptiveAvgPool(nn.Module):
   """
 
   output_size: Any
+  _: dataclasses.KW_ONLY
   channel_axis: int = -1
 
   @nn.compact
@@ -543,6 +558,7 @@ class AdaptiveMaxPool(AdaptiveAvgPool):
   those of :class:`AdaptiveAvgPool`.
   """
 
+  _: dataclasses.KW_ONLY
   return_indices: bool = False
 
   @nn.compact
@@ -562,6 +578,7 @@ class GlobalAvgPool(nn.Module):
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
+  _: dataclasses.KW_ONLY
   keepdims: bool = False
   num_spatial_dims: Optional[int] = None
   channel_axis: int = -1
@@ -589,6 +606,7 @@ class GlobalLpPool(GlobalAvgPool):
   Attributes: ``p`` (default 2) and those of :class:`GlobalAvgPool`.
   """
 
+  _: dataclasses.KW_ONLY
   p: float = 2.0
 
   @nn.compact
@@ -606,6 +624,7 @@ class SpatialPyramidPool(nn.Module):
   """
 
   levels: Sequence[int] = (1, 2, 4)
+  _: dataclasses.KW_ONLY
   mode: str = "max"
   channel_axis: int = -1
 
@@ -641,6 +660,7 @@ class MaxUnpool(nn.Module):
   """
 
   output_shape: Optional[Shape] = None
+  _: dataclasses.KW_ONLY
   channel_axis: int = -1
 
   @nn.compact
@@ -663,6 +683,7 @@ class BlurPool(nn.Module):
   """
 
   strides: Any
+  _: dataclasses.KW_ONLY
   filter_size: int = 3
   pool: str = "max"
   window_shape: Optional[Shape] = None

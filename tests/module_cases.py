@@ -113,6 +113,12 @@ CASES = [
     _c("mixed_region", "mixed", dict(WIN, granularity="region", region_shape=(3, 3)),
        lambda x, p: jaxpool.mixed_pool(x, _sig(p["alpha_logit"]), (2, 2), (2, 2)),
        ["mixed_pool"], learnable=True),
+    _c("mixed_region_nchw", "mixed", dict(window_shape=(2,), strides=(2,),
+                                          granularity="region", region_shape=(4,),
+                                          channel_axis=1),
+       lambda x, p: jaxpool.mixed_pool(x, _sig(p["alpha_logit"]), (2,), (2,),
+                                       channel_axis=1),
+       ["mixed_pool"], learnable=True),
     _c("gated_layer", "gated", dict(WIN),
        lambda x, p: jaxpool.gated_pool(x, p["gate"], (2, 2), (2, 2)),
        ["gated_pool"], learnable=True),
@@ -196,7 +202,7 @@ def params_of_case(cases):
 
 
 def input_for(case: Case, seed: int = 0):
-  if case.id == "avg_nchw":
+  if case.id in ("avg_nchw", "mixed_region_nchw"):
     return inputs(seed, (2, 3, 8))
   if case.id == "adaptive_max_idx":
     return inputs(seed, (2, 3, 7, 5))

@@ -318,3 +318,18 @@ def test_gem_errors():
     jaxpool.gem_pool(x, 3.0, num_spatial_dims=0)
   with pytest.raises(ValueError, match="gem_pool: with channel_axis=1"):
     jaxpool.gem_pool(x, 3.0, channel_axis=1, num_spatial_dims=1)
+
+
+def test_nan_cotangent_stays_in_its_window():
+  # The backward pass must not mix cotangents of different windows (e.g. through a
+  # reduction over all of them): a NaN cotangent poisons only its own window.
+  x = signed_away_from_zero(np.random.default_rng(10), (1, 4, 4, 1))
+  cot = np.ones((1, 2, 2, 1), np.float32)
+  cot[0, 0, 1, 0] = np.nan
+  for p in (2.0, 3.5):
+    g = jax.jit(lambda x, cot: jax.vjp(lambda x: jaxpool.lp_pool(x, p, (2, 2), 2), x)[1](cot)[0])(
+        x, cot)
+    nan = np.isnan(np.asarray(g))[0, :, :, 0]
+    want = np.zeros((4, 4), bool)
+    want[:2, 2:] = True
+    np.testing.assert_array_equal(nan, want)

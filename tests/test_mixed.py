@@ -225,3 +225,73 @@ def test_bad_arguments_raise_clear_errors():
     jaxpool.tree_pool(x, jnp.zeros((2, 2, 2, 1)), jnp.zeros((2, 2, 2, 1)), (2, 2))
   with pytest.raises(ValueError, match=r"tree_pool: gates .*got shape \(1, 2, 2, 2\)"):
     jaxpool.tree_pool(x, jnp.zeros((2, 2, 2, 1)), jnp.zeros((1, 2, 2, 2)), (2, 2))
+
+
+def test_windows_entirely_in_padding_stay_finite():
+  # Window 2, stride 2, padding 3: the first and last windows hold only padding.
+  x = jnp.asarray([[[1.0], [-2.0]]])
+  y = jaxpool.mixed_pool(x, 0.5, (2,), 2, ((3, 3),))
+  np.testing.assert_allclose(y[0, :, 0], [0.0, 0.5 * 1 + 0.5 * 0.5, 0.5 * -2 + 0.5 * -1, 0.0])
+  g = jaxpool.gated_pool(x, jnp.zeros((2, 1)), (2,), 2, ((3, 3),), count_include_pad=False)
+  np.testing.assert_allclose(g[0, :, 0], [0.0, 1.0, -2.0, 0.0])
+  for count_include_pad, expected in [(True, 0.75), (False, 1.0)]:
+    grad = jax.grad(lambda x: jnp.sum(jaxpool.mixed_pool(
+        x, 0.5, (2,), 2, ((3, 3),), count_include_pad=count_include_pad)))(x)
+    np.testing.assert_allclose(grad[0, :, 0], [expected, expected])
+
+
+def test_tree_and_gated_under_vmap_and_jit():
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  leaves = rng.normal(size=(2, 2, 2, 2)).astype(np.float32)
+  gates = rng.normal(size=(1, 2, 2, 1)).astype(np.float32)
+  tree = jax.jit(jax.vmap(lambda x: jaxpool.tree_pool(x, leaves, gates, (2, 2), 2)))
+  np.testing.assert_allclose(tree(x), jaxpool.tree_pool(x, leaves, gates, (2, 2), 2),
+                             rtol=1e-6, atol=1e-6)
+  gated = jax.jit(jax.vmap(lambda g: jaxpool.gated_pool(x, g, (2, 2), 2)))
+  stacked = gated(np.stack([gates[0], -gates[0]]))
+  np.testing.assert_allclose(stacked[1], jaxpool.gated_pool(x, -gates[0], (2, 2), 2),
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_shapes_and_values_over_random_configurations():
+  rng = np.random.default_rng(10)
+  for _ in range(4):
+    n = int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(4, 8, size=n))
+    window = tuple(int(v) for v in rng.integers(1, 4, size=n))
+    strides = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    padding = tuple((int(rng.integers(0, 2)), int(rng.integers(0, 2))) for _ in range(n))
+    options = dict(dilation=dilation, ceil_mode=bool(rng.integers(0, 2)))
+    x = distinct((2, *spatial, 2), seed=int(rng.integers(100)), scale=0.1)
+    gate = rng.normal(size=window + (2,))
+    leaves, gates = rng.normal(size=(2, *window, 1)), rng.normal(size=(1, *window, 2))
+    # The output size by PyTorch's rule, from the reference (not from jaxpool).
+    shape = reference.max_pool(x, window, strides, padding, **options).shape
+    xf = x.astype(np.float32)
+    y = jaxpool.gated_pool(xf, gate, window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.gated_pool(x, gate, window, strides, padding, **options), rtol=RTOL,
+        atol=ATOL)
+    y = jaxpool.tree_pool(xf, leaves, gates, window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.tree_pool(x, leaves, gates, window, strides, padding, **options),
+        rtol=1e-4, atol=1e-4)
+    assert jaxpool.mixed_pool(xf, 0.5, window, strides, padding, **options).shape == shape
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
+  # L=4, window 1, padding (0, 1), ceil_mode: PyTorch's rule drops the window that
+  # would start at L + lo = 4, leaving 4 outputs (a VALID-style count gives 5).
+  x = distinct((1, 4, 2), scale=0.1)
+  args = ((1,), 1, ((0, 1),))
+  expected = reference.max_pool(x, *args, ceil_mode=True)
+  assert expected.shape == (1, 4, 2)
+  xf = x.astype(np.float32)
+  np.testing.assert_allclose(jaxpool.mixed_pool(xf, 0.5, *args, ceil_mode=True), expected,
+                             rtol=1e-6)
+  np.testing.assert_allclose(
+      jaxpool.gated_pool(xf, np.ones((1, 1)), *args, ceil_mode=True), expected, rtol=1e-6)

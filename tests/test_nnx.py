@@ -11,7 +11,10 @@ from flax import nnx
 import jaxpool
 from jaxpool import nnx as jpx
 from jaxpool import registry
-from tests import module_cases as mc
+try:
+  from tests import module_cases as mc
+except ImportError:  # tests/ itself on sys.path
+  import module_cases as mc
 
 
 def build(case, rngs=None, **extra):
@@ -73,6 +76,7 @@ def _shapes(model):
     ("mixed_layer", {"alpha_logit": ()}),
     ("mixed_channel", {"alpha_logit": (3,)}),
     ("mixed_region", {"alpha_logit": (3, 3, 1)}),
+    ("mixed_region_nchw", {"alpha_logit": (4,)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
     ("gated_channel", {"gate": (3, 3, 3)}),
     ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters

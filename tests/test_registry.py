@@ -73,7 +73,10 @@ def test_info():
 
 # --- every name ------------------------------------------------------------------
 
-from tests import module_cases as mc  # noqa: E402
+try:  # noqa: E402
+  from tests import module_cases as mc
+except ImportError:  # tests/ itself on sys.path
+  import module_cases as mc
 
 EXAMPLE = dict(window_shape=(2, 2), strides=2, output_size=2)
 
@@ -115,3 +118,16 @@ def test_options_of_a_random_module():
   info = registry.info("stochastic")
   assert "deterministic" in info["nnx_options"] and "deterministic" in info["linen_options"]
   assert "rngs" in info["nnx_options"]
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_same_positional_arguments_in_both_apis(name):
+  # e.g. AvgPool((3, 3), 2, 1, False) means the same in Linen, NNX and avg_pool.
+  import inspect
+  module = registry.info(name)["module"]
+  def positional(init):
+    params = inspect.signature(init).parameters.values()
+    return [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD
+            and p.name not in ("self", "parent", "name")]
+  assert positional(getattr(jpl, module).__init__) == \
+      positional(getattr(jpx, module).__init__)

@@ -132,21 +132,22 @@ def test_gradient_goes_to_drawn_elements_and_adds_up():
   x = rng.permutation(2 * 7 * 7 * 3).reshape(2, 7, 7, 3).astype(np.float32) - 30.0
   x[0, :3, :3, 0] = -1.0  # an all-negative window: outputs 0, no gradient
   key = jax.random.key(5)
-  y, vjp = jax.vjp(lambda x: jaxpool.stochastic_pool(x, (3, 3), 2, key=key), x)
-  y = np.asarray(y)
+  pool = lambda x: jaxpool.stochastic_pool(x, (3, 3), 2, key=key)
+  y = np.asarray(jax.jit(pool)(x))
   assert y[0, 0, 0, 0] == 0
   cot = rng.normal(size=y.shape).astype(np.float32)
+  got = jax.jit(lambda x, cot: jax.vjp(pool, x)[1](cot)[0])(x, cot)
   want = np.zeros_like(x)
   for out, pos in drawn_positions(x, y).items():
     assert x[pos] > 0
     want[pos] += cot[out]
-  np.testing.assert_allclose(vjp(cot)[0], want, rtol=1e-6)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
   # Overlapping windows that must draw the same element (the only positive one in
   # both) receive the sum of both cotangents.
   z = -np.ones((1, 3, 5, 1), np.float32)
   z[0, 1, 2, 0] = 2.0
-  g = jax.grad(lambda z: jnp.sum(
-      jaxpool.stochastic_pool(z, (3, 3), 2, key=key) * jnp.array([3.0, 4.0])[:, None]))(z)
+  g = jax.jit(jax.grad(lambda z: jnp.sum(
+      jaxpool.stochastic_pool(z, (3, 3), 2, key=key) * jnp.array([3.0, 4.0])[:, None])))(z)
   want = np.zeros_like(z)
   want[0, 1, 2, 0] = 7.0
   np.testing.assert_array_equal(g, want)
@@ -160,9 +161,9 @@ def test_same_key_same_draws():
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, pool(x, jax.random.key(8)))
   # Raw uint32 keys work as well, deterministically.
-  raw = jaxpool.stochastic_pool(x, (2, 2), 2, key=jax.random.PRNGKey(7))
-  np.testing.assert_array_equal(raw, jaxpool.stochastic_pool(x, (2, 2), 2,
-                                                             key=jax.random.PRNGKey(7)))
+  raw = pool(x, jax.random.PRNGKey(7))
+  np.testing.assert_array_equal(raw, pool(x, jax.random.PRNGKey(7)))
+  assert not np.array_equal(raw, pool(x, jax.random.PRNGKey(8)))
 
 
 def weighted_reference(x, window, strides=None, padding="VALID", **kw):
@@ -209,11 +210,12 @@ def test_eval_gradient_finite_on_all_zero_windows_and_jvp():
 
 def test_training_edge_cases():
   x = jnp.array([[0.0], [0.0], [-1.0], [-2.0], [1.0], [np.nan], [2.0], [0.0]])
-  y = jaxpool.stochastic_pool(x, (2,), 2, key=jax.random.key(0))
+  pool = lambda x: jaxpool.stochastic_pool(x, (2,), 2, key=jax.random.key(0))
+  y, vjp = jax.jit(lambda x: jax.vjp(pool, x))(x)
   assert y[0, 0] == 0 and y[1, 0] == 0  # all-zero and all-negative windows
   assert np.isnan(y[2, 0])  # a NaN in the window
   assert y[3, 0] == 2.0
-  g = jax.grad(lambda x: jnp.nansum(jaxpool.stochastic_pool(x, (2,), 2, key=jax.random.key(0))))(x)
+  (g,) = vjp(jnp.ones_like(y))
   np.testing.assert_array_equal(g[:, 0], [0, 0, 0, 0, 0, 0, 1, 0])
 
 
@@ -226,12 +228,15 @@ def test_jit_vmap_grad_compose():
     return jnp.sum(jaxpool.stochastic_pool(x, (3, 3), 2, "SAME", key=k) ** 2)
 
   batched = jax.jit(jax.grad(lambda x, ks: jnp.sum(jax.vmap(loss)(x, ks))))(x, keys)
+  single = jax.jit(jax.grad(loss))
   for i in range(3):
-    np.testing.assert_allclose(batched[i], jax.grad(loss)(x[i], keys[i]), rtol=1e-6)
-  # Second-order through the backward pass: the routing is linear, so 0.
-  hvp = jax.grad(lambda x: jnp.sum(jax.grad(loss)(x, keys[0])))(x[0])
-  np.testing.assert_allclose(hvp, 2 * jax.grad(lambda x: jnp.sum(
-      jaxpool.stochastic_pool(x, (3, 3), 2, "SAME", key=keys[0])))(x[0]), rtol=1e-6)
+    np.testing.assert_allclose(batched[i], single(x[i], keys[i]), rtol=1e-6)
+  # Second order differentiates the custom backward pass: the scatter keeps sums, so
+  # d/dx sum(grad loss) = d/dx sum(2 y) = 2 grad(sum y).
+  second = jax.jit(jax.grad(lambda x, k: jnp.sum(jax.grad(loss)(x, k))))(x[0], keys[0])
+  first = jax.jit(jax.grad(lambda x, k: jnp.sum(
+      jaxpool.stochastic_pool(x, (3, 3), 2, "SAME", key=k))))(x[0], keys[0])
+  np.testing.assert_allclose(second, 2 * first, rtol=1e-6)
 
 
 def test_bfloat16_and_channels_first():
@@ -239,33 +244,40 @@ def test_bfloat16_and_channels_first():
   x32 = rng.permutation(2 * 3 * 8 * 8).reshape(2, 3, 8, 8).astype(np.float32) / 8 - 20
   x = jnp.asarray(x32, jnp.bfloat16)  # values exactly representable
   key = jax.random.key(12)
-  y = jaxpool.stochastic_pool(x, (2, 2), 2, key=key, channel_axis=1)
+  pool = jax.jit(lambda x, deterministic: jaxpool.stochastic_pool(
+      x, (2, 2), 2, key=key, deterministic=deterministic, channel_axis=1),
+      static_argnums=1)
+  y = pool(x, False)
   assert y.dtype == jnp.bfloat16 and y.shape == (2, 3, 4, 4)
   # The same draws as float32 (sampling is in float32 for both), and each output
   # is an element of its window.
-  y32 = jaxpool.stochastic_pool(x32, (2, 2), 2, key=key, channel_axis=1)
+  y32 = pool(x32, False)
   np.testing.assert_array_equal(np.asarray(y, np.float32), y32)
   windows = x32.reshape(2, 3, 4, 2, 4, 2)
   assert np.all((windows == np.asarray(y32)[:, :, :, None, :, None]).any(axis=(3, 5))
                 | (np.asarray(y32) == 0))
-  g = jax.grad(lambda x: jnp.sum(jaxpool.stochastic_pool(
-      x, (2, 2), 2, key=key, channel_axis=1)).astype(jnp.float32))(x)
+  g = jax.jit(jax.grad(lambda x: jnp.sum(pool(x, False)).astype(jnp.float32)))(x)
   assert g.dtype == jnp.bfloat16
-  ev = jaxpool.stochastic_pool(x, (2, 2), 2, deterministic=True, channel_axis=1)
+  ev = pool(x, True)
   assert ev.dtype == jnp.bfloat16
-  np.testing.assert_allclose(np.asarray(ev, np.float32), jaxpool.stochastic_pool(
-      x32, (2, 2), 2, deterministic=True, channel_axis=1), rtol=1e-2)
+  np.testing.assert_allclose(np.asarray(ev, np.float32), pool(x32, True), rtol=1e-2)
 
 
 @pytest.mark.parametrize("window,strides", [((2, 2), 2), ((3, 3), 2)])
 def test_training_step_memory_is_a_small_multiple_of_the_input(window, strides):
-  # A (window x output) patches tensor would be window_size / stride^2 times the
-  # input (1x for 2x2/2, 2.25x for 3x3/2) in float32 on top of everything else; the
-  # whole compiled value-and-gradient must stay within 2 inputs of scratch memory.
+  # A float32 (window x output) patches tensor is window_size / stride^2 times the
+  # input (1x for 2x2/2, 2.25x for 3x3/2). The compiled value-and-gradient, less what
+  # jax.random needs for one uniform per output, must stay within 1.5 inputs of
+  # scratch memory (measured on CPU: 1.0x for both).
   x = jnp.ones((4, 32, 32, 16))
+  key = jax.random.key(0)
   step = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jaxpool.stochastic_pool(
-      x, window, strides, key=jax.random.key(0)))))
-  stats_ = step.lower(x).compile().memory_analysis()
-  if stats_ is None:
+      x, window, strides, key=key))))
+  out_shape = jax.eval_shape(lambda x: jaxpool.stochastic_pool(x, window, strides, key=key), x)
+  draw = jax.jit(lambda k: jax.random.uniform(k, out_shape.shape))
+  pool_stats = step.lower(x).compile().memory_analysis()
+  draw_stats = draw.lower(key).compile().memory_analysis()
+  if pool_stats is None or draw_stats is None:
     pytest.skip("this backend reports no memory analysis")
-  assert stats_.temp_size_in_bytes <= 2 * x.nbytes
+  scratch = pool_stats.temp_size_in_bytes - draw_stats.temp_size_in_bytes
+  assert scratch <= 1.5 * x.nbytes

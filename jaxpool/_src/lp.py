@@ -88,10 +88,16 @@ def _check_p(p: Any, fn: str) -> float | jax.Array:
 
 
 def _power(base: jax.Array, p) -> jax.Array:
-  """base ** p, with an exact integer power for a static integral p."""
+  """base ** p for base >= 0 (0 ** p = 0 for p > 0).
+
+  An exact integer power for a static integral p, otherwise exp(p log base): many
+  times faster than XLA's `pow` on CPU, and accurate here because every base is
+  scaled into [0, ~1], where the absolute error of exp(p log r) is below
+  max_r(r^p p |log r|) * eps = eps / e.
+  """
   if isinstance(p, float) and p.is_integer() and abs(p) <= 64:
     return jax.lax.integer_pow(base, int(p))
-  return jnp.power(base, jnp.asarray(p, base.dtype))
+  return jnp.exp(jnp.asarray(p, base.dtype) * jnp.log(base))
 
 
 def _divisor(geom: PoolGeometry, mean: bool, dtype):
@@ -134,8 +140,10 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
-  root = jnp.power(total, 1 / jnp.asarray(p, total.dtype)) if not isinstance(p, float) \
-      else (jnp.sqrt(total) if p == 2 else jnp.power(total, 1 / p))
+  if isinstance(p, float) and p == 2:
+    root = jnp.sqrt(total)
+  else:  # total lies in [1/c, window size]: exp(log(total) / p) is accurate
+    root = jnp.exp(jnp.log(total) / jnp.asarray(p, total.dtype))
   # |x| = inf makes the ratios NaN; the norm is inf there.
   return jnp.where(jnp.isinf(m), m, m * root)
 
@@ -165,9 +173,15 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     q_pow = _power(q, p_minus_1)
     per_offset.append(jnp.where(nonzero, q_pow * weight, 0))
     if want_p:
-      term = jnp.where(nonzero, q_pow * q * jnp.log(q), 0)
+      term = jnp.where(nonzero, q_pow * q * jnp.log(q), 0)  # q^p log q
       dp_sum = term if dp_sum is None else dp_sum + term
-  grad_x = _scatter(geom, per_offset, dtype) * jnp.sign(xc)
+  # XLA would fuse each offset's powers into the scatter's pads and re-evaluate them
+  # (and the forward pass they depend on) for every input element: 5-20x slower on
+  # CPU. A second, cheap use of every per-offset array makes XLA materialise it;
+  # `total > inf` is always False (NaN too), so the anchor is exactly 0.
+  total = functools.reduce(jnp.add, [jnp.sum(v) for v in per_offset])
+  anchor = (total > jnp.inf).astype(dtype)
+  grad_x = _scatter(geom, per_offset, dtype) * jnp.sign(xc) + anchor
   grad_p = None
   if want_p:
     grad_p = jnp.sum(weight * yc * dp_sum) / jnp.asarray(p, dtype)
@@ -398,11 +412,9 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
   # The largest value scales every base into (0, 1]; y does not depend on it, so
   # no gradient flows through it.
   scale = jax.lax.stop_gradient(jnp.max(clamped, axis=axes, keepdims=True))
-  powered = _power(clamped / scale, p) if isinstance(p, float) else jnp.power(
-      clamped / scale, p.astype(dtype))
-  mean = jnp.mean(powered, axis=axes, keepdims=True)
-  exponent = 1 / p if isinstance(p, float) else 1 / p.astype(dtype)
-  y = scale * jnp.power(mean, exponent)
+  exponent = p if isinstance(p, float) else p.astype(dtype)
+  mean = jnp.mean(_power(clamped / scale, exponent), axis=axes, keepdims=True)
+  y = scale * jnp.exp(jnp.log(mean) / exponent)  # mean lies in [1/|S|, 1]
   if not keepdims:
     y = jnp.squeeze(y, axis=axes)
   return y.astype(x.dtype)

@@ -11,7 +11,8 @@ Shared conventions of the three functions:
   the padding by default (`count_include_pad=True`, as `avg_pool`, Flax and
   PyTorch); pass `count_include_pad=False` to average over the input elements only.
   A window lying entirely in the padding (possible only with padding larger than the
-  window) has max 0 here instead of -inf, so the mixtures stay finite.
+  window) has max and average 0 here (instead of -inf and 0/0), so the mixtures
+  stay finite.
 * The learned dot products :math:`w \cdot x_W` of gates and tree nodes see the
   padding as zeros (declared padding and the `ceil_mode` overhang alike), as a
   zero-padded convolution would.
@@ -46,7 +47,7 @@ def _floating_inputs(inputs: Any, fn: str) -> jax.Array:
 
 def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
                  dilation, ceil_mode, channel_axis, count_include_pad, fn: str):
-  """(max, avg) of every window in the compute dtype; max is 0 on all-padding windows."""
+  """(max, avg) of every window in the compute dtype; both 0 on all-padding windows."""
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
   options = dict(dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
@@ -55,8 +56,10 @@ def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, paddin
   mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
                   **options).astype(dtype)
   empty = geom.window_counts(False) == 0
-  if empty.any():
-    big = jnp.where(geom.spatial_to_output(empty), jnp.zeros((), dtype), big)
+  if empty.any():  # windows with no input element: max -inf, avg 0/0 without padding
+    empty = geom.spatial_to_output(empty)
+    big = jnp.where(empty, jnp.zeros((), dtype), big)
+    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
   return big, mean
 
 
@@ -100,8 +103,9 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
   sigmoid); Yu et al. (2014) draw :math:`\alpha \in \{0, 1\}` at random per region
   during training, which is this function with a Bernoulli-sampled per-region
   `alpha` (see the example). Values outside :math:`[0, 1]` extrapolate and are
-  not rejected. Differentiable in `inputs` and `alpha`; the max part routes its
-  gradient as :func:`jaxpool.max_pool` (first maximal element).
+  not rejected. Differentiable in `inputs` and `alpha` (also forward mode); the max
+  part routes its gradient as :func:`jaxpool.max_pool` (first maximal element).
+  Deterministic: training and evaluation differ only in the `alpha` you pass.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -157,7 +161,8 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
   :math:`\omega` is shared by all channels, or there is one per channel
   (Lee, Gallagher & Tu, AISTATS 2016, "gated" pooling). The dot products are a sum
   over window offsets of strided slices (no patches are materialised).
-  Differentiable in `inputs` and `gate`.
+  Differentiable in `inputs` and `gate` (also forward mode). The same in training
+  and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -215,7 +220,8 @@ def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
   belongs to internal node :math:`n`; the leaves, left to right, are `leaves[0]`,
   `leaves[1]`, ... The paper's 2-level tree has 2 leaves and 1 gate (27 parameters
   for a 3x3 window shared by all channels). `n_leaves = 1` (no gates) is a single
-  learned linear pooling filter. Differentiable in `inputs`, `leaves` and `gates`.
+  learned linear pooling filter. Differentiable in `inputs`, `leaves` and `gates`
+  (also forward mode). The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;

@@ -23,6 +23,7 @@ padding outputs 0.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -42,6 +43,7 @@ def _floating(value: Any, name: str, fn: str) -> jax.Array:
   return a
 
 
+@functools.partial(jax.jit, static_argnums=2)  # one program per geometry, also eagerly
 def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """sum_W x e^(l - m) / sum_W e^(l - m) per window, in the compute dtype."""
   dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(logits.dtype))
@@ -50,10 +52,13 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   # a zero derivative (no where-masks, so no 0 * inf in the backward pass).
   padded_logits = geom.pad(logits, -np.inf)
   padded_x = geom.pad(x, 0)
-  m = geom.reduce_window(lax.stop_gradient(logits), np.asarray(-np.inf, dtype), lax.max)
+  offsets = geom.window_offsets()
+  # The window maximum of the logits, from the same strided slices as the sums.
+  m = lax.stop_gradient(functools.reduce(
+      jnp.maximum, [geom.window_element(padded_logits, k) for k in offsets]))
   m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
   numerator = denominator = None
-  for offset in geom.window_offsets():
+  for offset in offsets:
     weight = jnp.exp(geom.window_element(padded_logits, offset) - m)
     term = weight * geom.window_element(padded_x, offset)
     numerator = term if numerator is None else numerator + term
@@ -80,7 +85,8 @@ def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
   Stable for any finite logits (tested up to 1e4 in float32 and bfloat16): the
   window maximum of the logits is subtracted before the exponential. Padded
   elements do not contribute (weight 0), and a window entirely in the padding gives
-  0. Differentiable in `inputs` and `logits` (plain autodiff, finite everywhere).
+  0. Differentiable in `inputs` and `logits` (plain autodiff, forward mode too,
+  finite everywhere). The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
@@ -134,7 +140,7 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   It is :func:`lip_pool` with `logits = inputs`; stable for inputs up to 1e4 and
   beyond in float32 and bfloat16 (the window maximum is subtracted before the
   exponential). Padded elements do not contribute; a window entirely in the
-  padding gives 0.
+  padding gives 0. The same in training and evaluation.
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;

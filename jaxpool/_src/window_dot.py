@@ -10,14 +10,17 @@ with :math:`\tilde x` the input padded with zeros (declared padding and the
 
 It is computed as a sum over window offsets of strided slices of the padded input
 (`PoolGeometry.window_element`), never materialising the patches. On CPU this is
-much faster than `lax.conv_general_dilated` with `feature_group_count=C`: measured
-on a (32, 28, 28, 32) float32 input, stride 2, forward + gradient in inputs and
-weights, 2x2 window: 24 ms against 102 ms; 3x3 window with M = 3 filters: 63 ms
-against 1138 ms (grouped convolutions with a channel multiplier have no fast CPU
-kernel in XLA).
+much faster than `lax.conv_general_dilated` with `feature_group_count=C` (grouped
+convolutions, above all with a channel multiplier, have no fast CPU kernel in XLA):
+on a (32, 28, 28, 32) float32 input with stride 2, best of 15 timings on a shared
+CPU, forward + gradient in inputs and weights took 13 ms against 113 ms for one
+2x2 filter, and 11 ms against 1522 ms for three 3x3 filters; the forward alone is
+more than 10x faster.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +59,9 @@ def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
   return w
 
 
+# Jitted with the geometry static: eager calls compile one program per geometry
+# instead of dispatching one small op per window offset; under jit it is inlined.
+@functools.partial(jax.jit, static_argnums=2)
 def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Array:
   """Depthwise window dot products, zero padding.
 
@@ -71,14 +77,17 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
   dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(weights.dtype))
   padded = geom.pad(x.astype(dtype), 0)
   w = weights.astype(dtype)
-  # Per offset, the filter values (M, 1 or C) broadcast to (M, *output_shape).
-  shape = [1] * (1 + geom.ndim)
-  shape[0] = w.shape[0]
-  shape[1 + geom.channel_axis] = w.shape[-1]
-  total = None
-  for offset in geom.window_offsets():
-    element = geom.window_element(padded, offset)
-    term = jnp.reshape(w[(slice(None), *offset)], shape) * element[None]
-    total = term if total is None else total + term
-  return total
-
+  # Per offset, one filter's values (1 or C) broadcast along the channel axis.
+  shape = [1] * geom.ndim
+  shape[geom.channel_axis] = w.shape[-1]
+  elements = [(offset, geom.window_element(padded, offset)) for offset in geom.window_offsets()]
+  # One accumulation per filter, stacked at the end: broadcasting the slices against
+  # all M filters at once makes XLA's CPU backward pass 5-8x slower.
+  outputs = []
+  for m in range(w.shape[0]):
+    total = None
+    for offset, element in elements:
+      term = jnp.reshape(w[(m, *offset)], shape) * element
+      total = term if total is None else total + term
+    outputs.append(total)
+  return jnp.stack(outputs)
