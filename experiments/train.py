@@ -274,19 +274,19 @@ def _to_storable(state):
     """nnx.State -> plain nested dicts of arrays (typed PRNG keys as their raw data)."""
     def conv(x):
         return jax.random.key_data(x) if _is_key(x) else x
-    return jax.tree.map(conv, {"params": state["params"].to_pure_dict(),
-                               "rest": state["rest"].to_pure_dict(),
+    return jax.tree.map(conv, {"params": nnx.to_pure_dict(state["params"]),
+                               "rest": nnx.to_pure_dict(state["rest"]),
                                "opt_state": jax.tree.leaves(state["opt_state"])})
 
 
 def _from_storable(stored, like):
     params, rest = like["params"], like["rest"]
-    rest_dict = rest.to_pure_dict()
+    rest_dict = nnx.to_pure_dict(rest)
     stored_rest = jax.tree.map(
         lambda ref, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
         if _is_key(ref) else x, rest_dict, stored["rest"])
-    params.replace_by_pure_dict(stored["params"])
-    rest.replace_by_pure_dict(stored_rest)
+    nnx.replace_by_pure_dict(params, stored["params"])
+    nnx.replace_by_pure_dict(rest, stored_rest)
     opt_state = jax.tree.unflatten(jax.tree.structure(like["opt_state"]),
                                    jax.tree.leaves(stored["opt_state"]))
     return {"params": params, "rest": rest, "opt_state": opt_state}
@@ -391,7 +391,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start_epoch, history = 0, []
     latest = checkpoints.latest()
     if latest is not None:
-        state, history = checkpoints.restore(latest, state)
+        try:
+            state, history = checkpoints.restore(latest, state)
+        except ValueError as e:
+            raise ValueError(
+                f"The checkpoint of epoch {latest} in {workdir} does not match this config "
+                f"(model, pool or optimizer changed?); use a new workdir. ({e})") from e
         start_epoch = latest
         logging.info("Resuming %s after epoch %d.", workdir, latest)
 
