@@ -2,19 +2,45 @@
 
 The functional API: every pool is a pure function of arrays, built on
 `jax.lax.reduce_window`, usable under `jit`, `vmap` and `grad`. Flax modules live
-in `jaxpool.linen` and `jaxpool.nnx`.
+in `jaxpool.linen` and `jaxpool.nnx`; `jaxpool.registry` builds them by name.
 """
 
+from jaxpool._src.adaptive import adaptive_avg_pool
+from jaxpool._src.adaptive import adaptive_max_pool
+from jaxpool._src.adaptive import global_avg_pool
+from jaxpool._src.adaptive import global_lp_pool
+from jaxpool._src.adaptive import global_max_pool
+from jaxpool._src.adaptive import spatial_pyramid_pool
+from jaxpool._src.argmax import max_pool_with_argmax
+from jaxpool._src.argmax import max_unpool
+from jaxpool._src.fractional import fractional_max_pool
+from jaxpool._src.lp import gem_pool
+from jaxpool._src.lp import l2_pool
+from jaxpool._src.lp import lp_pool
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.reduce import min_pool
 from jaxpool._src.reduce import sum_pool
+from jaxpool._src.stochastic import stochastic_pool
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
     "avg_pool",
+    "fractional_max_pool",
+    "gem_pool",
+    "global_avg_pool",
+    "global_lp_pool",
+    "global_max_pool",
+    "l2_pool",
+    "lp_pool",
     "max_pool",
+    "max_pool_with_argmax",
+    "max_unpool",
     "min_pool",
+    "spatial_pyramid_pool",
+    "stochastic_pool",
     "sum_pool",
 )

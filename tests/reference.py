@@ -162,3 +162,177 @@ def max_pool_grad(x, cotangent, window, strides=None, padding="VALID", sign=1, *
       if best_pos is not None:
         grad[(b, *best_pos, c)] += cotangent[(b, *o, c)]
   return grad
+
+
+# --- adaptive, argmax, unpool and fractional windows (issue 4) ----------------------
+
+def select_max(values: Sequence[float]) -> tuple[float, int]:
+  """PyTorch's kernel loop: (value, position) of the first maximum or the last NaN."""
+  best, best_k = None, None
+  for k, v in enumerate(values):
+    if best is None or v > best or np.isnan(v):
+      best, best_k = v, k
+  return best, best_k
+
+
+def box_pool(x, windows, reduce):
+  """Pool a channels-last `(B, *spatial, C)` array over explicit box windows.
+
+  `windows[d]` is either a list of position lists (the same windows for every
+  example and channel) or a function `(b, c) -> list of position lists`.
+  `reduce(values, flat_positions)` gets one window's values in row-major order and
+  the flat row-major index of each in the spatial plane, and returns a number.
+  Returns a float64 array `(B, *out, C)`.
+  """
+  x = np.asarray(x)
+  spatial = x.shape[1:-1]
+  plane_strides = [int(np.prod(spatial[d + 1:])) for d in range(len(spatial))]
+  B, C = x.shape[0], x.shape[-1]
+  result = None
+  for b, c in itertools.product(range(B), range(C)):
+    per_dim = [w(b, c) if callable(w) else w for w in windows]
+    if result is None:
+      result = np.zeros((B, *[len(w) for w in per_dim], C))
+    for o in itertools.product(*[range(len(w)) for w in per_dim]):
+      positions = list(itertools.product(*[per_dim[d][i] for d, i in enumerate(o)]))
+      values = [x[(b, *p, c)] for p in positions]
+      flat = [sum(pi * s for pi, s in zip(p, plane_strides)) for p in positions]
+      result[(b, *o, c)] = reduce(values, flat)
+  return result
+
+
+def adaptive_windows(size: int, out: int) -> list[list[int]]:
+  """PyTorch's adaptive windows: [floor(i L / o), ceil((i + 1) L / o))."""
+  return [list(range(math.floor(i * size / out), math.ceil((i + 1) * size / out)))
+          for i in range(out)]
+
+
+def adaptive_avg_pool(x, out):
+  windows = [adaptive_windows(L, o) for L, o in zip(np.shape(x)[1:-1], out)]
+  return box_pool(x, windows, lambda v, _: np.mean(np.asarray(v, np.float64)))
+
+
+def adaptive_max_pool(x, out):
+  """(values, indices) of PyTorch's adaptive max pool, channels-last."""
+  windows = [adaptive_windows(L, o) for L, o in zip(np.shape(x)[1:-1], out)]
+  values = box_pool(x, windows, lambda v, _: select_max(v)[0])
+  indices = box_pool(x, windows, lambda v, flat: flat[select_max(v)[1]])
+  return values, indices.astype(np.int64)
+
+
+def max_pool_argmax(x, window, strides=None, padding="VALID", *, dilation=None,
+                    ceil_mode=False):
+  """Indices of PyTorch's max_pool(return_indices=True), channels-last; -1 if empty."""
+  x = np.asarray(x)
+  spatial = x.shape[1:-1]
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(dilation, n)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  windows = [[[o * s - lo + k * d for k in range(kk) if 0 <= o * s - lo + k * d < L]
+              for o in range(out)]
+             for L, kk, s, (lo, _), d, out in zip(spatial, window, strides, pads, dilation, outs)]
+  return box_pool(x, windows,
+                  lambda v, flat: flat[select_max(v)[1]] if v else -1).astype(np.int64)
+
+
+def max_unpool(values, indices, output_shape):
+  """PyTorch's sequential max_unpool loop (last write wins), channels-last.
+
+  Indices outside the output plane are skipped.
+  """
+  values, indices = np.asarray(values), np.asarray(indices)
+  B, C = values.shape[0], values.shape[-1]
+  size = int(np.prod(output_shape))
+  out = np.zeros((B, size, C), values.dtype)
+  for b, c in itertools.product(range(B), range(C)):
+    for o in itertools.product(*map(range, values.shape[1:-1])):
+      j = indices[(b, *o, c)]
+      if 0 <= j < size:
+        out[b, j, c] = values[(b, *o, c)]
+  return out.reshape((B, *output_shape, C))
+
+
+def fractional_starts(u: float, size: int, out: int, window: int) -> list[int]:
+  """PyTorch's generate_intervals, in float32 as its kernel for float32 inputs."""
+  if out == 1:
+    return [size - window]
+  u = np.float32(u)
+  alpha = np.float32(size - window) / np.float32(out - 1)
+  seq = [int(np.float32(np.float32(i) + u) * alpha) - int(u * alpha) for i in range(out - 1)]
+  return seq + [size - window]
+
+
+def fractional_max_pool(x, window, outs, samples, overlapping):
+  """(values, indices) of fractional max pooling with samples `(B, C, n)`, channels-last.
+
+  overlapping: windows [s_i, s_i + k); otherwise [s_i, min(s_i + k, s_{i+1})).
+  """
+  spatial = np.shape(x)[1:-1]
+
+  def windows_of(d):
+    def windows(b, c):
+      starts = fractional_starts(samples[b, c, d], spatial[d], outs[d], window[d])
+      result = []
+      for i, s in enumerate(starts):
+        end = s + window[d]
+        if not overlapping and i + 1 < len(starts):
+          end = min(end, starts[i + 1])
+        result.append(list(range(s, end)))
+      return result
+    return windows
+
+  windows = [windows_of(d) for d in range(len(spatial))]
+  values = box_pool(x, windows, lambda v, _: select_max(v)[0])
+  indices = box_pool(x, windows, lambda v, flat: flat[select_max(v)[1]])
+  return values, indices.astype(np.int64)
+
+
+def scatter_grad(shape, indices, cotangent):
+  """Gradient of a max-type pool that routes each output's cotangent to `indices`.
+
+  channels-last `(B, *spatial, C)` input `shape`; indices flat per plane; -1 skipped.
+  """
+  B, C = shape[0], shape[-1]
+  grad = np.zeros((B, int(np.prod(shape[1:-1])), C))
+  idx = np.asarray(indices).reshape(B, -1, C)
+  ct = np.asarray(cotangent, np.float64).reshape(B, -1, C)
+  for b, o, c in itertools.product(range(B), range(idx.shape[1]), range(C)):
+    if idx[b, o, c] >= 0:
+      grad[b, idx[b, o, c], c] += ct[b, o, c]
+  return grad.reshape(shape)
+
+
+def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_include_pad=True,
+                  divisor_override=None, **kw):
+  """Gradient of sum(cotangent * avg_pool(x)): each output's cotangent divided by its
+  divisor goes to every in-input element of its window; overlapping windows add up.
+
+  `divisor_override=1` gives the gradient of sum pooling. A window without input
+  elements contributes nothing (whatever its divisor).
+  """
+  x = np.asarray(x, np.float64)
+  grad = np.zeros_like(x)
+  spatial = x.shape[1:-1]
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(kw.get("dilation"), n)
+  ceil_mode = kw.get("ceil_mode", False)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  for o in itertools.product(*map(range, outs)):
+    inputs, declared = [], 0
+    for k in itertools.product(*map(range, window)):
+      pos = tuple(oi * s - lo + ki * d
+                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+      if all(0 <= p < L for p, L in zip(pos, spatial)):
+        inputs.append(pos)
+      declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+    if divisor_override is not None:
+      divisor = divisor_override
+    else:
+      divisor = declared if count_include_pad else len(inputs)
+    for pos in inputs:
+      grad[(slice(None), *pos, slice(None))] += cotangent[(slice(None), *o, slice(None))] / divisor
+  return grad

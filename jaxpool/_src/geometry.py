@@ -44,9 +44,22 @@ def is_int(value: Any) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _from_numpy(value: Any) -> Any:
+  """Numpy (or concrete jax) arrays, also nested in lists and tuples, as nested
+  tuples of Python scalars: Flax accepts such paddings, e.g. `np.array([[1, 1]])`."""
+  if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+    value = np.asarray(value)
+  if isinstance(value, np.ndarray):
+    return value.item() if value.ndim == 0 else tuple(_from_numpy(v) for v in value)
+  if isinstance(value, (list, tuple)):
+    return tuple(_from_numpy(v) for v in value)
+  return value
+
+
 def _int_tuple(value: Any, n: int, name: str, fn: str, *, minimum: int,
                allow_scalar: bool) -> tuple[int, ...]:
   """`value` as a tuple of `n` ints >= `minimum`, or a clear error."""
+  value = _from_numpy(value)
   if allow_scalar and is_int(value):
     value = (value,) * n
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -74,14 +87,15 @@ def _same_padding(size: int, window: int, stride: int, lower: bool) -> tuple[int
 
 
 def _explicit_padding(padding: Any, n: int, fn: str) -> tuple[tuple[int, int], ...]:
+  padding = _from_numpy(padding)
   if is_int(padding):
     pairs = ((padding, padding),) * n
   elif isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)):
     padding = tuple(padding)
     if all(is_int(p) for p in padding):
       if len(padding) != n:
-        hint = (f" For (low, high) pairs write {tuple((p, p) for p in padding[:1])!r}-style "
-                "pairs, one per spatial dimension." if n == 1 and len(padding) == 2 else "")
+        hint = (f" For one (low, high) pair write padding={(padding,)!r}."
+                if n == 1 and len(padding) == 2 else "")
         raise ValueError(
             f"{fn}: padding as a sequence of ints needs one int per spatial dimension "
             f"({n}), got {padding!r}.{hint}")
@@ -185,6 +199,11 @@ class PoolGeometry:
 
   def reduce_window(self, x: jax.Array, init: Any, op) -> jax.Array:
     """`lax.reduce_window` of `x` over this geometry (padding with `init`)."""
+    # Pass `init` as a Python or numpy scalar, never `jnp.asarray(...)` (a tracer
+    # under jit): lax then uses its monoid reduce_window, without which reverse mode
+    # through `jvp(jit(pool))` fails ("Linearization failed to produce known values").
+    if not isinstance(init, jax.core.Tracer):
+      init = np.asarray(init, x.dtype)
     return lax.reduce_window(x, init, op, self.window_dimensions, self.window_strides,
                              self.lax_padding, window_dilation=self.window_dilation)
 
@@ -289,7 +308,8 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     input_shape: shape of the inputs.
     window_shape: window size per spatial dim (a sequence of ints >= 1).
     strides: stride per spatial dim, an int for all, or None for 1 (as Flax).
-    padding: "VALID", "SAME", "SAME_LOWER", int, ints or (low, high) pairs.
+    padding: "VALID", "SAME", "SAME_LOWER" (any case), an int, ints or (low, high)
+      pairs (tuples, lists or numpy arrays).
     dilation: window dilation per spatial dim, an int, or None for 1.
     ceil_mode: PyTorch's ceil_mode (not allowed with a SAME padding string).
     channel_axis: -1 (channels last) or 1 (PyTorch's (N, C, *spatial)).
@@ -299,6 +319,7 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     TypeError, ValueError: naming the argument, the value and what is allowed.
   """
   input_shape = tuple(int(s) for s in input_shape)
+  window_shape = _from_numpy(window_shape)
   if isinstance(window_shape, (str, bytes)) or not isinstance(window_shape, Sequence):
     raise TypeError(
         f"{fn}: window_shape must be a sequence of ints, one per spatial dimension "

@@ -51,7 +51,7 @@ def _lowest(dtype, kind: str):
 
 def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   op = lax.max if kind == "max" else lax.min
-  return geom.reduce_window(x, jnp.asarray(_lowest(x.dtype, kind), x.dtype), op)
+  return geom.reduce_window(x, _lowest(x.dtype, kind), op)
 
 
 def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
@@ -95,7 +95,10 @@ def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
 @_extremum_pool.defjvp
 def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
-  y = _reduce_extremum(x, geom, kind)
+  # `y` through this rule again, not through lax: differentiating this rule (vjp of
+  # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
+  # transpose raises NotImplementedError with window dilation.
+  y = _extremum_pool(x, geom, kind)
   selections = window_selections(x, y, geom, kind)
   t_padded = geom.pad(t, 0)
   t_out = None
@@ -138,7 +141,8 @@ def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     window_shape: window size per spatial dim, e.g. `(2, 2)`.
     strides: stride per spatial dim, an int, or None for 1 (as Flax).
     padding: "VALID", "SAME", an int (both sides of every dim, as PyTorch), a
-      sequence of ints (per dim) or a sequence of `(low, high)` pairs.
+      sequence of ints (per dim) or a sequence of `(low, high)` pairs (tuples,
+      lists or a numpy array, as Flax); never negative.
     dilation: window dilation per spatial dim (PyTorch's `dilation`).
     ceil_mode: PyTorch's ceil_mode: the output size rounds up, the last window
       starting inside the input or the low padding.
@@ -169,6 +173,15 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   rules: first minimal element, last NaN) and a drop-in replacement for
   `flax.linen.min_pool`.
 
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as
+      :func:`max_pool`.
+
+  Returns:
+    The pooled array, same dtype, spatial dims replaced by the output sizes.
+
   Example:
     >>> import jax.numpy as jnp, jaxpool
     >>> jaxpool.min_pool(jnp.array([[3.0], [1.0], [2.0]]), (2,))[:, 0]
@@ -187,7 +200,7 @@ def _accumulation_dtype(dtype):
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(_accumulation_dtype(x.dtype))
-  return geom.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add)
+  return geom.reduce_window(acc, 0, lax.add)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
@@ -197,7 +210,17 @@ def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   .. math:: y_{o} = \sum_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
 
   float16/bfloat16 inputs are summed in float32 and the result cast back; integer
-  inputs are summed in their own dtype. Arguments as :func:`max_pool`.
+  inputs are summed in their own dtype (wrapping on overflow, as XLA). The
+  gradient sends each output's cotangent to every input element of its window.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as
+      :func:`max_pool`.
+
+  Returns:
+    The window sums, same dtype, spatial dims replaced by the output sizes.
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
@@ -225,10 +248,30 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   * `count_include_pad=False`: the number of window elements inside the input;
   * `divisor_override=c`: the constant `c` (PyTorch).
 
+  With `count_include_pad=False`, a window that holds no input element (padding
+  wider than the window reaches, which PyTorch forbids) outputs 0, not 0/0 = NaN
+  as in Flax.
+
   Sums accumulate in float32 for float16/bfloat16 and the result has the input
-  dtype; integer inputs give the default float dtype (as Flax). A drop-in
-  replacement for `flax.linen.avg_pool` (`count_include_pad` is its fifth
-  positional argument there too). Other arguments as :func:`max_pool`.
+  dtype; integer inputs give jnp's default float dtype. The window sum is
+  accumulated pre-scaled by a power of two, so averages of huge finite values
+  (1e38 in float32) stay finite and otherwise equal the plain `sum / count`
+  (float32/float64 inputs within a factor of the window size of the smallest
+  normal number lose some precision). A drop-in replacement for
+  `flax.linen.avg_pool` (`count_include_pad` is its fifth positional argument
+  there too). The gradient sends `cotangent / c_o` to every input element of a
+  window.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating or integer dtype.
+    window_shape, strides, padding: as :func:`max_pool`.
+    count_include_pad: whether padding elements count in the divisor.
+    divisor_override: a non-zero int that replaces the divisor (PyTorch).
+    dilation, ceil_mode, channel_axis: as :func:`max_pool`.
+
+  Returns:
+    The window averages, spatial dims replaced by the output sizes.
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
@@ -239,20 +282,29 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   x = _as_array(inputs, "avg_pool", integers=True)
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"avg_pool: count_include_pad must be a bool, got {count_include_pad!r}.")
-  if divisor_override is not None and (
-      not geometry.is_int(divisor_override) or divisor_override == 0):
+  if divisor_override is not None and not geometry.is_int(divisor_override):
+    raise TypeError(
+        f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
+  if divisor_override is not None and divisor_override == 0:
     raise ValueError(
         f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="avg_pool")
   out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
-  total = _window_sum(x.astype(out_dtype), geom)
+  # Sum x * 2^-k with 2^k >= the window size, then divide by count * 2^-k: the same
+  # quotient (scaling by a power of two is exact), but the sum of a window of huge
+  # values (1e38 in float32) no longer overflows before the division.
+  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  acc = x.astype(_accumulation_dtype(out_dtype))
+  total = geom.reduce_window(acc * np.asarray(scale, acc.dtype), 0, lax.add)
   if divisor_override is not None:
-    divisor = divisor_override
+    divisor = divisor_override * scale
   else:
-    counts = geom.window_counts(count_include_pad)
+    # A window holding no input element (count_include_pad=False with padding as
+    # large as the window) has sum 0; dividing by 1 keeps it 0 instead of 0/0 = NaN.
+    counts = np.maximum(geom.window_counts(count_include_pad), 1)
     if (counts == counts.flat[0]).all():
-      divisor = int(counts.flat[0])
+      divisor = int(counts.flat[0]) * scale
     else:
-      divisor = jnp.asarray(geom.spatial_to_output(counts), total.dtype)
+      divisor = jnp.asarray(geom.spatial_to_output(counts * scale), total.dtype)
   return (total / divisor).astype(out_dtype)

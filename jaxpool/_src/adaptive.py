@@ -1,0 +1,486 @@
+"""Pools that fix the output size instead of the window: adaptive, global, pyramid.
+
+* `adaptive_avg_pool`, `adaptive_max_pool`: PyTorch's adaptive pooling for any
+  number of spatial dims and any input and output sizes.
+* `global_avg_pool`, `global_max_pool`, `global_lp_pool`: one window covering all
+  spatial positions.
+* `spatial_pyramid_pool`: adaptive pools at several output sizes, flattened and
+  concatenated (He et al. 2014).
+
+Adaptive windows (PyTorch's rule): along a spatial dim of input length `L` pooled
+to `o` outputs, output `i` covers the input positions
+
+    [floor(i * L / o), ceil((i + 1) * L / o))
+
+so neighbouring windows may share one element, every window holds at least one
+element, and `o > L` (upsampling) repeats elements. Windows are boxes, so the pools
+are computed one spatial dim at a time (see `separable.py`): a reshape where
+`L % o == 0`, a gather of static positions (at most `ceil(L / o) + 1` per window)
+otherwise; nothing loops over output positions in Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxpool._src import geometry
+from jaxpool._src import reduce as reduce_lib
+from jaxpool._src import separable
+
+# Where every dim divides evenly, adaptive max is `max_pool` with window = stride =
+# L // o. Its derivative slices the input once per window element, so it is used only
+# for windows up to this many elements; larger windows take the reshape path.
+_MAX_POOL_WINDOW_LIMIT = 64
+
+
+# --- arguments --------------------------------------------------------------------
+
+def _as_float_or_int(inputs: Any, fn: str) -> jax.Array:
+  x = jnp.asarray(inputs)
+  if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+    raise TypeError(f"{fn}: inputs must have a floating or integer dtype, got {x.dtype}.")
+  return x
+
+
+def _check_channel_axis(channel_axis: Any, shape, fn: str) -> None:
+  if not geometry.is_int(channel_axis) or channel_axis not in (-1, 1, len(shape) - 1):
+    raise ValueError(
+        f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
+        f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}.")
+
+
+def _default_num_spatial(shape, channel_axis, fn: str) -> int:
+  """All dims but one leading batch dim and the channel dim."""
+  _check_channel_axis(channel_axis, shape, fn)
+  n = len(shape) - 2
+  if n < 1:
+    raise ValueError(
+        f"{fn}: inputs of shape {shape} have no spatial dims; expected (N, *spatial, C) "
+        "(or (N, C, *spatial) with channel_axis=1), or pass num_spatial_dims / a "
+        "sequence output_size.")
+  return n
+
+
+def spatial_axes(shape, n: int, channel_axis, fn: str) -> tuple[tuple[int, ...], int]:
+  """(spatial axes, channel axis) of `n` spatial dims, as the window pools lay them out."""
+  _check_channel_axis(channel_axis, shape, fn)
+  return geometry._resolve_spatial_axes(len(shape), n, channel_axis, fn, tuple(shape))
+
+
+def _num_spatial(shape, num_spatial_dims, channel_axis, fn: str) -> int:
+  if num_spatial_dims is None:
+    return _default_num_spatial(shape, channel_axis, fn)
+  if not geometry.is_int(num_spatial_dims) or num_spatial_dims < 1:
+    raise ValueError(
+        f"{fn}: num_spatial_dims must be None or an int >= 1, got {num_spatial_dims!r}.")
+  return int(num_spatial_dims)
+
+
+def _output_sizes(output_size: Any, shape, channel_axis, fn: str):
+  """(spatial axes, channel axis, input sizes, output sizes) for an output_size argument."""
+  if geometry.is_int(output_size):
+    n = _default_num_spatial(shape, channel_axis, fn)
+    output_size = (output_size,) * n
+  elif isinstance(output_size, (str, bytes)) or not isinstance(output_size, Sequence):
+    raise TypeError(
+        f"{fn}: output_size must be an int or a sequence of ints or None (one per spatial "
+        f"dim), got {output_size!r}.")
+  output_size = tuple(output_size)
+  if not output_size:
+    raise ValueError(f"{fn}: output_size must name at least one spatial dim, got ().")
+  if not all(o is None or geometry.is_int(o) for o in output_size):
+    raise TypeError(f"{fn}: output_size entries must be ints or None, got {output_size!r}.")
+  if any(o is not None and o < 1 for o in output_size):
+    raise ValueError(f"{fn}: output_size entries must be >= 1, got {output_size!r}.")
+  axes, channel = spatial_axes(shape, len(output_size), channel_axis, fn)
+  sizes = tuple(shape[a] for a in axes)
+  if any(L < 1 for L in sizes):
+    raise ValueError(f"{fn}: every spatial dim must be non-empty, got inputs of shape {shape}.")
+  outs = tuple(L if o is None else int(o) for L, o in zip(sizes, output_size))
+  return axes, channel, sizes, outs
+
+
+def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+  """PyTorch's adaptive windows: starts floor(i L / o), ends ceil((i + 1) L / o)."""
+  i = np.arange(out)
+  return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+def _plane_strides(sizes: Sequence[int]) -> list[int]:
+  return [int(np.prod(sizes[d + 1:])) for d in range(len(sizes))]
+
+
+# --- adaptive pools ----------------------------------------------------------------
+
+def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> jax.Array:
+  r"""Adaptive average pooling: the mean of PyTorch's adaptive windows.
+
+  Along a spatial dim of length :math:`L` pooled to :math:`o` outputs, output
+  :math:`i` averages the window
+
+  .. math:: [\lfloor iL/o \rfloor,\ \lceil (i+1)L/o \rceil),
+
+  and a multi-dim output averages the box of its per-dim windows (divisor: the
+  number of elements in the box). Exactly PyTorch's `adaptive_avg_pool1d/2d/3d`,
+  for any input and output sizes, including outputs larger than the input (windows
+  then repeat elements). Where every dim divides (`L % o == 0`) this is
+  :func:`jaxpool.avg_pool` with window = stride = `L // o`; otherwise the sums are
+  taken one dim at a time over gathered windows and divided once by the box sizes.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`; the number of spatial dims is `len(output_size)`. Floating
+      dtypes (float16/bfloat16 sum in float32); integers give the default float.
+    output_size: the output size per spatial dim, e.g. `(7, 7)`; `None` entries
+      keep that dim's size. An int applies to every spatial dim, whose number is
+      then `inputs.ndim - 2` (one batch dim and the channel dim).
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    `inputs` with the spatial dims replaced by `output_size`.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> x = jnp.arange(5.0).reshape(1, 5, 1)
+    >>> jaxpool.adaptive_avg_pool(x, (3,))[0, :, 0]   # windows [0,2) [1,4) [3,5)
+    Array([0.5, 2. , 3.5], dtype=float32)
+  """
+  fn = "adaptive_avg_pool"
+  x = _as_float_or_int(inputs, fn)
+  axes, _, sizes, outs = _output_sizes(output_size, x.shape, channel_axis, fn)
+  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  if all(L % o == 0 for L, o in zip(sizes, outs)):
+    window = tuple(L // o for L, o in zip(sizes, outs))
+    return reduce_lib.avg_pool(x.astype(out_dtype), window, window,
+                               channel_axis=channel_axis)
+  acc = x.astype(reduce_lib._accumulation_dtype(out_dtype))
+  counts = np.ones((), np.int64)
+  for axis, L, o in reversed(list(zip(axes, sizes, outs))):
+    starts, ends = adaptive_windows(L, o)
+    dim = separable.static_dim(axis, acc.ndim, starts, ends, stride=1)
+    gathered = dim.gather(acc)
+    if dim.valid is not None:
+      gathered = jnp.where(dim.valid, gathered, 0)
+    acc = jnp.sum(gathered, axis=axis + 1)
+    counts = np.multiply.outer(ends - starts, counts)
+  divisor = np.ones(acc.ndim, int)
+  divisor[list(axes)] = outs
+  return (acc / jnp.asarray(counts.reshape(divisor), acc.dtype)).astype(out_dtype)
+
+
+def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
+                      channel_axis: int = -1):
+  r"""Adaptive max pooling: the maximum of PyTorch's adaptive windows.
+
+  .. math:: y_{i} = \max_{j \in W_i} x_j,\qquad
+            W_i = \prod_d [\lfloor i_d L_d/o_d \rfloor,\ \lceil (i_d+1)L_d/o_d \rceil)
+
+  Exactly PyTorch's `adaptive_max_pool1d/2d/3d` (values, `return_indices`,
+  gradient), for any input and output sizes, outputs larger than the input too.
+  Each window selects its first maximal element in row-major order, or its last NaN
+  (PyTorch's kernels); the gradient goes to that element only. Computed one spatial
+  dim at a time (innermost first, which preserves the row-major selection): a
+  reshape where `L % o == 0` (or :func:`jaxpool.max_pool` for small windows), a
+  gather of static positions otherwise.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`; the number of spatial dims is `len(output_size)`. Floating
+      or integer dtype.
+    output_size: the output size per spatial dim; `None` entries keep that dim's
+      size. An int applies to every spatial dim, whose number is then
+      `inputs.ndim - 2`.
+    return_indices: also return, as PyTorch, the int32 flat row-major index of each
+      selected element in its example's and channel's input plane.
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    The pooled array (same dtype), or `(values, indices)` with `return_indices`.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> x = jnp.array([1.0, 3.0, 3.0, 0.0, 2.0]).reshape(1, 5, 1)
+    >>> y, i = jaxpool.adaptive_max_pool(x, (2,), return_indices=True)
+    >>> y[0, :, 0], i[0, :, 0]   # windows [0,3) [2,5)
+    (Array([3., 3.], dtype=float32), Array([1, 2], dtype=int32))
+  """
+  fn = "adaptive_max_pool"
+  x = _as_float_or_int(inputs, fn)
+  if not isinstance(return_indices, (bool, np.bool_)):
+    raise TypeError(f"{fn}: return_indices must be a bool, got {return_indices!r}.")
+  axes, _, sizes, outs = _output_sizes(output_size, x.shape, channel_axis, fn)
+  window = tuple(L // o for L, o in zip(sizes, outs))
+  if (not return_indices and all(L % o == 0 for L, o in zip(sizes, outs))
+      and int(np.prod(window)) <= _MAX_POOL_WINDOW_LIMIT):
+    return reduce_lib.max_pool(x, window, window, channel_axis=channel_axis)
+  strides = _plane_strides(sizes)
+  dims = []
+  for axis, L, o, stride in reversed(list(zip(axes, sizes, outs, strides))):
+    starts, ends = adaptive_windows(L, o)
+    dims.append(separable.static_dim(axis, x.ndim, starts, ends, stride))
+  values, indices = separable.separable_max(x, dims, with_indices=return_indices)
+  return (values, indices) if return_indices else values
+
+
+# --- global pools ------------------------------------------------------------------
+
+def _global_axes(x, num_spatial_dims, channel_axis, fn):
+  n = _num_spatial(x.shape, num_spatial_dims, channel_axis, fn)
+  axes, _ = spatial_axes(x.shape, n, channel_axis, fn)
+  return axes
+
+
+def _check_keepdims(keepdims, fn):
+  if not isinstance(keepdims, (bool, np.bool_)):
+    raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}.")
+
+
+def global_avg_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: int | None = None,
+                    channel_axis: int = -1) -> jax.Array:
+  r"""Global average pooling: the mean over all spatial positions.
+
+  .. math:: y_{b,c} = \frac{1}{|S|} \sum_{s \in S} x_{b,s,c}
+
+  Lin, Chen & Yan 2014 ("Network in Network"). float16/bfloat16 sum in float32;
+  integer inputs give the default float dtype.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`.
+    keepdims: keep the spatial dims with size 1 (as `adaptive_avg_pool(x, 1)`).
+    num_spatial_dims: how many dims are spatial (those just before the features, or
+      all after `C` with `channel_axis=1`). Default: all but one leading batch dim
+      and the channel dim, i.e. `inputs.ndim - 2`.
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    `(*batch, features)` (`(N, C)`), or with `keepdims` the spatial dims as 1s.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> jaxpool.global_avg_pool(jnp.arange(8.0).reshape(1, 2, 2, 2))
+    Array([[3., 4.]], dtype=float32)
+  """
+  fn = "global_avg_pool"
+  x = _as_float_or_int(inputs, fn)
+  _check_keepdims(keepdims, fn)
+  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
+  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  acc = x.astype(reduce_lib._accumulation_dtype(out_dtype))
+  return jnp.mean(acc, axis=axes, keepdims=keepdims).astype(out_dtype)
+
+
+def _flatten_spatial(x, axes):
+  """Merge the contiguous spatial `axes` into one axis at `axes[0]`."""
+  return x.reshape(x.shape[:axes[0]] + (-1,) + x.shape[axes[-1] + 1:])
+
+
+def _restore(y, x, axes, keepdims):
+  """`y` with the merged spatial axis removed (or kept as 1s)."""
+  if keepdims:
+    return y.reshape(x.shape[:axes[0]] + (1,) * len(axes) + x.shape[axes[-1] + 1:])
+  return y.reshape(x.shape[:axes[0]] + x.shape[axes[-1] + 1:])
+
+
+def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: int | None = None,
+                    channel_axis: int = -1) -> jax.Array:
+  r"""Global max pooling: the maximum over all spatial positions.
+
+  .. math:: y_{b,c} = \max_{s \in S} x_{b,s,c}
+
+  The gradient goes to the first maximal position in row-major order, or the last
+  NaN (as `adaptive_max_pool(x, 1)` and PyTorch), not split among ties as
+  `jnp.max`'s derivative does. Floating or integer dtype.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`.
+    keepdims: keep the spatial dims with size 1.
+    num_spatial_dims: how many dims are spatial; default `inputs.ndim - 2`.
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    `(*batch, features)` (`(N, C)`), or with `keepdims` the spatial dims as 1s.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> jaxpool.global_max_pool(jnp.arange(8.0).reshape(1, 2, 2, 2))
+    Array([[6., 7.]], dtype=float32)
+  """
+  fn = "global_max_pool"
+  x = _as_float_or_int(inputs, fn)
+  _check_keepdims(keepdims, fn)
+  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
+  flat = _flatten_spatial(x, axes)
+  selected = separable.first_max_mask(lax.stop_gradient(flat), axes[0])
+  return _restore(separable.pick(flat, selected, axes[0]), x, axes, keepdims)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _lp_norm(x: jax.Array, p: jax.Array, axis: int) -> jax.Array:
+  return _lp_norm_parts(x, p, axis)[0]
+
+
+def _lp_norm_parts(x, p, axis):
+  """(r, b, s, m): r = m * s^(1/p), b = |x| / m, s = sum b^p, m = max |x| (1 if 0)."""
+  a = jnp.abs(x)
+  top = jnp.max(a, axis=axis, keepdims=True)
+  m = jnp.where(top > 0, top, 1).astype(x.dtype)
+  b = a / m  # in [0, 1]: b^p neither overflows nor underflows to an all-zero sum
+  s = jnp.sum(b ** p, axis=axis, keepdims=True)  # in [1, n], or 0 for an all-zero x
+  r = m * s ** (1 / p)
+  r = jnp.where(jnp.isinf(top), jnp.inf, r)  # b = inf / inf would give NaN
+  return r, b, s, m
+
+
+@_lp_norm.defjvp
+def _lp_norm_jvp(axis, primals, tangents):
+  x, p = primals
+  tx, tp = tangents
+  r, b, s, m = _lp_norm_parts(x, p, axis)
+  # d r / d x_i = sign(x_i) (|x_i| / r)^(p - 1); taken as 0 where x_i = 0 (exact for
+  # p > 1, a choice for p <= 1) and for an all-zero x (no NaN from 0^(p-1) or 0/0).
+  nonzero = (b > 0) & (r > 0)
+  ratio = jnp.where(nonzero, jnp.abs(x) / jnp.where(r > 0, r, 1), 1)
+  dx = jnp.where(nonzero, jnp.sign(x) * ratio ** (p - 1), 0)
+  # d r / d p = r (-log(s) / p^2 + sum(b^p log b) / (p s)), with b^p log b -> 0 at b = 0.
+  safe_b = jnp.where(b > 0, b, 1)
+  blogb = jnp.sum(jnp.where(b > 0, safe_b ** p * jnp.log(safe_b), 0), axis=axis, keepdims=True)
+  safe_s = jnp.where(s > 0, s, 1)
+  dp = jnp.where(s > 0, r * (-jnp.log(safe_s) / p ** 2 + blogb / (p * safe_s)), 0)
+  tangent = jnp.sum(dx * tx, axis=axis, keepdims=True) + dp * tp
+  return _lp_norm(x, p, axis), tangent.astype(r.dtype)
+
+
+def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
+                   num_spatial_dims: int | None = None, channel_axis: int = -1) -> jax.Array:
+  r"""Global power-norm pooling: the :math:`L_p` norm over all spatial positions.
+
+  .. math:: y_{b,c} = \Big(\sum_{s \in S} |x_{b,s,c}|^p\Big)^{1/p}
+             = m \Big(\sum_{s} (|x_{b,s,c}| / m)^p\Big)^{1/p},\quad m = \max_s |x_{b,s,c}|
+
+  (Boureau, Ponce & LeCun 2010; PyTorch's LPPool over the whole plane, for
+  non-negative inputs and for even `p`.) It is evaluated in the scaled second form,
+  so no power overflows or underflows (inputs up to the dtype's maximum, any `p`),
+  with its own custom JVP: :math:`\partial y/\partial x_s = \mathrm{sign}(x_s)
+  (|x_s|/y)^{p-1}`, taken as 0 where :math:`x_s = 0` (so an all-zero input has a
+  finite gradient 0, and `p <= 1` has no infinite gradient at zeros), and
+  :math:`\partial y/\partial p` when `p` is traced. `p = inf` gives the max of
+  :math:`|x|` (gradient to the first maximal position, times the sign).
+  float16/bfloat16 compute in float32. This is independent of `jaxpool.lp_pool`
+  (the window version), and equal to it with one window over the whole plane.
+
+  Args:
+    inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`. Floating dtype (integers are converted to the default float).
+    p: the exponent: a Python number > 0 or `inf`, or a traced scalar (then the
+      result is differentiable in `p`; it must be finite and > 0).
+    keepdims: keep the spatial dims with size 1.
+    num_spatial_dims: how many dims are spatial; default `inputs.ndim - 2`.
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    `(*batch, features)` (`(N, C)`), or with `keepdims` the spatial dims as 1s.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> x = jnp.array([3.0, -4.0]).reshape(1, 2, 1)
+    >>> jaxpool.global_lp_pool(x, 2.0)
+    Array([[5.]], dtype=float32)
+  """
+  fn = "global_lp_pool"
+  x = _as_float_or_int(inputs, fn)
+  _check_keepdims(keepdims, fn)
+  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  static_p = isinstance(p, numbers.Real) and not isinstance(p, bool)
+  if static_p:
+    if not p > 0:  # also rejects NaN
+      raise ValueError(f"{fn}: p must be > 0 (or inf), got {p!r}.")
+  elif isinstance(p, bool) or not (hasattr(p, "dtype") and jnp.ndim(p) == 0
+                                   and jnp.issubdtype(jnp.result_type(p), jnp.floating)):
+    raise TypeError(f"{fn}: p must be a Python number or a floating scalar array, got {p!r}.")
+  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
+  flat = _flatten_spatial(x.astype(reduce_lib._accumulation_dtype(out_dtype)), axes)
+  axis = axes[0]
+  if static_p and np.isinf(p):
+    magnitude = flat * lax.stop_gradient(jnp.sign(flat))  # |x| with derivative sign(x)
+    selected = separable.first_max_mask(lax.stop_gradient(magnitude), axis)
+    y = separable.pick(magnitude, selected, axis)
+  else:
+    y = _lp_norm(flat, jnp.asarray(p, flat.dtype), axis)[(slice(None),) * axis + (0,)]
+  return _restore(y, x, axes, keepdims).astype(out_dtype)
+
+
+# --- spatial pyramid ----------------------------------------------------------------
+
+def spatial_pyramid_pool(inputs: Any, levels=(1, 2, 4), *, mode: str = "max",
+                         channel_axis: int = -1) -> jax.Array:
+  r"""Spatial pyramid pooling (SPP-net): adaptive pools at several sizes, flattened.
+
+  He, Zhang, Ren & Sun 2014, "Spatial Pyramid Pooling in Deep Convolutional Networks
+  for Visual Recognition". For each level :math:`l`, the input is pooled to an
+  :math:`l \times \dots \times l` grid by :func:`adaptive_max_pool` (or
+  :func:`adaptive_avg_pool`), which gives a fixed-length vector for any input size:
+
+  .. math:: y_b = \mathrm{concat}_{l}\ \mathrm{flatten}(\mathrm{pool}_l(x_b)),
+            \quad \text{length } C \sum_l l^{n}
+
+  (:math:`n` spatial dims). The bins are PyTorch's adaptive windows (the paper uses
+  windows :math:`\lceil L/l \rceil` with stride :math:`\lfloor L/l \rfloor`, which can
+  give fewer bins; adaptive bins always give exactly :math:`l`).
+
+  Flatten order (PyTorch-style, channel-major within a level, in both layouts):
+  level after level, in the order of `levels`; within a level, feature
+  `offset_l + c * l^n + row-major bin index`, i.e. the `(C, l, ..., l)` block
+  flattened, as `torch.cat([F.adaptive_max_pool2d(x, l).flatten(1) for l in
+  levels], 1)` gives for `(N, C, H, W)` inputs.
+
+  Args:
+    inputs: `(N, *spatial, features)`, or `(N, C, *spatial)` with
+      `channel_axis=1`: one leading batch dim, `inputs.ndim - 2` spatial dims.
+    levels: the grid sizes, ints >= 1 (e.g. `(1, 2, 4)`: 21 bins per channel in
+      2-D), or per-dim sequences such as `(2, 3)` for a 2 x 3 grid.
+    mode: "max" (the paper) or "avg".
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    `(N, C * sum(prod(level)))`.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxpool
+    >>> jaxpool.spatial_pyramid_pool(jnp.ones((2, 13, 9, 8)), (1, 2, 4)).shape
+    (2, 168)
+  """
+  fn = "spatial_pyramid_pool"
+  x = _as_float_or_int(inputs, fn)
+  if mode not in ("max", "avg"):
+    raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {mode!r}.")
+  n = _default_num_spatial(x.shape, channel_axis, fn)
+  if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
+    raise TypeError(f"{fn}: levels must be a non-empty sequence of grid sizes, got {levels!r}.")
+  grids = []
+  for level in levels:
+    grid = (level,) * n if geometry.is_int(level) else level
+    if (isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != n
+        or not all(geometry.is_int(g) and g >= 1 for g in grid)):
+      raise ValueError(
+          f"{fn}: each level must be an int >= 1 or a sequence of {n} ints >= 1, got "
+          f"{level!r} in levels={levels!r}.")
+    grids.append(tuple(grid))
+  pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
+  axes, channel = spatial_axes(x.shape, n, channel_axis, fn)
+  features = []
+  for grid in grids:
+    y = pool(x, grid, channel_axis=channel_axis)
+    if channel != 1:
+      y = jnp.moveaxis(y, channel, 1)  # (N, C, *grid): channel-major flatten
+    features.append(y.reshape(y.shape[0], -1))
+  return jnp.concatenate(features, axis=1)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up .venv if needed, then run the MNIST comparison of every
+# pooling choice. Extra arguments go to experiments.compare (e.g. --report-only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup_venv.sh
+exec .venv/bin/python -m experiments.compare --config=configs/compare.py --workdir=runs/compare "$@"

@@ -1,0 +1,220 @@
+"""fractional_max_pool."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import jaxpool
+
+try:
+  from tests import reference
+except ImportError:  # tests/ itself on sys.path
+  import reference
+
+
+def J(fn, *args, **kwargs):
+  """`fn` with its options fixed, jitted: one compilation instead of one per op."""
+  return jax.jit(lambda *arrays: fn(*arrays, *args, **kwargs))
+
+
+def _ties(rng, shape):
+  return rng.integers(-2, 3, shape).astype(np.float32)
+
+
+# (spatial, window, output size)
+CONFIGS = [
+    ((11,), (2,), (7,)),
+    ((9, 12), (3, 2), (4, 8)),     # steps smaller than the window, and gaps
+    ((13, 8), (2, 3), (3, 6)),     # steps larger than a 2-window: skipped elements
+    ((6, 7, 5), (2, 2, 2), (4, 5, 3)),
+]
+
+
+@pytest.mark.parametrize("overlapping", [True, False])
+@pytest.mark.parametrize("spatial,window,out", CONFIGS)
+def test_matches_loop_reference(spatial, window, out, overlapping):
+  rng = np.random.default_rng(sum(spatial) + overlapping)
+  x = _ties(rng, (2, *spatial, 3))
+  samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
+  values, indices = J(jaxpool.fractional_max_pool, window, out, samples=samples,
+                      overlapping=overlapping, return_indices=True)(x)
+  ref_values, ref_indices = reference.fractional_max_pool(x, window, out, samples, overlapping)
+  np.testing.assert_array_equal(values, ref_values)
+  np.testing.assert_array_equal(indices, ref_indices)
+  # Gradient: to the selected element of each window.
+  ct = rng.normal(size=values.shape).astype(np.float32)
+  grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.fractional_max_pool(
+      v, window, out, samples=samples, overlapping=overlapping) * ct)))(x)
+  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_properties():
+  rng = np.random.default_rng(1)
+  u = rng.uniform(size=(200,)).astype(np.float32)
+  for L, k, o in ((25, 2, 17), (32, 2, 16), (20, 3, 9), (10, 2, 9), (7, 3, 1)):
+    starts = np.asarray(jax.jit(lambda s: jaxpool._src.fractional.fractional_starts(s, L, o, k))(u))
+    np.testing.assert_array_equal(starts, [reference.fractional_starts(v, L, o, k) for v in u])
+    assert (starts[:, 0] == (0 if o > 1 else L - k)).all() and (starts[:, -1] == L - k).all()
+    steps = np.diff(starts, axis=1)
+    alpha = (L - k) / max(o - 1, 1)
+    assert ((steps == np.floor(alpha)) | (steps == np.ceil(alpha))).all()
+
+
+def test_ratio_half_on_even_sizes():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, 8, 12, 3)).astype(np.float32)
+  # Documented shape: int(L * ratio) per dim; with window 2 and steps of exactly 2,
+  # both variants are the 2 x 2 max pool with stride 2.
+  for overlapping in (True, False):
+    y = J(jaxpool.fractional_max_pool, (2, 2), output_ratio=0.5, key=jax.random.key(0),
+          overlapping=overlapping)(x)
+    assert y.shape == (2, 4, 6, 3)
+    np.testing.assert_array_equal(y, J(jaxpool.max_pool, (2, 2), 2)(x))
+  y = J(jaxpool.fractional_max_pool, (2, 2), output_ratio=(0.5, 0.75), key=jax.random.key(0))(x)
+  assert y.shape == (2, 4, 9, 3)
+  y = J(jaxpool.fractional_max_pool, (3,), output_ratio=0.7, key=jax.random.key(0))(x[:, 0])
+  assert y.shape == (2, 8, 3)  # int(12 * 0.7)
+
+
+def test_disjoint_regions_tile_the_input():
+  # Window 2 and steps of 1 or 2: the disjoint regions partition the input, so
+  # every element is selected by at most one window, and the max of the pooled
+  # output is the max of the input.
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(3, 25, 4)).astype(np.float32)
+  y, idx = J(jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1),
+             return_indices=True)(x)
+  for b in range(3):
+    for c in range(4):
+      assert len(set(idx[b, :, c].tolist())) == idx.shape[1]
+  np.testing.assert_array_equal(y.max(axis=1), x.max(axis=1))
+  # Overlapping windows cover at least as much: the outputs dominate the disjoint ones.
+  yo = J(jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1),
+         overlapping=True)(x)
+  assert (yo >= y).all() and (yo > y).any()
+
+
+def test_key_determinism_and_per_plane_samples():
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 20, 20, 3)).astype(np.float32))
+  f = jax.jit(lambda v, key: jaxpool.fractional_max_pool(v, (2, 2), (13, 13), key=key,
+                                                         return_indices=True))
+  y1, i1 = f(x, jax.random.key(7))
+  y2, i2 = f(x, jax.random.key(7))
+  np.testing.assert_array_equal(y1, y2)
+  np.testing.assert_array_equal(i1, i2)
+  _, i3 = f(x, jax.random.key(8))
+  assert (i1 != i3).any()
+  # Samples per example and channel: the same input in every plane, different windows.
+  same = jnp.broadcast_to(x[:1, :, :, :1], (2, 20, 20, 3))
+  _, i = f(same, jax.random.key(7))
+  assert (i[0, ..., 0] != i[1, ..., 0]).any() and (i[0, ..., 0] != i[0, ..., 1]).any()
+  # The key path equals the samples path with jax.random.uniform's draws.
+  u = jax.random.uniform(jax.random.key(7), (2, 3, 2), jnp.float32)
+  np.testing.assert_array_equal(
+      J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u)(x), y1)
+  # Channels first: the same samples, (N, C, n), give the transposed result.
+  np.testing.assert_array_equal(
+      J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u, channel_axis=1)(
+          jnp.moveaxis(x, -1, 1)), jnp.moveaxis(y1, -1, 1))
+
+
+def test_gradients_and_dtypes():
+  rng = np.random.default_rng(5)
+  x = (rng.permutation(2 * 9 * 8 * 2).reshape(2, 9, 8, 2) / 10).astype(np.float32)
+  u = rng.uniform(size=(2, 2, 2)).astype(np.float32)
+  for overlapping in (True, False):
+    check_grads(J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u,
+                  overlapping=overlapping), (x,), order=1, modes=("fwd", "rev"),
+                atol=1e-2, rtol=1e-2)
+  xi = rng.integers(0, 100, (2, 9, 8, 2)).astype(np.int32)
+  yi = J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u)(xi)
+  assert yi.dtype == jnp.int32
+  np.testing.assert_array_equal(yi, reference.fractional_max_pool(xi, (2, 2), (6, 5), u, False)[0])
+  xb = jnp.asarray(x, jnp.bfloat16)
+  yb = J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u)(xb)
+  assert yb.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(
+      np.asarray(yb, np.float32),
+      reference.fractional_max_pool(np.asarray(xb, np.float32), (2, 2), (6, 5), u, False)[0])
+
+
+def test_bad_arguments():
+  x = jnp.zeros((2, 10, 10, 3))
+  key = jax.random.key(0)
+  f = jaxpool.fractional_max_pool
+  with pytest.raises(ValueError, match="exactly one of output_size and output_ratio"):
+    f(x, (2, 2), key=key)
+  with pytest.raises(ValueError, match="exactly one of output_size and output_ratio"):
+    f(x, (2, 2), (5, 5), output_ratio=0.5, key=key)
+  with pytest.raises(ValueError, match="output_ratio"):
+    f(x, (2, 2), output_ratio=1.0, key=key)
+  with pytest.raises(TypeError, match="output_ratio"):
+    f(x, (2, 2), output_ratio=(0.5,), key=key)
+  with pytest.raises(TypeError, match="output_size"):
+    f(x, (2, 2), (5.0, 5), key=key)
+  with pytest.raises(ValueError, match=">= 1"):
+    f(x, (2, 2), output_ratio=0.05, key=key)
+  with pytest.raises(ValueError, match="too large"):
+    f(x, (3, 3), (9, 9), key=key)  # PyTorch's check: output + window - 1 <= input
+  with pytest.raises(ValueError, match="exactly one of key and samples"):
+    f(x, (2, 2), (5, 5))
+  with pytest.raises(ValueError, match="exactly one of key and samples"):
+    f(x, (2, 2), (5, 5), key=key, samples=jnp.zeros((2, 3, 2)))
+  with pytest.raises(ValueError, match=r"samples must have shape"):
+    f(x, (2, 2), (5, 5), samples=jnp.zeros((2, 2, 3)))
+  with pytest.raises(TypeError, match="samples"):
+    f(x, (2, 2), (5, 5), samples=jnp.zeros((2, 3, 2), jnp.int32))
+  with pytest.raises(TypeError, match="overlapping"):
+    f(x, (2, 2), (5, 5), key=key, overlapping="yes")
+  with pytest.raises(ValueError, match="window_shape"):
+    f(x, (0, 2), (5, 5), key=key)
+  with pytest.raises(ValueError, match="channel_axis"):
+    f(x, (2, 2), (5, 5), key=key, channel_axis=2)
+
+
+# --- PyTorch parity ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("spatial,window,out", [((10, 9), (2, 2), (6, 5)),
+                                                ((11, 12), (3, 2), (5, 8)),
+                                                ((7, 6, 8), (2, 3, 2), (4, 3, 5))])
+def test_torch_parity(spatial, window, out):
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  n = len(spatial)
+  rng = np.random.default_rng(6)
+  x = _ties(rng, (2, 3, *spatial))
+  x[0, 0, 0] = np.nan
+  samples = rng.uniform(size=(2, 3, n)).astype(np.float32)
+  pool = getattr(F, f"fractional_max_pool{n}d")
+  ref_values, ref_indices = pool(torch.tensor(x), window, output_size=out, return_indices=True,
+                                 _random_samples=torch.tensor(samples))
+  # PyTorch's 2-d samples list the width first; its 3-d samples are in (T, H, W) order.
+  ours = samples[..., ::-1].copy() if n == 2 else samples
+  values, indices = J(jaxpool.fractional_max_pool, window, out, samples=ours, overlapping=True,
+                      return_indices=True, channel_axis=1)(x)
+  np.testing.assert_array_equal(values, ref_values.numpy())
+  np.testing.assert_array_equal(indices, ref_indices.numpy())
+  x = _ties(rng, (2, 3, *spatial))
+  ct = rng.normal(size=ref_values.shape).astype(np.float32)
+  tx = torch.tensor(x, requires_grad=True)
+  (pool(tx, window, output_size=out, _random_samples=torch.tensor(samples))
+   * torch.tensor(ct)).sum().backward()
+  grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.fractional_max_pool(
+      v, window, out, samples=ours, overlapping=True, channel_axis=1) * ct)))(x)
+  np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_parity_output_ratio():
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  rng = np.random.default_rng(7)
+  x = rng.normal(size=(1, 2, 13, 11)).astype(np.float32)
+  samples = rng.uniform(size=(1, 2, 2)).astype(np.float32)
+  ref = F.fractional_max_pool2d(torch.tensor(x), (2, 3), output_ratio=(0.7, 0.6),
+                                _random_samples=torch.tensor(samples)).numpy()
+  ours = J(jaxpool.fractional_max_pool, (2, 3), output_ratio=(0.7, 0.6),
+           samples=samples[..., ::-1].copy(), overlapping=True, channel_axis=1)(x)
+  np.testing.assert_array_equal(ours, ref)
