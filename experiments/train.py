@@ -220,14 +220,15 @@ class Trainer:
             # Fresh pooling keys for this step, derived from (seed, epoch, step).
             model = nnx.merge(gd_train, params, rest)
             nnx.reseed(model, pooling=jax.random.fold_in(pool_key, i))
-            _, _, rest = nnx.split(model, nnx.Param, ...)
 
-            def loss_fn(p):
-                m = nnx.merge(gd_train, p, rest)
+            def loss_fn(m):
                 losses, errors = _loss_and_errors(m(x), y)
-                return losses.mean(), (errors.sum(), nnx.state(m, nnx.Not(nnx.Param)))
+                return losses.mean(), errors.sum()
 
-            (loss, (errors, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            # nnx.value_and_grad: gradients w.r.t. the nnx.Param leaves; the rng
+            # counters that random pools advance stay in `model`.
+            (loss, errors), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
             updates, opt_state = self.tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, rest, opt_state), (loss, errors)

@@ -230,3 +230,15 @@ def test_one_real_epoch_reaches_97_percent(tmp_path):
     summary = train.train_and_evaluate(c, str(tmp_path / "run"))
     assert summary["final_test_error"] <= 0.03, summary
     data_lib._load_cached.cache_clear()
+
+
+def test_random_pool_trains_reproducibly(tmp_path):
+    from jaxpool import registry
+    if "stochastic" not in registry.names():
+        pytest.skip("registry has no 'stochastic' pool on this branch yet (jaxpool.nnx "
+                    "StochasticPool lands with the modules branch)")
+    c = tiny_config("pool=stochastic,num_epochs=1")
+    a = train.train_and_evaluate(c, str(tmp_path / "a"))
+    b = train.train_and_evaluate(c, str(tmp_path / "b"))
+    assert comparable(metrics(str(tmp_path / "a"))) == comparable(metrics(str(tmp_path / "b")))
+    assert a["final_test_error"] == b["final_test_error"]
