@@ -64,7 +64,8 @@ def test_bfloat16_compute_gives_float32_logits():
 
 
 @pytest.mark.parametrize("padding, shape, kernel", [
-    ("VALID", (2, 9, 9, 1), (3, 3, 1, 4)),
+    ("VALID", (2, 9, 9, 1), (3, 3, 1, 4)),   # One input channel: the patches path.
+    ("SAME", (2, 7, 7, 1), (3, 3, 1, 2)),
     ("SAME", (2, 7, 7, 3), (5, 5, 3, 2)),
     ("SAME", (1, 6, 8, 2), (4, 2, 2, 3)),  # Even kernel: asymmetric SAME padding.
 ])
