@@ -518,6 +518,24 @@ def main(argv) -> None:
         print(json.dumps(summary, sort_keys=True))
 
 
+def check_override_flags(argv) -> None:
+    """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
+    an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
+    default = _default_config()
+    valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
+    valid += sorted(f"{k}.{sub}" for k, v in default.items()
+                    if isinstance(v, ml_collections.ConfigDict) for sub in v.keys())
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config."):].split("=", 1)[0]
+        if key.startswith("pool_options.") or key in valid:
+            continue
+        raise ValueError(f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} "
+                         "(and pool_options.<option>).")
+
+
 if __name__ == "__main__":
+    check_override_flags(sys.argv)
     _define_flags()
     app.run(main)

@@ -181,6 +181,11 @@ def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="not divisible by the number of devices \\(3\\)"):
         train._check_divisible(tiny_config(), 3)
     assert not os.path.exists(tmp_path / "summary.json")
+    # Command-line overrides: unknown keys are listed with the valid ones.
+    train.check_override_flags(["train", "--config.num_epochs=3", "--config.data.raw_dir=/x",
+                                "--config.pool_options.window_shape=(3,3)", "--quiet"])
+    with pytest.raises(ValueError, match=r"Unknown config key 'data.nope'.*'data.raw_dir'"):
+        train.check_override_flags(["train", "--config.data.nope=1"])
 
 
 def test_configs_and_arg_parsing():
