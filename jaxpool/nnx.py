@@ -36,8 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import math
+
 import jaxpool
 from jaxpool._src import geometry
+from jaxpool._src import modules as _m
 
 RNG_STREAM = "pooling"
 """The rng stream that every random pooling module draws its keys from."""
@@ -50,11 +53,6 @@ def _freeze(value):
   if isinstance(value, (list, tuple)):
     return tuple(_freeze(v) for v in value)
   return value
-
-
-def _check_choice(module: str, arg: str, value, allowed: Sequence[str]):
-  if value not in allowed:
-    raise ValueError(f"{module}: {arg} must be one of {tuple(allowed)}, got {value!r}.")
 
 
 def _check_num_features(module: str, num_features):
@@ -202,3 +200,601 @@ class AvgPool(_WindowPool):
   def __call__(self, inputs):
     return jaxpool.avg_pool(inputs, count_include_pad=self.count_include_pad,
                             divisor_override=self.divisor_override, **self._window())
+
+
+def _need_rngs(rngs, module: str):
+  if not isinstance(rngs, nnx.Rngs):
+    raise TypeError(f"{module}: rngs must be an nnx.Rngs (it initialises the "
+                    f"parameters), got {type(rngs).__name__}.")
+
+
+def _param_key(rngs):
+  """A key of the "params" stream, or None (constant initialisers ignore it)."""
+  return rngs.params() if isinstance(rngs, nnx.Rngs) else None
+
+
+# --------------------------------------------------------------------------------
+# Power means
+# --------------------------------------------------------------------------------
+
+
+class LpPool(_WindowPool):
+  r"""Power-average pooling, :func:`jaxpool.lp_pool`: :math:`(\sum_w |x|^p)^{1/p}`.
+
+  Args:
+    p: the exponent (a float, ``inf`` for the max of ``|x|``); with
+      ``learn_p=True`` the initial value of the learnt exponent.
+    mean: divide the sum by the window count (the power mean).
+    learn_p: learn ``p`` as the parameter ``raw_p`` with
+      :math:`p = 1 + \mathrm{softplus}(raw)`, which keeps ``p > 1``; ``p`` must then
+      be finite and > 1. ``raw_p`` is None otherwise.
+    rngs: accepted for uniformity (the initialisation is constant).
+    (and the window arguments of :class:`MaxPool`)
+
+  Example:
+    >>> pool = LpPool((2, 2), strides=2, p=3.0, learn_p=True)
+    >>> round(float(pool.p_value()), 4)
+    3.0
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               p: float = 2.0, mean: bool = False, learn_p: bool = False,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: Optional[nnx.Rngs] = None):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.p = p
+    self.mean = mean
+    self.learn_p = learn_p
+    self.raw_p = (nnx.Param(jnp.asarray(_m.raw_from_p(p, "LpPool"), jnp.float32))
+                  if learn_p else None)
+
+  def p_value(self):
+    """The exponent in use: ``1 + softplus(raw_p)`` if learnt, else ``p``."""
+    return _m.p_from_raw(self.raw_p[...]) if self.learn_p else self.p
+
+  def __call__(self, inputs):
+    return jaxpool.lp_pool(inputs, self.p_value(), mean=self.mean, **self._window())
+
+
+class L2Pool(_WindowPool):
+  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`.
+
+  Args: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               mean: bool = False, dilation=None, ceil_mode: bool = False,
+               channel_axis: int = -1):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.mean = mean
+
+  def __call__(self, inputs):
+    return jaxpool.l2_pool(inputs, mean=self.mean, **self._window())
+
+
+class GeMPool(nnx.Module):
+  r"""Generalized-mean global pooling, :func:`jaxpool.gem_pool` (Radenović et al.
+  2018): :math:`(\frac{1}{|S|}\sum_{s} \max(x_s, \epsilon)^p)^{1/p}` over all
+  spatial positions.
+
+  Args:
+    p: the initial exponent (3, as the paper), or the fixed one if not learnt.
+    learn_p: learn ``p`` (the scalar parameter ``p``, stored as is, as the
+      paper's code); ``self.p`` is a plain float otherwise.
+    eps: the clamp of the inputs.
+    keepdims: keep the spatial dims with size 1.
+    num_spatial_dims: number of spatial dims (default: all but one batch dim and
+      the channel dim).
+    channel_axis: -1 (channels last) or 1 (channels first).
+    rngs: accepted for uniformity (the initialisation is constant).
+  """
+
+  def __init__(self, *, p: float = 3.0, learn_p: bool = True, eps: float = 1e-6,
+               keepdims: bool = False, num_spatial_dims: Optional[int] = None,
+               channel_axis: int = -1, rngs: Optional[nnx.Rngs] = None):
+    self.learn_p = learn_p
+    self.p = nnx.Param(jnp.asarray(p, jnp.float32)) if learn_p else p
+    self.eps = eps
+    self.keepdims = keepdims
+    self.num_spatial_dims = num_spatial_dims
+    self.channel_axis = channel_axis
+
+  def __call__(self, inputs):
+    p = self.p[...] if self.learn_p else self.p
+    return jaxpool.gem_pool(inputs, p, eps=self.eps, keepdims=self.keepdims,
+                            num_spatial_dims=self.num_spatial_dims,
+                            channel_axis=self.channel_axis)
+
+
+# --------------------------------------------------------------------------------
+# Random pools
+# --------------------------------------------------------------------------------
+
+
+class StochasticPool(_WindowPool, _Random):
+  r"""Stochastic pooling, :func:`jaxpool.stochastic_pool` (Zeiler & Fergus 2013).
+
+  Training (``deterministic=False``, ``model.train()``): every window outputs one of
+  its elements, drawn with probability :math:`a_i / \sum_w a`, :math:`a = \max(x,
+  0)`, with a fresh key of the module's ``"pooling"`` stream at every call.
+  Evaluation (``deterministic=True``, ``model.eval()``): the probabilistic
+  weighting :math:`\sum_w a^2 / \sum_w a`, no key.
+
+  Args:
+    deterministic: the initial mode (False, as ``nnx.Dropout``).
+    rngs: an ``nnx.Rngs`` (its ``"pooling"`` stream, or its default stream, is
+      forked) or an ``nnx.RngStream``; may be None if every training call passes
+      ``rngs=``.
+    (and the window arguments of :class:`MaxPool`)
+
+  Call: ``pool(x, deterministic=None, rngs=None)``; the call's arguments take
+  precedence over the attributes.
+
+  Example:
+    >>> pool = StochasticPool((2, 2), strides=2, rngs=nnx.Rngs(0))
+    >>> pool(jnp.ones((1, 4, 4, 1))).shape
+    (1, 2, 2, 1)
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               deterministic: Optional[bool] = False, dilation=None,
+               ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs | nnx.RngStream | None = None):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.deterministic = deterministic
+    self.rngs = _fork_stream(rngs, "StochasticPool")
+
+  def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
+    if self._resolve(deterministic):
+      return jaxpool.stochastic_pool(inputs, deterministic=True, **self._window())
+    key = self._key(rngs)
+    return jaxpool.stochastic_pool(inputs, key=key, deterministic=False,
+                                   **self._window())
+
+
+class FractionalMaxPool(_Random):
+  """Fractional max pooling, :func:`jaxpool.fractional_max_pool` (Graham 2014).
+
+  Training: the pseudo-random window sequence is drawn from a fresh key of the
+  module's ``"pooling"`` stream at every call. Evaluation (``model.eval()``): the
+  sequence of the fixed key ``jax.random.key(eval_seed)``, so the output is the
+  same at every call (PyTorch has no eval mode and keeps drawing).
+
+  Args:
+    window_shape: window size per spatial dim.
+    output_size: output spatial size (or give ``output_ratio``).
+    output_ratio: output size as a fraction of the input size, per dim.
+    overlapping: overlapping windows (Graham's overlapping variant).
+    return_indices: also return the argmax indices (as PyTorch).
+    channel_axis: -1 (channels last) or 1 (channels first).
+    deterministic, rngs: as :class:`StochasticPool`.
+    eval_seed: the seed of the evaluation key.
+  """
+
+  def __init__(self, window_shape: Shape, output_size=None, *, output_ratio=None,
+               overlapping: bool = False, return_indices: bool = False,
+               channel_axis: int = -1,
+               deterministic: Optional[bool] = False, eval_seed: int = 0,
+               rngs: nnx.Rngs | nnx.RngStream | None = None):
+    self.window_shape = _freeze(window_shape)
+    self.output_size = _freeze(output_size)
+    self.output_ratio = _freeze(output_ratio)
+    self.overlapping = overlapping
+    self.return_indices = return_indices
+    self.channel_axis = channel_axis
+    self.deterministic = deterministic
+    self.eval_seed = eval_seed
+    self.rngs = _fork_stream(rngs, "FractionalMaxPool")
+
+  def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
+    if self._resolve(deterministic):
+      key = _m.eval_key(self.eval_seed)
+    else:
+      key = self._key(rngs)
+    return jaxpool.fractional_max_pool(
+        inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
+        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
+        channel_axis=self.channel_axis)
+
+
+# --------------------------------------------------------------------------------
+# Learnt mixtures of max and average (Lee, Gallagher & Tu 2016; Yu et al. 2014)
+# --------------------------------------------------------------------------------
+
+
+class MixedPool(_WindowPool, _Random):
+  r"""Mixed max-average pooling, :func:`jaxpool.mixed_pool`:
+  :math:`\alpha \max_w x + (1 - \alpha)\,\mathrm{avg}_w x`.
+
+  Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
+  parameter ``alpha_logit`` :math:`\ell`, initialised so that :math:`\alpha = `
+  ``alpha_init`` (0.5). Its shape follows ``granularity``:
+
+  * "layer": one scalar;
+  * "channel": ``(num_features,)``;
+  * "region": one per output location, shared by the channels:
+    ``(*region_shape, 1)`` channels-last, ``region_shape`` channels-first
+    (``region_shape`` = the output spatial shape, required: NNX builds eagerly).
+
+  Random (``stochastic=True``, Yu et al. 2014, no parameters): in training
+  :math:`\alpha` is drawn in {0, 1} with probability 1/2, once per call (one draw
+  for the whole layer and batch), from the ``"pooling"`` stream. Test-time rule
+  (``model.eval()``): :math:`\alpha = 1/2`, the expectation of the draw.
+
+  Args:
+    granularity, alpha_init: see above.
+    count_include_pad: whether the average counts padding (as AvgPool).
+    num_features: number of channels ("channel" granularity).
+    region_shape: output spatial shape ("region" granularity).
+    stochastic: Yu et al.'s random alpha instead of a learnt one.
+    deterministic, rngs: as :class:`StochasticPool` (used when stochastic).
+    (and the window arguments of :class:`MaxPool`)
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               granularity: str = "layer", alpha_init: float = 0.5,
+               count_include_pad: bool = True,
+               num_features: Optional[int] = None, region_shape=None,
+               stochastic: bool = False, deterministic: Optional[bool] = False,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs | nnx.RngStream | None = None):
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.granularity = granularity
+    self.alpha_init = alpha_init
+    self.count_include_pad = count_include_pad
+    self.stochastic = stochastic
+    self.deterministic = deterministic
+    self.num_features = num_features
+    self.region_shape = _freeze(region_shape)
+    if stochastic:
+      self.alpha_logit = None
+      self.rngs = _fork_stream(rngs, "MixedPool")
+      return
+    self.rngs = nnx.data(None)
+    _m.check_choice("MixedPool", "granularity", granularity, _m.MIXED_GRANULARITIES)
+    if granularity == "channel":
+      _check_num_features("MixedPool", num_features)
+    if granularity == "region" and region_shape is None:
+      raise ValueError("MixedPool: granularity='region' needs region_shape (the "
+                       "output spatial shape), got None.")
+    shape = _m.mixed_alpha_shape(granularity, num_features=num_features,
+                                 region_shape=region_shape, channel_axis=channel_axis)
+    self.alpha_logit = nnx.Param(jnp.full(shape, _m.logit(alpha_init), jnp.float32))
+
+  def alpha(self, *, deterministic: Optional[bool] = None, rngs=None):
+    """The mixing weight of this call (learnt: sigmoid of the logit)."""
+    if not self.stochastic:
+      return jax.nn.sigmoid(self.alpha_logit[...])
+    if self._resolve(deterministic):
+      return jnp.asarray(0.5, jnp.float32)
+    return _m.yu_alpha(self._key(rngs))
+
+  def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
+    alpha = self.alpha(deterministic=deterministic, rngs=rngs)
+    return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
+                              **self._window())
+
+
+class GatedPool(_WindowPool):
+  r"""Gated max-average pooling, :func:`jaxpool.gated_pool` (Lee et al. 2016):
+  :math:`g = \sigma(\sum_w \omega \odot x)`, output :math:`g \max + (1-g)\,\mathrm{avg}`.
+
+  The gate mask ``gate`` has shape ``window_shape + (1,)`` ("layer": shared by the
+  channels) or ``window_shape + (num_features,)`` ("channel"). It starts at
+  ``gate_init`` (zeros: :math:`g = 1/2`, the even mix, as MixedPool's start).
+
+  Args:
+    granularity: "layer" or "channel".
+    num_features: number of channels ("channel" granularity).
+    gate_init: initializer ``(key, shape, dtype) -> array``.
+    count_include_pad: whether the average counts padding (as AvgPool).
+    rngs: an ``nnx.Rngs`` (its "params" stream initialises the gate).
+    (and the window arguments of :class:`MaxPool`)
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               granularity: str = "layer", num_features: Optional[int] = None,
+               gate_init=nnx.initializers.zeros, count_include_pad: bool = True,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs):
+    _need_rngs(rngs, "GatedPool")
+    self.count_include_pad = count_include_pad
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.granularity = granularity
+    self.num_features = num_features
+    if granularity == "channel":
+      _check_num_features("GatedPool", num_features)
+    shape = _m.gate_shape(window_shape, granularity, num_features, "GatedPool")
+    self.gate = nnx.Param(gate_init(rngs.params(), shape, jnp.float32))
+
+  def __call__(self, inputs):
+    return jaxpool.gated_pool(inputs, self.gate[...],
+                              count_include_pad=self.count_include_pad, **self._window())
+
+
+class TreePool(_WindowPool):
+  r"""Tree pooling, :func:`jaxpool.tree_pool` (Lee et al. 2016).
+
+  A complete binary tree of ``levels`` levels: ``2**(levels-1)`` leaves, each a
+  learnt pooling filter :math:`v_m \cdot x_w` (parameter ``leaves``,
+  ``(n_leaves, *window_shape, 1 or C)``), and ``n_leaves - 1`` internal nodes that
+  mix their children with :math:`\sigma(\omega_n \cdot x_w)` (parameter ``gates``,
+  ``(n_leaves - 1, *window_shape, 1 or C)``, breadth-first).
+
+  Initialisation: leaves ``leaf_init`` (normal, std ``1/sqrt(window size)``, so
+  that the leaves differ and the gates get a gradient), gates ``gate_init``
+  (zeros: every node starts as the even mix of its children).
+
+  Args:
+    levels: tree depth (>= 2; 2 = two leaves and one gate, Lee et al.'s choice).
+    granularity: "layer" (filters shared by the channels) or "channel".
+    num_features: number of channels ("channel" granularity).
+    leaf_init, gate_init: initializers.
+    rngs: an ``nnx.Rngs`` (its "params" stream initialises the filters).
+    (and the window arguments of :class:`MaxPool`)
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               levels: int = 2, granularity: str = "layer",
+               num_features: Optional[int] = None, leaf_init=None,
+               gate_init=nnx.initializers.zeros, dilation=None,
+               ceil_mode: bool = False, channel_axis: int = -1, rngs: nnx.Rngs):
+    _need_rngs(rngs, "TreePool")
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.levels = levels
+    self.granularity = granularity
+    self.num_features = num_features
+    n = _m.tree_leaves(levels)
+    if granularity == "channel":
+      _check_num_features("TreePool", num_features)
+    filt = _m.gate_shape(window_shape, granularity, num_features, "TreePool")
+    leaf_init = leaf_init or nnx.initializers.normal(
+        1.0 / math.sqrt(math.prod(window_shape)))
+    self.leaves = nnx.Param(leaf_init(rngs.params(), (n,) + filt, jnp.float32))
+    self.gates = nnx.Param(gate_init(rngs.params(), (n - 1,) + filt, jnp.float32))
+
+  def __call__(self, inputs):
+    return jaxpool.tree_pool(inputs, self.leaves[...], self.gates[...],
+                             **self._window())
+
+
+# --------------------------------------------------------------------------------
+# Softmax-weighted pools
+# --------------------------------------------------------------------------------
+
+
+class SoftPool(MaxPool):
+  r"""SoftPool, :func:`jaxpool.soft_pool` (Stergiou et al. 2021):
+  :math:`\sum_w \mathrm{softmax}_w(x)_i\, x_i`. Args as :class:`MaxPool`."""
+
+  def __call__(self, inputs):
+    return jaxpool.soft_pool(inputs, **self._window())
+
+
+class LIPLogits(nnx.Module):
+  r"""The logit network of :class:`LIPPool` (Gao et al. 2019, simplified LIP).
+
+  :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a bias-free
+  ``kernel_size``-wide 'SAME' convolution with C output channels (``conv``),
+  instance normalisation with a learnt scale and bias (``norm``: ``nnx.GroupNorm``
+  with one group per channel) and a scaled sigmoid, so the logits lie in
+  (0, coeff). Runs channels-last (inputs are moved there and back when
+  ``channel_axis=1``); needs one leading batch dim. Output: the inputs' shape.
+  """
+
+  def __init__(self, num_features: int, num_spatial_dims: int, *,
+               kernel_size: int = 3, coeff: float = 12.0, channel_axis: int = -1,
+               rngs: nnx.Rngs):
+    _check_num_features("LIPPool", num_features)
+    self.coeff = coeff
+    self.channel_axis = channel_axis
+    self.conv = nnx.Conv(num_features, num_features,
+                         (kernel_size,) * num_spatial_dims, padding="SAME",
+                         use_bias=False, rngs=rngs)
+    self.norm = nnx.GroupNorm(num_features, num_groups=num_features, rngs=rngs)
+
+  def __call__(self, inputs):
+    h = _m.channels_last(inputs, self.channel_axis)
+    h = self.norm(self.conv(h))
+    return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
+
+
+class LIPPool(_WindowPool):
+  r"""Local importance-based pooling, :func:`jaxpool.lip_pool` (Gao et al. 2019):
+  :math:`\sum_w x\, e^{\ell} / \sum_w e^{\ell}` with logits :math:`\ell` from the
+  small learnt network :class:`LIPLogits` (attribute ``logits``: the paper's
+  simplified LIP module, conv + instance norm + ``coeff * sigmoid``).
+
+  Args:
+    num_features: number of channels.
+    kernel_size: width of the logit convolution in every spatial dim.
+    coeff: the logits' upper bound (12 as the paper's code).
+    rngs: an ``nnx.Rngs`` (initialises the logit network).
+    (and the window arguments of :class:`MaxPool`)
+  """
+
+  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
+               num_features: int, kernel_size: int = 3, coeff: float = 12.0,
+               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
+               rngs: nnx.Rngs):
+    _need_rngs(rngs, "LIPPool")
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.kernel_size = kernel_size
+    self.coeff = coeff
+    self.logits = LIPLogits(num_features, len(self.window_shape),
+                            kernel_size=kernel_size, coeff=coeff,
+                            channel_axis=channel_axis, rngs=rngs)
+
+  def __call__(self, inputs):
+    return jaxpool.lip_pool(inputs, self.logits(inputs), **self._window())
+
+
+# --------------------------------------------------------------------------------
+# Adaptive, global and pyramid pools
+# --------------------------------------------------------------------------------
+
+
+class AdaptiveAvgPool(nnx.Module):
+  """Adaptive average pooling, :func:`jaxpool.adaptive_avg_pool` (PyTorch's windows).
+
+  Args:
+    output_size: the output spatial size (an int for every dim, or a tuple; None
+      in it keeps that dim's size).
+    channel_axis: -1 (channels last) or 1 (channels first).
+  """
+
+  def __init__(self, output_size, *, channel_axis: int = -1):
+    self.output_size = _freeze(output_size)
+    self.channel_axis = channel_axis
+
+  def __call__(self, inputs):
+    return jaxpool.adaptive_avg_pool(inputs, self.output_size,
+                                     channel_axis=self.channel_axis)
+
+
+class AdaptiveMaxPool(AdaptiveAvgPool):
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
+
+  Args: ``return_indices`` (also return the argmax indices, as PyTorch) and those
+  of :class:`AdaptiveAvgPool`.
+  """
+
+  def __init__(self, output_size, *, return_indices: bool = False,
+               channel_axis: int = -1):
+    super().__init__(output_size, channel_axis=channel_axis)
+    self.return_indices = return_indices
+
+  def __call__(self, inputs):
+    return jaxpool.adaptive_max_pool(inputs, self.output_size,
+                                     return_indices=self.return_indices,
+                                     channel_axis=self.channel_axis)
+
+
+class GlobalAvgPool(nnx.Module):
+  """Mean over all spatial dims, :func:`jaxpool.global_avg_pool`.
+
+  Args:
+    keepdims: keep the spatial dims with size 1.
+    num_spatial_dims: number of spatial dims (default: all dims but one batch dim
+      and the channel dim).
+    channel_axis: -1 (channels last) or 1 (channels first).
+  """
+
+  def __init__(self, *, keepdims: bool = False, num_spatial_dims: Optional[int] = None,
+               channel_axis: int = -1):
+    self.keepdims = keepdims
+    self.num_spatial_dims = num_spatial_dims
+    self.channel_axis = channel_axis
+
+  def _options(self):
+    return dict(keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims,
+                channel_axis=self.channel_axis)
+
+  def __call__(self, inputs):
+    return jaxpool.global_avg_pool(inputs, **self._options())
+
+
+class GlobalMaxPool(GlobalAvgPool):
+  """Max over all spatial dims, :func:`jaxpool.global_max_pool`. As GlobalAvgPool."""
+
+  def __call__(self, inputs):
+    return jaxpool.global_max_pool(inputs, **self._options())
+
+
+class GlobalLpPool(GlobalAvgPool):
+  """Lp norm over all spatial dims, :func:`jaxpool.global_lp_pool`.
+
+  Args: ``p`` (default 2) and those of :class:`GlobalAvgPool`.
+  """
+
+  def __init__(self, *, p: float = 2.0, keepdims: bool = False,
+               num_spatial_dims: Optional[int] = None, channel_axis: int = -1):
+    super().__init__(keepdims=keepdims, num_spatial_dims=num_spatial_dims,
+                     channel_axis=channel_axis)
+    self.p = p
+
+  def __call__(self, inputs):
+    return jaxpool.global_lp_pool(inputs, self.p, **self._options())
+
+
+class SpatialPyramidPool(nnx.Module):
+  """Spatial pyramid pooling, :func:`jaxpool.spatial_pyramid_pool` (He et al. 2014).
+
+  Args:
+    levels: output sizes of the adaptive pools, e.g. ``(1, 2, 4)``.
+    mode: "max" or "avg".
+    channel_axis: -1 (channels last) or 1 (channels first).
+  """
+
+  def __init__(self, levels=(1, 2, 4), *, mode: str = "max", channel_axis: int = -1):
+    self.levels = _freeze(levels)
+    self.mode = mode
+    self.channel_axis = channel_axis
+
+  def __call__(self, inputs):
+    return jaxpool.spatial_pyramid_pool(inputs, self.levels, mode=self.mode,
+                                        channel_axis=self.channel_axis)
+
+
+# --------------------------------------------------------------------------------
+# Max pooling with indices, unpooling, anti-aliased pooling
+# --------------------------------------------------------------------------------
+
+
+class MaxPoolWithArgmax(MaxPool):
+  """Max pooling that also returns the indices, :func:`jaxpool.max_pool_with_argmax`.
+
+  Returns ``(values, indices)`` (PyTorch's ``return_indices``). Args as MaxPool.
+  """
+
+  def __call__(self, inputs):
+    return jaxpool.max_pool_with_argmax(inputs, **self._window())
+
+
+class MaxUnpool(nnx.Module):
+  """Max unpooling, :func:`jaxpool.max_unpool`: scatters `values` to `indices`.
+
+  Args:
+    output_shape: spatial shape of the result, or None to give it at the call
+      (the call's argument takes precedence).
+    channel_axis: -1 (channels last) or 1 (channels first).
+  """
+
+  def __init__(self, output_shape=None, *, channel_axis: int = -1):
+    self.output_shape = _freeze(output_shape)
+    self.channel_axis = channel_axis
+
+  def __call__(self, values, indices, output_shape=None):
+    output_shape = self.output_shape if output_shape is None else output_shape
+    if output_shape is None:
+      raise ValueError("MaxUnpool: output_shape is None; give it to the constructor "
+                       "or to the call.")
+    return jaxpool.max_unpool(values, indices, output_shape,
+                              channel_axis=self.channel_axis)
+
+
+class BlurPool(nnx.Module):
+  """Anti-aliased downsampling, :func:`jaxpool.blur_pool` (Zhang 2019).
+
+  Args:
+    strides: the downsampling factor per spatial dim.
+    filter_size: width of the binomial low-pass filter.
+    pool: "max", "avg" or "none": the dense pool before the blur.
+    window_shape: the dense pool's window (default 2 per dim, Zhang's reference).
+    padding: the blur's padding: "reflect" (default), "replicate" or "zero".
+    channel_axis: -1 (channels last) or 1 (channels first).
+  """
+
+  def __init__(self, strides, *, filter_size: int = 3, pool: str = "max",
+               window_shape=None, padding: str = "reflect", channel_axis: int = -1):
+    self.strides = _freeze(strides)
+    self.filter_size = filter_size
+    self.pool = pool
+    self.window_shape = _freeze(window_shape)
+    self.padding = padding
+    self.channel_axis = channel_axis
+
+  def __call__(self, inputs):
+    return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
+                             pool=self.pool, window_shape=self.window_shape,
+                             padding=self.padding, channel_axis=self.channel_axis)

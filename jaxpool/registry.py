@@ -29,7 +29,8 @@ import importlib
 import inspect
 from typing import Any, NamedTuple
 
-__all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS"]
+__all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS",
+           "SLOT_NAMES_EXCLUDED"]
 
 APIS = ("nnx", "linen")
 CONTEXT_OPTIONS = ("rngs", "num_features")
@@ -47,12 +48,50 @@ _ENTRIES: dict[str, Entry] = {
     "min": Entry("min_pool", "MinPool", "min of every window"),
     "sum": Entry("sum_pool", "SumPool", "sum of every window"),
     "avg": Entry("avg_pool", "AvgPool", "mean of every window"),
+    "lp": Entry("lp_pool", "LpPool", "(sum |x|^p)^(1/p) per window, p fixed or learnt"),
+    "l2": Entry("l2_pool", "L2Pool", "sqrt(sum x^2) per window"),
+    "gem": Entry("gem_pool", "GeMPool", "global generalized mean, learnt p"),
+    "stochastic": Entry("stochastic_pool", "StochasticPool",
+                        "one element drawn per window (train), weighted mean (eval)"),
+    "mixed": Entry("mixed_pool", "MixedPool",
+                   "alpha max + (1 - alpha) avg, alpha learnt or random"),
+    "gated": Entry("gated_pool", "GatedPool", "max/avg mix gated by the window"),
+    "tree": Entry("tree_pool", "TreePool", "binary tree of learnt pooling filters"),
+    "soft": Entry("soft_pool", "SoftPool", "softmax-weighted sum of every window"),
+    "lip": Entry("lip_pool", "LIPPool", "weights from a learnt logit network"),
+    "adaptive_avg": Entry("adaptive_avg_pool", "AdaptiveAvgPool",
+                          "mean over PyTorch's adaptive windows"),
+    "adaptive_max": Entry("adaptive_max_pool", "AdaptiveMaxPool",
+                          "max over PyTorch's adaptive windows"),
+    "global_avg": Entry("global_avg_pool", "GlobalAvgPool", "mean over all positions"),
+    "global_max": Entry("global_max_pool", "GlobalMaxPool", "max over all positions"),
+    "global_lp": Entry("global_lp_pool", "GlobalLpPool", "Lp norm over all positions"),
+    "spp": Entry("spatial_pyramid_pool", "SpatialPyramidPool",
+                 "concatenated adaptive pools, flattened"),
+    "max_argmax": Entry("max_pool_with_argmax", "MaxPoolWithArgmax",
+                        "max pool returning (values, indices)"),
+    "max_unpool": Entry("max_unpool", "MaxUnpool",
+                        "scatter (values, indices) back: the inverse of max_argmax"),
+    "fractional": Entry("fractional_max_pool", "FractionalMaxPool",
+                        "max over pseudo-random fractional windows"),
+    "blur": Entry("blur_pool", "BlurPool", "anti-aliased downsampling"),
 }
 
+SLOT_NAMES_EXCLUDED = ("max_argmax", "max_unpool")
+"""Names whose modules do not map one array to one array (not a plain layer)."""
 
-def names() -> list[str]:
-  """The registered names, sorted."""
-  return sorted(_ENTRIES)
+
+def names(*, layers_only: bool = False) -> list[str]:
+  """The registered names, sorted.
+
+  Args:
+    layers_only: leave out the names whose module is not an array -> array layer
+      ("max_argmax" returns ``(values, indices)``, "max_unpool" takes both).
+  """
+  out = sorted(_ENTRIES)
+  if layers_only:
+    out = [n for n in out if n not in SLOT_NAMES_EXCLUDED]
+  return out
 
 
 def _entry(name: str) -> Entry:

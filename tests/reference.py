@@ -336,3 +336,96 @@ def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_inc
     for pos in inputs:
       grad[(slice(None), *pos, slice(None))] += cotangent[(slice(None), *o, slice(None))] / divisor
   return grad
+
+
+# --- mixed / gated / tree, soft / LIP, blur (issue 4) -----------------------------
+
+def _sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+def _flat_weights(w, window):
+  """(*window, 1 or C) -> (K, 1, 1 or C), rows in row-major window order."""
+  w = np.asarray(w, np.float64)
+  return w.reshape(int(np.prod(window)), 1, w.shape[-1])
+
+
+def gated_pool(x, gate, window, strides=None, padding="VALID", count_include_pad=True, **kw):
+  """sigmoid(sum_k gate_k x_k) * max + (1 - sigmoid) * avg, zero padding in the sum."""
+  g = _flat_weights(gate, window)
+
+  def reduce(v, inside, declared):
+    v = v.astype(np.float64)
+    gate_value = _sigmoid((g * v).sum(axis=0))
+    if not inside.any():  # documented choice: a window with no input element gives 0
+      return np.zeros(v.shape[1:])
+    big = _extremum(v, inside, 1)
+    mean = v.sum(axis=0) / (declared.sum() if count_include_pad else inside.sum())
+    return gate_value * big + (1 - gate_value) * mean
+  return window_pool(x, window, strides, padding, **kw, reduce=reduce)
+
+
+def tree_pool(x, leaves, gates, window, strides=None, padding="VALID", **kw):
+  """The tree of Lee et al. 2016 evaluated recursively from the root (node 0)."""
+  n_leaves = len(leaves)
+  v = [_flat_weights(leaf, window) for leaf in leaves]
+  w = [_flat_weights(gate, window) for gate in gates]
+
+  def reduce(values, inside, declared):
+    values = values.astype(np.float64)
+
+    def node(i):
+      if i >= n_leaves - 1:  # a leaf
+        return (v[i - (n_leaves - 1)] * values).sum(axis=0)
+      g = _sigmoid((w[i] * values).sum(axis=0))
+      return g * node(2 * i + 1) + (1 - g) * node(2 * i + 2)
+    return node(0)
+  return window_pool(x, window, strides, padding, **kw, reduce=reduce)
+
+
+def lip_pool(x, logits, window, strides=None, padding="VALID", **kw):
+  """sum x e^l / sum e^l over the in-input elements of every window (float64, shifted)."""
+  x = np.asarray(x, np.float64)
+  logits = np.broadcast_to(np.asarray(logits, np.float64), x.shape)
+  channels = x.shape[-1]
+
+  def reduce(v, inside, declared):
+    values, ell = v[:, :, :channels], v[:, :, channels:]
+    out = np.zeros(v.shape[1:])  # (B, 2C): the second half is dropped below
+    if inside.any():
+      values, ell = values[inside], ell[inside]
+      weights = np.exp(ell - ell.max(axis=0))
+      out[:, :channels] = (weights * values).sum(axis=0) / weights.sum(axis=0)
+    return out
+  stacked = np.concatenate([x, logits], axis=-1)  # one window loop sees both arrays
+  return window_pool(stacked, window, strides, padding, **kw, reduce=reduce)[..., :channels]
+
+
+def binomial_row(size: int) -> np.ndarray:
+  """Row `size - 1` of Pascal's triangle, by repeated convolution with [1, 1]."""
+  row = np.array([1.0])
+  for _ in range(size - 1):
+    row = np.convolve(row, [1.0, 1.0])
+  return row
+
+
+def blur_pool(x, strides, filter_size=3, pool="max", window=None, padding="reflect"):
+  """Zhang 2019: dense pool (stride 1, no padding), pad, binomial filter, subsample."""
+  x = np.asarray(x, np.float64)
+  n = x.ndim - 2
+  strides = per_dim(strides, n)
+  window = per_dim(window, n, 2) if window is not None else (2,) * n
+  if pool == "max":
+    x = max_pool(x, window, 1)
+  elif pool == "avg":
+    x = avg_pool(x, window, 1)
+  mode = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}[padding]
+  pad = [(0, 0)] + [((filter_size - 1) // 2, filter_size // 2)] * n + [(0, 0)]
+  x = np.pad(x, pad, mode=mode)
+  row = binomial_row(filter_size)
+  kernel = row
+  for _ in range(n - 1):
+    kernel = np.multiply.outer(kernel, row)
+  flat = (kernel / kernel.sum()).reshape(-1, 1, 1)
+  return window_pool(x, (filter_size,) * n, strides, "VALID",
+                     reduce=lambda v, inside, _: (flat * v.astype(np.float64)).sum(axis=0))

@@ -135,12 +135,14 @@ def test_output_shape_grid_matches_pytorch_rule():
     assert geom.output_spatial == (expected,), (size, window, stride, lo, hi, dilation,
                                                 ceil_mode)
     assert geom.output_shape == (2, expected, 3)
-    # The ceil_mode overhang is exactly what the last window needs past the padding.
-    padded = size + lo + hi + geom.ceil_extra[0]
-    assert (expected - 1) * stride + effective <= padded
-    assert geom.ceil_extra[0] == max((expected - 1) * stride + effective - (size + lo + hi), 0)
+    # The change to the high padding makes the last window end at the padded end,
+    # and lax.reduce_window's floor rule on lax_padding gives the same size.
+    assert geom.ceil_extra[0] == (expected - 1) * stride + effective - (size + lo + hi)
+    lax_lo, lax_hi = geom.lax_padding[1]
+    assert (lax_lo, lax_hi) == (lo, max(hi + geom.ceil_extra[0], 0))
+    assert (size + lax_lo + lax_hi - effective) // stride + 1 == expected
     if not ceil_mode:
-      assert geom.ceil_extra == (0,)
+      assert geom.ceil_extra[0] <= 0
     checked += 1
   assert checked > 1000
 
@@ -197,7 +199,7 @@ def test_same_padding_equals_xla():
       expected = jax.lax.padtype_to_pads((size,), (effective,), (stride,), kind)
       assert geom.padding == tuple(map(tuple, expected)), (size, window, stride, dilation)
       assert geom.output_spatial == (-(-size // stride),)
-      assert geom.ceil_extra == (0,)
+      assert geom.lax_padding[1] == geom.padding[0]
     assert resolve((1, size, 1), (window,), stride, "SAME",
                    dilation=dilation).padding == (reference.same_padding(
                        size, window, stride, dilation),)

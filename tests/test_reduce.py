@@ -578,3 +578,22 @@ def test_transformations_compose(kind):
     want = reference.avg_pool_grad(flat(x), flat(c), *args,
                                    divisor_override=1 if kind == "sum" else None, **ref)
   np.testing.assert_allclose(flat(g), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", POOLS)
+@pytest.mark.parametrize("length,window,stride,pad", [
+    (4, 1, 1, (0, 1)),   # ceil_mode drops the window that would start in the high pad
+    (5, 2, 2, (0, 3)),
+    (6, 3, 2, (1, 4)),
+])
+def test_ceil_mode_with_high_padding_wider_than_the_window(kind, length, window, stride, pad):
+  """Padding wider than PyTorch allows: the output size follows PyTorch's ceil rule."""
+  rng = np.random.default_rng(7)
+  xr = rng.permutation(2 * length * 3).reshape(2, length, 3).astype(np.float32)
+  kwargs = dict(padding=(pad,), ceil_mode=True)
+  got = pool_fn(kind)(xr, (window,), (stride,), **kwargs)
+  size = reference.output_size(length, window, stride, *pad, 1, True)
+  want = getattr(reference, f"{kind}_pool")(xr, (window,), (stride,), **kwargs)
+  assert got.shape == (2, size, 3) == want.shape
+  finite = np.isfinite(want)
+  np.testing.assert_allclose(np.asarray(got)[finite], want[finite], rtol=1e-6)

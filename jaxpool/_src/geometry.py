@@ -133,8 +133,12 @@ class PoolGeometry:
     channel_axis: position of the feature dim in ``input_shape``.
     window_shape, strides, dilation: per spatial dim.
     padding: declared ``(low, high)`` padding per spatial dim (SAME resolved).
-    ceil_extra: extra high padding per spatial dim that ``ceil_mode`` needs for the
-      last window; it is never part of the declared padding.
+    ceil_extra: change to the high padding per spatial dim that makes the last
+      window end exactly at the end of the padded input: positive where
+      ``ceil_mode`` lets the last window overhang the high padding, negative where
+      windows do not reach the end (floor mode, or ``ceil_mode`` dropping a window
+      that would start in the high padding); ``lax_padding`` clamps at 0. Never
+      part of the declared padding.
     output_spatial: output size per spatial dim.
   """
 
@@ -194,7 +198,9 @@ class PoolGeometry:
   @property
   def lax_padding(self) -> tuple[tuple[int, int], ...]:
     """Declared padding plus the ceil_mode overhang, for every dim of the input."""
-    pads = [(lo, hi + extra) for (lo, hi), extra in zip(self.padding, self.ceil_extra)]
+    # Clamped at 0: the unreached tail then holds less than one stride, so
+    # reduce_window's floor rule yields exactly `output_spatial` windows.
+    pads = [(lo, max(hi + extra, 0)) for (lo, hi), extra in zip(self.padding, self.ceil_extra)]
     return self._full(pads, (0, 0))
 
   def reduce_window(self, x: jax.Array, init: Any, op) -> jax.Array:
@@ -371,7 +377,7 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     else:
       size = span // s + 1
     out.append(size)
-    extra.append(max((size - 1) * s + e - (L + lo + hi), 0))
+    extra.append((size - 1) * s + e - (L + lo + hi))
   return PoolGeometry(input_shape=input_shape, spatial_axes=spatial_axes,
                       channel_axis=channel, window_shape=window, strides=strides,
                       dilation=dilation, padding=pads, ceil_extra=tuple(extra),

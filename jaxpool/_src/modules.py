@@ -1,0 +1,105 @@
+"""Shapes, checks and parameter transforms shared by jaxpool.linen and jaxpool.nnx.
+
+No pooling math lives here (that is the functions' job) and no Flax: only the
+small decisions both module APIs must make identically, so that a Linen module and
+its NNX twin hold parameters of the same shapes and meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpool._src import geometry
+
+RNG_STREAM = "pooling"
+MIXED_GRANULARITIES = ("layer", "channel", "region")
+GATED_GRANULARITIES = ("layer", "channel")
+
+
+def check_choice(module: str, arg: str, value, allowed: Sequence[str]) -> None:
+  if value not in allowed:
+    raise ValueError(f"{module}: {arg} must be one of {tuple(allowed)}, got {value!r}.")
+
+
+def p_from_raw(raw: jax.Array) -> jax.Array:
+  """The learnable exponent of LpPool: ``p = 1 + softplus(raw) > 1``."""
+  return 1.0 + jax.nn.softplus(raw)
+
+
+def raw_from_p(p, module: str = "LpPool") -> float:
+  """The raw value with ``1 + softplus(raw) = p``; p must be a finite float > 1."""
+  if not isinstance(p, (int, float, np.floating, np.integer)) or not np.isfinite(p) \
+      or p <= 1:
+    raise ValueError(f"{module}: with learn_p=True, p (the initial exponent) must be "
+                     f"a finite number > 1, got {p!r}.")
+  return float(np.log(np.expm1(float(p) - 1.0)))
+
+
+def logit(alpha, module: str = "MixedPool") -> float:
+  """``log(a / (1 - a))``: the stored value of a mixing weight ``a`` in (0, 1)."""
+  if not isinstance(alpha, (int, float, np.floating, np.integer)) or not 0 < alpha < 1:
+    raise ValueError(f"{module}: alpha_init must be a number in (0, 1), got {alpha!r}.")
+  return float(np.log(alpha / (1.0 - alpha)))
+
+
+def mixed_alpha_shape(granularity: str, *, num_features, region_shape,
+                      channel_axis: int, module: str = "MixedPool") -> tuple[int, ...]:
+  """Shape of MixedPool's alpha for the inputs' layout.
+
+  "layer": ``()``; "channel": ``(C,)``; "region": one weight per output location
+  shared by the channels, broadcastable to the output: ``(*region_shape, 1)``
+  channels-last, ``region_shape`` channels-first.
+  """
+  check_choice(module, "granularity", granularity, MIXED_GRANULARITIES)
+  if granularity == "layer":
+    return ()
+  if granularity == "channel":
+    return (int(num_features),)
+  region = tuple(int(r) for r in region_shape)
+  return region + (1,) if channel_axis == -1 else region
+
+
+def gate_shape(window_shape: Sequence[int], granularity: str, num_features,
+               module: str) -> tuple[int, ...]:
+  """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel."""
+  check_choice(module, "granularity", granularity, GATED_GRANULARITIES)
+  c = 1 if granularity == "layer" else int(num_features)
+  return tuple(int(w) for w in window_shape) + (c,)
+
+
+def tree_leaves(levels, module: str = "TreePool") -> int:
+  """Number of leaves of a complete binary tree with `levels` levels (>= 2)."""
+  if not geometry.is_int(levels) or levels < 2:
+    raise ValueError(f"{module}: levels must be an int >= 2 (2 levels: 2 leaves and "
+                     f"1 gate), got {levels!r}.")
+  return 2 ** (int(levels) - 1)
+
+
+def output_spatial(input_shape, window_shape, strides, padding, dilation, ceil_mode,
+                   channel_axis, fn) -> tuple[int, ...]:
+  return geometry.resolve(input_shape, window_shape, strides, padding,
+                          dilation=dilation, ceil_mode=ceil_mode,
+                          channel_axis=channel_axis, fn=fn).output_spatial
+
+
+def channels_last(x: jax.Array, channel_axis: int) -> jax.Array:
+  """Move the channel axis to the end (the layout of flax's Conv/GroupNorm)."""
+  return x if channel_axis == -1 else jnp.moveaxis(x, channel_axis, -1)
+
+
+def channels_back(x: jax.Array, channel_axis: int) -> jax.Array:
+  return x if channel_axis == -1 else jnp.moveaxis(x, -1, channel_axis)
+
+
+def eval_key(seed: int) -> jax.Array:
+  """The fixed key of FractionalMaxPool in evaluation (same windows every call)."""
+  return jax.random.key(seed)
+
+
+def yu_alpha(key: jax.Array) -> jax.Array:
+  """Yu et al. 2014's random mixing weight: 0 or 1 with probability 1/2 each."""
+  return jax.random.bernoulli(key, 0.5).astype(jnp.float32)

@@ -1,0 +1,93 @@
+r"""Window dot products: a learned filter applied to every pooling window.
+
+For a weight array `w` of shape `(M, *window_shape, C or 1)` and a pooling geometry,
+
+.. math:: z_{m, o, c} = \sum_{k \in W} w_{m, k, c} \, \tilde x_{s \cdot o - p_{lo} + d \cdot k, c}
+
+with :math:`\tilde x` the input padded with zeros (declared padding and the
+`ceil_mode` overhang alike). This is a depthwise correlation; `gated_pool`,
+`tree_pool` and `blur_pool` use it.
+
+It is computed as a sum over window offsets of strided slices of the padded input
+(`PoolGeometry.window_element`), never materialising the patches. On CPU this is
+much faster than `lax.conv_general_dilated` with `feature_group_count=C` (grouped
+convolutions, above all with a channel multiplier, have no fast CPU kernel in XLA):
+on a (32, 28, 28, 32) float32 input with stride 2, best of 15 timings on a shared
+CPU, forward + gradient in inputs and weights took 13 ms against 113 ms for one
+2x2 filter, and 11 ms against 1522 ms for three 3x3 filters; the forward alone is
+more than 10x faster.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxpool._src.geometry import PoolGeometry
+
+
+def compute_dtype(dtype):
+  """float16/bfloat16 are computed in float32 (DESIGN.md); other floats as they are."""
+  if dtype in (jnp.float16, jnp.bfloat16):
+    return jnp.float32
+  return dtype
+
+
+def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
+                  leading: str | None = None) -> jax.Array:
+  """`weights` as a float array of shape `(*lead, *window_shape, 1 or C)`, or a ValueError.
+
+  `leading` names the one leading dim (e.g. "n_leaves"); None means there is none.
+  """
+  w = jnp.asarray(weights)
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    w = w.astype(jnp.result_type(float))
+  channels = geom.input_shape[geom.channel_axis]
+  window = tuple(geom.window_shape)
+  n_lead = 0 if leading is None else 1
+  ok = (w.ndim == n_lead + len(window) + 1 and tuple(w.shape[n_lead:-1]) == window
+        and w.shape[-1] in (1, channels))
+  if not ok:
+    lead = "" if leading is None else f"{leading}, "
+    raise ValueError(
+        f"{fn}: {name} must have shape ({lead}*window_shape, 1) (shared by all channels) "
+        f"or ({lead}*window_shape, C) (per channel), i.e. ({lead}{', '.join(map(str, window))}, "
+        f"1 or {channels}) for window_shape={window} and C={channels} input channels; "
+        f"got shape {tuple(w.shape)}.")
+  return w
+
+
+# Jitted with the geometry static: eager calls compile one program per geometry
+# instead of dispatching one small op per window offset; under jit it is inlined.
+@functools.partial(jax.jit, static_argnums=2)
+def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """Depthwise window dot products, zero padding.
+
+  Args:
+    x: the inputs, shape `geom.input_shape`.
+    weights: `(M, *window_shape, 1 or C)`.
+    geom: the pooling geometry.
+
+  Returns:
+    `(M, *geom.output_shape)` in the common dtype of `x` and `weights` (float32 for
+    half-precision inputs).
+  """
+  dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(weights.dtype))
+  padded = geom.pad(x.astype(dtype), 0)
+  w = weights.astype(dtype)
+  # Per offset, one filter's values (1 or C) broadcast along the channel axis.
+  shape = [1] * geom.ndim
+  shape[geom.channel_axis] = w.shape[-1]
+  elements = [(offset, geom.window_element(padded, offset)) for offset in geom.window_offsets()]
+  # One accumulation per filter, stacked at the end: broadcasting the slices against
+  # all M filters at once makes XLA's CPU backward pass 5-8x slower.
+  outputs = []
+  for m in range(w.shape[0]):
+    total = None
+    for offset, element in elements:
+      term = jnp.reshape(w[(m, *offset)], shape) * element
+      total = term if total is None else total + term
+    outputs.append(total)
+  return jnp.stack(outputs)

@@ -1,0 +1,175 @@
+"""soft_pool and lip_pool against numpy loops, closed forms, check_grads and huge inputs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import jaxpool
+from tests import reference
+
+RTOL = ATOL = 2e-5
+
+CONFIGS = [  # window, strides, padding, options
+    ((2, 2), 2, "VALID", {}),
+    ((3, 3), 2, "SAME", {}),
+    ((3, 2), (1, 2), ((1, 0), (2, 1)), dict(dilation=(2, 1))),
+    ((3, 3), 2, 1, dict(ceil_mode=True)),
+]
+
+
+@pytest.mark.parametrize("window,strides,padding,options", CONFIGS)
+def test_lip_and_soft_match_reference(window, strides, padding, options):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 7, 6, 3)) * 3
+  logits = rng.normal(size=(2, 7, 6, 3)) * 3
+  y = jaxpool.lip_pool(x.astype(np.float32), logits.astype(np.float32), window, strides,
+                       padding, **options)
+  np.testing.assert_allclose(y, reference.lip_pool(x, logits, window, strides, padding, **options),
+                             rtol=RTOL, atol=ATOL)
+  y = jaxpool.soft_pool(x.astype(np.float32), window, strides, padding, **options)
+  np.testing.assert_allclose(y, reference.lip_pool(x, x, window, strides, padding, **options),
+                             rtol=RTOL, atol=ATOL)
+
+
+def test_lip_with_zero_logits_is_the_average():
+  x = np.random.default_rng(1).normal(size=(2, 6, 6, 3)).astype(np.float32)
+  zeros = np.zeros_like(x)
+  np.testing.assert_allclose(jaxpool.lip_pool(x, zeros, (2, 2), 2),
+                             jaxpool.avg_pool(x, (2, 2), 2), rtol=1e-6, atol=1e-7)
+  # With padding, padded elements do not contribute: count_include_pad=False.
+  np.testing.assert_allclose(jaxpool.lip_pool(x, zeros, (3, 3), 2, "SAME"),
+                             jaxpool.avg_pool(x, (3, 3), 2, "SAME", count_include_pad=False),
+                             rtol=1e-6, atol=1e-7)
+
+
+def test_lip_broadcast_logits_and_channels_first():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, 5, 5, 3))
+  logits = rng.normal(size=(2, 5, 5, 1))  # one importance map shared by the channels
+  expected = reference.lip_pool(x, logits, (2, 2), 1, 1)
+  y = jaxpool.lip_pool(x.astype(np.float32), logits.astype(np.float32), (2, 2), 1, 1)
+  np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
+  y = jaxpool.lip_pool(np.moveaxis(x, -1, 1).astype(np.float32),
+                       np.moveaxis(logits, -1, 1).astype(np.float32), (2, 2), 1, 1,
+                       channel_axis=1)
+  np.testing.assert_allclose(np.moveaxis(y, 1, -1), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_soft_pool_lies_between_avg_and_max():
+  x = np.random.default_rng(3).normal(size=(4, 9, 9, 3)).astype(np.float32) * 4
+  for args in [((2, 2), 2, "VALID"), ((3, 3), 2, "SAME")]:
+    y = np.asarray(jax.jit(lambda x: jaxpool.soft_pool(x, *args))(x))
+    mean = np.asarray(jaxpool.avg_pool(x, *args, count_include_pad=False))
+    big = np.asarray(jaxpool.max_pool(x, *args))
+    assert np.all(y >= mean - 1e-5) and np.all(y <= big + 1e-5)
+    assert np.any(y > mean + 1e-2) and np.any(y < big - 1e-2)  # strictly inside somewhere
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_stable_at_1e4(dtype):
+  # Windows of [1e4, 0], [-1e4, -1e4], [1e4, 1e4 - 1], [-1e4, 1e4]; and 2-D with padding.
+  x = jnp.asarray([[1e4], [0.0], [-1e4], [-1e4], [1e4], [1e4 - 1], [-1e4], [1e4]], dtype)
+  y = jax.jit(lambda x: jaxpool.soft_pool(x, (2,), 2))(x)
+  assert y.dtype == dtype
+  e = 1 / (1 + np.exp(-1.0))  # weight of 1e4 against 1e4 - 1
+  np.testing.assert_allclose(np.asarray(y, np.float32)[:, 0],
+                             [1e4, -1e4, e * 1e4 + (1 - e) * (1e4 - 1), 1e4],
+                             rtol=1e-6 if dtype == jnp.float32 else 1e-2)
+  rng = np.random.default_rng(4)
+  big = jnp.asarray(rng.choice([-1e4, -5e3, 0.0, 5e3, 1e4], size=(2, 6, 6, 2)), dtype)
+  for f in [lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"),
+            lambda x: jaxpool.lip_pool(x, x * 0.5, (3, 3), 2, 1, ceil_mode=True),
+            lambda x: jaxpool.lip_pool(jnp.ones_like(x), -x, (2, 2), 1, "SAME")]:
+    loss = lambda x: jnp.sum(f(x).astype(jnp.float32))
+    y, grad = jax.jit(lambda x: (f(x), jax.grad(loss)(x)))(big)
+    assert np.all(np.isfinite(np.asarray(y, np.float32)))
+    assert np.all(np.isfinite(np.asarray(grad, np.float32)))
+  grad_logits = jax.jit(jax.grad(lambda l: jnp.sum(jaxpool.lip_pool(big, l, (3, 3), 2, "SAME")
+                                                   .astype(jnp.float32))))(big)
+  assert np.all(np.isfinite(np.asarray(grad_logits, np.float32)))
+
+
+def test_bfloat16_close_to_float32():
+  x = np.random.default_rng(5).normal(size=(2, 6, 6, 4)).astype(np.float32)
+  y32 = jaxpool.soft_pool(x, (2, 2), 2)
+  y16 = jaxpool.soft_pool(jnp.asarray(x, jnp.bfloat16), (2, 2), 2)
+  assert y16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y16, np.float32), y32, rtol=2e-2, atol=2e-2)
+
+
+def test_windows_entirely_in_padding_give_zero_and_finite_grads():
+  x = jnp.asarray(np.random.default_rng(6).normal(size=(1, 2, 1)), jnp.float32)
+  f = lambda x: jaxpool.soft_pool(x, (2,), 2, ((3, 3),))  # windows [p p], [p x], [x p], [p p]
+  y = jax.jit(f)(x)
+  np.testing.assert_allclose(y[0, :, 0], [0.0, x[0, 0, 0], x[0, 1, 0], 0.0], rtol=1e-6)
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(f(x))))(x)
+  np.testing.assert_allclose(grad, np.ones_like(x))  # each element alone in its window
+
+
+def test_grads_in_inputs_and_logits():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
+    logits = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
+    lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME"))
+    check_grads(lip, (x, logits), order=1, modes=("fwd", "rev"))
+    soft = jax.jit(lambda x: jaxpool.soft_pool(x, (2, 2), 1, 1, dilation=2))
+    check_grads(soft, (x,), order=1, modes=("fwd", "rev"))
+    # d soft / d x_i for a single window = p_i (1 + x_i - y): closed form.
+    w = jnp.asarray([[0.5], [-1.0], [2.0]])
+    p = np.exp(np.asarray(w)[:, 0]) / np.exp(np.asarray(w)[:, 0]).sum()
+    y = (p * np.asarray(w)[:, 0]).sum()
+    grad = jax.grad(lambda w: jaxpool.soft_pool(w, (3,))[0, 0])(w)
+    np.testing.assert_allclose(grad[:, 0], p * (1 + np.asarray(w)[:, 0] - y), rtol=1e-12)
+
+
+def test_bad_arguments_raise_clear_errors():
+  x = jnp.zeros((1, 6, 6, 3))
+  with pytest.raises(ValueError, match=r"lip_pool: logits must be broadcastable .*\(1, 6, 6, 2\)"):
+    jaxpool.lip_pool(x, jnp.zeros((1, 6, 6, 2)), (2, 2))
+  with pytest.raises(ValueError, match=r"lip_pool: logits must be broadcastable .*\(2, 6, 6, 3\)"):
+    jaxpool.lip_pool(x, jnp.zeros((2, 6, 6, 3)), (2, 2))
+  with pytest.raises(TypeError, match="lip_pool: logits must have a floating dtype"):
+    jaxpool.lip_pool(x, jnp.zeros((1, 6, 6, 3), jnp.int32), (2, 2))
+  with pytest.raises(TypeError, match="soft_pool: inputs must have a floating dtype"):
+    jaxpool.soft_pool(jnp.zeros((1, 4, 4, 1), jnp.int32), (2, 2))
+  with pytest.raises(ValueError, match="soft_pool: .*strides"):
+    jaxpool.soft_pool(x, (2, 2), (1, 0))
+
+
+def test_under_vmap_and_jit():
+  rng = np.random.default_rng(8)
+  x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  logits = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+  f = jax.jit(jax.vmap(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME")))
+  np.testing.assert_allclose(f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"),
+                             rtol=RTOL, atol=ATOL)
+
+
+def test_shapes_and_values_over_random_configurations():
+  rng = np.random.default_rng(11)
+  for _ in range(4):
+    n = int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(4, 8, size=n))
+    window = tuple(int(v) for v in rng.integers(1, 4, size=n))
+    strides = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=n))
+    padding = tuple((int(rng.integers(0, 2)), int(rng.integers(0, 2))) for _ in range(n))
+    options = dict(dilation=dilation, ceil_mode=bool(rng.integers(0, 2)))
+    x = rng.normal(size=(2, *spatial, 2)) * 3
+    # The output size by PyTorch's rule, from the reference (not from jaxpool).
+    shape = reference.max_pool(x, window, strides, padding, **options).shape
+    y = jaxpool.soft_pool(x.astype(np.float32), window, strides, padding, **options)
+    assert y.shape == shape
+    np.testing.assert_allclose(
+        y, reference.lip_pool(x, x, window, strides, padding, **options), rtol=RTOL, atol=ATOL)
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
+  x = np.random.default_rng(12).normal(size=(1, 4, 2))
+  args = ((1,), 1, ((0, 1),))
+  y = jaxpool.soft_pool(x.astype(np.float32), *args, ceil_mode=True)
+  assert y.shape == (1, 4, 2)  # PyTorch's rule (reference.output_size)
+  np.testing.assert_allclose(y, x, rtol=1e-6)
