@@ -67,7 +67,9 @@ def conv2d(x, kernel, padding: str):
         dK[a, b, i, o] = sum_{n, h, w} x_pad[n, h + a, w + b, i] * g[n, h, w, o]
 
     i.e. a VALID convolution of `x_pad` laid out as (i, h, w, n) ("batch" i,
-    features n) with `g` laid out as (h, w, n, o) as the kernel.
+    features n) with `g` laid out as (h, w, n, o) as the kernel. With one input
+    channel (the first layer on MNIST) it is a single matrix product instead,
+    `patches^T @ g` with the (N*H*W, kh*kw) patches of `x_pad`: faster still.
     """
     return _conv(x, kernel, padding)
 
@@ -83,6 +85,12 @@ def _conv2d_bwd(padding, residuals, g):
     if padding == "SAME":
         ph, pw = (kh - 1) // 2, (kw - 1) // 2
         x = jnp.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
+    if x.shape[-1] == 1:
+        oh, ow = g.shape[1:3]
+        patches = jnp.stack([x[:, a:a + oh, b:b + ow, 0] for a in range(kh) for b in range(kw)],
+                            axis=-1).reshape(-1, kh * kw)
+        dk = patches.T @ g.reshape(-1, g.shape[-1]).astype(x.dtype)
+        return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
     dk = jax.lax.conv_general_dilated(
         jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)).astype(x.dtype),
         (1, 1), "VALID", dimension_numbers=_DIMS)
@@ -126,10 +134,25 @@ def make_pool(name: str, options: Mapping[str, Any], *, num_features: int,
     return registry.make(name, api="nnx", num_features=num_features, rngs=rngs, **dict(options))
 
 
-def _pool_options(model: str, pool_options: Mapping[str, Any] | None) -> dict:
-    options = dict(DEFAULT_POOL_OPTIONS[model])
+def _pool_options(model: str, pool: str, pool_options: Mapping[str, Any] | None) -> dict:
+    """The model's default window options that `pool` accepts, then the config's.
+
+    Window pools get the model's window_shape / strides / padding; pools without a
+    window (global, adaptive, ...) get none of them, `blur` only the strides (its
+    `padding` means something else). Options from the config always win.
+    """
+    accepted = set(registry.info(pool)["nnx_options"]) if pool in registry.names() else set()
+    defaults = dict(DEFAULT_POOL_OPTIONS[model])
+    if "output_ratio" in accepted:  # Fractional max pooling: halve each side, as stride 2.
+        defaults = {"window_shape": defaults["window_shape"], "output_ratio": (0.5, 0.5)}
+    window_padding = "window_shape" in accepted and pool != "blur"  # blur: padding mode.
+    options = {k: v for k, v in defaults.items()
+               if k in accepted and (k != "padding" or window_padding)}
+    user = dict(pool_options or {})
+    if "output_size" in user:
+        options.pop("output_ratio", None)
     options.update({k: (tuple(v) if isinstance(v, list) else v)
-                    for k, v in dict(pool_options or {}).items()})
+                    for k, v in user.items()})
     return options
 
 
@@ -148,6 +171,10 @@ def _flat_size(layers, input_shape) -> int:
     out = nnx.eval_shape(apply, layers, jax.ShapeDtypeStruct(input_shape, jnp.float32))
     for layer in layers:
         layer.train()
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(
+            f"The pool returns {type(out).__name__}, not one array; a model's pooling "
+            "slot needs a pool that maps features to pooled features.")
     return int(out.size) // input_shape[0]
 
 
@@ -165,7 +192,7 @@ class SeedCNN(nnx.Module):
                  compute_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.conv = Conv(1, 32, kernel_size=(3, 3), padding="VALID",
                              dtype=compute_dtype, rngs=rngs)
-        self.pool = make_pool(pool, _pool_options("seed_cnn", pool_options),
+        self.pool = make_pool(pool, _pool_options("seed_cnn", pool, pool_options),
                               num_features=32, rngs=rngs)
         flat = _flat_size([self.conv, self.pool], (1, 28, 28, 1))
         self.dense1 = nnx.Linear(flat, 128, dtype=compute_dtype, rngs=rngs)
@@ -187,7 +214,7 @@ class ZeilerFergusCNN(nnx.Module):
 
     def __init__(self, *, pool: str = "max", pool_options: Mapping[str, Any] | None = None,
                  compute_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        options = _pool_options("zeiler_fergus", pool_options)
+        options = _pool_options("zeiler_fergus", pool, pool_options)
         self.convs = nnx.List([
             Conv(1 if i == 0 else 64, 64, kernel_size=(5, 5), padding="SAME",
                      dtype=compute_dtype, rngs=rngs) for i in range(3)])

@@ -220,14 +220,15 @@ class Trainer:
             # Fresh pooling keys for this step, derived from (seed, epoch, step).
             model = nnx.merge(gd_train, params, rest)
             nnx.reseed(model, pooling=jax.random.fold_in(pool_key, i))
-            _, _, rest = nnx.split(model, nnx.Param, ...)
 
-            def loss_fn(p):
-                m = nnx.merge(gd_train, p, rest)
+            def loss_fn(m):
                 losses, errors = _loss_and_errors(m(x), y)
-                return losses.mean(), (errors.sum(), nnx.state(m, nnx.Not(nnx.Param)))
+                return losses.mean(), errors.sum()
 
-            (loss, (errors, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            # nnx.value_and_grad: gradients w.r.t. the nnx.Param leaves; the rng
+            # counters that random pools advance stay in `model`.
+            (loss, errors), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
             updates, opt_state = self.tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, rest, opt_state), (loss, errors)
@@ -274,19 +275,19 @@ def _to_storable(state):
     """nnx.State -> plain nested dicts of arrays (typed PRNG keys as their raw data)."""
     def conv(x):
         return jax.random.key_data(x) if _is_key(x) else x
-    return jax.tree.map(conv, {"params": state["params"].to_pure_dict(),
-                               "rest": state["rest"].to_pure_dict(),
+    return jax.tree.map(conv, {"params": nnx.to_pure_dict(state["params"]),
+                               "rest": nnx.to_pure_dict(state["rest"]),
                                "opt_state": jax.tree.leaves(state["opt_state"])})
 
 
 def _from_storable(stored, like):
     params, rest = like["params"], like["rest"]
-    rest_dict = rest.to_pure_dict()
+    rest_dict = nnx.to_pure_dict(rest)
     stored_rest = jax.tree.map(
         lambda ref, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
         if _is_key(ref) else x, rest_dict, stored["rest"])
-    params.replace_by_pure_dict(stored["params"])
-    rest.replace_by_pure_dict(stored_rest)
+    nnx.replace_by_pure_dict(params, stored["params"])
+    nnx.replace_by_pure_dict(rest, stored_rest)
     opt_state = jax.tree.unflatten(jax.tree.structure(like["opt_state"]),
                                    jax.tree.leaves(stored["opt_state"]))
     return {"params": params, "rest": rest, "opt_state": opt_state}
@@ -391,7 +392,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start_epoch, history = 0, []
     latest = checkpoints.latest()
     if latest is not None:
-        state, history = checkpoints.restore(latest, state)
+        try:
+            state, history = checkpoints.restore(latest, state)
+        except ValueError as e:
+            raise ValueError(
+                f"The checkpoint of epoch {latest} in {workdir} does not match this config "
+                f"(model, pool or optimizer changed?); use a new workdir. ({e})") from e
         start_epoch = latest
         logging.info("Resuming %s after epoch %d.", workdir, latest)
 
@@ -512,6 +518,24 @@ def main(argv) -> None:
         print(json.dumps(summary, sort_keys=True))
 
 
+def check_override_flags(argv) -> None:
+    """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
+    an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
+    default = _default_config()
+    valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
+    valid += sorted(f"{k}.{sub}" for k, v in default.items()
+                    if isinstance(v, ml_collections.ConfigDict) for sub in v.keys())
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config."):].split("=", 1)[0]
+        if key.startswith("pool_options.") or key in valid:
+            continue
+        raise ValueError(f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} "
+                         "(and pool_options.<option>).")
+
+
 if __name__ == "__main__":
+    check_override_flags(sys.argv)
     _define_flags()
     app.run(main)
