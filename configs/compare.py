@@ -59,8 +59,8 @@ _SLOT_OPTIONS = {
     "tree": _SLOT,
     "soft": _SLOT,
     "lip": _SLOT,
-    # Graham's fractional max pooling at ratio 1/2 would keep the slot's output
-    # size; it joins the sweep if its module takes the model's strides/padding.
+    # Graham's fractional max pooling at ratio 1/2 keeps the slot's output size
+    # (26 -> 13) while its 2x2 windows start at pseudo-random offsets.
     "fractional": {"window_shape": (2, 2), "output_ratio": (0.5, 0.5)},
     # Zhang's anti-aliased pooling: dense 2x2 max (stride 1), then a 3x3 binomial
     # blur with stride 2; its `padding` is the blur's ("reflect", Zhang's choice),
@@ -77,9 +77,9 @@ _EXCLUDED = {
     "lp": "a family that needs a choice of p; l2 (p=2) stands for it",
     "gem": "a global pool (no window)",
 }
-# experiments/models.py merges the pool options into these model defaults, so every
-# pool of the seed CNN receives them; `rngs` and `num_features` are the registry's
-# context options, accepted by every name.
+# experiments/models.py hands each pool those of these window defaults that its
+# module takes, updated by the config's options; `rngs` and `num_features` are the
+# registry's context options, accepted by every name.
 _MODEL_SLOT_KEYS = ("window_shape", "strides", "padding")
 _CONTEXT_OPTIONS = ("rngs", "num_features")
 _EXCLUDED_PATTERNS = (
@@ -180,9 +180,9 @@ def slot_pools(names=None, info=_registry_info):
   A name in `_EXCLUDED` or matching `_EXCLUDED_PATTERNS` is excluded. Every other
   name gets its options from `_SLOT_OPTIONS` (a name added to the registry later:
   plain 2x2 stride 2) and joins the sweep if its module takes every option the
-  seed CNN's slot hands it (ours plus the model's defaults `_MODEL_SLOT_KEYS`) and
-  needs no other, as `info(name)` (`jaxpool.registry.info`) tells; otherwise it
-  is excluded with the options that do not fit.
+  seed CNN's slot hands it (ours; the model adds those of `_MODEL_SLOT_KEYS` the
+  module takes) and needs no other, as `info(name)` (`jaxpool.registry.info`)
+  tells; otherwise it is excluded with the options that do not fit.
 
   Args:
     names: registry names; None -> `registry_names()` (or, where the registry
@@ -213,9 +213,10 @@ def slot_pools(names=None, info=_registry_info):
     options = dict(_SLOT_OPTIONS.get(name, _SLOT))
     details = info(name) if info else None
     if details is not None:
-      given = set(options) | set(_MODEL_SLOT_KEYS)
       accepted = set(details["nnx_options"]) | set(_CONTEXT_OPTIONS)
-      unknown = given - accepted
+      # The model adds those of its window defaults that the module takes.
+      given = set(options) | (set(_MODEL_SLOT_KEYS) & accepted)
+      unknown = set(options) - accepted
       missing = set(details["nnx_required"]) - given - set(_CONTEXT_OPTIONS)
       if unknown or missing:
         why = []
@@ -223,8 +224,7 @@ def slot_pools(names=None, info=_registry_info):
           why.append(f"needs {', '.join(sorted(missing))}, which the slot "
                      "does not give")
         if unknown:
-          why.append(f"does not take {', '.join(sorted(unknown))}, which the "
-                     "seed CNN passes to every pool")
+          why.append(f"does not take {', '.join(sorted(unknown))}")
         excluded[name] = "; ".join(why)
         continue
     pools[name] = options

@@ -346,11 +346,15 @@ def test_slot_pools_asks_the_registry_what_each_module_takes():
                      "nnx_required": ["window_shape"]},
   }
   pools, excluded = compare_config.slot_pools(list(infos), info=infos.get)
-  assert pools == {"max": {"window_shape": (2, 2), "strides": (2, 2)},
-                   "new_window": {"window_shape": (2, 2), "strides": (2, 2)}}
+  assert sorted(pools) == ["fractional", "max", "new_window"]
+  assert pools["max"] == pools["new_window"] == {"window_shape": (2, 2),
+                                                 "strides": (2, 2)}
   assert excluded["needs_p"] == "needs p, which the slot does not give"
-  assert excluded["fractional"] == ("does not take padding, strides, which the "
-                                    "seed CNN passes to every pool")
+  assert pools["fractional"] == {"window_shape": (2, 2),
+                                "output_ratio": (0.5, 0.5)}
+  infos["fractional"]["nnx_options"].remove("output_ratio")
+  _, excluded = compare_config.slot_pools(["fractional"], info=infos.get)
+  assert excluded["fractional"] == "does not take output_ratio"
 
 
 # ----------------------------------------------------------------------------
@@ -373,17 +377,16 @@ def test_default_sweep_fills_the_slot_with_every_fitting_registry_pool():
   assert not {n for n in config.pools if "global" in n or "adaptive" in n}
   assert config.seeds == (0, 1, 2)
   assert config.base.num_epochs == 5 and config.base.model == "seed_cnn"
-  # Every pool of the sweep, built as the seed CNN builds it (its default options
-  # updated by ours), maps the 26x26 conv output to 13x13 as 2x2/2 max does.
-  x = jnp.linspace(0.0, 1.0, 26 * 26 * 4).reshape(1, 26, 26, 4)
+  # Every pool of the sweep, in the seed CNN as experiments/models.py builds it,
+  # maps the 26x26x32 conv output to 13x13x32, as 2x2 max pooling with stride 2.
+  x = jnp.linspace(0.0, 1.0, 26 * 26 * 32).reshape(1, 26, 26, 32)
   for label, entry in config.pools.items():
-    options = dict(models.DEFAULT_POOL_OPTIONS["seed_cnn"])
-    options.update(entry.options.to_dict())
-    pool = registry.make(entry.name, api="nnx", num_features=4,
-                         rngs=nnx.Rngs(params=0, pooling=1), **options)
-    pool.eval()
-    out = jax.eval_shape(lambda x, pool=pool: pool(x), x)  # Shapes only: fast.
-    assert out.shape == (1, 13, 13, 4), label
+    model = models.build_model("seed_cnn", pool=entry.name,
+                               pool_options=entry.options.to_dict(),
+                               rngs=nnx.Rngs(params=0, pooling=1))
+    model.eval()
+    out = jax.eval_shape(lambda x, pool=model.pool: pool(x), x)  # Shapes only.
+    assert out.shape == (1, 13, 13, 32), label
 
 
 def test_quick_zeiler_fergus_paper_and_platform_variants():
