@@ -122,6 +122,13 @@ class Conv(nnx.Module):
         return y + self.bias[...].astype(self.dtype)
 
 
+# Registry names that are not feature -> pooled-feature maps.
+NOT_A_SLOT = {
+    "max_argmax": "it returns (values, indices)",
+    "max_unpool": "it unpools (needs indices from max_argmax)",
+}
+
+
 def make_pool(name: str, options: Mapping[str, Any], *, num_features: int,
               rngs: nnx.Rngs) -> Callable:
     """A pooling module from `jaxpool.registry` for a layer with `num_features` channels.
@@ -131,6 +138,8 @@ def make_pool(name: str, options: Mapping[str, Any], *, num_features: int,
     """
     if name not in registry.names():
         raise ValueError(f"Unknown pool {name!r}; valid pool names: {sorted(registry.names())}.")
+    if name in NOT_A_SLOT:
+        raise ValueError(f"Pool {name!r} cannot fill a model's pooling slot: {NOT_A_SLOT[name]}.")
     return registry.make(name, api="nnx", num_features=num_features, rngs=rngs, **dict(options))
 
 

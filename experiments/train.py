@@ -180,9 +180,10 @@ class Trainer:
         self.graphdefs = None  # (train, eval), set by the first trace of `_create`.
 
     def _build(self):
+        # Initialisation keys: folds that no epoch index reaches.
         key = jax.random.key(self.config.seed)
-        rngs = nnx.Rngs(params=jax.random.fold_in(key, -1 & 0x7FFFFFFF),
-                        pooling=jax.random.fold_in(key, 0x7FFFFFFE))
+        rngs = nnx.Rngs(params=jax.random.fold_in(key, 2**31 - 1),
+                        pooling=jax.random.fold_in(key, 2**31 - 2))
         return models.build_model(self.config.model, pool=self.config.pool,
                                   pool_options=self.config.pool_options.to_dict(),
                                   compute_dtype=self.config.compute_dtype, rngs=rngs)

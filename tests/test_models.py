@@ -51,6 +51,10 @@ def test_pool_slot_is_the_registry_module_and_computes_the_pool():
 def test_unknown_pool_and_model_list_valid_names():
     with pytest.raises(ValueError, match="max"):
         models.build_model("seed_cnn", pool="nope", pool_options={}, rngs=nnx.Rngs(0))
+    for name in ("max_argmax", "max_unpool"):
+        if name in registry.names():
+            with pytest.raises(ValueError, match="cannot fill a model's pooling slot"):
+                models.build_model("seed_cnn", pool=name, pool_options={}, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="zeiler_fergus"):
         models.build_model("resnet", pool="max", pool_options={}, rngs=nnx.Rngs(0))
 
