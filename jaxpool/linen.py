@@ -33,7 +33,6 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import jaxpool
 from jaxpool._src import geometry

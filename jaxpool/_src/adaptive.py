@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce as reduce_lib
 from jaxpool._src import separable
@@ -43,51 +44,10 @@ _MAX_POOL_WINDOW_LIMIT = 64
 
 # --- arguments --------------------------------------------------------------------
 
-def _as_float_or_int(inputs: Any, fn: str) -> jax.Array:
-  x = jnp.asarray(inputs)
-  if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
-    raise TypeError(f"{fn}: inputs must have a floating or integer dtype, got {x.dtype}.")
-  return x
-
-
-def _check_channel_axis(channel_axis: Any, shape, fn: str) -> None:
-  if not geometry.is_int(channel_axis) or channel_axis not in (-1, 1, len(shape) - 1):
-    raise ValueError(
-        f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
-        f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}.")
-
-
-def _default_num_spatial(shape, channel_axis, fn: str) -> int:
-  """All dims but one leading batch dim and the channel dim."""
-  _check_channel_axis(channel_axis, shape, fn)
-  n = len(shape) - 2
-  if n < 1:
-    raise ValueError(
-        f"{fn}: inputs of shape {shape} have no spatial dims; expected (N, *spatial, C) "
-        "(or (N, C, *spatial) with channel_axis=1), or pass num_spatial_dims / a "
-        "sequence output_size.")
-  return n
-
-
-def spatial_axes(shape, n: int, channel_axis, fn: str) -> tuple[tuple[int, ...], int]:
-  """(spatial axes, channel axis) of `n` spatial dims, as the window pools lay them out."""
-  _check_channel_axis(channel_axis, shape, fn)
-  return geometry._resolve_spatial_axes(len(shape), n, channel_axis, fn, tuple(shape))
-
-
-def _num_spatial(shape, num_spatial_dims, channel_axis, fn: str) -> int:
-  if num_spatial_dims is None:
-    return _default_num_spatial(shape, channel_axis, fn)
-  if not geometry.is_int(num_spatial_dims) or num_spatial_dims < 1:
-    raise ValueError(
-        f"{fn}: num_spatial_dims must be None or an int >= 1, got {num_spatial_dims!r}.")
-  return int(num_spatial_dims)
-
-
 def _output_sizes(output_size: Any, shape, channel_axis, fn: str):
   """(spatial axes, channel axis, input sizes, output sizes) for an output_size argument."""
   if geometry.is_int(output_size):
-    n = _default_num_spatial(shape, channel_axis, fn)
+    n = geometry.default_num_spatial_dims(shape, channel_axis, fn)
     output_size = (output_size,) * n
   elif isinstance(output_size, (str, bytes)) or not isinstance(output_size, Sequence):
     raise TypeError(
@@ -100,7 +60,7 @@ def _output_sizes(output_size: Any, shape, channel_axis, fn: str):
     raise TypeError(f"{fn}: output_size entries must be ints or None, got {output_size!r}.")
   if any(o is not None and o < 1 for o in output_size):
     raise ValueError(f"{fn}: output_size entries must be >= 1, got {output_size!r}.")
-  axes, channel = spatial_axes(shape, len(output_size), channel_axis, fn)
+  axes, channel = geometry.spatial_axes(shape, len(output_size), channel_axis, fn)
   sizes = tuple(shape[a] for a in axes)
   if any(L < 1 for L in sizes):
     raise ValueError(f"{fn}: every spatial dim must be non-empty, got inputs of shape {shape}.")
@@ -154,14 +114,14 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
     Array([0.5, 2. , 3.5], dtype=float32)
   """
   fn = "adaptive_avg_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   axes, _, sizes, outs = _output_sizes(output_size, x.shape, channel_axis, fn)
-  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  out_dtype = dtypes.mean_dtype(x.dtype)
   if all(L % o == 0 for L, o in zip(sizes, outs)):
     window = tuple(L // o for L, o in zip(sizes, outs))
     return reduce_lib.avg_pool(x.astype(out_dtype), window, window,
                                channel_axis=channel_axis)
-  acc = x.astype(reduce_lib._accumulation_dtype(out_dtype))
+  acc = x.astype(dtypes.compute_dtype(out_dtype))
   counts = np.ones((), np.int64)
   for axis, L, o in reversed(list(zip(axes, sizes, outs))):
     starts, ends = adaptive_windows(L, o)
@@ -213,7 +173,7 @@ def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
     (Array([3., 3.], dtype=float32), Array([1, 2], dtype=int32))
   """
   fn = "adaptive_max_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   if not isinstance(return_indices, (bool, np.bool_)):
     raise TypeError(f"{fn}: return_indices must be a bool, got {return_indices!r}.")
   axes, _, sizes, outs = _output_sizes(output_size, x.shape, channel_axis, fn)
@@ -231,12 +191,6 @@ def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
 
 
 # --- global pools ------------------------------------------------------------------
-
-def _global_axes(x, num_spatial_dims, channel_axis, fn):
-  n = _num_spatial(x.shape, num_spatial_dims, channel_axis, fn)
-  axes, _ = spatial_axes(x.shape, n, channel_axis, fn)
-  return axes
-
 
 def _check_keepdims(keepdims, fn):
   if not isinstance(keepdims, (bool, np.bool_)):
@@ -270,11 +224,11 @@ def global_avg_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
     Array([[3., 4.]], dtype=float32)
   """
   fn = "global_avg_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   _check_keepdims(keepdims, fn)
-  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
-  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
-  acc = x.astype(reduce_lib._accumulation_dtype(out_dtype))
+  axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
+  out_dtype = dtypes.mean_dtype(x.dtype)
+  acc = x.astype(dtypes.compute_dtype(out_dtype))
   return jnp.mean(acc, axis=axes, keepdims=keepdims).astype(out_dtype)
 
 
@@ -316,9 +270,9 @@ def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
     Array([[6., 7.]], dtype=float32)
   """
   fn = "global_max_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   _check_keepdims(keepdims, fn)
-  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
+  axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   flat = _flatten_spatial(x, axes)
   selected = separable.first_max_mask(lax.stop_gradient(flat), axes[0])
   return _restore(separable.pick(flat, selected, axes[0]), x, axes, keepdims)
@@ -397,9 +351,9 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
     Array([[5.]], dtype=float32)
   """
   fn = "global_lp_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   _check_keepdims(keepdims, fn)
-  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  out_dtype = dtypes.mean_dtype(x.dtype)
   static_p = isinstance(p, numbers.Real) and not isinstance(p, bool)
   if static_p:
     if not p > 0:  # also rejects NaN
@@ -407,8 +361,8 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
   elif isinstance(p, bool) or not (hasattr(p, "dtype") and jnp.ndim(p) == 0
                                    and jnp.issubdtype(jnp.result_type(p), jnp.floating)):
     raise TypeError(f"{fn}: p must be a Python number or a floating scalar array, got {p!r}.")
-  axes = _global_axes(x, num_spatial_dims, channel_axis, fn)
-  flat = _flatten_spatial(x.astype(reduce_lib._accumulation_dtype(out_dtype)), axes)
+  axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
+  flat = _flatten_spatial(x.astype(dtypes.compute_dtype(out_dtype)), axes)
   axis = axes[0]
   if static_p and np.isinf(p):
     magnitude = flat * lax.stop_gradient(jnp.sign(flat))  # |x| with derivative sign(x)
@@ -460,10 +414,10 @@ def spatial_pyramid_pool(inputs: Any, levels=(1, 2, 4), *, mode: str = "max",
     (2, 168)
   """
   fn = "spatial_pyramid_pool"
-  x = _as_float_or_int(inputs, fn)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   if mode not in ("max", "avg"):
     raise ValueError(f"{fn}: mode must be 'max' or 'avg', got {mode!r}.")
-  n = _default_num_spatial(x.shape, channel_axis, fn)
+  n = geometry.default_num_spatial_dims(x.shape, channel_axis, fn)
   if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
     raise TypeError(f"{fn}: levels must be a non-empty sequence of grid sizes, got {levels!r}.")
   grids = []
@@ -476,7 +430,7 @@ def spatial_pyramid_pool(inputs: Any, levels=(1, 2, 4), *, mode: str = "max",
           f"{level!r} in levels={levels!r}.")
     grids.append(tuple(grid))
   pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
-  axes, channel = spatial_axes(x.shape, n, channel_axis, fn)
+  axes, channel = geometry.spatial_axes(x.shape, n, channel_axis, fn)
   features = []
   for grid in grids:
     y = pool(x, grid, channel_axis=channel_axis)

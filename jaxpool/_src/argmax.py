@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce as reduce_lib
 from jaxpool._src.geometry import PaddingLike
@@ -66,7 +67,7 @@ def max_pool_with_argmax(inputs: Any, window_shape, strides=None,
     (Array([[5., 4.]], dtype=float32), Array([[1, 6]], dtype=int32))
   """
   fn = "max_pool_with_argmax"
-  x = reduce_lib._as_array(inputs, fn, integers=True)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   values = reduce_lib.max_pool(x, window_shape, strides, padding, dilation=dilation,
@@ -155,7 +156,7 @@ def max_unpool(values: Any, indices: Any, output_shape: Sequence[int], *,
     raise ValueError(
         f"{fn}: channel_axis must be -1 (values (*batch, *spatial, features)) or 1 "
         f"(values (N, C, *spatial)), got {channel_axis!r} for values of shape {v.shape}.")
-  axes, channel = geometry._resolve_spatial_axes(v.ndim, n, channel_axis, fn, v.shape)
+  axes, channel = geometry.spatial_axes(v.shape, n, channel_axis, fn)
 
   # Work on (planes, positions): planes = batch and channel dims, row-major.
   order = [a for a in range(v.ndim) if a not in axes] + list(axes)

@@ -37,10 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
-from jaxpool._src.window_dot import compute_dtype
 from jaxpool._src.window_dot import window_dot
 
 _POOLS = ("max", "avg", "none")
@@ -173,9 +173,7 @@ def blur_pool(inputs: Any, strides, *, filter_size: int = 3, pool: str = "max",
     ((1, 4, 4, 3), True)
   """
   fn = "blur_pool"
-  x = jnp.asarray(inputs)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{fn}: inputs must have a floating dtype, got {x.dtype}.")
+  x = dtypes.pool_input(inputs, fn)
   if not geometry.is_int(filter_size) or not 1 <= filter_size <= _MAX_FILTER_SIZE:
     raise ValueError(
         f"{fn}: filter_size must be an int from 1 to {_MAX_FILTER_SIZE}, got {filter_size!r}.")
@@ -195,7 +193,7 @@ def blur_pool(inputs: Any, strides, *, filter_size: int = 3, pool: str = "max",
     dense_pool = max_pool if pool == "max" else avg_pool
     dense = dense_pool(x, window_shape, 1, "VALID", channel_axis=channel_axis)
 
-  y = dense.astype(compute_dtype(dense.dtype))
+  y = dense.astype(dtypes.compute_dtype(dense.dtype))
   # Validates strides against the inputs, naming blur_pool.
   geom = geometry.resolve(y.shape, (1,) * n, strides, "VALID", channel_axis=channel_axis,
                           fn=fn)

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
-from jaxpool._src import reduce as reduce_lib
 from jaxpool._src import separable
 
 
@@ -145,7 +145,7 @@ def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_r
     (2, 17, 17, 3)
   """
   fn = "fractional_max_pool"
-  x = reduce_lib._as_array(inputs, fn, integers=True)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   geom = geometry.resolve(x.shape, window_shape, channel_axis=channel_axis, fn=fn)
   if not isinstance(overlapping, (bool, np.bool_)):
     raise TypeError(f"{fn}: overlapping must be a bool, got {overlapping!r}.")

@@ -239,6 +239,22 @@ class PoolGeometry:
       strides[axis] = s
     return lax.slice(padded, start, limit, strides)
 
+  def window_scatter(self, per_offset: Sequence[jax.Array], dtype) -> jax.Array:
+    """Transpose of ``x -> [window_element(pad(x, 0), k) for k in window_offsets()]``.
+
+    Adds the value each window offset holds back onto the input element it was read
+    from (overlapping windows add up; padding is dropped): shape `input_shape`.
+    """
+    offsets = self.window_offsets()
+
+    def gather(x):
+      padded = self.pad(x, 0)
+      return [self.window_element(padded, k) for k in offsets]
+
+    transpose = jax.linear_transpose(gather, jax.ShapeDtypeStruct(self.input_shape, dtype))
+    (out,) = transpose(list(per_offset))
+    return out
+
   def _positions(self, axis_index: int, offset: int) -> np.ndarray:
     """Input coordinate of element `offset` of each window along one spatial dim."""
     lo = self.padding[axis_index][0]
@@ -285,9 +301,11 @@ class PoolGeometry:
     return self._outer(per_dim, np.multiply)
 
 
-def _resolve_spatial_axes(ndim: int, n: int, channel_axis: Any, fn: str,
-                          shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-  """(spatial axes, channel axis) for channels-last or PyTorch's channels-first."""
+def spatial_axes(shape: Sequence[int], n: int, channel_axis: Any,
+                 fn: str) -> tuple[tuple[int, ...], int]:
+  """(spatial axes, channel axis) of `n` spatial dims, channels last or first (PyTorch)."""
+  shape = tuple(shape)
+  ndim = len(shape)
   if not is_int(channel_axis) or channel_axis not in (-1, 1, ndim - 1):
     raise ValueError(
         f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
@@ -303,6 +321,32 @@ def _resolve_spatial_axes(ndim: int, n: int, channel_axis: Any, fn: str,
         f"{fn}: with channel_axis=1 the inputs must be (N, C, *spatial) of rank "
         f"{n + 2} for a {n}-d window, got shape {shape}.")
   return tuple(range(2, ndim)), 1
+
+
+def default_num_spatial_dims(shape: Sequence[int], channel_axis: Any, fn: str) -> int:
+  """All dims but one leading batch dim and the channel dim (global/adaptive pools)."""
+  shape = tuple(shape)
+  n = len(shape) - 2
+  if n < 1:
+    raise ValueError(
+        f"{fn}: inputs of shape {shape} have no spatial dims; expected (N, *spatial, C) "
+        "(or (N, C, *spatial) with channel_axis=1), or pass num_spatial_dims / a "
+        "sequence output_size.")
+  spatial_axes(shape, n, channel_axis, fn)  # validates channel_axis
+  return n
+
+
+def global_spatial_axes(shape: Sequence[int], num_spatial_dims: Any, channel_axis: Any,
+                        fn: str) -> tuple[int, ...]:
+  """The axes a global pool reduces: `num_spatial_dims` (default: all but N and C)."""
+  if num_spatial_dims is None:
+    n = default_num_spatial_dims(shape, channel_axis, fn)
+  elif not is_int(num_spatial_dims) or num_spatial_dims < 1:
+    raise ValueError(
+        f"{fn}: num_spatial_dims must be None or an int >= 1, got {num_spatial_dims!r}.")
+  else:
+    n = int(num_spatial_dims)
+  return spatial_axes(shape, n, channel_axis, fn)[0]
 
 
 def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=None,
@@ -340,9 +384,8 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
                         allow_scalar=True)
   if not isinstance(ceil_mode, (bool, np.bool_)):
     raise TypeError(f"{fn}: ceil_mode must be a bool, got {ceil_mode!r}.")
-  spatial_axes, channel = _resolve_spatial_axes(len(input_shape), n, channel_axis, fn,
-                                                input_shape)
-  sizes = tuple(input_shape[a] for a in spatial_axes)
+  axes, channel = spatial_axes(input_shape, n, channel_axis, fn)
+  sizes = tuple(input_shape[a] for a in axes)
   effective = tuple(d * (k - 1) + 1 for k, d in zip(window, dilation))
 
   if isinstance(padding, str):
@@ -378,7 +421,7 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
       size = span // s + 1
     out.append(size)
     extra.append((size - 1) * s + e - (L + lo + hi))
-  return PoolGeometry(input_shape=input_shape, spatial_axes=spatial_axes,
+  return PoolGeometry(input_shape=input_shape, spatial_axes=axes,
                       channel_axis=channel, window_shape=window, strides=strides,
                       dilation=dilation, padding=pads, ceil_extra=tuple(extra),
                       output_spatial=tuple(out))

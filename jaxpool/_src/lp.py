@@ -41,21 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-
-
-def _compute_dtype(dtype):
-  """float16/bfloat16 are computed in float32; float32/float64 in themselves."""
-  return jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
-
-
-def _as_float_array(inputs: Any, fn: str) -> jax.Array:
-  x = jnp.asarray(inputs)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{fn}: inputs must have a floating dtype, got {x.dtype}.")
-  return x
 
 
 def _check_p(p: Any, fn: str) -> float | jax.Array:
@@ -110,26 +99,9 @@ def _divisor(geom: PoolGeometry, mean: bool, dtype):
   return jnp.asarray(geom.spatial_to_output(counts), dtype)
 
 
-def _scatter(geom: PoolGeometry, per_offset: list[jax.Array], dtype) -> jax.Array:
-  """Transpose of ``x -> [window_element(pad(x, 0), k) for k in offsets]``.
-
-  Adds the value of each window offset back onto the input element it was read
-  from (overlapping windows add up); padding is dropped.
-  """
-  offsets = geom.window_offsets()
-
-  def gather(x):
-    padded = geom.pad(x, 0)
-    return [geom.window_element(padded, k) for k in offsets]
-
-  transpose = jax.linear_transpose(gather, jax.ShapeDtypeStruct(geom.input_shape, dtype))
-  (out,) = transpose(per_offset)
-  return out
-
-
 def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """The pooled values in the compute dtype (see the module docstring)."""
-  a = jnp.abs(x.astype(_compute_dtype(x.dtype)))
+  a = jnp.abs(x.astype(dtypes.compute_dtype(x.dtype)))
   padded = geom.pad(a, 0)
   elements = [geom.window_element(padded, k) for k in geom.window_offsets()]
   m = functools.reduce(jnp.maximum, elements)
@@ -150,7 +122,7 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
 
 def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   """Cotangents of x (and of p if `want_p`) from the residuals (x, y, p)."""
-  dtype = _compute_dtype(x.dtype)
+  dtype = dtypes.compute_dtype(x.dtype)
   xc, yc, gc = x.astype(dtype), y.astype(dtype), g.astype(dtype)
   a = jnp.abs(xc)
   offsets = geom.window_offsets()
@@ -159,7 +131,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     # The max of |x|: the first maximal element in row-major order (as max_pool).
     selections = reduce.window_selections(a, yc, geom, "max")
     per_offset = [jnp.where(s, gc, 0) for s in selections]
-    return _scatter(geom, per_offset, dtype) * jnp.sign(xc), None
+    return geom.window_scatter(per_offset, dtype) * jnp.sign(xc), None
   positive = yc > 0
   safe_y = jnp.where(positive, yc, 1)
   c = _divisor(geom, mean, dtype)
@@ -181,7 +153,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   # `total > inf` is always False (NaN too), so the anchor is exactly 0.
   total = functools.reduce(jnp.add, [jnp.sum(v) for v in per_offset])
   anchor = (total > jnp.inf).astype(dtype)
-  grad_x = _scatter(geom, per_offset, dtype) * jnp.sign(xc) + anchor
+  grad_x = geom.window_scatter(per_offset, dtype) * jnp.sign(xc) + anchor
   grad_p = None
   if want_p:
     grad_p = jnp.sum(weight * yc * dp_sum) / jnp.asarray(p, dtype)
@@ -294,7 +266,7 @@ def lp_pool(inputs: Any, p, window_shape: Sequence[int], strides=None,
     Array([5., 0.], dtype=float32)
   """
   fn = "lp_pool"
-  x = _as_float_array(inputs, fn)
+  x = dtypes.pool_input(inputs, fn)
   p = _check_p(p, fn)
   if not isinstance(mean, (bool, np.bool_)):
     raise TypeError(f"{fn}: mean must be a bool, got {mean!r}.")
@@ -302,7 +274,7 @@ def lp_pool(inputs: Any, p, window_shape: Sequence[int], strides=None,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   if isinstance(p, float):
     return _lp_static(x, geom, p, bool(mean))
-  return _lp_traced(x, p.astype(jnp.promote_types(p.dtype, _compute_dtype(x.dtype))),
+  return _lp_traced(x, p.astype(jnp.promote_types(p.dtype, dtypes.compute_dtype(x.dtype))),
                     geom, bool(mean)).astype(x.dtype)
 
 
@@ -325,35 +297,6 @@ def l2_pool(inputs: Any, window_shape: Sequence[int], strides=None,
   """
   return lp_pool(inputs, 2.0, window_shape, strides, padding, mean=mean,
                  dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
-
-
-def _global_axes(shape: tuple[int, ...], channel_axis: Any, num_spatial_dims: Any,
-                 fn: str) -> tuple[int, ...]:
-  """The spatial axes of a global pool (see gem_pool)."""
-  ndim = len(shape)
-  if not geometry.is_int(channel_axis) or channel_axis not in (-1, 1, ndim - 1):
-    raise ValueError(
-        f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
-        f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}.")
-  if num_spatial_dims is None:
-    n = ndim - 2
-  elif not geometry.is_int(num_spatial_dims) or num_spatial_dims < 1:
-    raise ValueError(f"{fn}: num_spatial_dims must be None or an int >= 1, got "
-                     f"{num_spatial_dims!r}.")
-  else:
-    n = int(num_spatial_dims)
-  if channel_axis in (-1, ndim - 1):
-    if n < 1 or ndim < n + 1:
-      raise ValueError(
-          f"{fn}: inputs of shape {shape} (rank {ndim}) have no {max(n, 1)} spatial "
-          "dims before the channel dim; expected (batch, *spatial, features), or set "
-          "num_spatial_dims.")
-    return tuple(range(ndim - 1 - n, ndim - 1))
-  if n < 1 or ndim != n + 2:
-    raise ValueError(
-        f"{fn}: with channel_axis=1 the inputs must be (N, C, *spatial) with "
-        f"num_spatial_dims={n if n >= 1 else 'at least 1'} spatial dims, got shape {shape}.")
-  return tuple(range(2, ndim))
 
 
 def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
@@ -398,7 +341,7 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
     Array([[2.5]], dtype=float32)
   """
   fn = "gem_pool"
-  x = _as_float_array(inputs, fn)
+  x = dtypes.pool_input(inputs, fn)
   p = _check_p(p, fn)
   if isinstance(p, float) and p == math.inf:
     raise ValueError(f"{fn}: p must be finite (use a global max pool for p = inf), got {p}.")
@@ -406,8 +349,8 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
     raise ValueError(f"{fn}: eps must be a number > 0, got {eps!r}.")
   if not isinstance(keepdims, (bool, np.bool_)):
     raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}.")
-  axes = _global_axes(x.shape, channel_axis, num_spatial_dims, fn)
-  dtype = _compute_dtype(x.dtype)
+  axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
+  dtype = dtypes.compute_dtype(x.dtype)
   clamped = jnp.maximum(x.astype(dtype), jnp.asarray(eps, dtype))
   # The largest value scales every base into (0, 1]; y does not depend on it, so
   # no gradient flows through it.

@@ -29,20 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.window_dot import check_weights
-from jaxpool._src.window_dot import compute_dtype
 from jaxpool._src.window_dot import window_dot
-
-
-def _floating_inputs(inputs: Any, fn: str) -> jax.Array:
-  x = jnp.asarray(inputs)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{fn}: inputs must have a floating dtype, got {x.dtype}.")
-  return x
 
 
 def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
@@ -51,7 +44,7 @@ def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, paddin
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
   options = dict(dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
-  dtype = compute_dtype(x.dtype)
+  dtype = dtypes.compute_dtype(x.dtype)
   big = max_pool(x, window_shape, strides, padding, **options).astype(dtype)
   mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
                   **options).astype(dtype)
@@ -137,7 +130,7 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
     (2, 1)
   """
   fn = "mixed_pool"
-  x = _floating_inputs(inputs, fn)
+  x = dtypes.pool_input(inputs, fn)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   a = _alpha(alpha, geom)
@@ -188,7 +181,7 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
     Array([2.5, 5. ], dtype=float32)
   """
   fn = "gated_pool"
-  x = _floating_inputs(inputs, fn)
+  x = dtypes.pool_input(inputs, fn)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   w = check_weights(gate, geom, name="gate", fn=fn)
@@ -249,7 +242,7 @@ def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
     Array([2., 4.], dtype=float32)
   """
   fn = "tree_pool"
-  x = _floating_inputs(inputs, fn)
+  x = dtypes.pool_input(inputs, fn)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   v = check_weights(leaves, geom, name="leaves", fn=fn, leading="n_leaves")

@@ -38,19 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-
-
-def _as_array(inputs: Any, fn: str, *, integers: bool) -> jax.Array:
-  """`inputs` as a jax array of an allowed dtype, or a TypeError."""
-  x = jnp.asarray(inputs)
-  ok = jnp.issubdtype(x.dtype, jnp.floating) or (
-      integers and jnp.issubdtype(x.dtype, jnp.integer))
-  if not ok:
-    allowed = "a floating or integer" if integers else "a floating"
-    raise TypeError(f"{fn}: inputs must have {allowed} dtype, got {x.dtype}.")
-  return x
 
 
 def _lowest(dtype, kind: str):
@@ -312,7 +302,7 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
 
 def _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis,
               kind: str, fn: str) -> jax.Array:
-  x = _as_array(inputs, fn, integers=True)
+  x = dtypes.pool_input(inputs, fn, integers=True)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -393,13 +383,6 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
                    channel_axis, "min", "min_pool")
 
 
-def _accumulation_dtype(dtype):
-  """Sums of half-precision floats accumulate in float32 (DESIGN.md)."""
-  if dtype in (jnp.float16, jnp.bfloat16):
-    return jnp.float32
-  return dtype
-
-
 def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The window sum written with reshapes (tiling windows) or strided slices.
 
@@ -433,7 +416,7 @@ def _linear_window_sum_jvp(geom, primals, tangents):
 
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  acc = x.astype(_accumulation_dtype(x.dtype))
+  acc = x.astype(dtypes.compute_dtype(x.dtype))
   if not jnp.issubdtype(acc.dtype, jnp.floating):
     return geom.reduce_window(acc, 0, lax.add)  # integers: no derivative
   return _linear_window_sum(acc, geom)
@@ -463,7 +446,7 @@ def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     >>> jaxpool.sum_pool(jnp.ones((4, 1)), (2,), strides=(2,))[:, 0]
     Array([2., 2.], dtype=float32)
   """
-  x = _as_array(inputs, "sum_pool", integers=True)
+  x = dtypes.pool_input(inputs, "sum_pool", integers=True)
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="sum_pool")
   return _window_sum(x, geom).astype(x.dtype)
@@ -515,7 +498,7 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     >>> jaxpool.avg_pool(x, (2,), padding=((0, 1),), count_include_pad=False)[:, 0]
     Array([1.5, 2.5, 3. ], dtype=float32)
   """
-  x = _as_array(inputs, "avg_pool", integers=True)
+  x = dtypes.pool_input(inputs, "avg_pool", integers=True)
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"avg_pool: count_include_pad must be a bool, got {count_include_pad!r}.")
   if divisor_override is not None and not geometry.is_int(divisor_override):
@@ -526,12 +509,12 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
         f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="avg_pool")
-  out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+  out_dtype = dtypes.mean_dtype(x.dtype)
   # Sum x * 2^-k with 2^k >= the window size, then divide by count * 2^-k: the same
   # quotient (scaling by a power of two is exact), but the sum of a window of huge
   # values (1e38 in float32) no longer overflows before the division.
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
-  acc = x.astype(_accumulation_dtype(out_dtype))
+  acc = x.astype(dtypes.compute_dtype(out_dtype))
   total = _linear_window_sum(acc * np.asarray(scale, acc.dtype), geom)  # fast VJP
   if divisor_override is not None:
     divisor = divisor_override * scale

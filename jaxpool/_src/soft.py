@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-from jaxpool._src.window_dot import compute_dtype
 
 
 def _floating(value: Any, name: str, fn: str) -> jax.Array:
@@ -46,7 +46,7 @@ def _floating(value: Any, name: str, fn: str) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=2)  # one program per geometry, also eagerly
 def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """sum_W x e^(l - m) / sum_W e^(l - m) per window, in the compute dtype."""
-  dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(logits.dtype))
+  dtype = jnp.promote_types(dtypes.compute_dtype(x.dtype), dtypes.compute_dtype(logits.dtype))
   x, logits = x.astype(dtype), logits.astype(dtype)
   # Padding the logits with -inf gives padded elements the weight exp(-inf) = 0 with
   # a zero derivative (no where-masks, so no 0 * inf in the backward pass).

@@ -34,13 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-
-
-def _compute_dtype(dtype):
-  """Sampling and sums in float32 for half precision (DESIGN.md)."""
-  return jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
 
 
 def _index_dtype(window_size: int):
@@ -57,26 +53,9 @@ def _positive_part(x: jax.Array) -> jax.Array:
   return jnp.where(x <= 0, jnp.zeros((), x.dtype), x)
 
 
-def _scatter(geom: PoolGeometry, per_offset: list[jax.Array], dtype) -> jax.Array:
-  """Transpose of ``x -> [window_element(pad(x, 0), k) for k in offsets]``.
-
-  Adds the value of each window offset back onto the input element it was read
-  from (overlapping windows add up); padding is dropped.
-  """
-  offsets = geom.window_offsets()
-
-  def gather(x):
-    padded = geom.pad(x, 0)
-    return [geom.window_element(padded, k) for k in offsets]
-
-  transpose = jax.linear_transpose(gather, jax.ShapeDtypeStruct(geom.input_shape, dtype))
-  (out,) = transpose(per_offset)
-  return out
-
-
 def _draw(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   """(output in the input dtype, drawn offset per output or -1)."""
-  a = _positive_part(x.astype(_compute_dtype(x.dtype)))
+  a = _positive_part(x.astype(dtypes.compute_dtype(x.dtype)))
   padded = geom.pad(a, 0)
   elements = [geom.window_element(padded, k) for k in geom.window_offsets()]
   total = functools.reduce(jnp.add, elements)
@@ -105,10 +84,10 @@ def _sample_fwd(x, u, geom):
 
 
 def _sample_bwd(geom, drawn, g):
-  dtype = _compute_dtype(g.dtype)
+  dtype = dtypes.compute_dtype(g.dtype)
   gc = g.astype(dtype)
   per_offset = [jnp.where(drawn == k, gc, 0) for k in range(geom.window_size)]
-  return _scatter(geom, per_offset, dtype).astype(g.dtype), None
+  return geom.window_scatter(per_offset, dtype).astype(g.dtype), None
 
 
 _sample.defvjp(_sample_fwd, _sample_bwd)
@@ -116,7 +95,7 @@ _sample.defvjp(_sample_fwd, _sample_bwd)
 
 def _weighted(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   """Probabilistic weighting sum a^2 / sum a, 0 where sum a = 0, finite gradient."""
-  a = _positive_part(x.astype(_compute_dtype(x.dtype)))
+  a = _positive_part(x.astype(dtypes.compute_dtype(x.dtype)))
   zero = np.zeros((), a.dtype)  # concrete: lax picks its differentiable window sum
   total = geom.reduce_window(a, zero, jax.lax.add)
   squares = geom.reduce_window(a * a, zero, jax.lax.add)
@@ -193,9 +172,7 @@ def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
     (True, 0.0)
   """
   fn = "stochastic_pool"
-  x = jnp.asarray(inputs)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{fn}: inputs must have a floating dtype, got {x.dtype}.")
+  x = dtypes.pool_input(inputs, fn)
   if not isinstance(deterministic, (bool, np.bool_)):
     raise TypeError(
         f"{fn}: deterministic must be a Python bool, got {deterministic!r}.")

@@ -25,14 +25,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxpool._src import dtypes
 from jaxpool._src.geometry import PoolGeometry
-
-
-def compute_dtype(dtype):
-  """float16/bfloat16 are computed in float32 (DESIGN.md); other floats as they are."""
-  if dtype in (jnp.float16, jnp.bfloat16):
-    return jnp.float32
-  return dtype
 
 
 def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
@@ -74,7 +68,7 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
     `(M, *geom.output_shape)` in the common dtype of `x` and `weights` (float32 for
     half-precision inputs).
   """
-  dtype = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(weights.dtype))
+  dtype = jnp.promote_types(dtypes.compute_dtype(x.dtype), dtypes.compute_dtype(weights.dtype))
   padded = geom.pad(x.astype(dtype), 0)
   w = weights.astype(dtype)
   # Per offset, one filter's values (1 or C) broadcast along the channel axis.

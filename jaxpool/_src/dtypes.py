@@ -1,0 +1,40 @@
+"""Input dtypes: which arrays the pools accept, and the dtype they compute in.
+
+DESIGN.md: float32, float16, bfloat16 and float64 (under x64) everywhere, with sums
+and means of half-precision inputs accumulated in float32; max/min-type pools also
+take integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def compute_dtype(dtype):
+  """float16/bfloat16 are computed in float32; other dtypes as they are."""
+  if dtype in (jnp.float16, jnp.bfloat16):
+    return jnp.float32
+  return dtype
+
+
+def pool_input(inputs: Any, fn: str, *, integers: bool = False) -> jax.Array:
+  """`inputs` as a jax array of a floating (or, if allowed, integer) dtype.
+
+  Raises:
+    TypeError: naming `fn` and the dtype received.
+  """
+  x = jnp.asarray(inputs)
+  ok = jnp.issubdtype(x.dtype, jnp.floating) or (
+      integers and jnp.issubdtype(x.dtype, jnp.integer))
+  if not ok:
+    allowed = "a floating or integer" if integers else "a floating"
+    raise TypeError(f"{fn}: inputs must have {allowed} dtype, got {x.dtype}.")
+  return x
+
+
+def mean_dtype(dtype):
+  """Dtype of a mean: floats keep theirs, integers give the default float (as Flax)."""
+  return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
