@@ -35,7 +35,6 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from absl import app
 from absl import flags
@@ -49,10 +48,16 @@ from jax import lax
 import jaxpool
 from experiments import timing
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/benchmark.py",
-                                          "Benchmark configuration file.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/benchmark", "Where the tables are written.")
-_QUIET = flags.DEFINE_bool("quiet", False, "Print only the output paths.")
+
+def define_flags(flag_values=flags.FLAGS):
+  """The command-line flags, defined only when run as a program (so that importing
+  this module beside experiments.train or experiments.compare defines nothing)."""
+  config_flags.DEFINE_config_file("config", "configs/benchmark.py",
+                                  "Benchmark configuration file.", flag_values=flag_values)
+  flags.DEFINE_string("workdir", "runs/benchmark", "Where the tables are written.",
+                      flag_values=flag_values)
+  flags.DEFINE_bool("quiet", False, "Print only the output paths.", flag_values=flag_values)
+  return flag_values
 
 
 # --------------------------------------------------------------------------------------
@@ -584,7 +589,7 @@ def training_throughput(config, log) -> dict:
     result.update(keras)
     if "keras images/s" in keras:
       result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras["keras images/s"]
-  log(f"  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()
+  log("  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()
                                   if k.endswith("images/s")))
   return result
 
@@ -737,14 +742,15 @@ def run(config, workdir: str, log=print) -> dict:
   return result
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  log = (lambda *a, **k: None) if _QUIET.value else functools.partial(print, flush=True)
-  run(_CONFIG.value, _WORKDIR.value, log)
-  print(os.path.join(_WORKDIR.value, "benchmark.md"))
-  print(os.path.join(_WORKDIR.value, "benchmark.json"))
+  log = (lambda *a, **k: None) if flag_values.quiet else functools.partial(print, flush=True)
+  run(flag_values.config, flag_values.workdir, log)
+  print(os.path.join(flag_values.workdir, "benchmark.md"))
+  print(os.path.join(flag_values.workdir, "benchmark.json"))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -645,13 +645,18 @@ def report(workdir) -> list[dict]:
 # ----------------------------------------------------------------------------
 # Command line.
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "The study config, e.g. configs/compare.py:quick.",
-    lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The study folder.")
-_REPORT_ONLY = flags.DEFINE_bool(
-    "report-only", False, "Only rebuild tables and plots from the workdir.")
-_QUIET = flags.DEFINE_bool("quiet", False, "Log lines instead of progress bars.")
+def define_flags(flag_values=flags.FLAGS):
+  """The command-line flags, defined only when run as a program (so that importing
+  this module beside experiments.train or experiments.benchmark defines nothing)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "The study config, e.g. configs/compare.py:quick.",
+      flag_values=flag_values, lock_config=False)
+  flags.DEFINE_string("workdir", None, "The study folder.", flag_values=flag_values)
+  flags.DEFINE_bool("report-only", False, "Only rebuild tables and plots from the workdir.",
+                    flag_values=flag_values)
+  flags.DEFINE_bool("quiet", False, "Log lines instead of progress bars.",
+                    flag_values=flag_values)
+  return flag_values
 
 
 class _LibraryInfoFilter:
@@ -666,20 +671,20 @@ class _LibraryInfoFilter:
                                            for s in self._NOISY)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_logger().addFilter(_LibraryInfoFilter())
-  workdir = _WORKDIR.value
+  workdir = flag_values.workdir
   if not workdir:
     raise app.UsageError("--workdir is required")
-  if _REPORT_ONLY.value:
+  if flag_values["report-only"].value:
     report(workdir)
   else:
-    if _CONFIG.value is None:
+    config = flag_values.config
+    if config is None:
       raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
-    config = _CONFIG.value
-    run_study(config, workdir, quiet=_QUIET.value or bool(config.get("quiet")))
+    run_study(config, workdir, quiet=flag_values.quiet or bool(config.get("quiet")))
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()
   # The table, for the terminal (the rest is in results.md).
@@ -689,4 +694,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

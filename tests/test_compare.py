@@ -299,11 +299,9 @@ def test_main_runs_a_config_file(tmp_path, monkeypatch):
   argv = ["compare.py", f"--config={config_file}", f"--workdir={workdir}",
           "--quiet", "--config.base.num_epochs=2"]
   monkeypatch.setattr(sys, "argv", argv)  # config_flags reads overrides there.
-  flags.FLAGS(argv)
-  try:
-    compare.main(["compare.py"])
-  finally:
-    flags.FLAGS.unparse_flags()
+  flag_values = compare.define_flags(flags.FlagValues())
+  flag_values(argv)
+  compare.main(["compare.py"], flag_values)
   assert [c[:2] for c in trainer.calls] == [("avg", 0), ("avg", 1), ("avg", 2)]
   row = read_csv(workdir / "results.csv")[0]
   assert row["seeds_completed"] == "3" and row["num_epochs"] == "2.0"
