@@ -38,6 +38,7 @@ from flax import nnx
 import math
 
 import jaxpool
+from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
 
@@ -589,7 +590,9 @@ class LIPLogits(nnx.Module):
     self.channel_axis = channel_axis
     self.conv = nnx.Conv(num_features, num_features,
                          (kernel_size,) * num_spatial_dims, padding="SAME",
-                         use_bias=False, rngs=rngs)
+                         use_bias=False, rngs=rngs,
+                         # Same values; a kernel gradient XLA:CPU runs fast in loops.
+                         conv_general_dilated=_conv.conv_general_dilated)
     self.norm = nnx.GroupNorm(num_features, num_groups=num_features, rngs=rngs)
 
   def __call__(self, inputs):
