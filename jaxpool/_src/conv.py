@@ -67,22 +67,62 @@ def _conv_fwd(x, kernel, pads, precision):
   return _forward(x, kernel, pads, precision), (x, kernel)
 
 
-def _conv_bwd(pads, precision, residuals, g):
-  x, kernel = residuals
+# Bytes of one chunk of images of the kernel gradient (about a CPU's L2 cache).
+_CHUNK_BYTES = 1 << 20
+
+
+def _kernel_grad(x_pad: jax.Array, g: jax.Array, precision) -> jax.Array:
+  """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O)."""
+  nd = x_pad.ndim - 2
+
+  def one(xg):
+    xc, gc = xg
+    lhs = xc.transpose((nd + 1,) + tuple(range(1, nd + 1)) + (0,))  # (I, *S, n)
+    rhs = gc.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))  # (*S', n, O)
+    return _forward(lhs, rhs, ((0, 0),) * nd, precision)  # (I, *k, O)
+
+  # In chunks of images that fit in cache, summed: 4x faster on CPU than one
+  # convolution over the whole batch. A power of two images per chunk; the batch
+  # is padded with zero images (which add nothing) to a whole number of chunks.
+  n = x_pad.shape[0]
+  per_image = int(np.prod(x_pad.shape[1:])) * x_pad.dtype.itemsize
+  chunk = min(n, 1 << max(0, (_CHUNK_BYTES // max(per_image, 1)).bit_length() - 1))
+  chunks = -(-n // chunk)
+  if chunks == 1:
+    dk = one((x_pad, g))
+  else:
+    extra = [(0, chunks * chunk - n)] + [(0, 0)] * (nd + 1)
+    x_pad, g = jnp.pad(x_pad, extra), jnp.pad(g, extra)
+    split = lambda a: a.reshape((chunks, chunk) + a.shape[1:])
+    dk = jnp.sum(lax.map(one, (split(x_pad), split(g))), axis=0)
+  return dk.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))
+
+
+def _cpu_bwd(x, kernel, g, pads, precision):
   nd = x.ndim - 2
   # dx: the forward convolution of g with the flipped kernel (in and out swapped).
   # What JAX's transpose rule emits instead (the same convolution with the flip and
-  # swap folded into the dimension numbers) is also 30x slower inside a loop.
+  # swap folded into the dimension numbers) is 30x slower inside a loop.
   flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2).astype(g.dtype)
   back = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:nd], pads))
   dx = _forward(g, flipped, back, precision).astype(x.dtype)
   x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
                   + [(0, 0, 0)])
-  lhs = x_pad.transpose((nd + 1,) + tuple(range(1, nd + 1)) + (0,))  # (I, *S, N)
-  rhs = g.astype(x.dtype).transpose(tuple(range(1, nd + 1)) + (0, nd + 1))  # (*S', N, O)
-  dk = _forward(lhs, rhs, ((0, 0),) * nd, precision)  # (I, *k, O)
-  dk = dk.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))
+  dk = _kernel_grad(x_pad, g.astype(x.dtype), precision)
   return dx, dk.astype(kernel.dtype)
+
+
+def _default_bwd(x, kernel, g, pads, precision):
+  _, vjp = jax.vjp(lambda x, k: _forward(x, k, pads, precision), x, kernel)
+  return vjp(g)
+
+
+def _conv_bwd(pads, precision, residuals, g):
+  x, kernel = residuals
+  # Only XLA:CPU needs the rewrite; other backends keep JAX's own gradient.
+  return lax.platform_dependent(
+      x, kernel, g, cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
+      default=functools.partial(_default_bwd, pads=pads, precision=precision))
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
