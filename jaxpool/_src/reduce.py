@@ -2,22 +2,34 @@
 
 `max_pool` and `min_pool` accept every call of `flax.linen.max_pool` / `min_pool`
 and return the same values; their derivative is a custom JVP rule instead of XLA's
-`select_and_gather_add` / `select_and_scatter_add`:
+`select_and_gather_add` / `select_and_scatter_add` (which is 30-70x slower than a
+streaming pass on CPUs):
 
-  * the window elements are visited as strided slices of the padded input, one per
-    window offset (`PoolGeometry.window_element`);
-  * each output selects the *first* maximal element in row-major window order, or,
-    if the window holds a NaN, the *last* NaN (both exactly as PyTorch's kernels);
-  * the tangent is the sum over offsets of `where(selected, tangent slice, 0)`.
+  * each window selects the *first* maximal element in row-major window order or,
+    if it holds a NaN, the *last* NaN (exactly as PyTorch's kernels); padding never;
+  * `selected_offset` packs that choice into one uint8 per output (the offset `k`
+    in the window), computed once from strided slices of the unpadded input;
+  * the tangent rule is `t_out[o] = t[window o, offset k[o]]` (`gather_selected`):
+    for windows that tile the input (stride == window, no dilation) a reshape to
+    `(out, k)` blocks and a compare with the broadcast offset code; otherwise the
+    sum over offsets of `where(k == offset, strided slice of t, 0)`.
 
-That rule is linear in the tangent, so JAX transposes it into the VJP by itself
-(slices become interior pads): one rule gives `jvp`, `grad`, `vmap` and higher
-orders, works with window dilation (where `jax.grad` of `lax.reduce_window` raises
-NotImplementedError) and avoids select-and-scatter, which is slow on CPUs.
+The rule is linear in the tangent, so JAX transposes it into the VJP by itself: a
+single select over the input for tiling windows (reshape back, no pad, no scatter),
+one pass summing the interior-padded terms for overlapping ones. One rule gives
+`jvp`, `grad`, `vmap` and higher orders (the second derivative is zero almost
+everywhere, as for every piecewise-linear function), and it works with window
+dilation, where `jax.grad` of `lax.reduce_window` raises NotImplementedError.
+
+Speed (CPU, see experiments/benchmark.py): forward+backward of a 2x2/2 max pool
+costs about 2-3 streaming passes over the input, against 30-70 for
+select-and-scatter. The same rule is used on every backend; on GPU/TPU the
+comparison with XLA's own rule has not been measured yet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -41,6 +53,10 @@ def _lowest(dtype, kind: str):
 
 def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   op = lax.max if kind == "max" else lax.min
+  if x.dtype in (jnp.bfloat16, jnp.float16) and not _is_tiling(geom):
+    # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
+    # is about 2x slower than converting once and reducing in float32.
+    return geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op).astype(x.dtype)
   return geom.reduce_window(x, _lowest(x.dtype, kind), op)
 
 
@@ -77,6 +93,197 @@ def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
   return selections
 
 
+@dataclasses.dataclass(frozen=True)
+class _Element:
+  """Where element `offset` of the windows lies inside the input (no padding).
+
+  The windows `out_start:out_limit` (per dim, of the output) have this element
+  inside the input, at `x[in_start:in_limit:strides]`; the other windows see
+  padding there.
+  """
+  in_start: tuple[int, ...]
+  in_limit: tuple[int, ...]
+  in_strides: tuple[int, ...]
+  out_start: tuple[int, ...]
+  out_limit: tuple[int, ...]
+
+
+def _element(geom: PoolGeometry, offset) -> _Element | None:
+  """The `_Element` of `offset`, or None if every window has padding there."""
+  in_start, in_limit = [0] * geom.ndim, list(geom.input_shape)
+  in_strides, out_start, out_limit = [1] * geom.ndim, [0] * geom.ndim, list(geom.output_shape)
+  for i, axis in enumerate(geom.spatial_axes):
+    size, out, s = geom.input_shape[axis], geom.output_spatial[i], geom.strides[i]
+    first = offset[i] * geom.dilation[i] - geom.padding[i][0]  # in window 0
+    lo = -(first // s) if first < 0 else 0  # first window with first + o*s >= 0
+    hi = min(out - 1, (size - 1 - first) // s)  # last window with first + o*s < size
+    if hi < lo:
+      return None
+    in_start[axis], in_limit[axis], in_strides[axis] = first + lo * s, first + hi * s + 1, s
+    out_start[axis], out_limit[axis] = lo, hi + 1
+  return _Element(tuple(in_start), tuple(in_limit), tuple(in_strides), tuple(out_start),
+                  tuple(out_limit))
+
+
+def _on_windows(values: jax.Array, element: _Element, geom: PoolGeometry, fill) -> jax.Array:
+  """Pad `values` (on the windows `element` covers) to `output_shape` with `fill`."""
+  config = [(lo, out - hi, 0) for lo, hi, out in
+            zip(element.out_start, element.out_limit, geom.output_shape)]
+  if all(c == (0, 0, 0) for c in config):
+    return values
+  return lax.pad(values, jnp.asarray(fill, values.dtype), config)
+
+
+def _of_windows(values: jax.Array, element: _Element) -> jax.Array:
+  """The windows `element` covers, of an output-shaped array."""
+  return lax.slice(values, element.out_start, element.out_limit)
+
+
+def _of_input(x: jax.Array, element: _Element) -> jax.Array:
+  """Element `offset` of the windows `element` covers, a strided slice of `x`."""
+  return lax.slice(x, element.in_start, element.in_limit, element.in_strides)
+
+
+def _index_dtype(geom: PoolGeometry):
+  """Smallest unsigned dtype holding every code of `selected_offset` (up to 2K)."""
+  return jnp.uint8 if 2 * geom.window_size < 255 else jnp.int32
+
+
+def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
+  """Row-major window offset of the element each window selected, shape `output_shape`.
+
+  The same choice as `window_selections` (first element equal to the extremum `y`,
+  or the last NaN of a window holding one; padding never), packed into one small
+  integer per output: `k` in `[0, K)` for offset `window_offsets()[k]`, or `K =
+  window_size` where a window lies entirely in the padding and selects nothing.
+
+  It is the only residual the gradient keeps (a uint8 per output for windows of
+  fewer than 127 elements), computed once as a minimum over the window: offset `k`
+  scores `K + k` if it equals `y` and `K - 1 - k` if it is NaN (both never occur in
+  one window: NaN windows have `y = NaN`), else `2K`. The minimum is the first
+  maximum or the last NaN. Being a reduction, it is materialized once instead of
+  being fused into, and recomputed by, every term of the transposed gradient.
+  """
+  # Integer-valued and piecewise constant: no derivative flows through it, which
+  # also keeps second-order autodiff away from the integer reduce-window below.
+  x, y = lax.stop_gradient(x), lax.stop_gradient(y)
+  if x.dtype in (jnp.bfloat16, jnp.float16):
+    # Exact, and XLA's CPU code compares half floats element by element in software;
+    # the float32 copy is shared with the forward reduce-window, which makes it too.
+    x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+  offsets = geom.window_offsets()
+  size = len(offsets)
+  dtype = _index_dtype(geom)
+  floating = jnp.issubdtype(x.dtype, jnp.floating)
+  best = None
+  # Only slices of the input: padding never matches (its score is the "no" 2K), so
+  # no padded copy of `x` is written and no bounds mask is needed.
+  for k, offset in enumerate(offsets):
+    element = _element(geom, offset)
+    if element is None:
+      continue
+    v, y_k = _of_input(x, element), _of_windows(y, element)
+    score = jnp.where(v == y_k, dtype(size + k), dtype(2 * size))
+    if floating:
+      score = jnp.where(jnp.isnan(v), dtype(size - 1 - k), score)
+    score = _on_windows(score, element, geom, dtype(2 * size))
+    best = score if best is None else jnp.minimum(best, score)
+  if best is None:  # every window lies in the padding
+    return jnp.full(geom.output_shape, size, dtype)
+  return _materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best))
+
+
+def _materialize(a: jax.Array) -> jax.Array:
+  """`a`, computed once into memory rather than fused into (and redone by) its users.
+
+  XLA fuses an elementwise producer into each consumer loop, even one that reads
+  every element several times (the transposed slices of an overlapping pool), and
+  drops `lax.optimization_barrier` on CPU before fusing. A reduce-window is not
+  fused into its consumers, so the identity written as a min over a window of two
+  (the element and one padding element holding the dtype's maximum) is a cheap
+  fusion barrier: one pass over `a`, 1 byte per output for uint8.
+  """
+  top = np.asarray(np.iinfo(a.dtype).max, a.dtype)
+  out = lax.reduce_window(a[..., None], top, lax.min, (1,) * a.ndim + (2,),
+                          (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
+  return out[..., 0]
+
+
+def _is_tiling(geom: PoolGeometry) -> bool:
+  """Windows tile the (padded) input: stride == window and no dilation, every dim."""
+  return all(s == k and (d == 1 or k == 1)
+             for k, s, d in zip(geom.window_shape, geom.strides, geom.dilation))
+
+
+def _window_blocks(t: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, list[int]]:
+  """Tiling windows as blocks: `t` padded, trimmed and reshaped to `(..., O, k, ...)`.
+
+  Each spatial dim of size `O * k` (after padding and trimming the rows no window
+  reaches) is split into `(O, k)`. Returns the blocks and the positions of the `k`
+  axes. Only pads, a slice and a reshape: their transposes fuse into one pass.
+  """
+  t = geom.pad(t, 0)
+  limits = list(t.shape)
+  for axis, out, k in zip(geom.spatial_axes, geom.output_spatial, geom.window_shape):
+    limits[axis] = out * k
+  if tuple(limits) != t.shape:
+    t = lax.slice(t, [0] * t.ndim, limits)
+  blocks, window_axes = [], []
+  for axis, size in enumerate(t.shape):
+    if axis in geom.spatial_axes:
+      i = geom.spatial_axes.index(axis)
+      blocks += [geom.output_spatial[i], geom.window_shape[i]]
+      window_axes.append(len(blocks) - 1)
+    else:
+      blocks.append(size)
+  return t.reshape(blocks), window_axes
+
+
+def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`t_out[o] = t[window o, offset index[o]]` for tiling windows, by reshapes.
+
+  The selected element of each block is picked by comparing the offset code of
+  every block position with `index`. No strided slices, no interior pads: the
+  transpose (the VJP) is one broadcast-select-reshape pass over the input.
+  """
+  blocks, window_axes = _window_blocks(t, geom)
+  code_shape = [1] * blocks.ndim
+  for axis, k in zip(window_axes, geom.window_shape):
+    code_shape[axis] = k
+  code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
+  selected = jnp.expand_dims(index, window_axes) == code
+  picked = jnp.where(selected, blocks, jnp.zeros((), t.dtype))
+  return jnp.sum(picked, axis=tuple(window_axes), dtype=t.dtype)
+
+
+def _gather_strided(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`t_out[o] = t[window o, offset index[o]]` for any geometry, by strided slices."""
+  t_out = jnp.zeros(geom.output_shape, t.dtype)
+  for k, offset in enumerate(geom.window_offsets()):
+    element = _element(geom, offset)
+    if element is None:
+      continue
+    term = jnp.where(_of_windows(index, element) == k, _of_input(t, element),
+                     jnp.zeros((), t.dtype))
+    t_out = t_out + _on_windows(term, element, geom, 0)
+  return t_out
+
+
+def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The tangent rule of max/min pooling: the tangent of each selected element.
+
+  Linear in `t`; JAX transposes it into the VJP (select, then reshape or pad back),
+  so the gradient never goes through select-and-scatter.
+  """
+  if _is_tiling(geom):
+    return _gather_tiled(t, index, geom)
+  if t.dtype in (jnp.bfloat16, jnp.float16):
+    # Exact either way (one nonzero term per window), but XLA's CPU code for a sum
+    # of padded half-precision terms converts every term: ~10x slower than float32.
+    return _gather_strided(t.astype(jnp.float32), index, geom).astype(t.dtype)
+  return _gather_strided(t, index, geom)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   return _reduce_extremum(x, geom, kind)
@@ -89,13 +296,8 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
   # transpose raises NotImplementedError with window dilation.
   y = _extremum_pool(x, geom, kind)
-  selections = window_selections(x, y, geom, kind)
-  t_padded = geom.pad(t, 0)
-  t_out = None
-  for offset, selected in zip(geom.window_offsets(), selections):
-    term = jnp.where(selected, geom.window_element(t_padded, offset), 0).astype(t.dtype)
-    t_out = term if t_out is None else t_out + term
-  return y, t_out
+  index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
+  return y, gather_selected(t, index, geom)
 
 
 def _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis,
@@ -181,9 +383,43 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
                    channel_axis, "min", "min_pool")
 
 
+def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The window sum written with reshapes (tiling windows) or strided slices.
+
+  Equal to `geom.reduce_window(t, 0, lax.add)`; used as the tangent rule of
+  `_window_sum` because its transpose (the VJP) is one fused broadcast pass (a
+  reshape back for tiling windows, a sum of interior pads otherwise) instead of
+  XLA's pad + reduce-window over the cotangent followed by full-size rescaling.
+  """
+  if _is_tiling(geom):
+    blocks, window_axes = _window_blocks(t, geom)
+    return jnp.sum(blocks, axis=tuple(window_axes), dtype=t.dtype)
+  if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
+    return _window_sum_by_views(t.astype(jnp.float32), geom).astype(t.dtype)
+  total = jnp.zeros(geom.output_shape, t.dtype)
+  for offset in geom.window_offsets():
+    element = _element(geom, offset)
+    if element is not None:
+      total = total + _on_windows(_of_input(t, element), element, geom, 0)
+  return total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  return geom.reduce_window(x, 0, lax.add)  # the forward: XLA's reduce-window
+
+
+@_linear_window_sum.defjvp
+def _linear_window_sum_jvp(geom, primals, tangents):
+  (x,), (t,) = primals, tangents
+  return _linear_window_sum(x, geom), _window_sum_by_views(t, geom)
+
+
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(dtypes.compute_dtype(x.dtype))
-  return geom.reduce_window(acc, 0, lax.add)
+  if not jnp.issubdtype(acc.dtype, jnp.floating):
+    return geom.reduce_window(acc, 0, lax.add)  # integers: no derivative
+  return _linear_window_sum(acc, geom)
 
 
 def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
@@ -279,7 +515,7 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   # values (1e38 in float32) no longer overflows before the division.
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
   acc = x.astype(dtypes.compute_dtype(out_dtype))
-  total = geom.reduce_window(acc * np.asarray(scale, acc.dtype), 0, lax.add)
+  total = _linear_window_sum(acc * np.asarray(scale, acc.dtype), geom)  # fast VJP
   if divisor_override is not None:
     divisor = divisor_override * scale
   else:

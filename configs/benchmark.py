@@ -1,0 +1,52 @@
+"""Config of `python -m experiments.benchmark --config=configs/benchmark.py[:quick]`.
+
+Each case is a named input shape and window; every public jaxpool pool runs on it
+in every dtype, beside its baselines. `:quick` uses tiny shapes and few repeats
+(a smoke test of the whole pipeline, not a measurement).
+"""
+
+import ml_collections
+
+
+def _case(name, shape, window, strides, padding):
+  return {"name": name, "shape": tuple(shape), "window": tuple(window),
+          "strides": tuple(strides), "padding": padding}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # (B, *spatial, C) inputs. Padding: "VALID", "SAME" or an int (both sides, as
+  # PyTorch, which uses the same int).
+  config.cases = (
+      _case("2d_2x2s2", (128, 28, 28, 64), (2, 2), (2, 2), "VALID"),
+      _case("2d_3x3s2_same", (128, 28, 28, 64), (3, 3), (2, 2), "SAME"),
+      _case("2d_3x3s2_resnet", (32, 56, 56, 256), (3, 3), (2, 2), 1),
+      _case("1d_3s2", (64, 1024, 64), (3,), (2,), 1),
+      _case("3d_2x2x2s2", (8, 16, 32, 32, 32), (2, 2, 2), (2, 2, 2), "VALID"),
+  )
+  config.dtypes = ("float32", "bfloat16")
+  config.pools = ()  # names from jaxpool.__all__ to run; empty: all of them
+  config.repeats = 15  # interleaved timing rounds per measurement
+  config.warmup = 1
+  config.torch = True  # time PyTorch's CPU kernels when torch is importable
+  config.torch_threads = 0  # 0: os.cpu_count()
+  config.seed = 0
+
+  config.training = ml_collections.ConfigDict()
+  config.training.enabled = True
+  config.training.batch_size = 128
+  config.training.steps = 50  # train steps per timed call (one lax.scan)
+  config.training.repeats = 5
+  config.training.keras = True  # when tensorflow is importable
+
+  if arg == "quick":
+    config.cases = (_case("2d_3x3s2_same", (2, 8, 8, 4), (3, 3), (2, 2), "SAME"),)
+    config.dtypes = ("float32",)
+    config.repeats = 2
+    config.warmup = 1
+    config.training.batch_size = 16
+    config.training.steps = 2
+    config.training.repeats = 2
+  elif arg not in (None, ""):
+    raise ValueError(f"configs/benchmark.py: unknown variant {arg!r}; valid: '' or 'quick'.")
+  return config

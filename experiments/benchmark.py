@@ -1,0 +1,750 @@
+r"""Speed of every public jaxpool pool beside its baselines, measured in one run.
+
+    python -m experiments.benchmark --config=configs/benchmark.py --workdir=runs/benchmark
+    python -m experiments.benchmark --config=configs/benchmark.py:quick   # smoke test
+
+For every case of the config (an input shape and a window), every dtype and every
+pool in `jaxpool.__all__` that has an argument builder below (pools that are not
+in this checkout yet are skipped, with the reason in the output), it times the
+compiled forward pass and the compiled forward+backward pass (`jax.vjp` with a
+random cotangent) beside, in the same interleaved rounds (experiments/timing.py):
+
+* the baseline: flax.linen's pool, or a plain-autodiff version of the definition
+  (e.g. `sqrt(sum_pool(x**2))` for l2, a patches-based stochastic pool);
+* PyTorch's CPU kernel (channels-last), where torch is importable and has one;
+* a streaming roofline: one compiled elementwise pass over the bytes that
+  forward+backward must at least touch (read `x`, read the cotangent, write the
+  gradient); for the forward, read `x` and write `y`.
+
+Then, if `experiments.models` exists, the training throughput (images/s) of the
+seed CNN with jaxpool's max pool vs flax.linen.max_pool, and vs the same model in
+Keras when tensorflow is importable.
+
+Writes `benchmark.json` (every median, quartile and ratio, the device) and
+`benchmark.md` (the tables) into `--workdir`. Numbers are medians; on a shared
+machine compare the ratios, which come from one interleaved measurement.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import jaxpool
+from experiments import timing
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/benchmark.py",
+                                          "Benchmark configuration file.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/benchmark", "Where the tables are written.")
+_QUIET = flags.DEFINE_bool("quiet", False, "Print only the output paths.")
+
+
+# --------------------------------------------------------------------------------------
+# Cases and pool builders
+# --------------------------------------------------------------------------------------
+
+class Case:
+  """One input shape and window: `(B, *spatial, C)`, channels last."""
+
+  def __init__(self, spec: dict, dtype: str):
+    self.name = spec["name"]
+    self.shape = tuple(int(s) for s in spec["shape"])
+    self.window = tuple(int(w) for w in spec["window"])
+    self.strides = tuple(int(s) for s in spec["strides"])
+    self.nd = len(self.window)
+    padding = spec["padding"]
+    if isinstance(padding, str):
+      self.padding = padding
+      self.torch_padding = 1 if padding.upper() == "SAME" else 0  # same output size here
+    else:
+      self.padding = tuple((int(padding), int(padding)) for _ in self.window)
+      self.torch_padding = int(padding)
+    self.dtype = jnp.dtype(dtype)
+    self.spatial_axes = tuple(range(1, 1 + self.nd))
+
+  @property
+  def channels(self) -> int:
+    return self.shape[-1]
+
+  def window_args(self):
+    return self.window, self.strides, self.padding
+
+
+def _reduce_window(x, init, op, case: Case):
+  """Plain `lax.reduce_window` over the case's window (the autodiff baselines)."""
+  dims = (1, *case.window, 1)
+  strides = (1, *case.strides, 1)
+  if isinstance(case.padding, str):
+    pads = lax.padtype_to_pads(x.shape, dims, strides, case.padding)
+  else:
+    pads = ((0, 0), *case.padding, (0, 0))
+  return lax.reduce_window(x, np.asarray(init, x.dtype), op, dims, strides, pads)
+
+
+def _sum_window(x, case):
+  return _reduce_window(x, 0, lax.add, case)
+
+
+def _patches(x, case: Case):
+  """`(B, *out, C, K)`: every window's elements (zero padding), for naive baselines."""
+  n = case.nd
+  b, c = x.shape[0], x.shape[-1]
+  lhs = jnp.moveaxis(x, -1, 1).reshape(b * c, 1, *x.shape[1:-1])
+  padding = case.padding if isinstance(case.padding, str) else list(case.padding)
+  p = lax.conv_general_dilated_patches(lhs, case.window, case.strides, padding)
+  p = p.reshape(b, c, p.shape[1], *p.shape[2:])  # (B, C, K, *out)
+  return jnp.transpose(p, (0, *range(3, 3 + n), 1, 2))
+
+
+def _flax():
+  import flax.linen as nn  # noqa: PLC0415 - flax is an optional dependency
+  return nn
+
+
+# Each builder returns (jaxpool fn, baseline name, baseline fn or None, torch key).
+# The fns take the input `x` (of the case's dtype) and return an array or a tuple.
+def _classic(name):
+  def build(case: Case, key):
+    w, s, p = case.window_args()
+    fn = getattr(jaxpool, name)
+    nn = _flax()
+    baselines = {
+        "max_pool": ("flax.linen.max_pool", lambda x: nn.max_pool(x, w, s, p)),
+        "min_pool": ("-flax.linen.max_pool(-x)", lambda x: -nn.max_pool(-x, w, s, p)),
+        "avg_pool": ("flax.linen.avg_pool", lambda x: nn.avg_pool(x, w, s, p)),
+        "sum_pool": ("lax.reduce_window(add)", lambda x: _sum_window(x, case)),
+    }
+    base_name, base = baselines[name]
+    torch_key = {"max_pool": "max", "avg_pool": "avg"}.get(name)
+    return (lambda x: fn(x, w, s, p)), base_name, base, torch_key
+  return build
+
+
+def _lp(case: Case, key):
+  w, s, p = case.window_args()
+  naive = lambda x: _sum_window(jnp.abs(x) ** 3, case) ** (1 / 3)
+  return (lambda x: jaxpool.lp_pool(x, 3.0, w, s, p)), "naive (sum|x|^3)^(1/3)", naive, "lp3"
+
+
+def _l2(case: Case, key):
+  w, s, p = case.window_args()
+  naive = lambda x: jnp.sqrt(_sum_window(x * x, case))
+  return (lambda x: jaxpool.l2_pool(x, w, s, p)), "naive sqrt(sum_pool(x^2))", naive, "lp2"
+
+
+def _gem(case: Case, key):
+  axes = case.spatial_axes
+  naive = lambda x: jnp.mean(jnp.maximum(x, 1e-6) ** 3, axis=axes) ** (1 / 3)
+  return (lambda x: jaxpool.gem_pool(x, 3.0)), "naive mean(clamp(x)^3)^(1/3)", naive, None
+
+
+def _stochastic(case: Case, key):
+  w, s, p = case.window_args()
+
+  def naive(x):  # patches, categorical draw, gather: plain autodiff
+    patches = _patches(x, case)
+    a = jnp.maximum(patches, 0).astype(jnp.float32)
+    total = a.sum(-1, keepdims=True)
+    logits = jnp.where(total > 0, jnp.log(a / jnp.where(total > 0, total, 1)), 0.0)
+    draw = jax.random.categorical(key, logits, axis=-1)
+    picked = jnp.take_along_axis(patches, draw[..., None], axis=-1)[..., 0]
+    return jnp.where(total[..., 0] > 0, picked, 0).astype(x.dtype)
+
+  return (lambda x: jaxpool.stochastic_pool(x, w, s, p, key=key)), \
+      "naive patches + categorical", naive, None
+
+
+def _mixed(case: Case, key):
+  w, s, p = case.window_args()
+  nn = _flax()
+  naive = lambda x: 0.3 * nn.max_pool(x, w, s, p) + 0.7 * nn.avg_pool(x, w, s, p)
+  return (lambda x: jaxpool.mixed_pool(x, 0.3, w, s, p)), "flax 0.3*max + 0.7*avg", \
+      naive, None
+
+
+def _gated(case: Case, key):
+  w, s, p = case.window_args()
+  nn = _flax()
+  gate = jax.random.normal(key, (*w, 1), jnp.float32) * 0.1
+
+  def naive(x):
+    g = jax.nn.sigmoid(_patches(x, case) @ gate.reshape(-1).astype(x.dtype))
+    return g * nn.max_pool(x, w, s, p) + (1 - g) * nn.avg_pool(x, w, s, p)
+
+  return (lambda x: jaxpool.gated_pool(x, gate.astype(x.dtype), w, s, p)), \
+      "patches gate + flax max/avg", naive, None
+
+
+def _tree(case: Case, key):
+  w, s, p = case.window_args()
+  k1, k2 = jax.random.split(key)
+  leaves = jax.random.normal(k1, (2, *w, 1), jnp.float32) * 0.1
+  gates = jax.random.normal(k2, (1, *w, 1), jnp.float32) * 0.1
+
+  def naive(x):
+    patches = _patches(x, case)
+    v = [patches @ leaves[m].reshape(-1).astype(x.dtype) for m in range(2)]
+    g = jax.nn.sigmoid(patches @ gates[0].reshape(-1).astype(x.dtype))
+    return g * v[0] + (1 - g) * v[1]
+
+  return (lambda x: jaxpool.tree_pool(x, leaves.astype(x.dtype), gates.astype(x.dtype),
+                                      w, s, p)), "patches 2-leaf tree", naive, None
+
+
+def _soft(case: Case, key):
+  w, s, p = case.window_args()
+
+  def naive(x):
+    e = jnp.exp(x - lax.stop_gradient(jnp.max(x)))
+    return _sum_window(e * x, case) / _sum_window(e, case)
+
+  return (lambda x: jaxpool.soft_pool(x, w, s, p)), "naive sum(e^x x)/sum(e^x)", naive, None
+
+
+def _lip(case: Case, key):
+  w, s, p = case.window_args()
+
+  def naive(x):
+    logits = 0.5 * x
+    e = jnp.exp(logits - lax.stop_gradient(jnp.max(logits)))
+    return _sum_window(e * x, case) / _sum_window(e, case)
+
+  return (lambda x: jaxpool.lip_pool(x, 0.5 * x, w, s, p)), "naive sum(x e^l)/sum(e^l)", \
+      naive, None
+
+
+def _adaptive(kind):
+  def build(case: Case, key):
+    out = tuple(max(1, d // st) for d, st in zip(case.shape[1:-1], case.strides))
+    fn = getattr(jaxpool, f"adaptive_{kind}_pool")
+    nn = _flax()
+    divisible = all(d % o == 0 for d, o in zip(case.shape[1:-1], out))
+    window = tuple(d // o for d, o in zip(case.shape[1:-1], out))
+    base = None
+    if divisible:
+      pool = nn.max_pool if kind == "max" else nn.avg_pool
+      base = lambda x: pool(x, window, window, "VALID")
+    return (lambda x: fn(x, out)), f"flax.linen.{kind}_pool (divisible)", base, None
+  return build
+
+
+def _global(kind):
+  def build(case: Case, key):
+    axes = case.spatial_axes
+    if kind == "lp":
+      fn = lambda x: jaxpool.global_lp_pool(x, 2.0)
+      base = lambda x: jnp.sqrt(jnp.sum(x * x, axis=axes))
+    else:
+      fn = getattr(jaxpool, f"global_{kind}_pool")
+      base = functools.partial(jnp.mean if kind == "avg" else jnp.max, axis=axes)
+    return fn, f"jnp.{'sqrt(sum(x^2))' if kind == 'lp' else kind} over space", base, None
+  return build
+
+
+def _pyramid(case: Case, key):
+  return (lambda x: jaxpool.spatial_pyramid_pool(x, (1, 2, 4))), "", None, None
+
+
+def _argmax(case: Case, key):
+  w, s, p = case.window_args()
+  nn = _flax()
+  return (lambda x: jaxpool.max_pool_with_argmax(x, w, s, p)[0]), "flax.linen.max_pool", \
+      (lambda x: nn.max_pool(x, w, s, p)), "max"
+
+
+def _unpool(case: Case, key):
+  w, s, p = case.window_args()
+
+  def fn(x):
+    values, indices = jaxpool.max_pool_with_argmax(lax.stop_gradient(x), w, s, p)
+    return jaxpool.max_unpool(values + 0 * jnp.sum(x), indices, case.shape[1:-1])
+
+  return fn, "", None, None
+
+
+def _fractional(case: Case, key):
+  w = tuple(2 for _ in case.window)
+  return (lambda x: jaxpool.fractional_max_pool(x, w, output_ratio=0.5, key=key)), "", \
+      None, None
+
+
+def _blur(case: Case, key):
+  return (lambda x: jaxpool.blur_pool(x, case.strides)), "", None, None
+
+
+BUILDERS: dict[str, Callable] = {
+    "max_pool": _classic("max_pool"),
+    "min_pool": _classic("min_pool"),
+    "avg_pool": _classic("avg_pool"),
+    "sum_pool": _classic("sum_pool"),
+    "lp_pool": _lp,
+    "l2_pool": _l2,
+    "gem_pool": _gem,
+    "stochastic_pool": _stochastic,
+    "mixed_pool": _mixed,
+    "gated_pool": _gated,
+    "tree_pool": _tree,
+    "soft_pool": _soft,
+    "lip_pool": _lip,
+    "adaptive_avg_pool": _adaptive("avg"),
+    "adaptive_max_pool": _adaptive("max"),
+    "global_avg_pool": _global("avg"),
+    "global_max_pool": _global("max"),
+    "global_lp_pool": _global("lp"),
+    "spatial_pyramid_pool": _pyramid,
+    "max_pool_with_argmax": _argmax,
+    "max_unpool": _unpool,
+    "fractional_max_pool": _fractional,
+    "blur_pool": _blur,
+}
+
+
+def public_pools(selected=()) -> tuple[list[str], list[dict]]:
+  """(names to run, skipped entries): every callable `jaxpool.__all__` entry with a builder."""
+  names, skipped = [], []
+  for name in sorted(getattr(jaxpool, "__all__", ())):
+    if selected and name not in selected:
+      continue
+    if not callable(getattr(jaxpool, name, None)):
+      continue
+    if name not in BUILDERS:
+      skipped.append({"pool": name, "reason": "no argument builder in experiments/benchmark.py"})
+      continue
+    names.append(name)
+  for name in selected:
+    if name not in names and not any(s["pool"] == name for s in skipped):
+      skipped.append({"pool": name, "reason": "not in jaxpool.__all__ of this checkout"})
+  return names, skipped
+
+
+# --------------------------------------------------------------------------------------
+# Timed callables
+# --------------------------------------------------------------------------------------
+
+def _first(out):
+  return out[0] if isinstance(out, tuple) else out
+
+
+def _jax_callables(fn: Callable, x: jax.Array, key) -> tuple[Callable, Callable]:
+  """Compiled forward and forward+backward (a VJP with a fixed random cotangent)."""
+  fwd = jax.jit(lambda v: _first(fn(v)))
+  y = jax.eval_shape(fwd, x)
+  cot = jax.random.normal(key, y.shape, jnp.float32).astype(y.dtype)
+
+  @jax.jit
+  def fwd_bwd(v, c):
+    out, vjp = jax.vjp(lambda u: _first(fn(u)), v)
+    return out, vjp(c)[0]
+
+  return (lambda: fwd(x)), (lambda: fwd_bwd(x, cot))
+
+
+def _rooflines(x: jax.Array, y_shape, y_dtype) -> tuple[Callable, Callable]:
+  """Streaming passes over the bytes the pool must touch at least.
+
+  Forward: read `x`, write `y`. Forward+backward: read `x`, read the cotangent,
+  write the gradient (the shape of `x`). Each is one elementwise XLA loop.
+  """
+  size = math.prod(y_shape)
+  cot = jnp.ones(y_shape, y_dtype)
+  two = jnp.asarray(2, x.dtype)
+
+  @jax.jit
+  def fwd(v):  # every element of x read once (a sum), y written once
+    return jnp.broadcast_to(jnp.sum(v, dtype=jnp.float32).astype(y_dtype), y_shape)
+
+  @jax.jit
+  def fwd_bwd(v, c):  # c read (its sum), x read and the gradient written
+    return v * two + jnp.sum(c, dtype=jnp.float32).astype(v.dtype)
+
+  del size
+  return (lambda: fwd(x)), (lambda: fwd_bwd(x, cot))
+
+
+def _torch_callables(torch_key: str | None, case: Case, threads: int):
+  """PyTorch CPU forward and forward+backward (channels-last), or None."""
+  if torch_key is None:
+    return None
+  try:
+    import torch  # noqa: PLC0415 - optional
+    import torch.nn.functional as F  # noqa: PLC0415, N812
+  except ImportError:
+    return None
+  torch.set_num_threads(threads)
+  dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+           "float16": torch.float16, "float64": torch.float64}[case.dtype.name]
+  b, *spatial, c = case.shape
+  x = torch.randn(b, c, *spatial, dtype=dtype)
+  if case.nd == 2:
+    x = x.contiguous(memory_format=torch.channels_last)
+  elif case.nd == 3:
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+  x.requires_grad_(True)
+  k, s, p = case.window, case.strides, case.torch_padding
+  nd = case.nd
+  if torch_key == "max":
+    op = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+    fn = lambda v: op(v, k, s, p)
+  elif torch_key == "avg":
+    op = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+    fn = lambda v: op(v, k, s, p)
+  elif torch_key.startswith("lp"):
+    if p or nd == 3 and not hasattr(F, "lp_pool3d"):
+      return None  # torch's lp_pool has no padding
+    op = {1: F.lp_pool1d, 2: F.lp_pool2d, 3: getattr(F, "lp_pool3d", None)}[nd]
+    norm = float(torch_key[2:])
+    fn = lambda v: op(v, norm, k, s)
+  else:
+    return None
+  with torch.no_grad():
+    cot = torch.randn_like(fn(x))
+
+  def fwd():
+    with torch.no_grad():
+      return fn(x)
+
+  def fwd_bwd():
+    x.grad = None
+    out = fn(x)
+    out.backward(cot)
+    return x.grad
+
+  return fwd, fwd_bwd
+
+
+# --------------------------------------------------------------------------------------
+# The measurement
+# --------------------------------------------------------------------------------------
+
+def _ratio(a, b):
+  return None if a is None or b is None or not b else a / b
+
+
+def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict], list[dict]]:
+  rows, skipped = [], []
+  key = jax.random.key(config.seed)
+  x = jax.random.normal(key, case.shape, jnp.float32).astype(case.dtype)
+  threads = config.torch_threads or os.cpu_count() or 1
+  for name in names:
+    try:
+      fn, base_name, base, torch_key = BUILDERS[name](case, jax.random.fold_in(key, 1))
+      y = jax.eval_shape(lambda v: _first(fn(v)), x)
+    except Exception as e:  # a pool whose signature or geometry does not fit this case
+      skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
+                      "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+      log(f"  skip {name}: {skipped[-1]['reason']}")
+      continue
+    cands = {}
+    cands["fwd"], cands["fwd_bwd"] = _jax_callables(fn, x, jax.random.fold_in(key, 2))
+    if base is not None:
+      try:
+        jax.eval_shape(base, x)
+        cands["base_fwd"], cands["base_fwd_bwd"] = _jax_callables(base, x,
+                                                                  jax.random.fold_in(key, 2))
+      except Exception as e:  # noqa: BLE001 - a baseline that cannot run is reported
+        log(f"  baseline of {name} failed: {type(e).__name__}: {e}")
+        base_name = f"{base_name} (failed)"
+    cands["roof_fwd"], cands["roof_fwd_bwd"] = _rooflines(x, y.shape, y.dtype)
+    if config.torch:
+      try:
+        torch_fns = _torch_callables(torch_key, case, threads)
+      except Exception as e:  # noqa: BLE001 - e.g. a dtype torch's CPU kernel lacks
+        log(f"  torch {torch_key} skipped: {type(e).__name__}: {str(e)[:120]}")
+        torch_fns = None
+      if torch_fns is not None:
+        cands["torch_fwd"], cands["torch_fwd_bwd"] = torch_fns
+    try:
+      t = timing.compare(cands, repeats=config.repeats, warmup=config.warmup)
+    except Exception as e:  # compiled but failed at run time: report, go on
+      skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
+                      "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+      log(f"  skip {name}: {skipped[-1]['reason']}")
+      continue
+    med = {k: v["median_ms"] for k, v in t.items()}
+    row = {"case": case.name, "shape": list(case.shape), "window": list(case.window),
+           "strides": list(case.strides), "padding": str(case.padding),
+           "dtype": case.dtype.name, "pool": name, "baseline": base_name,
+           "timings": t}
+    for k in ("fwd", "fwd_bwd", "base_fwd", "base_fwd_bwd", "torch_fwd", "torch_fwd_bwd",
+              "roof_fwd", "roof_fwd_bwd"):
+      row[f"{k}_ms"] = med.get(k)
+    row["speedup_vs_baseline_fwd"] = _ratio(med.get("base_fwd"), med["fwd"])
+    row["speedup_vs_baseline_fwd_bwd"] = _ratio(med.get("base_fwd_bwd"), med["fwd_bwd"])
+    row["speedup_vs_torch_fwd_bwd"] = _ratio(med.get("torch_fwd_bwd"), med["fwd_bwd"])
+    row["over_roofline_fwd_bwd"] = _ratio(med["fwd_bwd"], med["roof_fwd_bwd"])
+    rows.append(row)
+    log(f"  {name:22s} fwd {med['fwd']:8.2f} ms  fwd+bwd {med['fwd_bwd']:8.2f} ms"
+        + (f"  baseline x{row['speedup_vs_baseline_fwd_bwd']:.1f}"
+           if row["speedup_vs_baseline_fwd_bwd"] else "")
+        + (f"  torch x{row['speedup_vs_torch_fwd_bwd']:.2f}"
+           if row["speedup_vs_torch_fwd_bwd"] else "")
+        + f"  roofline x{row['over_roofline_fwd_bwd']:.2f}")
+  # each pool's fwd+bwd relative to jaxpool's max_pool on the same case and dtype
+  ref = next((r["fwd_bwd_ms"] for r in rows if r["pool"] == "max_pool"), None)
+  for r in rows:
+    r["fwd_bwd_over_max_pool"] = _ratio(r["fwd_bwd_ms"], ref)
+  return rows, skipped
+
+
+# --------------------------------------------------------------------------------------
+# Training throughput
+# --------------------------------------------------------------------------------------
+
+def training_throughput(config, log) -> dict:
+  """Images/s of seed_cnn training (adam) with jaxpool's vs flax.linen's max pool.
+
+  Needs `experiments.models` (the seed CNN); skipped with a message otherwise. Each
+  timed call is one compiled `lax.scan` of `config.training.steps` train steps on
+  random data already on the device; the two pools run in interleaved rounds.
+  """
+  cfg = config.training
+  if not cfg.enabled:
+    return {"skipped": "config.training.enabled is False"}
+  try:
+    from experiments import models  # noqa: PLC0415 - written on another branch
+  except ImportError as e:
+    return {"skipped": f"experiments.models is not available in this checkout ({e}); "
+                       "the training benchmark runs once it is merged."}
+  try:
+    import optax  # noqa: PLC0415
+    from flax import nnx  # noqa: PLC0415
+  except ImportError as e:
+    return {"skipped": f"needs flax.nnx and optax ({e})."}
+
+  nn = _flax()
+
+  class FlaxMaxPool(nnx.Module):
+    """flax.linen.max_pool 2x2/2 in the seed CNN's pooling slot (the baseline)."""
+
+    def __call__(self, x):
+      return nn.max_pool(x, (2, 2), (2, 2), "VALID")
+
+  def build(flax_pool: bool):
+    rngs = nnx.Rngs(params=0, pooling=1)
+    if hasattr(models, "build_model"):
+      model = models.build_model("seed_cnn", pool="max", pool_options=None, rngs=rngs)
+    else:
+      model = models.SeedCNN(pool="max", rngs=rngs)
+    if flax_pool:
+      model.pool = FlaxMaxPool()
+    return model
+
+  b, steps = cfg.batch_size, cfg.steps
+  key = jax.random.key(config.seed)
+  images = jax.random.uniform(key, (steps, b, 28, 28, 1), jnp.float32)
+  labels = jax.random.randint(jax.random.fold_in(key, 1), (steps, b), 0, 10)
+  runners = {}
+  try:
+    for name, flax_pool in (("jaxpool.max_pool", False), ("flax.linen.max_pool", True)):
+      model = build(flax_pool)
+      graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+      tx = optax.adam(1e-3)
+
+      def step(carry, batch, graphdef=graphdef, rest=rest, tx=tx):
+        params, opt_state = carry
+
+        def loss_fn(p):
+          logits = nnx.merge(graphdef, p, rest)(batch[0])
+          return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+      epoch = jax.jit(lambda carry, xs, ys, step=step: lax.scan(step, carry, (xs, ys)))
+      carry = (params, tx.init(params))
+      runners[name] = functools.partial(epoch, carry, images, labels)
+  except Exception as e:  # the models module changed its interface
+    return {"skipped": f"could not build seed_cnn from experiments.models: "
+                       f"{type(e).__name__}: {e}"}
+  t = timing.compare(runners, repeats=cfg.repeats, warmup=1)
+  result = {"batch_size": b, "steps_per_call": steps, "timings": t}
+  for name, v in t.items():
+    result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
+  result["jaxpool_over_flax"] = (result["jaxpool.max_pool images/s"]
+                                 / result["flax.linen.max_pool images/s"])
+  keras = _keras_throughput(config) if cfg.keras else None
+  if keras is not None:
+    result.update(keras)
+    if "keras images/s" in keras:
+      result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras["keras images/s"]
+  log(f"  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()
+                                  if k.endswith("images/s")))
+  return result
+
+
+def _keras_throughput(config) -> dict | None:
+  """The same model in Keras on TensorFlow (`model.fit` images/s), if importable."""
+  try:
+    import tensorflow as tf  # noqa: PLC0415 - optional, often absent
+  except ImportError:
+    return {"keras": "skipped: tensorflow is not importable"}
+  cfg = config.training
+  keras = tf.keras
+  model = keras.Sequential([
+      keras.Input((28, 28, 1)),
+      keras.layers.Conv2D(32, 3, activation="relu"),
+      keras.layers.MaxPooling2D(2),
+      keras.layers.Flatten(),
+      keras.layers.Dense(128, activation="relu"),
+      keras.layers.Dense(10),
+  ])
+  model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  n = cfg.batch_size * cfg.steps
+  xs = np.random.rand(n, 28, 28, 1).astype(np.float32)
+  ys = np.random.randint(0, 10, n)
+  model.fit(xs, ys, batch_size=cfg.batch_size, epochs=1, verbose=0)  # compile
+  times = []
+  for _ in range(cfg.repeats):
+    t0 = time.perf_counter()
+    model.fit(xs, ys, batch_size=cfg.batch_size, epochs=1, verbose=0)
+    times.append(time.perf_counter() - t0)
+  return {"keras images/s": n / float(np.median(times))}
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+def device_info() -> dict:
+  dev = jax.devices()[0]
+  cpu = platform.processor() or ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  try:
+    load = os.getloadavg()
+  except OSError:
+    load = None
+  return {"platform": dev.platform, "device_kind": dev.device_kind,
+          "device_count": jax.device_count(), "cpu_model": cpu, "cpu_count": os.cpu_count(),
+          "load_average": load, "jax": jax.__version__, "python": sys.version.split()[0]}
+
+
+def _fmt(v, digits=2, suffix=""):
+  return "" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def to_markdown(result: dict) -> str:
+  d = result["device"]
+  lines = ["# jaxpool benchmark", "",
+           f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
+           f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
+           f"Load average at start/end: {d.get('load_average')} / "
+           f"{result.get('load_average_end')}.", "",
+           "Medians of interleaved rounds (experiments/timing.py), milliseconds. "
+           "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
+           "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
+           "jaxpool max_pool fwd+bwd on the same case.", ""]
+  by_case: dict[tuple, list] = {}
+  for r in result["rows"]:
+    by_case.setdefault((r["case"], str(r["shape"]), r["dtype"]), []).append(r)
+  for (case, shape, dtype), rows in by_case.items():
+    r0 = rows[0]
+    lines += [f"## {case} {shape} window {r0['window']} strides {r0['strides']} "
+              f"padding {r0['padding']}, {dtype}", "",
+              "| pool | fwd | fwd+bwd | baseline | base fwd | base fwd+bwd | x fwd | "
+              "x fwd+bwd | torch fwd | torch fwd+bwd | x torch | roof fwd+bwd | /roof | /max |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+      lines.append(
+          f"| {r['pool']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} | {r['baseline']} "
+          f"| {_fmt(r['base_fwd_ms'])} | {_fmt(r['base_fwd_bwd_ms'])} "
+          f"| {_fmt(r['speedup_vs_baseline_fwd'], 1, 'x')} "
+          f"| {_fmt(r['speedup_vs_baseline_fwd_bwd'], 1, 'x')} "
+          f"| {_fmt(r['torch_fwd_ms'])} | {_fmt(r['torch_fwd_bwd_ms'])} "
+          f"| {_fmt(r['speedup_vs_torch_fwd_bwd'], 2, 'x')} | {_fmt(r['roof_fwd_bwd_ms'])} "
+          f"| {_fmt(r['over_roofline_fwd_bwd'], 2)} | {_fmt(r['fwd_bwd_over_max_pool'], 2)} |")
+    lines.append("")
+  tr = result.get("training", {})
+  lines += ["## Training throughput (seed_cnn, adam)", ""]
+  if "skipped" in tr:
+    lines.append(f"Skipped: {tr['skipped']}")
+  else:
+    lines += ["| model | images/s |", "|---|---:|"]
+    for k, v in tr.items():
+      if k.endswith("images/s"):
+        lines.append(f"| {k[:-len(' images/s')]} | {v:.0f} |")
+    lines.append("")
+    lines.append(f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
+                 + (f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
+                    if tr.get("jaxpool_over_keras") else f"; keras: {tr.get('keras', '')}"))
+  lines.append("")
+  if result["skipped"]:
+    lines += ["## Skipped", ""]
+    for s in result["skipped"]:
+      where = f" ({s['case']}, {s['dtype']})" if "case" in s else ""
+      lines.append(f"- {s['pool']}{where}: {s['reason']}")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def run(config, workdir: str, log=print) -> dict:
+  """Run the whole benchmark and write benchmark.json / benchmark.md into `workdir`."""
+  os.makedirs(workdir, exist_ok=True)
+  names, skipped = public_pools(tuple(config.pools))
+  result = {"device": device_info(), "config": config.to_dict(), "pools": names,
+            "rows": [], "skipped": skipped}
+  log(f"device: {result['device']}")
+  def write():  # after every case, so a long run that is stopped keeps its tables
+    try:
+      result["load_average_end"] = os.getloadavg()
+    except OSError:
+      pass
+    with open(os.path.join(workdir, "benchmark.json"), "w") as f:
+      json.dump(result, f, indent=1, default=str)
+    with open(os.path.join(workdir, "benchmark.md"), "w") as f:
+      f.write(to_markdown(result))
+
+  result["training"] = {"skipped": "not run yet"}
+  if config.training.enabled:  # first: it is the shortest, and the most asked-for
+    result["training"] = training_throughput(config, log)
+  else:
+    result["training"] = {"skipped": "config.training.enabled is False"}
+  if "skipped" in result["training"]:
+    log(f"training benchmark skipped: {result['training']['skipped']}")
+  for spec in config.cases:
+    for dtype in config.dtypes:
+      case = Case(dict(spec), dtype)
+      log(f"{case.name} {case.shape} {dtype}")
+      rows, skip = benchmark_case(case, names, config, log)
+      result["rows"] += rows
+      result["skipped"] += skip
+      write()
+  write()
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  log = (lambda *a, **k: None) if _QUIET.value else functools.partial(print, flush=True)
+  run(_CONFIG.value, _WORKDIR.value, log)
+  print(os.path.join(_WORKDIR.value, "benchmark.md"))
+  print(os.path.join(_WORKDIR.value, "benchmark.json"))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,88 @@
+"""experiments/benchmark.py end to end (the `:quick` config) and its pool discovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("ml_collections")
+pytest.importorskip("absl")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# A few pools of each family keep the end-to-end run short (each pool compiles six
+# programs); test_every_public_pool_has_working_builders covers all of them.
+_SOME = ("max_pool", "avg_pool", "l2_pool", "stochastic_pool", "mixed_pool", "soft_pool")
+
+
+def test_quick_benchmark_writes_both_files(tmp_path):
+  import jaxpool  # noqa: PLC0415
+  workdir = tmp_path / "bench"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  pools = tuple(n for n in _SOME if n in jaxpool.__all__)
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark.py:quick",
+       f"--workdir={workdir}", "--quiet", f"--config.pools={pools!r}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((workdir / "benchmark.json").read_text())
+  markdown = (workdir / "benchmark.md").read_text()
+
+  assert result["device"]["platform"] == "cpu" and result["device"]["cpu_model"]
+  expected = set(pools)
+  timed = {r["pool"] for r in result["rows"]}
+  skipped = {s["pool"] for s in result["skipped"]}
+  assert "max_pool" in timed
+  assert expected <= timed | skipped  # every public pool is timed or says why not
+  cases = {c["name"] for c in result["config"]["cases"]}
+  max_rows = [r for r in result["rows"] if r["pool"] == "max_pool"]
+  assert {r["case"] for r in max_rows} == cases
+  for r in max_rows:
+    assert r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["roof_fwd_bwd_ms"] > 0
+    assert r["base_fwd_bwd_ms"] > 0 and r["baseline"] == "flax.linen.max_pool"
+    assert r["speedup_vs_baseline_fwd_bwd"] == pytest.approx(
+        r["base_fwd_bwd_ms"] / r["fwd_bwd_ms"])
+    assert r["fwd_bwd_over_max_pool"] == pytest.approx(1.0)
+  assert "training" in result
+  assert "| max_pool |" in markdown and "flax.linen.max_pool" in markdown
+  assert "Training throughput" in markdown
+
+
+def test_public_pools_skips_unknown_and_missing(monkeypatch):
+  import jaxpool  # noqa: PLC0415
+  from experiments import benchmark  # noqa: PLC0415
+  monkeypatch.setattr(jaxpool, "__all__", (*jaxpool.__all__, "fancy_pool"), raising=False)
+  monkeypatch.setattr(jaxpool, "fancy_pool", lambda x: x, raising=False)
+  names, skipped = benchmark.public_pools()
+  assert "max_pool" in names and "fancy_pool" not in names
+  assert {"pool": "fancy_pool",
+          "reason": "no argument builder in experiments/benchmark.py"} in skipped
+  names, skipped = benchmark.public_pools(("max_pool", "not_yet_merged_pool"))
+  assert names == ["max_pool"]
+  assert skipped[-1]["pool"] == "not_yet_merged_pool"
+
+
+def test_every_public_pool_has_working_builders():
+  """Each public pool's builder traces (no compilation) on a small 2-D case, with its
+  baseline, in float32 and bfloat16; a pool without a builder is reported, not lost."""
+  import jax  # noqa: PLC0415
+  import jaxpool  # noqa: PLC0415
+  from experiments import benchmark  # noqa: PLC0415
+  names, skipped = benchmark.public_pools()
+  assert not skipped, skipped
+  spec = {"name": "t", "shape": (2, 8, 8, 4), "window": (3, 3), "strides": (2, 2),
+          "padding": "SAME"}
+  for dtype in ("float32", "bfloat16"):
+    case = benchmark.Case(spec, dtype)
+    x = jax.ShapeDtypeStruct(case.shape, case.dtype)
+    for name in names:
+      fn, _, base, _ = benchmark.BUILDERS[name](case, jax.random.key(0))
+      jax.eval_shape(lambda v: benchmark._first(fn(v)), x)
+      if base is not None:
+        jax.eval_shape(base, x)
+  assert set(names) == {n for n in jaxpool.__all__ if callable(getattr(jaxpool, n))}
