@@ -496,8 +496,8 @@ class LIPLogits(nn.Module):
   :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a
   bias-free ``kernel_size``-wide 'SAME' convolution with C output channels,
   instance normalisation with a learnt scale and bias (the parameters and values
-  of ``nn.GroupNorm`` with one group per channel; submodules ``conv`` and ``norm``) and a scaled sigmoid, so the
-  logits lie in (0, coeff). Runs channels-last (inputs are moved there and back
+  of ``nn.GroupNorm`` with one group per channel; submodules ``conv`` and
+  ``norm``) and a scaled sigmoid, so the logits lie in (0, coeff). Runs channels-last (inputs are moved there and back
   when ``channel_axis=1``); needs one leading batch dim. Output: inputs' shape.
   """
 
@@ -513,7 +513,7 @@ class LIPLogits(nn.Module):
     h = _m.channels_last(inputs, self.channel_axis)
     h = nn.Conv(c, (self.kernel_size,) * self.num_spatial_dims, padding="SAME",
                 use_bias=False, name="conv",
-                # Same values; a kernel gradient XLA:CPU runs fast in loops.
+                # Same values and gradients; ones XLA:CPU runs fast in loops.
                 conv_general_dilated=_conv.conv_general_dilated)(h)
     h = _InstanceNorm(name="norm")(h)
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)

@@ -576,9 +576,11 @@ class LIPLogits(nnx.Module):
 
   :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a bias-free
   ``kernel_size``-wide 'SAME' convolution with C output channels (``conv``),
-  instance normalisation with a learnt scale and bias (``norm``: ``nnx.GroupNorm``
-  with one group per channel) and a scaled sigmoid, so the logits lie in
-  (0, coeff). Runs channels-last (inputs are moved there and back when
+  instance normalisation with a learnt scale and bias (``norm``: the parameters of
+  an ``nnx.GroupNorm`` with one group per channel, applied by
+  ``modules.instance_norm``: the same values, faster) and a scaled sigmoid, so the
+  logits lie in (0, coeff). The convolution's gradients are computed by
+  ``jaxpool._src.conv`` (same values, fast inside ``lax.scan`` on CPU). Runs channels-last (inputs are moved there and back when
   ``channel_axis=1``); needs one leading batch dim. Output: the inputs' shape.
   """
 
@@ -591,7 +593,7 @@ class LIPLogits(nnx.Module):
     self.conv = nnx.Conv(num_features, num_features,
                          (kernel_size,) * num_spatial_dims, padding="SAME",
                          use_bias=False, rngs=rngs,
-                         # Same values; a kernel gradient XLA:CPU runs fast in loops.
+                         # Same values and gradients; ones XLA:CPU runs fast in loops.
                          conv_general_dilated=_conv.conv_general_dilated)
     self.norm = nnx.GroupNorm(num_features, num_groups=num_features, rngs=rngs)
 
