@@ -173,3 +173,34 @@ def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
   y = jaxpool.soft_pool(x.astype(np.float32), *args, ceil_mode=True)
   assert y.shape == (1, 4, 2)  # PyTorch's rule (reference.output_size)
   np.testing.assert_allclose(y, x, rtol=1e-6)
+
+
+def test_tiling_windows_grads_crop_and_empty_windows():
+  # stride = window, no padding: the reshape path (with a cropped last row/col).
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=(1, 5, 7, 2)))
+    logits = jnp.asarray(rng.normal(size=(1, 5, 7, 2)) * 2)
+    lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (2, 3), (2, 3)))
+    np.testing.assert_allclose(lip(x, logits),
+                               reference.lip_pool(np.asarray(x), np.asarray(logits), (2, 3),
+                                                  (2, 3), "VALID"), rtol=1e-12)
+    check_grads(lip, (x, logits), order=1, modes=("fwd", "rev"))
+    grad = jax.grad(lambda x: jnp.sum(lip(x, logits)))(x)
+    assert np.all(np.asarray(grad)[:, 4:] == 0) and np.all(np.asarray(grad)[:, :, 6:] == 0)
+    soft_cf = jax.jit(lambda x: jaxpool.soft_pool(x, (2, 2), 2, channel_axis=1))
+    x_cf = jnp.moveaxis(x, -1, 1)
+    np.testing.assert_allclose(
+        jnp.moveaxis(soft_cf(x_cf), 1, -1),
+        reference.lip_pool(np.asarray(x), np.asarray(x), (2, 2), 2, "VALID"), rtol=1e-12)
+    check_grads(soft_cf, (x_cf,), order=1, modes=("fwd", "rev"))
+  # A window whose logits are all -inf contributes 0 with finite gradients.
+  x = jnp.arange(8.0).reshape(1, 4, 2)
+  logits = jnp.asarray([0.0, 1.0, -np.inf, -np.inf]).reshape(1, 4, 1)  # shared by channels
+  f = lambda x, l: jnp.sum(jaxpool.lip_pool(x, l, (2,), 2))
+  y = jaxpool.lip_pool(x, logits, (2,), 2)
+  e = 1 / (1 + np.exp(-1.0))
+  np.testing.assert_allclose(y[0], [[(1 - e) * 0 + e * 2, (1 - e) * 1 + e * 3], [0, 0]],
+                             rtol=1e-6)
+  gx, gl = jax.grad(f, argnums=(0, 1))(x, logits)
+  assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gl))

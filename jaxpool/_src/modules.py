@@ -103,3 +103,24 @@ def eval_key(seed: int) -> jax.Array:
 def yu_alpha(key: jax.Array) -> jax.Array:
   """Yu et al. 2014's random mixing weight: 0 or 1 with probability 1/2 each."""
   return jax.random.bernoulli(key, 0.5).astype(jnp.float32)
+
+
+def instance_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
+                  epsilon: float = 1e-6) -> jax.Array:
+  r"""Instance norm of channels-last `x` (N, *S, C): flax's GroupNorm, one group per channel.
+
+  :math:`y = (x - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \text{scale} + \text{bias}`,
+  :math:`\mu, \sigma^2` per image and channel over the spatial dims, with flax's
+  fast variance :math:`\max(E[x^2] - \mu^2, 0)`, statistics in at least float32.
+  The same values as ``GroupNorm(num_groups=C)`` (LIP's logit network); written as
+  ``x * a + b`` with per-(image, channel) ``a, b``, which XLA:CPU runs ~3x faster,
+  forward and backward, than flax's grouped reshape.
+  """
+  out_dtype = jnp.result_type(x, scale, bias)
+  dtype = jnp.promote_types(x.dtype, jnp.float32)
+  h = x.astype(dtype)
+  axes = tuple(range(1, x.ndim - 1))
+  mean = jnp.mean(h, axis=axes, keepdims=True)
+  var = jnp.maximum(jnp.mean(h * h, axis=axes, keepdims=True) - mean * mean, 0)
+  a = jax.lax.rsqrt(var + epsilon) * scale.astype(dtype)
+  return (h * a + (bias.astype(dtype) - mean * a)).astype(out_dtype)

@@ -1,0 +1,165 @@
+r"""A stride-1 convolution whose kernel gradient is an ordinary forward convolution.
+
+Used by the logit network of LIP pooling (:class:`jaxpool.nnx.LIPLogits`,
+:class:`jaxpool.linen.LIPLogits`), a C -> C convolution that is most of the cost
+of an LIP layer. Same values and gradients as `lax.conv_general_dilated`; only how
+the kernel gradient is computed differs. XLA:CPU evaluates the kernel gradient of
+a convolution (the "backward filter" convolution JAX's transpose rule emits, with
+the batch as contraction dim and the image as window) 10-100x slower inside a
+while loop (a training epoch under `lax.scan`) than outside one: the LIP train
+step under `lax.scan` ran 30x slower than max pooling. Here it is written as a
+plain VALID forward convolution instead. For channels-last `x` of shape
+`(N, *S, I)` padded to `x_pad`, output gradient `g` of shape `(N, *S', O)` and a
+kernel `K` of shape `(*k, I, O)`:
+
+.. math:: \frac{\partial L}{\partial K}[a, i, o] = \sum_{n, s} x_{pad}[n, s + a, i]\, g[n, s, o]
+
+i.e. the VALID convolution of `x_pad` laid out as `(I, *S, N)` (batch `I`,
+features `N`) with `g` laid out as `(*S', N, O)` as the kernel. The input gradient
+(JAX's transpose rule emits a convolution whose kernel flip and in/out swap are
+folded into the dimension numbers: 30x slower in a loop too) is written as the
+forward convolution of `g` with the explicitly flipped, in/out-swapped kernel and
+padding `(k - 1 - lo, k - 1 - hi)`.
+
+Only stride 1, no dilation, one feature group and channels-last layouts (flax's)
+take this path; anything else is passed to `lax.conv_general_dilated` unchanged.
+
+Example (as flax's Conv calls it):
+  >>> import jax, jax.numpy as jnp
+  >>> from jaxpool._src import conv
+  >>> x, k = jnp.ones((2, 5, 5, 3)), jnp.ones((3, 3, 3, 4))
+  >>> conv.conv_general_dilated(x, k, (1, 1), "SAME",
+  ...                           dimension_numbers=("NHWC", "HWIO", "NHWC")).shape
+  (2, 5, 5, 4)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def _channels_last(ndim: int) -> lax.ConvDimensionNumbers:
+  spatial = tuple(range(1, ndim - 1))
+  return lax.ConvDimensionNumbers(lhs_spec=(0, ndim - 1) + spatial,
+                                  rhs_spec=(ndim - 1, ndim - 2) + tuple(range(ndim - 2)),
+                                  out_spec=(0, ndim - 1) + spatial)
+
+
+def _forward(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (1,) * (x.ndim - 2), pads,
+                                  dimension_numbers=_channels_last(x.ndim),
+                                  precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, kernel: jax.Array, pads: tuple[tuple[int, int], ...],
+          precision: Any) -> jax.Array:
+  return _forward(x, kernel, pads, precision)
+
+
+def _conv_fwd(x, kernel, pads, precision):
+  return _forward(x, kernel, pads, precision), (x, kernel)
+
+
+# Bytes of one chunk of images of the kernel gradient (about a CPU's L2 cache).
+_CHUNK_BYTES = 1 << 20
+
+
+def _kernel_grad(x_pad: jax.Array, g: jax.Array, precision) -> jax.Array:
+  """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O)."""
+  nd = x_pad.ndim - 2
+
+  def one(xg):
+    xc, gc = xg
+    lhs = xc.transpose((nd + 1,) + tuple(range(1, nd + 1)) + (0,))  # (I, *S, n)
+    rhs = gc.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))  # (*S', n, O)
+    return _forward(lhs, rhs, ((0, 0),) * nd, precision)  # (I, *k, O)
+
+  # In chunks of images that fit in cache, summed: 4x faster on CPU than one
+  # convolution over the whole batch. A power of two images per chunk; the batch
+  # is padded with zero images (which add nothing) to a whole number of chunks.
+  n = x_pad.shape[0]
+  per_image = int(np.prod(x_pad.shape[1:])) * x_pad.dtype.itemsize
+  chunk = min(n, 1 << max(0, (_CHUNK_BYTES // max(per_image, 1)).bit_length() - 1))
+  chunks = -(-n // chunk)
+  if chunks == 1:
+    dk = one((x_pad, g))
+  else:
+    extra = [(0, chunks * chunk - n)] + [(0, 0)] * (nd + 1)
+    x_pad, g = jnp.pad(x_pad, extra), jnp.pad(g, extra)
+    split = lambda a: a.reshape((chunks, chunk) + a.shape[1:])
+    dk = jnp.sum(lax.map(one, (split(x_pad), split(g))), axis=0)
+  return dk.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))
+
+
+def _cpu_bwd(x, kernel, g, pads, precision):
+  nd = x.ndim - 2
+  # dx: the forward convolution of g with the flipped kernel (in and out swapped).
+  # What JAX's transpose rule emits instead (the same convolution with the flip and
+  # swap folded into the dimension numbers) is 30x slower inside a loop.
+  flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2).astype(g.dtype)
+  back = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:nd], pads))
+  dx = _forward(g, flipped, back, precision).astype(x.dtype)
+  x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+                  + [(0, 0, 0)])
+  dk = _kernel_grad(x_pad, g.astype(x.dtype), precision)
+  return dx, dk.astype(kernel.dtype)
+
+
+def _default_bwd(x, kernel, g, pads, precision):
+  _, vjp = jax.vjp(lambda x, k: _forward(x, k, pads, precision), x, kernel)
+  return vjp(g)
+
+
+def _conv_bwd(pads, precision, residuals, g):
+  x, kernel = residuals
+  # Only XLA:CPU needs the rewrite; other backends keep JAX's own gradient.
+  return lax.platform_dependent(
+      x, kernel, g, cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
+      default=functools.partial(_default_bwd, pads=pads, precision=precision))
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision=None, **kwargs) -> jax.Array:
+  """Drop-in for `lax.conv_general_dilated` (the `conv_general_dilated` of flax's Conv).
+
+  Takes the loop-friendly kernel gradient (module docstring) for stride 1, no
+  dilation, one group and channels-last dimension numbers with no extra options;
+  otherwise calls `lax.conv_general_dilated` with the same arguments.
+  """
+  ndim = lhs.ndim
+  nd = ndim - 2
+  ones = (1,) * nd
+  simple = (
+      ndim >= 3 and rhs.ndim == ndim
+      and tuple(window_strides) == ones
+      and (lhs_dilation is None or tuple(lhs_dilation) == ones)
+      and (rhs_dilation is None or tuple(rhs_dilation) == ones)
+      and feature_group_count == 1 and batch_group_count == 1
+      and all(v is None for v in kwargs.values())
+      and dimension_numbers is not None
+      and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      == _channels_last(ndim))
+  if not simple:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+        precision=precision, **kwargs)
+  if isinstance(padding, str):
+    pads = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], ones, padding)
+  else:
+    pads = padding
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  return _conv(lhs, rhs, pads, precision)

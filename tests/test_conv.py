@@ -1,0 +1,55 @@
+"""jaxpool._src.conv: the LIP logit convolution equals lax.conv_general_dilated,
+values and gradients (its kernel and input gradients are written differently)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxpool._src import conv
+
+DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+@pytest.mark.parametrize("shape,kernel,padding", [
+    ((2, 9, 3), (3, 3, 4), "SAME"),
+    ((2, 6, 5, 3), (3, 3, 3, 2), "SAME"),
+    ((2, 6, 5, 3), (2, 3, 3, 2), "VALID"),
+    ((1, 6, 5, 2), (3, 2, 2, 3), ((2, 0), (1, 1))),
+    ((1, 4, 5, 3, 2), (3, 3, 3, 2, 2), "SAME"),
+])
+def test_values_and_gradients_match_lax(shape, kernel, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  k = jnp.asarray(rng.normal(size=kernel), jnp.float32)
+  dims = DIMS[len(shape) - 2]
+  ones = (1,) * (len(shape) - 2)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, ones, padding, dimension_numbers=dims)
+  new = lambda x, k: conv.conv_general_dilated(x, k, ones, padding, dimension_numbers=dims)
+  np.testing.assert_allclose(new(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+  g = jnp.asarray(rng.normal(size=ref(x, k).shape), jnp.float32)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)) * g)
+  want = jax.grad(loss(ref), argnums=(0, 1))(x, k)
+  got = jax.jit(jax.grad(loss(new), argnums=(0, 1)))(x, k)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_inside_scan_and_fallback_for_strides():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 6, 6, 2)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 2, 2)), jnp.float32)
+  dims = DIMS[2]
+
+  def descend(f):
+    def body(k, _):
+      return k - 0.1 * jax.grad(lambda k: jnp.sum(f(x, k) ** 2))(k), None
+    return jax.jit(lambda k: lax.scan(body, k, None, length=3)[0])(k)
+
+  for strides in [(1, 1), (2, 1)]:  # (2, 1) takes lax's own path
+    ref = descend(lambda x, k: lax.conv_general_dilated(x, k, strides, "SAME",
+                                                        dimension_numbers=dims))
+    new = descend(lambda x, k: conv.conv_general_dilated(x, k, strides, "SAME",
+                                                         dimension_numbers=dims))
+    np.testing.assert_allclose(new, ref, rtol=1e-4, atol=1e-4)
