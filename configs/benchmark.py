@@ -2,7 +2,10 @@
 
 Each case is a named input shape and window; every public jaxpool pool runs on it
 in every dtype, beside its baselines. `:quick` uses tiny shapes and few repeats
-(a smoke test of the whole pipeline, not a measurement).
+(a smoke test of the whole pipeline, not a measurement). `:targets` measures
+what the speed targets of the project name, in minutes on 2 CPU cores: max_pool
+on the 2x2/2 and 3x3/2 SAME cases, and l2, lp, stochastic, mixed, gated and soft
+pooling beside it, in float32 and bfloat16, plus the training throughput.
 """
 
 import ml_collections
@@ -47,6 +50,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.training.batch_size = 16
     config.training.steps = 2
     config.training.repeats = 2
+  elif arg == "targets":
+    config.cases = config.cases[:2]
+    config.pools = ("max_pool", "avg_pool", "l2_pool", "lp_pool", "stochastic_pool",
+                    "mixed_pool", "gated_pool", "soft_pool")
   elif arg not in (None, ""):
-    raise ValueError(f"configs/benchmark.py: unknown variant {arg!r}; valid: '' or 'quick'.")
+    raise ValueError(
+        f"configs/benchmark.py: unknown variant {arg!r}; valid: '', 'quick' or 'targets'.")
   return config

@@ -86,3 +86,15 @@ def test_every_public_pool_has_working_builders():
       if base is not None:
         jax.eval_shape(base, x)
   assert set(names) == {n for n in jaxpool.__all__ if callable(getattr(jaxpool, n))}
+
+
+def test_targets_variant_names_the_cases_and_pools_of_the_speed_targets():
+  from configs import benchmark as benchmark_config  # noqa: PLC0415
+  from experiments import benchmark  # noqa: PLC0415
+  config = benchmark_config.get_config("targets")
+  assert [c["name"] for c in config.cases] == ["2d_2x2s2", "2d_3x3s2_same"]
+  names, skipped = benchmark.public_pools(tuple(config.pools))
+  assert set(names) == {"max_pool", "avg_pool", "l2_pool", "lp_pool", "stochastic_pool",
+                        "mixed_pool", "gated_pool", "soft_pool"} and not skipped
+  with pytest.raises(ValueError, match="unknown variant"):
+    benchmark_config.get_config("fastest")
