@@ -404,9 +404,17 @@ def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   return total
 
 
+# Overlapping windows of at most this many elements are summed as strided views
+# in the forward too: on CPU one fused pass over the views (and the elementwise
+# work before it) beat XLA's reduce-window 3-5x for 3x3/2 (benchmark, float32).
+_VIEW_SUM_MAX_WINDOW = 64
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  return geom.reduce_window(x, 0, lax.add)  # the forward: XLA's reduce-window
+  if not _is_tiling(geom) and geom.window_size <= _VIEW_SUM_MAX_WINDOW:
+    return _window_sum_by_views(x, geom)
+  return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window
 
 
 @_linear_window_sum.defjvp
