@@ -1,7 +1,6 @@
 """jaxpool.registry: names, make() for both APIs, errors that list valid choices."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn

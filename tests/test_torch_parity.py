@@ -8,7 +8,6 @@ gets the gradient). Skipped when torch is not installed.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
