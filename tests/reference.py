@@ -62,6 +62,16 @@ def resolve_padding(padding, spatial: Sequence[int], window, strides, dilation):
   return [tuple(p) for p in padding]
 
 
+def window_layout(spatial, window, strides, padding, dilation, ceil_mode):
+  """(strides, dilation, [(lo, hi)] pads, output sizes) per spatial dim."""
+  n = len(spatial)
+  strides, dilation = per_dim(strides, n), per_dim(dilation, n)
+  pads = resolve_padding(padding, spatial, window, strides, dilation)
+  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
+          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  return strides, dilation, pads, outs
+
+
 def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VALID", *,
                 dilation=None, ceil_mode: bool = False,
                 reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
@@ -75,11 +85,8 @@ def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VAL
   """
   x = np.asarray(x)
   spatial = x.shape[1:-1]
-  n = len(spatial)
-  strides, dilation = per_dim(strides, n), per_dim(dilation, n)
-  pads = resolve_padding(padding, spatial, window, strides, dilation)
-  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
-          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
+                                                dilation, ceil_mode)
   result = np.zeros((x.shape[0], *outs, x.shape[-1]), dtype=np.float64)
   for o in itertools.product(*map(range, outs)):
     values, in_input, in_padding = [], [], []
@@ -140,12 +147,8 @@ def max_pool_grad(x, cotangent, window, strides=None, padding="VALID", sign=1, *
   x = np.asarray(x, np.float64)
   grad = np.zeros_like(x)
   spatial = x.shape[1:-1]
-  n = len(spatial)
-  strides, dilation = per_dim(strides, n), per_dim(kw.get("dilation"), n)
-  ceil_mode = kw.get("ceil_mode", False)
-  pads = resolve_padding(padding, spatial, window, strides, dilation)
-  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
-          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  strides, dilation, pads, outs = window_layout(
+      spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False))
   for b, c in itertools.product(range(x.shape[0]), range(x.shape[-1])):
     for o in itertools.product(*map(range, outs)):
       best, best_pos = None, None
@@ -225,11 +228,8 @@ def max_pool_argmax(x, window, strides=None, padding="VALID", *, dilation=None,
   """Indices of PyTorch's max_pool(return_indices=True), channels-last; -1 if empty."""
   x = np.asarray(x)
   spatial = x.shape[1:-1]
-  n = len(spatial)
-  strides, dilation = per_dim(strides, n), per_dim(dilation, n)
-  pads = resolve_padding(padding, spatial, window, strides, dilation)
-  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
-          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
+                                                dilation, ceil_mode)
   windows = [[[o * s - lo + k * d for k in range(kk) if 0 <= o * s - lo + k * d < L]
               for o in range(out)]
              for L, kk, s, (lo, _), d, out in zip(spatial, window, strides, pads, dilation, outs)]
@@ -315,12 +315,8 @@ def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_inc
   x = np.asarray(x, np.float64)
   grad = np.zeros_like(x)
   spatial = x.shape[1:-1]
-  n = len(spatial)
-  strides, dilation = per_dim(strides, n), per_dim(kw.get("dilation"), n)
-  ceil_mode = kw.get("ceil_mode", False)
-  pads = resolve_padding(padding, spatial, window, strides, dilation)
-  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
-          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  strides, dilation, pads, outs = window_layout(
+      spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False))
   for o in itertools.product(*map(range, outs)):
     inputs, declared = [], 0
     for k in itertools.product(*map(range, window)):
