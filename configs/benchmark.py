@@ -31,6 +31,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.pools = ()  # names from jaxpool.__all__ to run; empty: all of them
   config.repeats = 15  # interleaved timing rounds per measurement
   config.warmup = 1
+  # Untimed calls of a candidate right before each timed one: every candidate is
+  # timed in a loop's steady state (experiments/timing.py says why).
+  config.settle = 2
   config.torch = True  # time PyTorch's CPU kernels when torch is importable
   config.torch_threads = 0  # 0: os.cpu_count()
   config.seed = 0
@@ -47,6 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dtypes = ("float32",)
     config.repeats = 2
     config.warmup = 1
+    config.settle = 0
     config.training.batch_size = 16
     config.training.steps = 2
     config.training.repeats = 2

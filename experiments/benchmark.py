@@ -475,7 +475,8 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
       if torch_fns is not None:
         cands["torch_fwd"], cands["torch_fwd_bwd"] = torch_fns
     try:
-      t = timing.compare(cands, repeats=config.repeats, warmup=config.warmup)
+      t = timing.compare(cands, repeats=config.repeats, warmup=config.warmup,
+                         settle=config.settle)
     except Exception as e:  # compiled but failed at run time: report, go on
       skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
@@ -578,7 +579,7 @@ def training_throughput(config, log) -> dict:
   except Exception as e:  # the models module changed its interface
     return {"skipped": f"could not build seed_cnn from experiments.models: "
                        f"{type(e).__name__}: {e}"}
-  t = timing.compare(runners, repeats=cfg.repeats, warmup=1)
+  t = timing.compare(runners, repeats=cfg.repeats, warmup=1, settle=1)
   result = {"batch_size": b, "steps_per_call": steps, "timings": t}
   for name, v in t.items():
     result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
@@ -659,7 +660,8 @@ def to_markdown(result: dict) -> str:
            f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
            f"Load average at start/end: {d.get('load_average')} / "
            f"{result.get('load_average_end')}.", "",
-           "Medians of interleaved rounds (experiments/timing.py), milliseconds. "
+           f"Medians of interleaved rounds (experiments/timing.py), each timed call "
+           f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, milliseconds. "
            "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
            "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
            "jaxpool max_pool fwd+bwd on the same case.", ""]

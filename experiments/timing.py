@@ -5,6 +5,13 @@ candidate once, in a rotating order), so a burst of load from other processes hi
 all of them alike, and reports per-candidate medians. Ratios between candidates
 of one `compare` call are the numbers to trust on a shared machine; absolute
 milliseconds move with the load.
+
+Each timed call follows `settle` untimed calls of the same candidate, so it runs
+in the steady state of a loop (a training step calling the same kernel): its
+buffers allocated and in cache, the thread pool awake. Without them a candidate
+timed right after another one pays for that one's cache pollution and sleeping
+threads: on the 2-core CPU this project was built on, a 3 ms pooling kernel timed
+right after a 70 ms one measured 6-10 ms, and 3-4 ms after three settle calls.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ def _block(value):
 
 
 def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15,
-            warmup: int = 1, min_round_s: float = 0.0) -> dict[str, dict[str, float]]:
+            warmup: int = 1, settle: int = 0, min_round_s: float = 0.0) -> dict[str, dict[str, float]]:
   """Median / min / quartiles (milliseconds) of each zero-argument callable.
 
   Args:
@@ -33,6 +40,7 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15
       (jax results are waited on with `jax.block_until_ready`).
     repeats: timed rounds; every round times every candidate once.
     warmup: untimed calls of each candidate first (compilation, caches).
+    settle: untimed calls of a candidate right before each of its timed calls.
     min_round_s: stop early once this much time has passed and at least 5 rounds
       ran (0 disables the budget).
 
@@ -48,6 +56,8 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15
   for r in range(repeats):
     order = names[r % len(names):] + names[:r % len(names)]
     for name in order:
+      for _ in range(settle):
+        _block(candidates[name]())
       t0 = time.perf_counter()
       _block(candidates[name]())
       times[name].append(time.perf_counter() - t0)
