@@ -27,6 +27,7 @@ padding outputs 0.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax
@@ -36,6 +37,7 @@ from jax import lax
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -116,6 +118,190 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   # The denominator is >= 1 except for windows with no input element (0 there).
   positive = denominator > 0
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+
+
+def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
+  """Element k of every window for each offset k, `fill` where it lies in the padding.
+
+  Strided slices of the unpadded `v`, padded on the output grid (`reduce._element`):
+  no padded copy of the input is written.
+  """
+  views = []
+  for offset in geom.window_offsets():
+    element = reduce._element(geom, offset)
+    if element is not None:
+      views.append(reduce._on_windows(reduce._of_input(v, element), element, geom, fill))
+  return views
+
+
+def _softmax_terms(x: jax.Array, geom: PoolGeometry):
+  """Per window: the maximum `m` and the offsets' (e^(x_k - m), x_k), from strided views.
+
+  `m` is 0 for a window entirely in the padding (every weight is then 0). Returns
+  None if every window lies in the padding.
+  """
+  logits, values = _views(x, geom, -np.inf), _views(x, geom, 0)
+  if not logits:
+    return None
+  m = functools.reduce(jnp.maximum, logits)
+  m = jnp.where(jnp.isfinite(m), m, 0)
+  return m, [(jnp.exp(logit - m), value) for logit, value in zip(logits, values)]
+
+
+def _soft_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """SoftPool values: one fused pass over strided views of `x` (0 for empty windows)."""
+  terms = _softmax_terms(x, geom)
+  if terms is None:
+    return jnp.zeros(geom.output_shape, x.dtype)
+  _, terms = terms
+  numerator = functools.reduce(jnp.add, [w * v for w, v in terms])
+  denominator = functools.reduce(jnp.add, [w for w, _ in terms])
+  positive = denominator > 0  # >= 1 unless the window lies in the padding
+  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+
+
+def _log_denominator(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """z = m + log sum_k e^(x_k - m) per window (+inf for a window entirely in the padding).
+
+  The softmax weights are e^(x_k - z). Recomputed in the backward pass rather than
+  kept from the forward: XLA:CPU writes y and z in one pass only by splitting it
+  into several (3x the forward's time).
+  """
+  terms = _softmax_terms(x, geom)
+  if terms is None:
+    return jnp.full(geom.output_shape, np.inf, x.dtype)
+  m, terms = terms
+  denominator = functools.reduce(jnp.add, [w for w, _ in terms])
+  positive = denominator > 0
+  return jnp.where(positive, m + jnp.log(jnp.where(positive, denominator, 1)), np.inf)
+
+
+def _soft_blocks(x: jax.Array, geom: PoolGeometry):
+  """Tiling windows as blocks (`reduce._window_blocks`): logits (-inf in the padding),
+  values (0 in the padding) and the window axes."""
+  values, axes = reduce._window_blocks(x, geom)
+  logits = values
+  if any(pad != (0, 0) for pad in geom.lax_padding):
+    inside, _ = reduce._window_blocks(jnp.ones(geom.input_shape, jnp.bool_), geom)
+    logits = jnp.where(inside, values, -np.inf)
+  return logits, values, tuple(axes)
+
+
+def _soft_tangent(x, y, t, geom: PoolGeometry):
+  """dy = sum_k p_k (1 + x_k - y) dx_k per window, p_k = e^(x_k - z) its softmax weight.
+
+  Linear in `t`; JAX transposes it into the VJP. Called under `jax.checkpoint`, so
+  reverse mode keeps only `x` and `y` and recomputes everything else (`z`, the
+  weights) in the backward pass.
+
+  Tiling windows: each element lies in one window; the weights are computed on
+  the (output, window) blocks of `x` and the transpose is one pass over the input.
+  Overlapping windows: `_factorised_tangent` when its shift is safe, else
+  `_exact_tangent` (`lax.cond`).
+  """
+  if math.prod(geom.output_shape) == 0:
+    return jnp.zeros(geom.output_shape, t.dtype)
+  if reduce._is_tiling(geom):
+    logits, values, axes = _soft_blocks(x, geom)
+    m = jnp.max(logits, axis=axes, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0)  # a window entirely in the padding
+    denominator = jnp.sum(jnp.exp(logits - m), axis=axes, keepdims=True)
+    positive = denominator > 0
+    z = jnp.where(positive, m + jnp.log(jnp.where(positive, denominator, 1)), np.inf)
+    coef = jnp.exp(logits - z) * (values - jnp.expand_dims(y, axes) + 1)
+    t_blocks, _ = reduce._window_blocks(t, geom)
+    return jnp.sum(coef * t_blocks, axis=axes)
+  z = _log_denominator(x, geom)
+  finite = jnp.isfinite(z)  # z = +inf: a window entirely in the padding
+  z_max, minus_z_min, y_max = _maxima(
+      [jnp.where(finite, z, -np.inf), jnp.where(finite, -z, -np.inf), jnp.abs(y)])
+  ok = (z_max + minus_z_min <= _MAX_SHIFT) & (y_max <= _MAX_Y)
+  shift = jnp.where(jnp.isfinite(z_max), z_max, 0)
+  # Each branch under its own checkpoint: reverse mode then keeps no residual of
+  # either (a cond split into known and linear parts would write the other
+  # branch's intermediates, or zeros of their shapes, to memory).
+  return lax.cond(ok, jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
+                  jax.checkpoint(functools.partial(_exact_tangent, geom=geom)),
+                  x, y, z, t, shift)
+
+
+# `_factorised_tangent` is used when every window's z lies within _MAX_SHIFT of the
+# largest (its weights e^(x - z) = e^(x - shift) e^(shift - z) then lose at most
+# e^-(87 - _MAX_SHIFT) of a weight to underflow) and |y| <= _MAX_Y (so that
+# cotangent * e^_MAX_SHIFT * y stays finite for cotangents up to ~1e16).
+_MAX_SHIFT = 30.0
+_MAX_Y = 2.0 ** 30
+
+
+def _maxima(arrays: list[jax.Array]) -> list[jax.Array]:
+  """The maximum of each array, in one pass (a NaN anywhere gives NaN)."""
+  stacked = jnp.stack(arrays)
+  cols, i = 1, stacked.ndim
+  while i > 1 and cols < 512:
+    i -= 1
+    cols *= stacked.shape[i]
+  rows = stacked.reshape(len(arrays), -1, cols)
+  return list(jnp.max(jnp.max(rows, axis=1), axis=1))
+
+
+def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
+  """`_soft_tangent` with the weights split as e^(x - shift) e^(shift - z).
+
+  dy_o = a_o (S(e (1 + x) t)_o - y_o S(e t)_o), with e = e^(x - shift) on the input,
+  a = e^(shift - z) on the output and S the window sum (strided views, as
+  `sum_pool`). Its transpose, the VJP ``e ((1 + x) T(a g) - T(a y g))`` with T the
+  transposed window sum, is one pass over the input.
+  """
+  # 0 for windows entirely in the padding. Materialised: fused into the transposed
+  # window sums, the exp would be evaluated once per window offset per input element.
+  a = _materialize(jnp.exp(shift - z))
+  e = jnp.exp(jnp.minimum(x - shift, 0))  # elements of no window may exceed the shift
+  et = e * t
+  first = reduce._window_sum_by_views((1 + x) * et, geom)
+  second = reduce._window_sum_by_views(et, geom)
+  return a * (first - y * second)
+
+
+def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
+  """`_soft_tangent` with one weight per window offset (any finite inputs)."""
+  del shift
+  terms = []
+  for logit, value, tangent in zip(_views(x, geom, -np.inf), _views(x, geom, 0),
+                                   _views(t, geom, 0)):
+    # Computed once into memory: XLA would otherwise fuse every coefficient (an exp)
+    # into the transposed views and evaluate it for every input element.
+    coef = _materialize(jnp.exp(logit - z) * (value - y + 1))
+    terms.append(coef * tangent)
+  if not terms:
+    return jnp.zeros(geom.output_shape, t.dtype)
+  return functools.reduce(jnp.add, terms)
+
+
+def _materialize(a: jax.Array) -> jax.Array:
+  """`a`, computed once into memory rather than fused into (and redone by) its users.
+
+  The identity written as a sum over a window of two (the element and one padding
+  zero) is a reduce-window, which XLA does not fuse into its consumers (see
+  `reduce._materialize`). Exact (x + 0 = x, also for -0.0 since the pad is added
+  to it: -0.0 + 0.0 = 0.0 compares equal), differentiable, real or complex.
+  """
+  out = lax.reduce_window(a[..., None], np.asarray(0, a.dtype), lax.add,
+                          (1,) * a.ndim + (2,), (1,) * (a.ndim + 1),
+                          ((0, 0),) * a.ndim + ((0, 1),))
+  return out[..., 0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  return _soft_forward(x, geom)
+
+
+@_soft_pool.defjvp
+def _soft_pool_jvp(geom, primals, tangents):
+  (x,), (t,) = primals, tangents
+  y = _soft_forward(x, geom)
+  tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
+  return y, tangent(x, y, t)
 
 
 def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
@@ -215,4 +401,4 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   x = _floating(inputs, "inputs", "soft_pool")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="soft_pool")
-  return _weighted_average(x, x, geom).astype(x.dtype)
+  return _soft_pool(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
