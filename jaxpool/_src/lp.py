@@ -198,7 +198,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   ``q = |x| / y``.
   """
   dtype = dtypes.compute_dtype(x.dtype)
-  xc, yc, gc = x.astype(dtype), y.astype(dtype), g.astype(dtype)
+  yc, gc = y.astype(dtype), g.astype(dtype)
   if isinstance(p, float) and 1 <= p < math.inf and not want_p:
     c = _divisor(geom, mean, dtype)
     weight = gc if c is None else gc / c
@@ -208,16 +208,22 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     big_exp, big_h = 2.0 ** _SAFE_EXP, 2.0 ** _SAFE_H
     ok = ~positive | (weight == 0) | ((y_pow >= 1 / big_exp) & (y_pow <= big_exp)
                                       & (jnp.abs(h) >= 1 / big_h) & (jnp.abs(h) <= big_h))
+    # `x` enters the branches in its own dtype and the gradient leaves in it: a
+    # float32 copy made outside (for bfloat16 inputs) would be written to memory.
     return jax.lax.cond(
         _any_false(ok),
-        lambda: _general_backward(xc, yc, p, gc, geom, mean, want_p),
-        lambda: (_factorised_grad(xc, h, p, geom), None))
-  return _general_backward(xc, yc, p, gc, geom, mean, want_p)
+        lambda: _general_backward(x, yc, p, gc, geom, mean, want_p),
+        lambda: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype), None))
+  return _general_backward(x, yc, p, gc, geom, mean, want_p)
 
 
-def _general_backward(xc, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool):
-  """`_backward` for any p (and the gradient in p) from the bounded ratios |x| / y."""
-  dtype = xc.dtype
+def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool):
+  """`_backward` for any p (and the gradient in p) from the bounded ratios |x| / y.
+
+  The gradient in x has the dtype of `x`; everything else the compute dtype.
+  """
+  dtype = yc.dtype
+  xc = x.astype(dtype)
   a = jnp.abs(xc)
   offsets = geom.window_offsets()
   padded = geom.pad(a, 0)
@@ -225,7 +231,7 @@ def _general_backward(xc, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: boo
     # The max of |x|: the first maximal element in row-major order (as max_pool).
     selections = reduce.window_selections(a, yc, geom, "max")
     per_offset = [jnp.where(s, gc, 0) for s in selections]
-    return geom.window_scatter(per_offset, dtype) * jnp.sign(xc), None
+    return (geom.window_scatter(per_offset, dtype) * jnp.sign(xc)).astype(x.dtype), None
   positive = yc > 0
   safe_y = jnp.where(positive, yc, 1)
   c = _divisor(geom, mean, dtype)
@@ -247,7 +253,7 @@ def _general_backward(xc, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: boo
   # `total > inf` is always False (NaN too), so the anchor is exactly 0.
   total = functools.reduce(jnp.add, [jnp.sum(v) for v in per_offset])
   anchor = (total > jnp.inf).astype(dtype)
-  grad_x = geom.window_scatter(per_offset, dtype) * jnp.sign(xc) + anchor
+  grad_x = (geom.window_scatter(per_offset, dtype) * jnp.sign(xc) + anchor).astype(x.dtype)
   grad_p = None
   if want_p:
     grad_p = jnp.sum(weight * yc * dp_sum) / jnp.asarray(p, dtype)

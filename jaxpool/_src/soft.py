@@ -199,9 +199,11 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
   Overlapping windows: `_factorised_tangent` when its shift is safe, else
   `_exact_tangent` (`lax.cond`).
   """
+  dtype = y.dtype  # the compute dtype; x and t may be float16/bfloat16
   if math.prod(geom.output_shape) == 0:
-    return jnp.zeros(geom.output_shape, t.dtype)
+    return jnp.zeros(geom.output_shape, dtype)
   if reduce._is_tiling(geom):
+    x, t = x.astype(dtype), t.astype(dtype)
     logits, values, axes = _soft_blocks(x, geom)
     m = jnp.max(logits, axis=axes, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, 0)  # a window entirely in the padding
@@ -211,7 +213,7 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
     coef = jnp.exp(logits - z) * (values - jnp.expand_dims(y, axes) + 1)
     t_blocks, _ = reduce._window_blocks(t, geom)
     return jnp.sum(coef * t_blocks, axis=axes)
-  z = _log_denominator(x, geom)
+  z = _log_denominator(x.astype(dtype), geom)
   finite = jnp.isfinite(z)  # z = +inf: a window entirely in the padding
   z_max, minus_z_min, y_max = _maxima(
       [jnp.where(finite, z, -np.inf), jnp.where(finite, -z, -np.inf), jnp.abs(y)])
@@ -255,6 +257,7 @@ def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
   # 0 for windows entirely in the padding. Materialised: fused into the transposed
   # window sums, the exp would be evaluated once per window offset per input element.
   a = _materialize(jnp.exp(shift - z))
+  x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
   e = jnp.exp(jnp.minimum(x - shift, 0))  # elements of no window may exceed the shift
   et = e * t
   first = reduce._window_sum_by_views((1 + x) * et, geom)
@@ -265,6 +268,7 @@ def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
 def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
   """`_soft_tangent` with one weight per window offset (any finite inputs)."""
   del shift
+  x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
   terms = []
   for logit, value, tangent in zip(_views(x, geom, -np.inf), _views(x, geom, 0),
                                    _views(t, geom, 0)):
@@ -273,7 +277,7 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
     coef = _materialize(jnp.exp(logit - z) * (value - y + 1))
     terms.append(coef * tangent)
   if not terms:
-    return jnp.zeros(geom.output_shape, t.dtype)
+    return jnp.zeros(geom.output_shape, y.dtype)
   return functools.reduce(jnp.add, terms)
 
 
@@ -293,15 +297,17 @@ def _materialize(a: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  return _soft_forward(x, geom)
+  return _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
 
 
 @_soft_pool.defjvp
 def _soft_pool_jvp(geom, primals, tangents):
   (x,), (t,) = primals, tangents
-  y = _soft_forward(x, geom)
+  # `x` and `t` stay in their dtype until inside the tangent rule: a float32 copy of a
+  # bfloat16 input would otherwise be a residual written to memory.
+  y = _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom)
   tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
-  return y, tangent(x, y, t)
+  return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
 
 
 def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
@@ -401,4 +407,4 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   x = _floating(inputs, "inputs", "soft_pool")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="soft_pool")
-  return _soft_pool(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
+  return _soft_pool(x, geom)
