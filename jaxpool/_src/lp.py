@@ -11,10 +11,12 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
   * every window is scaled by its largest magnitude ``m`` before powering,
     ``y = m * (sum_k (|x_k| / m)^p)^(1/p)``, so no power overflows or underflows to
     a wrong result (|x| = 1e30 with p = 8 in float32, |x| = 1e4 with p = 8 in bf16);
+    the scale is the power of two nearest below ``m`` (exact, and a multiplication
+    instead of a division per element, which XLA would not fuse);
   * window elements are visited as strided slices of the padded input, one per window
     offset (``PoolGeometry.window_element``), so no (window x output) patch tensor
-    exists, and the scaling by the per-window maximum is exact also for overlapping
-    windows;
+    exists, the scaling by the per-window maximum is exact also for overlapping
+    windows, and the forward pass is one fused loop over the output;
   * the derivative is a custom VJP whose only residuals are the inputs, the output
     and ``p``: with ``q_k = |x_k| / y`` (at most ``c^(1/p)``) and ``c`` the divisor
     (1, or the window count for ``mean=True``)::
@@ -23,7 +25,13 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
 
     Both are finite everywhere: a window that is all zero gets gradient 0 (the naive
     ``sqrt(sum_pool(x**2))`` gives NaN there), and an element equal to 0 gets
-    gradient 0 (``sign(0) = 0``; for p <= 1 this is the choice of subgradient).
+    gradient 0 (``sign(0) = 0``; for p <= 1 this is the choice of subgradient);
+  * for a fixed p >= 1 the gradient in x is computed factorised,
+    ``sign(x) |x|^(p-1)`` times the transposed window sum of ``g / (c y^(p-1))``:
+    one pass over the input, like `sum_pool`'s gradient. A `lax.cond` falls back to
+    the per-offset ratios ``q`` above when some window's ``y^(p-1)`` or ``g / (c
+    y^(p-1))`` is near the float range limits (huge or tiny magnitudes, non-finite
+    cotangents); under `vmap` both are computed.
 
 Forward-mode differentiation (``jax.jvp``) of `lp_pool` and `l2_pool` is not
 supported (custom VJP); `gem_pool` is plain JAX and supports it.

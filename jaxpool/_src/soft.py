@@ -11,11 +11,22 @@ Numerics: the exponentials are taken of :math:`\ell_k - m_o`, with :math:`m_o` t
 window maximum of the logits (under `stop_gradient`: the ratio does not depend on
 it), so the largest weight of every window is exactly 1, nothing overflows and the
 denominator is at least 1. The windows are visited as strided slices of the padded
-arrays (`PoolGeometry.window_element`), so the shift is exact per window; windows
-that tile the input (stride = window, no dilation, no padding: the usual 2x2/2)
-are instead axes of a reshaped input, which XLA handles faster, forward and
-backward.
-float16/bfloat16 are computed in float32 and the result cast back.
+arrays (`PoolGeometry.window_element`), so the shift is exact per window; for
+`lip_pool`, windows that tile the input (stride = window, no dilation, no padding:
+the usual 2x2/2) are instead axes of a reshaped input, which XLA handles faster,
+forward and backward. float16/bfloat16 are computed in float32 and the result cast
+back.
+
+`soft_pool` (speed, issue 8): the forward pass is one fused loop over strided views
+of the unpadded input. Its derivative is a custom JVP rule, linear in the tangent,
+that JAX transposes into the VJP (so `jvp`, `grad`, `vmap` and higher orders all
+work): ``dy_o = sum_k p_k (1 + x_k - y_o) dx_k`` with the softmax weights ``p_k``
+recomputed in the backward pass (`jax.checkpoint`), not stored. For tiling windows
+(stride = window, no dilation, padding allowed) it works on (output, window) blocks;
+for overlapping windows it splits ``p_k = e^(x_k - s) e^(s - z_o)`` around one
+global shift ``s`` so that the transpose is one pass over the input, and falls back
+(`lax.cond`) to one weight array per window offset where the windows' scales are
+too far apart for that split (see `_soft_tangent`).
 
 Padding: padded elements do not contribute at all (weight 0, i.e. logit
 :math:`-\infty`): a padded window is the weighted average of its input elements
@@ -204,13 +215,13 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
     return jnp.zeros(geom.output_shape, dtype)
   if reduce._is_tiling(geom):
     x, t = x.astype(dtype), t.astype(dtype)
+    # z from strided views (one fused loop over the output; reductions over the
+    # block axes would make XLA write a float32 copy of bfloat16 blocks), written
+    # once: fused into the pass over the input it would be redone for every element.
+    z = _materialize(_log_denominator(x, geom))
     logits, values, axes = _soft_blocks(x, geom)
-    m = jnp.max(logits, axis=axes, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, 0)  # a window entirely in the padding
-    denominator = jnp.sum(jnp.exp(logits - m), axis=axes, keepdims=True)
-    positive = denominator > 0
-    z = jnp.where(positive, m + jnp.log(jnp.where(positive, denominator, 1)), np.inf)
-    coef = jnp.exp(logits - z) * (values - jnp.expand_dims(y, axes) + 1)
+    coef = (jnp.exp(logits - jnp.expand_dims(z, axes))
+            * (values - jnp.expand_dims(y, axes) + 1))
     t_blocks, _ = reduce._window_blocks(t, geom)
     return jnp.sum(coef * t_blocks, axis=axes)
   z = _log_denominator(x.astype(dtype), geom)
@@ -306,6 +317,10 @@ def _soft_pool_jvp(geom, primals, tangents):
   # `x` and `t` stay in their dtype until inside the tangent rule: a float32 copy of a
   # bfloat16 input would otherwise be a residual written to memory.
   y = _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom)
+  if y.dtype != x.dtype:
+    # One float32 y, read by the cast and the backward pass: two consumers of the
+    # fused forward would make XLA write its per-offset exponentials to memory.
+    y = _materialize(y)
   tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
   return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
 
@@ -383,6 +398,11 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   beyond in float32 and bfloat16 (the window maximum is subtracted before the
   exponential). Padded elements do not contribute; a window entirely in the
   padding gives 0. The same in training and evaluation.
+
+  Derivative: :math:`\partial y_o / \partial x_k = p_k (1 + x_k - y_o)` with
+  :math:`p_k` the softmax weight, through a custom JVP rule (forward and reverse
+  mode, `vmap` and higher orders are supported); the gradient is computed in one
+  pass over the input (see the module docstring).
 
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
