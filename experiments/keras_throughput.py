@@ -23,15 +23,17 @@ ways a Keras user trains, each a variant (`--variants`):
     `steps_per_execution=1`): what a user gets without tuning anything.
   * `fit_tfdata_spe`: `model.fit` on a `tf.data.Dataset` (`batch`, `cache`,
     `prefetch(AUTOTUNE)`) with `steps_per_execution=steps`: the whole epoch in one
-    `tf.function` call, like the JAX side's `lax.scan`. TensorFlow's guide to
-    fast input pipelines and Keras's own advice for small models.
+    `tf.function` call, like the JAX side's `lax.scan`: the input pipeline that
+    TensorFlow's tf.data guide recommends, and the option that Keras's `compile`
+    documents for small models whose steps are dominated by Python overhead.
   * `tf_function`: a custom training loop, the `steps` steps of Keras's model,
     loss and Adam in one `tf.function` (`tf.range` loop over the stacked batches,
     `GradientTape`, `optimizer.apply_gradients`): no `fit` machinery at all.
 
 `fit_numpy_spe` and `fit_tfdata` (the other two combinations), and any name with
-`+xla` (`jit_compile=True`: XLA, as JAX uses; 2-4x slower than without on the
-2-core CPU this was written on) are available but not run by default.
+`+xla` (`jit_compile=True`: XLA, as JAX uses; about 3x slower than without in one
+measurement on the 2-core CPU this was written on) are available but not run by
+default.
 
 `fit` variants are timed by a callback from `on_epoch_begin` to `on_epoch_end` (what a
 user gets per epoch of a long `fit`, without the once-per-`fit` setup); the
@@ -47,6 +49,12 @@ are in the output.
 Output (the last line of stdout, one JSON object): `{"tensorflow", "keras",
 "threads", "variants": {name: {"median_ms", "images/s", ...}}, "best", "images/s"}`,
 or `{"skipped": reason}` (exit status 0) when tensorflow cannot be imported.
+
+`--serve` (how experiments.benchmark runs it, so that the Keras rounds interleave
+with its JAX rounds): after building and tracing, print `{"ready": [variants]}`;
+then, for every line `round` on stdin, run one round and print `{"round": {variant:
+seconds}}`; on `done` or end of input, print the output above (over the rounds
+served; `--repeats` is not used) and exit.
 """
 
 from __future__ import annotations
@@ -223,7 +231,10 @@ def main(argv=None) -> dict:
   variants = {}
   for name in names:
     med = _median(times[name])
-    variants[name] = {"median_ms": 1e3 * med, "min_ms": 1e3 * min(times[name]),
+    ms = sorted(1e3 * t for t in times[name])
+    variants[name] = {"median_ms": 1e3 * med, "min_ms": ms[0],
+                      "q1_ms": _median(ms[:(len(ms) + 1) // 2]),
+                      "q3_ms": _median(ms[len(ms) // 2:]),
                       "first_epoch_ms": 1e3 * first_s[name],
                       "images/s": n / med, "repeats": len(times[name])}
   best = max(variants, key=lambda k: variants[k]["images/s"])
