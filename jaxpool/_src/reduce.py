@@ -427,6 +427,22 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
                    channel_axis, "min", "min_pool")
 
 
+def _strided_window_sum(t: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The window sum as a sum of strided views of `t` (padded back where needed).
+
+  One fused elementwise pass, also for tiling windows: on CPU 1.4x faster than
+  XLA's reduce-window for float32 2x2/2 and 3-5x for 3x3/2.
+  """
+  if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
+    return _strided_window_sum(t.astype(jnp.float32), geom).astype(t.dtype)
+  total = jnp.zeros(geom.output_shape, t.dtype)
+  for offset in geom.window_offsets():
+    element = _element(geom, offset)
+    if element is not None:
+      total = total + _on_windows(_of_input(t, element), element, geom, 0)
+  return total
+
+
 def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The window sum written with reshapes (tiling windows) or strided slices.
 
@@ -438,20 +454,15 @@ def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   if _is_tiling(geom):
     blocks, window_axes = _window_blocks(t, geom)
     return jnp.sum(blocks, axis=tuple(window_axes), dtype=t.dtype)
-  if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
-    return _window_sum_by_views(t.astype(jnp.float32), geom).astype(t.dtype)
-  total = jnp.zeros(geom.output_shape, t.dtype)
-  for offset in geom.window_offsets():
-    element = _element(geom, offset)
-    if element is not None:
-      total = total + _on_windows(_of_input(t, element), element, geom, 0)
-  return total
+  return _strided_window_sum(t, geom)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  if not _is_tiling(geom) and geom.window_size <= _VIEW_MAX_WINDOW:
-    return _window_sum_by_views(x, geom)
+  if geom.window_size <= _VIEW_MAX_WINDOW:
+    # Strided views in the forward for tiling windows too: the reshape-and-sum of
+    # the tangent rule is fast to transpose but 4x slower than views forward.
+    return _strided_window_sum(x, geom)
   return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window
 
 
