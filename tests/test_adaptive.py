@@ -132,6 +132,20 @@ def test_adaptive_nan_inf_dtypes():
                                rtol=1e-2)
 
 
+def test_max_pools_over_wide_channels_propagate_nan():
+  # XLA's CPU max-reduction, vectorized over a wide channel dim, drops NaNs
+  # (max(-inf, NaN) = -inf); the values must still be NaN where a window holds one.
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=(2, 9, 8, 1024)).astype(np.float32)
+  x[0, 0, 0:2, :] = np.nan
+  x[1, 5, 3, :9] = np.nan
+  want, _ = reference.adaptive_max_pool(x, (2, 3))
+  np.testing.assert_array_equal(J(jaxpool.adaptive_max_pool, (2, 3))(x), want)
+  want_global = np.max(x, axis=(1, 2))  # numpy's max propagates NaN
+  assert np.isnan(want_global).sum() == 1024 + 9
+  np.testing.assert_array_equal(J(jaxpool.global_max_pool)(x), want_global)
+
+
 def test_adaptive_jit_vmap():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(3, 2, 7, 5, 2)).astype(np.float32)

@@ -2,8 +2,8 @@
 
 `max_pool` and `min_pool` accept every call of `flax.linen.max_pool` / `min_pool`
 and return the same values, except that a window holding a NaN always gives NaN
-(PyTorch's rule; XLA's CPU reduce-window behind Flax may return a number when a
-window holds several NaNs). Windows of up to 64 elements are reduced as an
+(PyTorch's rule; XLA's vectorized CPU reduce-window behind Flax may return a
+number for a window holding NaNs). Windows of up to 64 elements are reduced as an
 elementwise max over strided views of the input (one fused pass, 1.2-3x faster
 than XLA's CPU reduce-window). Their derivative is a custom JVP rule instead of
 XLA's `select_and_gather_add` / `select_and_scatter_add` (which is 30-70x slower
@@ -60,8 +60,9 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
 
   Windows of at most `_VIEW_MAX_WINDOW` elements: an elementwise max over one strided
   view of the input per window offset (`_extremum_by_views`), one fused pass that
-  propagates NaN; larger windows: XLA's reduce-window (whose CPU code may return
-  a number for a window holding several NaNs).
+  propagates NaN. Larger windows: XLA's reduce-window, whose vectorized CPU code
+  may return a number for a window holding NaNs, so NaN windows are marked by a
+  second reduce-window (of `isnan`) and set to NaN.
   """
   if geom.window_size <= _VIEW_MAX_WINDOW:
     if x.dtype in (jnp.bfloat16, jnp.float16):
@@ -72,8 +73,13 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   if x.dtype in (jnp.bfloat16, jnp.float16) and not _is_tiling(geom):
     # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
     # is about 2x slower than converting once and reducing in float32.
-    return geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op).astype(x.dtype)
-  return geom.reduce_window(x, _lowest(x.dtype, kind), op)
+    y = geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op).astype(x.dtype)
+  else:
+    y = geom.reduce_window(x, _lowest(x.dtype, kind), op)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return y
+  nan_windows = geom.reduce_window(jnp.isnan(x).astype(jnp.uint8), np.uint8(0), lax.max)
+  return jnp.where(nan_windows > 0, jnp.asarray(np.nan, x.dtype), y)
 
 
 def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
@@ -364,8 +370,8 @@ def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   :math:`W` the window offsets.
 
   A drop-in replacement for `flax.linen.max_pool` (same calls, same values; a
-  window holding a NaN gives NaN, as in PyTorch, for windows of up to 64 elements)
-  with PyTorch's `max_pool1d/2d/3d` options. Gradient: the cotangent of each output goes
+  window holding a NaN gives NaN, as in PyTorch, where Flax on CPU may not) with
+  PyTorch's `max_pool1d/2d/3d` options. Gradient: the cotangent of each output goes
   to the first maximal element of its window in row-major order, or to the last NaN
   of a window holding NaNs (PyTorch's rule); overlapping windows add up. It is a
   custom JVP rule without select-and-scatter (see the module docstring), so `jvp`,
