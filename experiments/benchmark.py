@@ -687,8 +687,8 @@ class _KerasProcess:
   None while all is well.
   """
 
-  def __init__(self, cmd: list[str], log):
-    self.cmd, self.log = cmd, log
+  def __init__(self, cmd: list[str]):
+    self.cmd = cmd
     self._stderr = tempfile.TemporaryFile(mode="w+")
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=self._stderr, text=True)
@@ -714,7 +714,7 @@ class _KerasProcess:
            "--seed", str(config.seed), "--variants", cfg.get("keras_variants", "default")]
     log(f"  keras: {' '.join(cmd)}")
     try:
-      return cls(cmd, log), None
+      return cls(cmd), None
     except OSError as e:
       return None, {"keras": f"failed: could not run {python}: {e}"}
 
