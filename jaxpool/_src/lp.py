@@ -207,6 +207,8 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   """
   dtype = dtypes.compute_dtype(x.dtype)
   yc, gc = y.astype(dtype), g.astype(dtype)
+  if isinstance(p, float) and p < math.inf and not want_p and reduce._is_tiling(geom):
+    return _tiled_grad(x, yc, gc, p, geom, mean), None
   if isinstance(p, float) and 1 <= p < math.inf and not want_p:
     c = _divisor(geom, mean, dtype)
     weight = gc if c is None else gc / c
@@ -223,6 +225,34 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
         lambda: _general_backward(x, yc, p, gc, geom, mean, want_p),
         lambda: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype), None))
   return _general_backward(x, yc, p, gc, geom, mean, want_p)
+
+
+def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
+  """The gradient in x for windows that tile the input, in one pass, for any fixed p.
+
+  Every element lies in one window, so ``q = |x| / y`` is computed on the (output,
+  window) blocks of `x` (`reduce._window_blocks`) with the window's values
+  broadcast: exact, no range check needed. The division is two multiplications by
+  per-window factors, ``|x| * r * (1 / (y r))`` with ``r`` a power of two and ``y
+  r`` in [1, 4) (`_power_of_two_reciprocal`): XLA fuses them, a division reused by
+  the power it would not, and both factors stay normal numbers.
+  """
+  dtype = yc.dtype
+  blocks, axes = reduce._window_blocks(x.astype(dtype), geom)
+  positive = yc > 0
+  r, _ = _power_of_two_reciprocal(yc)
+  s = 1 / jnp.where(positive, yc * r, 1)
+  c = _divisor(geom, mean, dtype)
+  weight = jnp.where(positive, gc if c is None else gc / c, 0)
+  r, s, weight, positive = (jnp.expand_dims(v, axes) for v in (r, s, weight, positive))
+  a = jnp.abs(blocks)
+  nonzero = positive & (a > 0)
+  q = jnp.where(nonzero, a * r * s, 1)  # 1 where unused: no 0 ** negative
+  grad = jnp.where(nonzero, jnp.sign(blocks) * _power(q, p - 1) * weight, 0)
+  unblock = jax.linear_transpose(lambda t: reduce._window_blocks(t, geom)[0],
+                                 jax.ShapeDtypeStruct(geom.input_shape, dtype))
+  (grad_x,) = unblock(grad)
+  return grad_x.astype(x.dtype)
 
 
 def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool):
