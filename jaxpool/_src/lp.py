@@ -26,7 +26,9 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     Both are finite everywhere: a window that is all zero gets gradient 0 (the naive
     ``sqrt(sum_pool(x**2))`` gives NaN there), and an element equal to 0 gets
     gradient 0 (``sign(0) = 0``; for p <= 1 this is the choice of subgradient);
-  * for a fixed p >= 1 the gradient in x is computed factorised,
+  * for a fixed p and windows that tile the input (stride = window), the ratios
+    ``q`` are computed on the (output, window) blocks of ``x``: one pass, exact;
+  * for a fixed p >= 1 and overlapping windows the gradient in x is factorised,
     ``sign(x) |x|^(p-1)`` times the transposed window sum of ``g / (c y^(p-1))``:
     one pass over the input, like `sum_pool`'s gradient. A `lax.cond` falls back to
     the per-offset ratios ``q`` above when some window's ``y^(p-1)`` or ``g / (c
