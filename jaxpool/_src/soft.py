@@ -218,7 +218,7 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
     # z from strided views (one fused loop over the output; reductions over the
     # block axes would make XLA write a float32 copy of bfloat16 blocks), written
     # once: fused into the pass over the input it would be redone for every element.
-    z = _materialize(_log_denominator(x, geom))
+    z = reduce._materialize(_log_denominator(x, geom))
     logits, values, axes = _soft_blocks(x, geom)
     coef = (jnp.exp(logits - jnp.expand_dims(z, axes))
             * (values - jnp.expand_dims(y, axes) + 1))
@@ -267,7 +267,7 @@ def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
   """
   # 0 for windows entirely in the padding. Materialised: fused into the transposed
   # window sums, the exp would be evaluated once per window offset per input element.
-  a = _materialize(jnp.exp(shift - z))
+  a = reduce._materialize(jnp.exp(shift - z))
   x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
   e = jnp.exp(jnp.minimum(x - shift, 0))  # elements of no window may exceed the shift
   et = e * t
@@ -285,25 +285,11 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
                                    _views(t, geom, 0)):
     # Computed once into memory: XLA would otherwise fuse every coefficient (an exp)
     # into the transposed views and evaluate it for every input element.
-    coef = _materialize(jnp.exp(logit - z) * (value - y + 1))
+    coef = reduce._materialize(jnp.exp(logit - z) * (value - y + 1))
     terms.append(coef * tangent)
   if not terms:
     return jnp.zeros(geom.output_shape, y.dtype)
   return functools.reduce(jnp.add, terms)
-
-
-def _materialize(a: jax.Array) -> jax.Array:
-  """`a`, computed once into memory rather than fused into (and redone by) its users.
-
-  The identity written as a sum over a window of two (the element and one padding
-  zero) is a reduce-window, which XLA does not fuse into its consumers (see
-  `reduce._materialize`). Exact (x + 0 = x, also for -0.0 since the pad is added
-  to it: -0.0 + 0.0 = 0.0 compares equal), differentiable, real or complex.
-  """
-  out = lax.reduce_window(a[..., None], np.asarray(0, a.dtype), lax.add,
-                          (1,) * a.ndim + (2,), (1,) * (a.ndim + 1),
-                          ((0, 0),) * a.ndim + ((0, 1),))
-  return out[..., 0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -320,7 +306,7 @@ def _soft_pool_jvp(geom, primals, tangents):
   if y.dtype != x.dtype:
     # One float32 y, read by the cast and the backward pass: two consumers of the
     # fused forward would make XLA write its per-offset exponentials to memory.
-    y = _materialize(y)
+    y = reduce._materialize(y)
   tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
   return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
 
