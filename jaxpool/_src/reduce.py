@@ -349,7 +349,12 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   # `y` through this rule again, not through lax: differentiating this rule (vjp of
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
   # transpose raises NotImplementedError with window dilation.
-  y = _extremum_pool(x, geom, kind)
+  # Written to memory once (`_materialize`), not fused into its readers: the offset
+  # pass below re-read it through padded views (3x3/2 SAME forward+backward 1.6x
+  # faster), and a flatten that follows (pool -> dense) made XLA compute the views
+  # in the flattened index space (seed_cnn training step 1.2x faster). A window
+  # whose extremum is -0.0 gives +0.0 here (x + 0), equal under ==.
+  y = _materialize(_extremum_pool(x, geom, kind))
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
