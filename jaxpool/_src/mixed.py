@@ -23,42 +23,236 @@ Shared conventions of the three functions:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
 
 
-def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
-                 dilation, ceil_mode, channel_axis, count_include_pad, fn: str):
-  """(max, avg) of every window in the compute dtype; both 0 on all-padding windows."""
+def _check_count_include_pad(count_include_pad, fn: str):
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
-  options = dict(dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
-  dtype = dtypes.compute_dtype(x.dtype)
-  big = max_pool(x, window_shape, strides, padding, **options).astype(dtype)
-  mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
-                  **options).astype(dtype)
-  empty = geom.window_counts(False) == 0
-  if empty.any():  # windows with no input element: max -inf, avg 0/0 without padding
-    empty = geom.spatial_to_output(empty)
-    big = jnp.where(empty, jnp.zeros((), dtype), big)
-    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
-  return big, mean
 
+
+def _max_pool_value(x: jax.Array, window_shape, strides, padding, dilation, ceil_mode,
+                    channel_axis) -> jax.Array:
+  """The max of every window, as a constant: the rules below differentiate it."""
+  return lax.stop_gradient(max_pool(x, window_shape, strides, padding, dilation=dilation,
+                                    ceil_mode=ceil_mode, channel_axis=channel_axis))
+
+
+# --- one rule for the derivative of every mixture of max and average ------------------
+#
+# With m the weight of the max (alpha, or the gate g), k* the offset of the first
+# maximal element (`reduce.selected_offset`) and c_o the divisor of the average, the
+# derivative of y = avg + m (max - avg) in the inputs is
+#
+#     dy_o = sum_k (m_o [k = k*_o] + (1 - m_o) / c_o + r_o w_k) dx_{o,k}
+#
+# where the last term is the gate's (r = (max - avg) g (1 - g), w the gating mask; 0
+# for mixed pooling). Written as ONE weighted sum over the window elements, its
+# transpose (the VJP) is one pass over the input: a select-multiply-reshape for
+# windows that tile the input, K padded terms otherwise. Composing the rules of
+# max_pool, avg_pool and the window dot instead gives 3K terms, and XLA recomputes
+# the sigmoid and the window sums inside each of them.
 
 def _mix(big: jax.Array, mean: jax.Array, weight: jax.Array) -> jax.Array:
   """weight * max + (1 - weight) * avg."""
   return mean + weight * (big - mean)
+
+
+def _empty_windows(geom: PoolGeometry):
+  """Boolean mask (broadcastable to the output) of windows holding no input, or None."""
+  empty = geom.window_counts(False) == 0
+  return geom.spatial_to_output(empty) if empty.any() else None
+
+
+def _window_elements(x: jax.Array, geom: PoolGeometry):
+  """(k, element k of every window), 0 in the padding; offsets all in padding are left out.
+
+  Strided slices of the unpadded input padded onto the windows that reach them (no
+  padded copy of the input), which XLA fuses into their one consumer.
+  """
+  for k, offset in enumerate(geom.window_offsets()):
+    element = reduce._element(geom, offset)
+    if element is not None:
+      yield k, reduce._on_windows(reduce._of_input(x, element), element, geom, 0)
+
+
+def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """Sum of every window (zero padding), one fused elementwise pass.
+
+  Also for tiling windows: a reduction over the block axes of the reshaped input
+  runs as a separate XLA:CPU reduce kernel, 3-4x slower than this loop. The order
+  of the additions follows avg_pool's (one window row at a time, then the rows, as
+  XLA's reduce-window for tiling windows; row-major otherwise): the averages equal
+  avg_pool's bit for bit in 1-D and 2-D (measured), to rounding otherwise.
+  """
+  elements = dict(_window_elements(x, geom))
+  if not reduce._is_tiling(geom):
+    return functools.reduce(jnp.add, elements.values())
+  sums = {}
+  for k, offset in enumerate(geom.window_offsets()):  # innermost window dim first
+    if k in elements:
+      key = offset[:-1]
+      sums[key] = elements[k] if key not in sums else sums[key] + elements[k]
+  return _sum_nested(sums)
+
+
+def _sum_nested(sums: dict) -> jax.Array:
+  """Add partial sums keyed by window-offset prefixes, the innermost dims first."""
+  while len(next(iter(sums))) > 0:
+    merged = {}
+    for key, value in sums.items():
+      outer = key[:-1]
+      merged[outer] = value if outer not in merged else merged[outer] + value
+    sums = merged
+  return sums[()]
+
+
+def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
+  """(avg of every window in the compute dtype, 1 / divisor as a numpy array)."""
+  dtype = dtypes.compute_dtype(x.dtype)
+  # As avg_pool: the sum of x 2^-s with 2^s >= K, divided by count 2^-s, so that the
+  # average of huge values (1e38 in float32) does not overflow.
+  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  counts = np.maximum(geom.window_counts(count_include_pad), 1)
+  divisor = geom.spatial_to_output(counts * scale).astype(dtype)
+  total = _window_sum(x.astype(dtype) * np.asarray(scale, dtype), geom)
+  return total / divisor, geom.spatial_to_output(1.0 / counts).astype(dtype)
+
+
+def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeometry):
+  """sum_k (p [k = index] + q + r w_k) t_{o,k}: linear in `t`, the others broadcast."""
+  dtype = q.dtype
+  t = t.astype(dtype)
+  out = geom.output_shape
+  p, q = jnp.broadcast_to(p, out), jnp.broadcast_to(q, out)
+  r = None if r is None else jnp.broadcast_to(r, out)
+  shape = [1] * geom.ndim  # one gate weight per channel (or shared) on the channel axis
+  if w is not None:
+    shape[geom.channel_axis] = w.shape[-1]
+  if reduce._is_tiling(geom):
+    blocks, window_axes = reduce._window_blocks(t, geom)
+    expand = lambda a: jnp.expand_dims(a, window_axes)
+    code_shape = [1] * blocks.ndim
+    for axis, k in zip(window_axes, geom.window_shape):
+      code_shape[axis] = k
+    code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
+    coef = jnp.where(expand(index) == code, expand(p), 0) + expand(q)
+    if r is not None:  # w (*window, 1 or C) on the block's window and channel axes
+      channel = geom.channel_axis + sum(a < geom.channel_axis for a in geom.spatial_axes)
+      w_shape = [1] * blocks.ndim
+      w_shape[channel] = w.shape[-1]
+      for axis, k in zip(window_axes, geom.window_shape):
+        w_shape[axis] = k
+      w_ordered = w if channel > window_axes[-1] else jnp.moveaxis(w, -1, 0)
+      coef = coef + expand(r) * jnp.reshape(w_ordered, w_shape)
+    return jnp.sum(blocks * coef, axis=tuple(window_axes))
+  total = None
+  for k, offset in enumerate(geom.window_offsets()):
+    element = reduce._element(geom, offset)
+    if element is None:
+      continue
+    on = lambda a: reduce._of_windows(a, element)
+    coef = jnp.where(on(index) == k, on(p), 0) + on(q)
+    if r is not None:
+      coef = coef + on(r) * jnp.reshape(w[offset], shape)
+    term = reduce._on_windows(reduce._of_input(t, element) * coef, element, geom, 0)
+    total = term if total is None else total + term
+  return jnp.zeros(out, dtype) if total is None else total
+
+
+def _materialize(a: jax.Array) -> jax.Array:
+  """`a` written to memory once instead of recomputed inside each of its K readers.
+
+  The float twin of `reduce._materialize`: XLA does not fuse a reduce-window into
+  its consumers, so the sum of `a` and one padding zero is a cheap barrier (exact:
+  `a + 0 = a`, NaN stays NaN).
+  """
+  zero = np.zeros((), a.dtype)
+  out = lax.reduce_window(a[..., None], zero, lax.add, (1,) * a.ndim + (2,),
+                          (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
+  return out[..., 0]
+
+
+def _parts(x: jax.Array, big: jax.Array, geom: PoolGeometry, count_include_pad: bool,
+           dtype):
+  """(max, avg, 1 / divisor) in `dtype`; max and avg 0 on windows holding no input."""
+  mean, inverse = _average(x, geom, count_include_pad)
+  big, mean = big.astype(dtype), mean.astype(dtype)
+  empty = _empty_windows(geom)
+  if empty is not None:  # max -inf (and avg 0 / 0 without padding counted) there
+    big = jnp.where(empty, jnp.zeros((), dtype), big)
+    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
+  return big, mean, inverse.astype(dtype)
+
+
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, SymbolicZero)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _mixed(x, big, alpha, geom, count_include_pad):
+  """alpha * max + (1 - alpha) * avg; `big` is max_pool(x), a constant."""
+  dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
+  big, mean, _ = _parts(x, big, geom, count_include_pad, dtype)
+  return _mix(big, mean, alpha.astype(dtype))
+
+
+@functools.partial(_mixed.defjvp, symbolic_zeros=True)
+def _mixed_jvp(geom, count_include_pad, primals, tangents):
+  (x, big, alpha), (t_x, _, t_alpha) = primals, tangents
+  dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
+  big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
+  a = alpha.astype(dtype)
+  y = _mix(big_c, mean, a)
+  t_y = jnp.zeros(y.shape, dtype)
+  if not _is_zero(t_x):
+    index = reduce.selected_offset(x, big, geom, "max")
+    t_y = t_y + _weighted_elements(t_x, index, a, (1 - a) * inverse, None, None, geom)
+  if not _is_zero(t_alpha):
+    t_y = t_y + (big_c - mean) * t_alpha.astype(dtype)
+  return y, t_y
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _gated(x, big, w, geom, count_include_pad):
+  """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w)); `big` a constant."""
+  z = window_dot(x, w[None], geom)[0]
+  big, mean, _ = _parts(x, big, geom, count_include_pad, z.dtype)
+  return _mix(big, mean, jax.nn.sigmoid(z))
+
+
+@functools.partial(_gated.defjvp, symbolic_zeros=True)
+def _gated_jvp(geom, count_include_pad, primals, tangents):
+  (x, big, w), (t_x, _, t_w) = primals, tangents
+  z = window_dot(x, w[None], geom)[0]
+  dtype = z.dtype
+  big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
+  g = _materialize(jax.nn.sigmoid(z))
+  y = _mix(big_c, mean, g)
+  r = _materialize((big_c - mean) * g * (1 - g))  # dy/dz
+  t_y = jnp.zeros(y.shape, dtype)
+  if not _is_zero(t_x):
+    index = reduce.selected_offset(x, big, geom, "max")
+    t_y = t_y + _weighted_elements(t_x, index, g, (1 - g) * inverse, r, w.astype(dtype),
+                                   geom)
+  if not _is_zero(t_w):
+    t_y = t_y + r * window_dot(x, t_w[None], geom)[0]
+  return y, t_y
 
 
 def _alpha(alpha: Any, geom: PoolGeometry) -> jax.Array:
@@ -134,9 +328,9 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   a = _alpha(alpha, geom)
-  big, mean = _max_and_avg(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                           channel_axis, count_include_pad, fn)
-  return _mix(big, mean, a.astype(jnp.promote_types(a.dtype, big.dtype))).astype(x.dtype)
+  _check_count_include_pad(count_include_pad, fn)
+  big = _max_pool_value(x, window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+  return _mixed(x, big, a, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
@@ -185,10 +379,9 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   w = check_weights(gate, geom, name="gate", fn=fn)
-  g = jax.nn.sigmoid(window_dot(x, w[None], geom)[0])
-  big, mean = _max_and_avg(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                           channel_axis, count_include_pad, fn)
-  return _mix(big, mean, g).astype(x.dtype)
+  _check_count_include_pad(count_include_pad, fn)
+  big = _max_pool_value(x, window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+  return _gated(x, big, w, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
