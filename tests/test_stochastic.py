@@ -306,3 +306,17 @@ def test_one_key_draws_3x3_windows_with_the_right_frequencies():
   assert sum(counts) == 2000
   expected = 2000 * np.arange(1, 9) / 36
   assert chi_square(counts, expected) < stats.chi2.ppf(1 - FALSE_FAILURE, df=7)
+
+
+def test_a_window_with_an_infinite_element_draws_it():
+  # P(k) = a_k / sum a tends to 1 for the infinite element; finite elements after it
+  # (here the 2) must not be drawn.
+  x = jnp.array([[1.0], [np.inf], [2.0], [3.0], [-1.0], [0.5]])
+  keys = jax.random.split(jax.random.key(15), 64)
+  f = jax.jit(jax.vmap(lambda k: jax.vjp(
+      lambda x: jaxpool.stochastic_pool(x, (3,), 3, key=k), x)[1](jnp.ones((2, 1)))[0]))
+  grads = np.asarray(f(keys))[:, :, 0]
+  ys = np.asarray(jax.vmap(lambda k: jaxpool.stochastic_pool(x, (3,), 3, key=k))(keys))
+  assert np.all(ys[:, 0, 0] == np.inf)
+  np.testing.assert_array_equal(grads[:, :3], np.tile([0.0, 1.0, 0.0], (64, 1)))
+  assert set(np.unique(ys[:, 1, 0])) == {3.0, 0.5}

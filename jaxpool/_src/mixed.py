@@ -122,6 +122,16 @@ def _sum_nested(sums: dict) -> jax.Array:
   return sums[()]
 
 
+def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.Array:
+  """window_dot(x, w[None])[0] in `dtype`, without the padded copy of `x` it writes."""
+  shape = [1] * geom.ndim
+  shape[geom.channel_axis] = w.shape[-1]
+  offsets = geom.window_offsets()
+  terms = [jnp.reshape(w[offsets[k]].astype(dtype), shape) * e
+           for k, e in _window_elements(x.astype(dtype), geom)]
+  return functools.reduce(jnp.add, terms) if terms else jnp.zeros(geom.output_shape, dtype)
+
+
 def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
   """(avg of every window in the compute dtype, 1 / divisor as a numpy array)."""
   dtype = dtypes.compute_dtype(x.dtype)
@@ -231,18 +241,24 @@ def _mixed_jvp(geom, count_include_pad, primals, tangents):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _gated(x, big, w, geom, count_include_pad):
   """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w)); `big` a constant."""
-  z = window_dot(x, w[None], geom)[0]
-  big, mean, _ = _parts(x, big, geom, count_include_pad, z.dtype)
-  return _mix(big, mean, jax.nn.sigmoid(z))
+  dtype = _gate_dtype(x, w)
+  big, mean, _ = _parts(x, big, geom, count_include_pad, dtype)
+  return _mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
+
+
+def _gate_dtype(x: jax.Array, w: jax.Array):
+  return jnp.promote_types(dtypes.compute_dtype(x.dtype), dtypes.compute_dtype(w.dtype))
 
 
 @functools.partial(_gated.defjvp, symbolic_zeros=True)
 def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, big, w), (t_x, _, t_w) = primals, tangents
-  z = window_dot(x, w[None], geom)[0]
-  dtype = z.dtype
+  dtype = _gate_dtype(x, w)
   big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
-  g = _materialize(jax.nn.sigmoid(z))
+  # Written once each: y, dy/dz and the K terms of the transpose all read them, and
+  # XLA would otherwise redo the window sums (and the sigmoid) for every reader.
+  mean = _materialize(mean)
+  g = _materialize(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
   y = _mix(big_c, mean, g)
   r = _materialize((big_c - mean) * g * (1 - g))  # dy/dz
   t_y = jnp.zeros(y.shape, dtype)

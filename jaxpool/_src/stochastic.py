@@ -12,11 +12,11 @@ How a draw is made, without a (window x output) patches tensor:
     (``_uniforms``): two words per hash, half the hashes of ``jax.random.uniform``;
     other key implementations use ``jax.random.bits``;
   * the window offsets are visited in row-major order as strided slices of ``a``,
-    keeping the running sum ``C_{<k}`` of the offsets before ``k``; the drawn offset
-    is the last ``k`` with ``a_k > 0`` and ``C_{<k} <= t``, i.e. the ``k`` with
-    ``C_{<k} <= t < C_{<k} + a_k``: probability ``a_k / sum_W a``. (Taking the *last*
-    such offset, rather than the first with ``t < C_{<k+1}``, stays correct when
-    rounding makes ``u * sum`` equal ``sum``.)
+    keeping the running sums ``C_k = a_0 + ... + a_k``; the drawn offset is the
+    number of ``C_k <= t``, i.e. the ``k`` with ``C_{k-1} <= t < C_k``: probability
+    ``a_k / sum_W a`` (and ``a_k > 0``). Where rounding makes ``u * sum`` equal
+    ``sum`` it is the last offset that increased the running sum (for a window
+    whose sum is infinite, the element that made it infinite);
   * this walk is one fused pass that writes one small integer per output (the drawn
     offset ``k``, ``K`` for an all-zero window, ``K + 1`` for a window holding a
     NaN); the output is the drawn element, picked by a select per offset.
@@ -98,19 +98,30 @@ def _elements(x: jax.Array, geom: PoolGeometry) -> list[jax.Array]:
 def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The drawn offset code per output: k in [0, K), K (all-zero window) or K + 1 (NaN).
 
-  One fused pass over the window elements (the running sum walk of the module
-  docstring), materialized once: the gathers of the forward and backward passes
-  read it 1 to K times per output, and XLA would otherwise redo the walk per read.
+  With the running sums ``C_k = a_0 + ... + a_k`` and ``t = u * C_{K-1}``, the drawn
+  offset is the number of ``C_k <= t`` (the ``k`` with ``C_{k-1} <= t < C_k``, which
+  has ``a_k > 0``). Where ``t < C_{K-1}`` fails (rounding made ``u * sum == sum``, an
+  all-zero window, an infinite sum) it is the last ``k`` whose ``a_k`` increased the
+  running sum, or K if none did. Each element is read once, so XLA fuses the walk
+  into one loop (reading an element twice makes it write every padded slice to
+  memory first, 7x slower here). The codes are materialized once: the gathers of
+  the forward and backward passes read them up to K times per output.
   """
   size = len(elements)
   code_dtype = reduce._index_dtype(geom)  # uint8 up to 126 window elements
-  total = functools.reduce(jnp.add, elements)
+  sums, running = [], None
+  for e in elements:
+    running = e if running is None else running + e
+    sums.append(running)
+  total = sums[-1]
   threshold = u.astype(total.dtype) * total
-  drawn = jnp.full(geom.output_shape, size, code_dtype)
-  before = jnp.zeros(geom.output_shape, total.dtype)  # C_{<k}
-  for k, e in enumerate(elements):
-    drawn = jnp.where((e > 0) & (before <= threshold), code_dtype(k), drawn)
-    before = before + e
+  below = functools.reduce(jnp.add, [(c <= threshold).astype(code_dtype) for c in sums])
+  last = jnp.full(geom.output_shape, size, code_dtype)
+  before = jnp.zeros(geom.output_shape, total.dtype)
+  for k, c in enumerate(sums):
+    last = jnp.where(c > before, code_dtype(k), last)
+    before = c
+  drawn = jnp.where(threshold < total, below, last)
   drawn = jnp.where(jnp.isnan(total), code_dtype(size + 1), drawn)
   return reduce._materialize(drawn)
 
@@ -121,10 +132,12 @@ def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   drawn = _draw(_elements(a, geom), u, geom)
   # The drawn element (a_k = x_k there) by a select per offset: no arithmetic, so
   # exact and cheap in half precision too.
-  value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(x.dtype)
-  for k, e in enumerate(_elements(x, geom)):
+  # In float32 for half precision inputs too: XLA's CPU code rounds every half
+  # precision select back and forth (7x slower).
+  value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
+  for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
     value = jnp.where(drawn == k, e, value)
-  return value, drawn
+  return value.astype(x.dtype), drawn
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
