@@ -256,7 +256,7 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   dtype = _gate_dtype(x, w)
   big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
   # Written once each: y, dy/dz and the K terms of the transpose all read them, and
-  # XLA would otherwise redo the window sums (and the sigmoid) for every reader.
+  # XLA would otherwise redo the window sums and the sigmoid inside every reader.
   mean = _materialize(mean)
   g = _materialize(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
   y = _mix(big_c, mean, g)
@@ -267,7 +267,7 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
     t_y = t_y + _weighted_elements(t_x, index, g, (1 - g) * inverse, r, w.astype(dtype),
                                    geom)
   if not _is_zero(t_w):
-    t_y = t_y + r * window_dot(x, t_w[None], geom)[0]
+    t_y = t_y + r * _gate_logits(x, t_w, geom, dtype)
   return y, t_y
 
 
