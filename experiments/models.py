@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping
 
 import jax
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpool import registry
+from jaxpool._src import conv as jaxpool_conv
 
 MODELS = ("seed_cnn", "zeiler_fergus")
 
@@ -50,58 +50,13 @@ DEFAULT_POOL_OPTIONS = {
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x, kernel, padding):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMS)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv2d(x, kernel, padding: str):
-    """Stride-1 2-D convolution, NHWC x HWIO -> NHWC, "SAME" or "VALID" padding.
-
-    Same values and gradients as `lax.conv_general_dilated`; only the kernel
-    gradient is computed differently. XLA:CPU evaluates the kernel gradient of a
-    convolution ("backward filter") 5-150x slower inside a while loop (our whole
-    epoch is one `lax.scan`) than outside one. Here it is written as an ordinary
-    forward convolution instead:
-
-        dK[a, b, i, o] = sum_{n, h, w} x_pad[n, h + a, w + b, i] * g[n, h, w, o]
-
-    i.e. a VALID convolution of `x_pad` laid out as (i, h, w, n) ("batch" i,
-    features n) with `g` laid out as (h, w, n, o) as the kernel. With one input
-    channel (the first layer on MNIST) it is a single matrix product instead,
-    `patches^T @ g` with the (N*H*W, kh*kw) patches of `x_pad`: faster still.
-    """
-    return _conv(x, kernel, padding)
-
-
-def _conv2d_fwd(x, kernel, padding):
-    return _conv(x, kernel, padding), (x, kernel)
-
-
-def _conv2d_bwd(padding, residuals, g):
-    x, kernel = residuals
-    dx = jax.vjp(lambda v: _conv(v, kernel, padding), x)[1](g)[0]
-    kh, kw = kernel.shape[:2]
-    if padding == "SAME":
-        ph, pw = (kh - 1) // 2, (kw - 1) // 2
-        x = jnp.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
-    if x.shape[-1] == 1:
-        oh, ow = g.shape[1:3]
-        patches = jnp.stack([x[:, a:a + oh, b:b + ow, 0] for a in range(kh) for b in range(kw)],
-                            axis=-1).reshape(-1, kh * kw)
-        dk = patches.T @ g.reshape(-1, g.shape[-1]).astype(x.dtype)
-        return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
-    dk = jax.lax.conv_general_dilated(
-        jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)).astype(x.dtype),
-        (1, 1), "VALID", dimension_numbers=_DIMS)
-    return dx, jnp.transpose(dk, (1, 2, 0, 3)).astype(kernel.dtype)
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
 class Conv(nnx.Module):
-    """`nnx.Conv` for NHWC inputs, stride 1, with the loop-friendly VJP of `conv2d`.
+    """`nnx.Conv` for NHWC inputs, stride 1, with jaxpool's loop-friendly conv VJP.
+
+    XLA:CPU evaluates a convolution's kernel gradient 5-150x slower inside a while
+    loop (our whole epoch is one `lax.scan`) than outside one; `jaxpool._src.conv`
+    computes the same gradients as ordinary forward convolutions (one matrix
+    product for the one-channel first layer).
 
     Parameters as `nnx.Conv`: `kernel` (kh, kw, in, out) with LeCun-normal init,
     `bias` (out,) zeros; computation in `dtype`, parameters float32.
@@ -118,7 +73,8 @@ class Conv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x):
-        y = conv2d(x.astype(self.dtype), self.kernel[...].astype(self.dtype), self.padding)
+        y = jaxpool_conv.conv_general_dilated(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
+                                      (1, 1), self.padding, dimension_numbers=_DIMS)
         return y + self.bias[...].astype(self.dtype)
 
 

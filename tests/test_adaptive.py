@@ -10,18 +10,10 @@ import jaxpool
 
 try:
   from tests import reference
+  from tests.helpers import J, ties
 except ImportError:  # tests/ itself on sys.path
   import reference
-
-
-def J(fn, *args, **kwargs):
-  """`fn` with its options fixed, jitted: one compilation instead of one per op."""
-  return jax.jit(lambda *arrays: fn(*arrays, *args, **kwargs))
-
-
-def _ties(rng, shape):
-  """Small integers as floats: many ties, exact averages."""
-  return rng.integers(-3, 4, shape).astype(np.float32)
+  from helpers import J, ties
 
 
 def _perm(rng, shape):
@@ -43,7 +35,7 @@ CONFIGS = [
 @pytest.mark.parametrize("spatial,out", CONFIGS)
 def test_adaptive_matches_loop_reference(spatial, out):
   rng = np.random.default_rng(len(spatial) * 100 + sum(spatial))
-  x = _ties(rng, (2, *spatial, 3))
+  x = ties(rng, (2, *spatial, 3), magnitude=3)
   full = tuple(L if o is None else o for L, o in zip(spatial, out))
   np.testing.assert_allclose(J(jaxpool.adaptive_avg_pool, out)(x),
                              reference.adaptive_avg_pool(x, full), rtol=1e-6, atol=1e-6)
@@ -58,7 +50,7 @@ def test_adaptive_matches_loop_reference(spatial, out):
                                          ((16, 16), (1, 1))])  # divisible, big window
 def test_adaptive_divisible_paths(spatial, out):
   rng = np.random.default_rng(1)
-  x = _ties(rng, (2, *spatial, 2))
+  x = ties(rng, (2, *spatial, 2), magnitude=3)
   np.testing.assert_allclose(J(jaxpool.adaptive_avg_pool, out)(x),
                              reference.adaptive_avg_pool(x, out), rtol=1e-6, atol=1e-6)
   ref_values, ref_indices = reference.adaptive_max_pool(x, out)
@@ -94,7 +86,7 @@ def test_adaptive_gradients():
   check_grads(J(jaxpool.adaptive_max_pool, (3, 4)), (x,), order=1,
               modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
   # Ties: the first maximal element in row-major order gets the whole cotangent.
-  x = _ties(rng, (2, 7, 5, 3))
+  x = ties(rng, (2, 7, 5, 3), magnitude=3)
   ct = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.adaptive_max_pool(v, (3, 4)) * ct)))(x)
   _, ref_indices = reference.adaptive_max_pool(x, (3, 4))
@@ -138,6 +130,20 @@ def test_adaptive_nan_inf_dtypes():
                                if fn is jaxpool.adaptive_avg_pool else
                                reference.adaptive_max_pool(np.asarray(x, np.float32), (4, 3))[0],
                                rtol=1e-2)
+
+
+def test_max_pools_over_wide_channels_propagate_nan():
+  # XLA's CPU max-reduction, vectorized over a wide channel dim, drops NaNs
+  # (max(-inf, NaN) = -inf); the values must still be NaN where a window holds one.
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=(2, 9, 8, 1024)).astype(np.float32)
+  x[0, 0, 0:2, :] = np.nan
+  x[1, 5, 3, :9] = np.nan
+  want, _ = reference.adaptive_max_pool(x, (2, 3))
+  np.testing.assert_array_equal(J(jaxpool.adaptive_max_pool, (2, 3))(x), want)
+  want_global = np.max(x, axis=(1, 2))  # numpy's max propagates NaN
+  assert np.isnan(want_global).sum() == 1024 + 9
+  np.testing.assert_array_equal(J(jaxpool.global_max_pool)(x), want_global)
 
 
 def test_adaptive_jit_vmap():
@@ -270,7 +276,7 @@ def test_global_bad_arguments():
 
 def test_spatial_pyramid_pool():
   rng = np.random.default_rng(8)
-  x = _ties(rng, (2, 7, 6, 3))
+  x = ties(rng, (2, 7, 6, 3), magnitude=3)
   y = J(jaxpool.spatial_pyramid_pool, (1, 2, 3))(x)
   assert y.shape == (2, 3 * (1 + 4 + 9))
   # Channel-major flatten per level: feature offset_l + c * l * l + i * l + j.
@@ -311,7 +317,7 @@ def test_torch_parity(spatial, out):
   F = torch.nn.functional
   n = len(spatial)
   rng = np.random.default_rng(9)
-  x = _ties(rng, (2, 3, *spatial))
+  x = ties(rng, (2, 3, *spatial), magnitude=3)
   x[0, 0, 0] = np.nan  # NaN propagation and the last-NaN index
   avg = getattr(F, f"adaptive_avg_pool{n}d")
   mx = getattr(F, f"adaptive_max_pool{n}d")
@@ -322,7 +328,7 @@ def test_torch_parity(spatial, out):
   np.testing.assert_array_equal(values, ref_values.numpy())
   np.testing.assert_array_equal(indices, ref_indices.numpy())
   # Gradients on a NaN-free input with ties.
-  x = _ties(rng, (2, 3, *spatial))
+  x = ties(rng, (2, 3, *spatial), magnitude=3)
   ct = rng.normal(size=ref_values.shape).astype(np.float32)
   tx = torch.tensor(x, requires_grad=True)
   (mx(tx, out) * torch.tensor(ct)).sum().backward()

@@ -10,17 +10,10 @@ import jaxpool
 
 try:
   from tests import reference
+  from tests.helpers import J, ties
 except ImportError:  # tests/ itself on sys.path
   import reference
-
-
-def J(fn, *args, **kwargs):
-  """`fn` with its options fixed, jitted: one compilation instead of one per op."""
-  return jax.jit(lambda *arrays: fn(*arrays, *args, **kwargs))
-
-
-def _ties(rng, shape):
-  return rng.integers(-2, 3, shape).astype(np.float32)
+  from helpers import J, ties
 
 
 # (spatial, window, strides, padding, options)
@@ -37,7 +30,7 @@ CONFIGS = [
 @pytest.mark.parametrize("spatial,window,strides,padding,options", CONFIGS)
 def test_argmax_matches_loop_reference(spatial, window, strides, padding, options):
   rng = np.random.default_rng(sum(spatial))
-  x = _ties(rng, (2, *spatial, 3))
+  x = ties(rng, (2, *spatial, 3))
   values, indices = J(jaxpool.max_pool_with_argmax, window, strides, padding, **options)(x)
   np.testing.assert_array_equal(values, reference.max_pool(x, window, strides, padding,
                                                            **options))
@@ -54,7 +47,7 @@ def test_argmax_matches_loop_reference(spatial, window, strides, padding, option
 
 def test_argmax_layouts_nan_integers():
   rng = np.random.default_rng(1)
-  x = _ties(rng, (2, 6, 5, 3))
+  x = ties(rng, (2, 6, 5, 3))
   values, indices = J(jaxpool.max_pool_with_argmax, (2, 2), 2, 1)(x)
   # Channels first: the same indices (they index the spatial plane only).
   vt, it = J(jaxpool.max_pool_with_argmax, (2, 2), 2, 1, channel_axis=1)(np.moveaxis(x, -1, 1))
@@ -167,7 +160,7 @@ def test_torch_parity_2d(window, stride, padding, dilation, ceil_mode):
   torch = pytest.importorskip("torch")
   F = torch.nn.functional
   rng = np.random.default_rng(4)
-  x = _ties(rng, (2, 3, 9, 8))
+  x = ties(rng, (2, 3, 9, 8))
   x[0, 0, 1, 1] = x[1, 2, 4, 4] = np.nan
   ref_values, ref_indices = F.max_pool2d(torch.tensor(x), window, stride, padding, dilation,
                                          ceil_mode=ceil_mode, return_indices=True)
@@ -188,11 +181,11 @@ def test_torch_parity_1d_3d_and_unpool_gradient():
   torch = pytest.importorskip("torch")
   F = torch.nn.functional
   rng = np.random.default_rng(5)
-  x = _ties(rng, (2, 3, 11))
+  x = ties(rng, (2, 3, 11))
   rv, ri = F.max_pool1d(torch.tensor(x), 3, 2, 1, return_indices=True)
   v, i = J(jaxpool.max_pool_with_argmax, (3,), 2, 1, channel_axis=1)(x)
   np.testing.assert_array_equal(i, ri.numpy())
-  x = _ties(rng, (1, 2, 5, 6, 7))
+  x = ties(rng, (1, 2, 5, 6, 7))
   rv, ri = F.max_pool3d(torch.tensor(x), 2, 2, 1, ceil_mode=True, return_indices=True)
   v, i = J(jaxpool.max_pool_with_argmax, (2, 2, 2), 2, 1, ceil_mode=True, channel_axis=1)(x)
   np.testing.assert_array_equal(v, rv.numpy())

@@ -18,6 +18,9 @@ DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHW
     ((2, 6, 5, 3), (2, 3, 3, 2), "VALID"),
     ((1, 6, 5, 2), (3, 2, 2, 3), ((2, 0), (1, 1))),
     ((1, 4, 5, 3, 2), (3, 3, 3, 2, 2), "SAME"),
+    ((2, 9, 9, 1), (3, 3, 1, 4), "VALID"),  # one input channel: the patches product
+    ((2, 7, 6, 1), (4, 3, 1, 2), "SAME"),
+    ((3, 10, 1), (4, 1, 5), ((1, 2),)),
 ])
 def test_values_and_gradients_match_lax(shape, kernel, padding):
   rng = np.random.default_rng(0)

@@ -10,17 +10,10 @@ import jaxpool
 
 try:
   from tests import reference
+  from tests.helpers import J, ties
 except ImportError:  # tests/ itself on sys.path
   import reference
-
-
-def J(fn, *args, **kwargs):
-  """`fn` with its options fixed, jitted: one compilation instead of one per op."""
-  return jax.jit(lambda *arrays: fn(*arrays, *args, **kwargs))
-
-
-def _ties(rng, shape):
-  return rng.integers(-2, 3, shape).astype(np.float32)
+  from helpers import J, ties
 
 
 # (spatial, window, output size)
@@ -36,7 +29,7 @@ CONFIGS = [
 @pytest.mark.parametrize("spatial,window,out", CONFIGS)
 def test_matches_loop_reference(spatial, window, out, overlapping):
   rng = np.random.default_rng(sum(spatial) + overlapping)
-  x = _ties(rng, (2, *spatial, 3))
+  x = ties(rng, (2, *spatial, 3))
   samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
   values, indices = J(jaxpool.fractional_max_pool, window, out, samples=samples,
                       overlapping=overlapping, return_indices=True)(x)
@@ -185,7 +178,7 @@ def test_torch_parity(spatial, window, out):
   F = torch.nn.functional
   n = len(spatial)
   rng = np.random.default_rng(6)
-  x = _ties(rng, (2, 3, *spatial))
+  x = ties(rng, (2, 3, *spatial))
   x[0, 0, 0] = np.nan
   samples = rng.uniform(size=(2, 3, n)).astype(np.float32)
   pool = getattr(F, f"fractional_max_pool{n}d")
@@ -197,7 +190,7 @@ def test_torch_parity(spatial, window, out):
                       return_indices=True, channel_axis=1)(x)
   np.testing.assert_array_equal(values, ref_values.numpy())
   np.testing.assert_array_equal(indices, ref_indices.numpy())
-  x = _ties(rng, (2, 3, *spatial))
+  x = ties(rng, (2, 3, *spatial))
   ct = rng.normal(size=ref_values.shape).astype(np.float32)
   tx = torch.tensor(x, requires_grad=True)
   (pool(tx, window, output_size=out, _random_samples=torch.tensor(samples))

@@ -65,31 +65,3 @@ def test_bfloat16_compute_gives_float32_logits():
     out = m(jnp.ones((1, 28, 28, 1)))
     assert out.dtype == jnp.float32
     assert m.conv.kernel[...].dtype == jnp.float32
-
-
-@pytest.mark.parametrize("padding, shape, kernel", [
-    ("VALID", (2, 9, 9, 1), (3, 3, 1, 4)),   # One input channel: the patches path.
-    ("SAME", (2, 7, 7, 1), (3, 3, 1, 2)),
-    ("SAME", (2, 7, 7, 3), (5, 5, 3, 2)),
-    ("SAME", (1, 6, 8, 2), (4, 2, 2, 3)),  # Even kernel: asymmetric SAME padding.
-])
-def test_conv2d_values_and_gradients_match_lax(padding, shape, kernel):
-    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(k1, shape)
-    w = jax.random.normal(k2, kernel)
-    ref = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
-        x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    y = models.conv2d(x, w, padding)
-    np.testing.assert_allclose(y, ref(x, w), rtol=1e-5, atol=1e-5)
-    g = jax.random.normal(k3, y.shape)
-    got = jax.vjp(lambda x, w: models.conv2d(x, w, padding), x, w)[1](g)
-    want = jax.vjp(ref, x, w)[1](g)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    # Gradients inside a scan (the trainer's setting) too.
-    def looped(w):
-        def body(c, i):
-            return c + jnp.sum(models.conv2d(x * (1.0 + i), w, padding) * g), None
-        return jax.lax.scan(body, 0.0, jnp.arange(2.0))[0]
-    want_w = want[1] * 1.0 + jax.vjp(ref, 2.0 * x, w)[1](g)[1]
-    np.testing.assert_allclose(jax.grad(looped)(w), want_w, rtol=1e-4, atol=1e-4)

@@ -424,6 +424,28 @@ def test_gradient_routing_under_ties(kind, case):
 
 
 @pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("options", [dict(window_shape=(2, 2), strides=(2, 2)),
+                                     dict(window_shape=(3, 3), strides=(2, 2), padding="SAME"),
+                                     dict(window_shape=(9, 8), strides=(9, 8))])  # > 64
+@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
+def test_windows_holding_nans_give_nan_under_jit(kind, options, dtype):
+  # XLA's CPU reduce-window of tiling windows (a reduction over window axes),
+  # jitted over many channels, returns a number for windows holding NaNs;
+  # PyTorch (and the reference) give NaN.
+  rng = np.random.default_rng(12)
+  x = rng.normal(size=(2, 10, 8, 1024)).astype(np.float32)
+  x[0, 0, 0:2, :] = np.nan  # two NaNs in the first row of the first windows
+  x[1, 1, 1:3, :7] = np.nan
+  y = jax.jit(lambda v: pool_fn(kind)(v, **options))(jnp.asarray(x, dtype))
+  x = np.asarray(jnp.asarray(x, dtype), np.float32)  # the values the pool saw
+  ref = reference_options(options)
+  window, strides, padding = ref.pop("window"), ref.pop("strides"), ref.pop("padding")
+  expected = getattr(reference, f"{kind}_pool")(x, window, strides, padding, **ref)
+  assert np.isnan(expected).sum() >= 1024
+  np.testing.assert_array_equal(np.asarray(y, np.float32), expected)
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
 def test_gradient_with_nan_and_inf_windows(kind):
   rng = np.random.default_rng(11)
   sign = 1 if kind == "max" else -1

@@ -2,7 +2,7 @@ r"""A stride-1 convolution whose kernel gradient is an ordinary forward convolut
 
 Used by the logit network of LIP pooling (:class:`jaxpool.nnx.LIPLogits`,
 :class:`jaxpool.linen.LIPLogits`), a C -> C convolution that is most of the cost
-of an LIP layer. Same values and gradients as `lax.conv_general_dilated`; only how
+of an LIP layer, and by the convolutions of the MNIST models in `experiments/`. Same values and gradients as `lax.conv_general_dilated`; only how
 the kernel gradient is computed differs. XLA:CPU evaluates the kernel gradient of
 a convolution (the "backward filter" convolution JAX's transpose rule emits, with
 the batch as contraction dim and the image as window) 10-100x slower inside a
@@ -71,9 +71,19 @@ def _conv_fwd(x, kernel, pads, precision):
 _CHUNK_BYTES = 1 << 20
 
 
-def _kernel_grad(x_pad: jax.Array, g: jax.Array, precision) -> jax.Array:
+def _kernel_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision) -> jax.Array:
   """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O)."""
   nd = x_pad.ndim - 2
+  if x_pad.shape[-1] == 1:
+    # One input channel (a first layer on grayscale images): one matrix product
+    # of the (N * S', K) patches of x_pad with g, 2x faster than the convolution.
+    out = g.shape[1:-1]
+    patches = jnp.stack(
+        [x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out)) + (0,)]
+         for offset in np.ndindex(*kernel_window)], axis=-1)
+    dk = lax.dot(patches.reshape(-1, patches.shape[-1]).T, g.reshape(-1, g.shape[-1]),
+                 precision=precision)
+    return dk.reshape(tuple(kernel_window) + (1, g.shape[-1]))
 
   def one(xg):
     xc, gc = xg
@@ -108,7 +118,7 @@ def _cpu_bwd(x, kernel, g, pads, precision):
   dx = _forward(g, flipped, back, precision).astype(x.dtype)
   x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
                   + [(0, 0, 0)])
-  dk = _kernel_grad(x_pad, g.astype(x.dtype), precision)
+  dk = _kernel_grad(x_pad, g.astype(x.dtype), kernel.shape[:nd], precision)
   return dx, dk.astype(kernel.dtype)
 
 

@@ -96,7 +96,13 @@ def pick(g: jax.Array, selected: jax.Array, axis: int) -> jax.Array:
   The value is exact (NaN and -0.0 included); the derivative goes to the selected
   element only.
   """
-  return jnp.max(jnp.where(selected, g, jnp.asarray(lowest(g.dtype), g.dtype)), axis=axis)
+  value = jnp.max(jnp.where(selected, g, jnp.asarray(lowest(g.dtype), g.dtype)), axis=axis)
+  if not jnp.issubdtype(g.dtype, jnp.floating):
+    return value
+  # XLA's CPU max-reduction over an axis, vectorized across wide minor dims, drops
+  # NaNs (max(-inf, NaN) = -inf); put back the NaN of a selected element.
+  return jnp.where(jnp.any(selected & jnp.isnan(g), axis=axis), jnp.asarray(np.nan, g.dtype),
+                   value)
 
 
 @pick.defjvp
