@@ -91,37 +91,6 @@ def _window_elements(x: jax.Array, geom: PoolGeometry):
       yield k, reduce._on_windows(reduce._of_input(x, element), element, geom, 0)
 
 
-def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """Sum of every window (zero padding), one fused elementwise pass.
-
-  Also for tiling windows: a reduction over the block axes of the reshaped input
-  runs as a separate XLA:CPU reduce kernel, 3-4x slower than this loop. The order
-  of the additions follows avg_pool's (one window row at a time, then the rows, as
-  XLA's reduce-window for tiling windows; row-major otherwise): the averages equal
-  avg_pool's bit for bit in 1-D and 2-D (measured), to rounding otherwise.
-  """
-  elements = dict(_window_elements(x, geom))
-  if not reduce._is_tiling(geom):
-    return functools.reduce(jnp.add, elements.values())
-  sums = {}
-  for k, offset in enumerate(geom.window_offsets()):  # innermost window dim first
-    if k in elements:
-      key = offset[:-1]
-      sums[key] = elements[k] if key not in sums else sums[key] + elements[k]
-  return _sum_nested(sums)
-
-
-def _sum_nested(sums: dict) -> jax.Array:
-  """Add partial sums keyed by window-offset prefixes, the innermost dims first."""
-  while len(next(iter(sums))) > 0:
-    merged = {}
-    for key, value in sums.items():
-      outer = key[:-1]
-      merged[outer] = value if outer not in merged else merged[outer] + value
-    sums = merged
-  return sums[()]
-
-
 def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.Array:
   """window_dot(x, w[None])[0] in `dtype`, without the padded copy of `x` it writes."""
   shape = [1] * geom.ndim
@@ -140,7 +109,9 @@ def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
   counts = np.maximum(geom.window_counts(count_include_pad), 1)
   divisor = geom.spatial_to_output(counts * scale).astype(dtype)
-  total = _window_sum(x.astype(dtype) * np.asarray(scale, dtype), geom)
+  # avg_pool's own sum of strided views: one fused pass, and the same additions in
+  # the same order, so the averages equal avg_pool's.
+  total = reduce._strided_window_sum(x.astype(dtype) * np.asarray(scale, dtype), geom)
   return total / divisor, geom.spatial_to_output(1.0 / counts).astype(dtype)
 
 
