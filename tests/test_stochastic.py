@@ -320,3 +320,19 @@ def test_a_window_with_an_infinite_element_draws_it():
   assert np.all(ys[:, 0, 0] == np.inf)
   np.testing.assert_array_equal(grads[:, :3], np.tile([0.0, 1.0, 0.0], (64, 1)))
   assert set(np.unique(ys[:, 1, 0])) == {3.0, 0.5}
+
+
+@pytest.mark.parametrize("size", [1, 6, 1001])
+def test_uniforms_are_the_threefry_words_of_the_key(size):
+  # The unrolled Threefry-2x32 of the draw gives the same words as JAX's own
+  # threefry_2x32 of the counters 0..n-1 (odd n padded as JAX does); uniforms are
+  # their top 24 bits.
+  from jax import lax
+  from jax.extend import random as jax_random
+  from jaxpool._src import stochastic
+  key = jax.random.key(16)
+  data = jax.random.key_data(key)
+  words = np.asarray(jax_random.threefry_2x32((data[0], data[1]), lax.iota(jnp.uint32, size)))
+  u = np.asarray(jax.jit(lambda k: stochastic._uniforms(k, (size,)))(key))
+  np.testing.assert_array_equal(u, (words >> 8).astype(np.float64) * 2.0**-24)
+  assert u.min() >= 0 and u.max() < 1
