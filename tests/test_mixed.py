@@ -337,3 +337,16 @@ def test_mixed_and_gated_input_grads_match_the_reference_formula():
         jnp.asarray(x, dtype), jnp.asarray(cot, dtype))
     assert got.dtype == dtype
     np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=tol, atol=tol)
+
+
+def test_mixed_and_gated_second_order_grads():
+  # The fused first-order rules are themselves differentiable (the max through
+  # max_pool's own rule, the gate through autodiff): Hessian-vector products match
+  # finite differences of the gradient.
+  with jax.enable_x64(True):
+    x = jnp.asarray(distinct((1, 5, 5, 2), seed=3, scale=0.1), jnp.float64)
+    gate = jnp.asarray(np.random.default_rng(13).normal(size=(3, 3, 1)))
+    mixed = lambda x, a: jaxpool.mixed_pool(x, a, (3, 3), 2, "SAME")
+    gated = lambda x, g: jaxpool.gated_pool(x, g, (3, 3), 2, "SAME")
+    check_grads(mixed, (x, 0.3), order=2, modes=("rev",))
+    check_grads(gated, (x, gate), order=2, modes=("fwd", "rev"), eps=1e-4)

@@ -40,7 +40,6 @@ from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-from jaxpool._src.reduce import max_pool
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
 
@@ -50,13 +49,10 @@ def _check_count_include_pad(count_include_pad, fn: str):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
 
 
-def _max_pool_value(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
-                    dilation, ceil_mode, channel_axis) -> jax.Array:
-  """The max of every window in the compute dtype, as a constant: the rules below
-  differentiate it."""
-  big = max_pool(x, window_shape, strides, padding, dilation=dilation, ceil_mode=ceil_mode,
-                 channel_axis=channel_axis)
-  big = lax.stop_gradient(big).astype(dtypes.compute_dtype(x.dtype))
+def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """max_pool(x) in the compute dtype, through max_pool's own rule (for the higher
+  derivatives of the rules below, which give the first one themselves)."""
+  big = reduce._extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
   # The mixture and `selected_offset` both read it.
   return _written_once(big, geom)
 
@@ -188,35 +184,36 @@ def _materialize(a: jax.Array) -> jax.Array:
   return out[..., 0]
 
 
-def _parts(x: jax.Array, big: jax.Array, geom: PoolGeometry, count_include_pad: bool,
-           dtype):
-  """(max, avg, 1 / divisor) in `dtype`; max and avg 0 on windows holding no input."""
+def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype):
+  """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
+  0 on windows holding no input in the latter."""
+  raw = _max_value(x, geom)
   mean, inverse = _average(x, geom, count_include_pad)
-  big, mean = big.astype(dtype), mean.astype(dtype)
+  big, mean = raw.astype(dtype), mean.astype(dtype)
   empty = _empty_windows(geom)
   if empty is not None:  # max -inf (and avg 0 / 0 without padding counted) there
     big = jnp.where(empty, jnp.zeros((), dtype), big)
     mean = jnp.where(empty, jnp.zeros((), dtype), mean)
-  return big, mean, inverse.astype(dtype)
+  return raw, big, mean, inverse.astype(dtype)
 
 
 def _is_zero(tangent) -> bool:
   return isinstance(tangent, SymbolicZero)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _mixed(x, big, alpha, geom, count_include_pad):
-  """alpha * max + (1 - alpha) * avg; `big` is max_pool(x), a constant."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _mixed(x, alpha, geom, count_include_pad):
+  """alpha * max + (1 - alpha) * avg."""
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
-  big, mean, _ = _parts(x, big, geom, count_include_pad, dtype)
+  _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
   return _mix(big, mean, alpha.astype(dtype))
 
 
 @functools.partial(_mixed.defjvp, symbolic_zeros=True)
 def _mixed_jvp(geom, count_include_pad, primals, tangents):
-  (x, big, alpha), (t_x, _, t_alpha) = primals, tangents
+  (x, alpha), (t_x, t_alpha) = primals, tangents
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
-  big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
   a = alpha.astype(dtype)
   y = _mix(big_c, mean, a)
   t_y = jnp.zeros(y.shape, dtype)
@@ -228,11 +225,11 @@ def _mixed_jvp(geom, count_include_pad, primals, tangents):
   return y, t_y
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _gated(x, big, w, geom, count_include_pad):
-  """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w)); `big` a constant."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _gated(x, w, geom, count_include_pad):
+  """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w))."""
   dtype = _gate_dtype(x, w)
-  big, mean, _ = _parts(x, big, geom, count_include_pad, dtype)
+  _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
   return _mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
 
 
@@ -242,9 +239,9 @@ def _gate_dtype(x: jax.Array, w: jax.Array):
 
 @functools.partial(_gated.defjvp, symbolic_zeros=True)
 def _gated_jvp(geom, count_include_pad, primals, tangents):
-  (x, big, w), (t_x, _, t_w) = primals, tangents
+  (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
-  big_c, mean, inverse = _parts(x, big, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
   # y, dy/dz and the K terms of the transpose all read these.
   mean = _written_once(mean, geom)
   g = _written_once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)), geom)
@@ -334,9 +331,7 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   a = _alpha(alpha, geom)
   _check_count_include_pad(count_include_pad, fn)
-  big = _max_pool_value(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                        channel_axis)
-  return _mixed(x, big, a, geom, bool(count_include_pad)).astype(x.dtype)
+  return _mixed(x, a, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
@@ -386,9 +381,7 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   w = check_weights(gate, geom, name="gate", fn=fn)
   _check_count_include_pad(count_include_pad, fn)
-  big = _max_pool_value(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                        channel_axis)
-  return _gated(x, big, w, geom, bool(count_include_pad)).astype(x.dtype)
+  return _gated(x, w, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
