@@ -43,7 +43,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.training.batch_size = 128
   config.training.steps = 50  # train steps per timed call (one lax.scan)
   config.training.repeats = 5
-  config.training.keras = True  # when tensorflow is importable
+  # Keras on TensorFlow beside them (experiments/keras_throughput.py, in a subprocess):
+  # keras_python is the interpreter that runs it; "" = this one, only if it can
+  # import tensorflow (else the table says why it was skipped).
+  config.training.keras = True
+  config.training.keras_python = ""
+  config.training.keras_variants = "default"  # or "all", or names: see the script
+  config.training.keras_settle = 1  # untimed epochs before each timed one
+  config.training.keras_timeout_s = 900
 
   if arg == "quick":
     config.cases = (_case("2d_3x3s2_same", (2, 8, 8, 4), (3, 3), (2, 2), "SAME"),)

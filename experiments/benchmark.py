@@ -16,9 +16,14 @@ random cotangent) beside, in the same interleaved rounds (experiments/timing.py)
   forward+backward must at least touch (read `x`, read the cotangent, write the
   gradient); for the forward, read `x` and write `y`.
 
-Then, if `experiments.models` exists, the training throughput (images/s) of the
+First, if `experiments.models` exists, the training throughput (images/s) of the
 seed CNN with jaxpool's max pool vs flax.linen.max_pool, and vs the same model in
-Keras when tensorflow is importable.
+Keras on TensorFlow (experiments/keras_throughput.py, in a subprocess whose rounds
+interleave with the JAX ones) when `config.training.keras_python` (default: this
+interpreter) can import tensorflow. Only the training table:
+
+    python -m experiments.benchmark --config=configs/benchmark.py --workdir=/tmp/train \
+        --config.cases="()" --config.training.keras_python=/path/to/tf-env/bin/python
 
 Writes `benchmark.json` (every median, quartile and ratio, the device) and
 `benchmark.md` (the tables) into `--workdir`. Numbers are medians; on a shared
@@ -28,11 +33,17 @@ machine compare the ratios, which come from one interleaved measurement.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
 import os
 import platform
+import queue
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -513,11 +524,16 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
 # --------------------------------------------------------------------------------------
 
 def training_throughput(config, log) -> dict:
-  """Images/s of seed_cnn training (adam) with jaxpool's vs flax.linen's max pool.
+  """Images/s of seed_cnn training (adam): jaxpool's vs flax.linen's max pool vs Keras.
 
   Needs `experiments.models` (the seed CNN); skipped with a message otherwise. Each
   timed call is one compiled `lax.scan` of `config.training.steps` train steps on
-  random data already on the device; the two pools run in interleaved rounds.
+  random data already on the device, after one untimed call of the same candidate.
+  With `config.training.keras`, the same model in Keras on TensorFlow runs in a
+  subprocess (`_KerasProcess`, experiments/keras_throughput.py) that answers one
+  round (every Keras variant: an untimed epoch, then a timed one, of the same
+  `steps` steps) after each round of the JAX candidates, so that all of them share
+  the machine's load alike; its result, or why it was skipped, is in the output.
   """
   cfg = config.training
   if not cfg.enabled:
@@ -551,6 +567,19 @@ def training_throughput(config, log) -> dict:
       model.pool = FlaxMaxPool()
     return model
 
+  keras, keras_result = None, None
+  if cfg.get("keras", True):  # started first: it traces while JAX compiles
+    keras, keras_result = _KerasProcess.start(config, log)
+  try:
+    return _training_rounds(config, log, build, optax, keras, keras_result)
+  finally:
+    if keras is not None:
+      keras.close()
+
+
+def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
+  from flax import nnx  # noqa: PLC0415
+  cfg = config.training
   b, steps = cfg.batch_size, cfg.steps
   key = jax.random.key(config.seed)
   images = jax.random.uniform(key, (steps, b, 28, 28, 1), jnp.float32)
@@ -579,50 +608,197 @@ def training_throughput(config, log) -> dict:
   except Exception as e:  # the models module changed its interface
     return {"skipped": f"could not build seed_cnn from experiments.models: "
                        f"{type(e).__name__}: {e}"}
-  t = timing.compare(runners, repeats=cfg.repeats, warmup=1, settle=1)
+  names = list(runners)
+  for name in names:  # compile (while the Keras process traces its variants)
+    jax.block_until_ready(runners[name]())
+  timeout = cfg.get("keras_timeout_s", 900)
+  if keras is not None:
+    keras_result = keras.ready(timeout)
+  ms = {name: [] for name in names}
+  for r in range(cfg.repeats):
+    order = names[r % len(names):] + names[:r % len(names)]
+    t = timing.compare({n: runners[n] for n in order}, repeats=1, warmup=0, settle=1)
+    for name in names:
+      ms[name].append(t[name]["median_ms"])
+    if keras is not None and keras_result is None:  # one Keras round per JAX round
+      keras_result = keras.round(timeout)
+  if keras is not None and keras_result is None:
+    keras_result = keras.finish(timeout)
+  t = {name: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)),
+              "q1_ms": float(np.percentile(v, 25)), "q3_ms": float(np.percentile(v, 75)),
+              "repeats": len(v)} for name, v in ms.items()}
   result = {"batch_size": b, "steps_per_call": steps, "timings": t}
   for name, v in t.items():
     result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
   result["jaxpool_over_flax"] = (result["jaxpool.max_pool images/s"]
                                  / result["flax.linen.max_pool images/s"])
-  keras = _keras_throughput(config) if cfg.keras else None
-  if keras is not None:
-    result.update(keras)
-    if "keras images/s" in keras:
-      result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras["keras images/s"]
+  if keras_result is not None:
+    result.update(keras_result)
+    if "keras images/s" in keras_result:
+      keras_ips = keras_result["keras images/s"]
+      result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras_ips
+      result["flax_over_keras"] = result["flax.linen.max_pool images/s"] / keras_ips
   log("  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()
                                   if k.endswith("images/s")))
   return result
 
 
-def _keras_throughput(config) -> dict | None:
-  """The same model in Keras on TensorFlow (`model.fit` images/s), if importable."""
+KERAS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_throughput.py")
+
+
+def _last_json_object(text: str) -> dict | None:
+  """The last line of `text` that is a JSON object (TensorFlow may print before it)."""
+  for line in reversed(text.strip().splitlines()):
+    line = line.strip()
+    if line.startswith("{"):
+      try:
+        value = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(value, dict):
+        return value
+  return None
+
+
+def _keras_result(out: dict) -> dict:
+  """The benchmark's view of keras_throughput.py's final JSON (see its docstring)."""
+  if "skipped" in out:
+    return {"keras": f"skipped: {out['skipped']}"}
   try:
-    import tensorflow as tf  # noqa: PLC0415 - optional, often absent
-  except ImportError:
-    return {"keras": "skipped: tensorflow is not importable"}
-  cfg = config.training
-  keras = tf.keras
-  model = keras.Sequential([
-      keras.Input((28, 28, 1)),
-      keras.layers.Conv2D(32, 3, activation="relu"),
-      keras.layers.MaxPooling2D(2),
-      keras.layers.Flatten(),
-      keras.layers.Dense(128, activation="relu"),
-      keras.layers.Dense(10),
-  ])
-  model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  n = cfg.batch_size * cfg.steps
-  xs = np.random.rand(n, 28, 28, 1).astype(np.float32)
-  ys = np.random.randint(0, 10, n)
-  model.fit(xs, ys, batch_size=cfg.batch_size, epochs=1, verbose=0)  # compile
-  times = []
-  for _ in range(cfg.repeats):
-    t0 = time.perf_counter()
-    model.fit(xs, ys, batch_size=cfg.batch_size, epochs=1, verbose=0)
-    times.append(time.perf_counter() - t0)
-  return {"keras images/s": n / float(np.median(times))}
+    result = {"keras images/s": float(out["images/s"])}
+    for name, v in out["variants"].items():
+      result[f"keras {name} images/s"] = float(v["images/s"])
+    result["keras_best"] = str(out["best"])
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    return {"keras": f"failed: unexpected output of keras_throughput.py "
+                     f"({type(e).__name__}: {e}): {json.dumps(out)[:300]}"}
+  result["keras_run"] = out
+  return result
+
+
+class _KerasProcess:
+  """experiments/keras_throughput.py --serve in a subprocess, one round on request.
+
+  TensorFlow and JAX in one process fight over threads and memory, hence a process
+  of its own, under `config.training.keras_python` ("" = this interpreter, and then
+  only if it can import tensorflow, checked without importing it). Every method
+  that ends the Keras measurement returns `{"keras": "skipped: ..."}` /
+  `{"keras": "failed: ..."}` or the final result (`_keras_result`); `round` returns
+  None while all is well.
+  """
+
+  def __init__(self, cmd: list[str]):
+    self.cmd = cmd
+    self._stderr = tempfile.TemporaryFile(mode="w+")
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=self._stderr, text=True)
+    self._lines: queue.Queue = queue.Queue()
+    threading.Thread(target=self._read, daemon=True).start()
+
+  @classmethod
+  def start(cls, config, log) -> tuple[_KerasProcess | None, dict | None]:
+    cfg = config.training
+    python = cfg.get("keras_python", "")
+    how = ("set --config.training.keras_python to the python of an environment that "
+           "has tensorflow")
+    if not python:
+      if importlib.util.find_spec("tensorflow") is None:
+        return None, {"keras": f"skipped: tensorflow is not importable by "
+                               f"{sys.executable}; {how}"}
+      python = sys.executable
+    elif shutil.which(python) is None:
+      return None, {"keras": f"skipped: config.training.keras_python={python!r} is not "
+                             f"an executable; {how}"}
+    cmd = [python, KERAS_SCRIPT, "--serve", "--batch-size", str(cfg.batch_size),
+           "--steps", str(cfg.steps), "--settle", str(cfg.get("keras_settle", 1)),
+           "--seed", str(config.seed), "--variants", cfg.get("keras_variants", "default")]
+    log(f"  keras: {' '.join(cmd)}")
+    try:
+      return cls(cmd), None
+    except OSError as e:
+      return None, {"keras": f"failed: could not run {python}: {e}"}
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self._lines.put(line)
+    self._lines.put(None)
+
+  def _failed(self, why: str) -> dict:
+    self._stderr.seek(0)
+    tail = " | ".join(self._stderr.read().strip().splitlines()[-3:])[-500:]
+    self.close(kill=True)
+    return {"keras": f"failed: {os.path.basename(KERAS_SCRIPT)} {why}"
+                     + (f": {tail}" if tail else "")}
+
+  def _receive(self, timeout: float) -> dict | str:
+    """The next JSON object the script prints, or why there is none (a str)."""
+    deadline = time.monotonic() + timeout
+    while True:
+      try:
+        line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+      except queue.Empty:
+        return (f"gave no answer within {timeout} s "
+                "(config.training.keras_timeout_s)")
+      if line is None:
+        return f"exited {self.proc.wait()} early"
+      obj = _last_json_object(line)
+      if obj is not None:
+        return obj
+
+  def _send(self, command: str) -> bool:
+    try:
+      self.proc.stdin.write(command + "\n")
+      self.proc.stdin.flush()
+      return True
+    except (BrokenPipeError, OSError, ValueError):
+      return False
+
+  def ready(self, timeout: float) -> dict | None:
+    """Wait until every variant is built and traced (None), or say why not."""
+    obj = self._receive(timeout)
+    if isinstance(obj, str):
+      return self._failed(obj)
+    if "ready" not in obj:
+      self.close()
+      return _keras_result(obj)  # {"skipped": ...} (no tensorflow) or unexpected
+    return None
+
+  def round(self, timeout: float) -> dict | None:
+    if not self._send("round"):
+      return self._failed(f"exited {self.proc.wait()} early")
+    obj = self._receive(timeout)
+    if isinstance(obj, str):
+      return self._failed(obj)
+    if "round" not in obj:
+      self.close()
+      return _keras_result(obj)
+    return None
+
+  def finish(self, timeout: float) -> dict:
+    if not self._send("done"):
+      return self._failed(f"exited {self.proc.wait()} early")
+    obj = self._receive(timeout)
+    if isinstance(obj, str):
+      return self._failed(obj)
+    self.close()
+    return _keras_result(obj)
+
+  def close(self, kill: bool = False):
+    """End the process: EOF on its stdin (it prints its summary and exits), or kill."""
+    if self.proc.poll() is None:
+      if kill:
+        self.proc.kill()
+      try:
+        self.proc.stdin.close()
+      except OSError:
+        pass
+      try:
+        self.proc.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        self.proc.kill()
+        self.proc.wait()
+    if not self._stderr.closed:
+      self._stderr.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -690,14 +866,30 @@ def to_markdown(result: dict) -> str:
   if "skipped" in tr:
     lines.append(f"Skipped: {tr['skipped']}")
   else:
-    lines += ["| model | images/s |", "|---|---:|"]
+    keras = tr.get("keras images/s")
+    lines += ["| model | images/s | / keras |", "|---|---:|---:|"]
     for k, v in tr.items():
       if k.endswith("images/s"):
-        lines.append(f"| {k[:-len(' images/s')]} | {v:.0f} |")
+        name = k[:-len(" images/s")]
+        if name == "keras":
+          name = f"keras (fastest: {tr.get('keras_best')})"
+        lines.append(f"| {name} | {v:.0f} | {_fmt(_ratio(v, keras), 2, 'x')} |")
     lines.append("")
     lines.append(f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
                  + (f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
+                    f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
                     if tr.get("jaxpool_over_keras") else f"; keras: {tr.get('keras', '')}"))
+    run = tr.get("keras_run")
+    if run:
+      rounds = next(iter(tr.get("timings", {}).values()), {}).get("repeats")
+      lines += ["", f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
+                "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
+                f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
+                f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
+                "(experiments/keras_throughput.py) that runs one round of its variants "
+                "after each JAX round: one epoch of "
+                f"{run.get('steps_per_call')} steps per timed call, after "
+                f"{run.get('settle')} untimed. Medians of {rounds} rounds."]
   lines.append("")
   if result["skipped"]:
     lines += ["## Skipped", ""]

@@ -425,3 +425,57 @@ def blur_pool(x, strides, filter_size=3, pool="max", window=None, padding="refle
   flat = (kernel / kernel.sum()).reshape(-1, 1, 1)
   return window_pool(x, (filter_size,) * n, strides, "VALID",
                      reduce=lambda v, inside, _: (flat * v.astype(np.float64)).sum(axis=0))
+
+
+# --- gradients of lp_pool and soft_pool (issue 8) ---------------------------------
+
+def window_grad(x, cotangent, window, strides=None, padding="VALID", *, dilation=None,
+                ceil_mode=False, local_grad):
+  """Gradient of sum(cotangent * pool(x)) for a pool defined window by window.
+
+  `local_grad(values, declared)` gets the window's in-input elements `(K_in, B, C)`
+  (float64) and its count of elements in the input or declared padding, and returns
+  d pool / d values `(K_in, B, C)`; each is multiplied by the window's cotangent and
+  added onto its input element (overlapping windows add up).
+  """
+  x = np.asarray(x, np.float64)
+  cotangent = np.asarray(cotangent, np.float64)
+  grad = np.zeros_like(x)
+  spatial = x.shape[1:-1]
+  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
+                                                dilation, ceil_mode)
+  for o in itertools.product(*map(range, outs)):
+    inputs, declared = [], 0
+    for k in itertools.product(*map(range, window)):
+      pos = tuple(oi * s - lo + ki * d
+                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+      if all(0 <= p < L for p, L in zip(pos, spatial)):
+        inputs.append(pos)
+      declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+    if not inputs:
+      continue
+    values = np.stack([x[(slice(None), *pos, slice(None))] for pos in inputs])
+    local = local_grad(values, declared) * cotangent[(slice(None), *o, slice(None))]
+    for pos, g in zip(inputs, local):
+      grad[(slice(None), *pos, slice(None))] += g
+  return grad
+
+
+def lp_pool_grad(x, cotangent, p, window, strides=None, padding="VALID", mean=False, **kw):
+  """Gradient of lp_pool: sign(x) |x|^(p-1) y^(1-p) / c per window; 0 if y = 0."""
+  def local_grad(v, declared):
+    c = declared if mean else 1
+    y = ((np.abs(v) ** p).sum(axis=0) / c) ** (1 / p)
+    safe = np.where(y > 0, y, 1.0)
+    return np.where(y > 0, np.sign(v) * np.abs(v) ** (p - 1) * safe ** (1 - p) / c, 0.0)
+  return window_grad(x, cotangent, window, strides, padding, **kw, local_grad=local_grad)
+
+
+def soft_pool_grad(x, cotangent, window, strides=None, padding="VALID", **kw):
+  """Gradient of soft_pool: softmax(v)_k (1 + v_k - y) per window (in-input elements)."""
+  def local_grad(v, declared):
+    w = np.exp(v - v.max(axis=0))
+    prob = w / w.sum(axis=0)
+    y = (prob * v).sum(axis=0)
+    return prob * (1 + v - y)
+  return window_grad(x, cotangent, window, strides, padding, **kw, local_grad=local_grad)

@@ -333,3 +333,89 @@ def test_nan_cotangent_stays_in_its_window():
     want = np.zeros((4, 4), bool)
     want[:2, 2:] = True
     np.testing.assert_array_equal(nan, want)
+
+
+# --- the factorised backward pass (issue 8) -----------------------------------------
+
+def _random_geometry(rng, nd):
+  """Window, strides, dilation, padding, ceil_mode: overlapping, tiling and gapped."""
+  window = tuple(int(v) for v in rng.integers(1, 4, nd))
+  strides = tuple(int(v) for v in rng.integers(1, 4, nd))
+  dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+  spatial = tuple(d * (w - 1) + 1 + int(rng.integers(1, 4)) for w, d in zip(window, dilation))
+  padding = tuple((int(rng.integers(0, w)), int(rng.integers(0, w))) for w in window)
+  return spatial, window, strides, padding, {"dilation": dilation,
+                                             "ceil_mode": bool(rng.integers(0, 2))}
+
+
+FAST_GEOMETRIES = [  # the benchmark's two cases, tiling with padding / ceil_mode, 1-D, 3-D
+    ((8, 8), (2, 2), 2, "VALID", {}),
+    ((7, 8), (3, 3), 2, "SAME", {}),
+    ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),
+    ((9,), (3,), 3, ((2, 1),), {}),
+    ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {}),
+]
+
+
+def _lp_vjp(x, cot, p, window, strides, padding, mean, kw):
+  f = lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw)
+  return jax.jit(lambda x, c: jax.vjp(f, x)[1](c)[0])(x, cot)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gradients_match_numpy_on_random_geometries(seed):
+  rng = np.random.default_rng(100 + seed)
+  if seed < len(FAST_GEOMETRIES):
+    spatial, window, strides, padding, kw = FAST_GEOMETRIES[seed]
+  else:
+    spatial, window, strides, padding, kw = _random_geometry(rng, int(rng.integers(1, 4)))
+  x = signed_away_from_zero(rng, (2, *spatial, 2))
+  x[0, ..., 0] = 0.0  # all-zero windows: gradient 0
+  combos = [(2.0, False), (3.0, True), (1.0, False), (2.5, True)]
+  for p, mean in combos[seed % 2::2]:  # two of them per geometry: compiling is the cost
+    y = jax.eval_shape(lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean,
+                                                 **kw), x)
+    cot = rng.normal(size=y.shape).astype(np.float32)
+    got = _lp_vjp(x, cot, p, window, strides, padding, mean, kw)
+    want = reference.lp_pool_grad(x, cot, p, window, strides, padding, mean=mean, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"p={p} mean={mean}")
+
+
+def test_factorised_and_general_backward_each_taken_where_they_should(monkeypatch):
+  # Replacing the general pass by NaNs shows which branch lax.cond took: the
+  # factorised pass for ordinary inputs, the general one for magnitudes whose
+  # y^(p-1) leaves [2^-90, 2^90] (lp_pool is 1-homogeneous, so the gradient at
+  # s * x equals the gradient at x: the two branches must agree).
+  from jaxpool._src import lp
+  rng = np.random.default_rng(7)
+  x = signed_away_from_zero(rng, (2, 7, 8, 2))
+  cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
+  args = ((3, 3), 2, "SAME", False, {})
+  want = reference.lp_pool_grad(x, cot, 3.0, *args[:3])
+  general = lp._general_backward
+  monkeypatch.setattr(lp, "_general_backward",
+                      lambda xc, *a: (jnp.full_like(xc, np.nan), None))
+  np.testing.assert_allclose(_lp_vjp(x, cot, 3.0, *args), want, rtol=1e-4, atol=1e-5)
+  assert np.isnan(_lp_vjp(x * np.float32(1e30), cot, 3.0, *args)).all()
+  monkeypatch.setattr(lp, "_general_backward", general)
+  for scale in (1e30, 1e-30):
+    np.testing.assert_allclose(_lp_vjp(x * np.float32(scale), cot, 3.0, *args), want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_factorised_backward_under_vmap_and_bfloat16():
+  rng = np.random.default_rng(8)
+  x = signed_away_from_zero(rng, (3, 2, 7, 8, 2))
+  cot = rng.normal(size=(3, 2, 4, 4, 2)).astype(np.float32)
+  x[1, 0] *= np.float32(1e30)  # one vmapped example takes the general branch
+  f = lambda x, c: jax.vjp(lambda x: jaxpool.l2_pool(x, (3, 3), 2, "SAME"), x)[1](c)[0]
+  got = jax.jit(jax.vmap(f))(x, cot)
+  for i in range(3):
+    np.testing.assert_allclose(got[i], reference.lp_pool_grad(x[i], cot[i], 2.0, (3, 3), 2, "SAME"),
+                               rtol=1e-4, atol=1e-5)
+  xb = jnp.asarray(x[0], jnp.bfloat16)
+  gb = jax.jit(f)(xb, jnp.asarray(cot[0], jnp.bfloat16))
+  assert gb.dtype == jnp.bfloat16
+  want = reference.lp_pool_grad(np.asarray(xb, np.float32), np.asarray(
+      jnp.asarray(cot[0], jnp.bfloat16), np.float32), 2.0, (3, 3), 2, "SAME")
+  np.testing.assert_allclose(np.asarray(gb, np.float32), want, rtol=2e-2, atol=2e-2)

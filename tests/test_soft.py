@@ -204,3 +204,80 @@ def test_tiling_windows_grads_crop_and_empty_windows():
                              rtol=1e-6)
   gx, gl = jax.grad(f, argnums=(0, 1))(x, logits)
   assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gl))
+
+
+# --- soft_pool's custom JVP and its one-pass transpose (issue 8) ---------------------
+
+SOFT_GEOMETRIES = [  # spatial, window, strides, padding, options
+    ((8, 8), (2, 2), 2, "VALID", {}),  # tiling: blocks
+    ((7, 8), (3, 3), 2, "SAME", {}),  # overlapping: factorised
+    ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),  # tiling with padding and overhang
+    ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {"dilation": (1, 1, 2)}),
+]
+
+
+def _soft_vjp_and_jvp(x, cot, tangent, window, strides, padding, options):
+  f = lambda x: jaxpool.soft_pool(x, window, strides, padding, **options)
+  vjp = jax.jit(lambda x, c: jax.vjp(f, x)[1](c)[0])(x, cot)
+  jvp = jax.jit(lambda x, t: jax.jvp(f, (x,), (t,))[1])(x, tangent)
+  return np.asarray(vjp), np.asarray(jvp)
+
+
+@pytest.mark.parametrize("spatial,window,strides,padding,options", SOFT_GEOMETRIES)
+def test_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options):
+  rng = np.random.default_rng(20)
+  x = (rng.normal(size=(2, *spatial, 2)) * 3).astype(np.float32)
+  y = jax.eval_shape(lambda x: jaxpool.soft_pool(x, window, strides, padding, **options), x)
+  cot = rng.normal(size=y.shape).astype(np.float32)
+  tangent = rng.normal(size=x.shape).astype(np.float32)
+  vjp, jvp = _soft_vjp_and_jvp(x, cot, tangent, window, strides, padding, options)
+  want = reference.soft_pool_grad(x, cot, window, strides, padding, **options)
+  np.testing.assert_allclose(vjp, want, rtol=1e-4, atol=1e-5)
+  # Forward mode: <J t, cot> = <t, J^T cot>, with J^T cot from the reference.
+  np.testing.assert_allclose(np.sum(jvp * cot), np.sum(tangent * want), rtol=1e-4)
+
+
+def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch):
+  # Replacing one branch of the overlapping-window tangent by NaNs shows which one
+  # lax.cond took: the factorised one for ordinary inputs, the exact one when window
+  # log-denominators spread over more than _MAX_SHIFT (an element 100 above the rest).
+  from jaxpool._src import soft
+  rng = np.random.default_rng(21)
+  args = ((3, 3), 2, "SAME", {})
+  x = (rng.normal(size=(2, 7, 8, 2)) * 3).astype(np.float32)
+  far = x.copy()
+  far[1, 3, 3, 1] = 100.0
+  cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
+  tangent = rng.normal(size=x.shape).astype(np.float32)
+  from jaxpool._src import reduce
+  # Linear in t (a window sum times NaN), so that its transpose is NaN too.
+  nan_branch = lambda x, y, z, t, shift, geom: reduce._window_sum_by_views(t, geom) * np.nan
+  for branch, ordinary_ok in [("_exact_tangent", True), ("_factorised_tangent", False)]:
+    with monkeypatch.context() as patch:
+      patch.setattr(soft, branch, nan_branch)
+      for inputs, ok in [(x, ordinary_ok), (far, not ordinary_ok)]:
+        vjp, jvp = _soft_vjp_and_jvp(inputs, cot, tangent, *args)
+        if ok:
+          want = reference.soft_pool_grad(inputs, cot, *args[:3])
+          np.testing.assert_allclose(vjp, want, rtol=1e-4, atol=1e-5)
+          np.testing.assert_allclose(np.sum(jvp * cot), np.sum(tangent * want), rtol=1e-4)
+        else:
+          assert np.isnan(vjp).all() and np.isnan(jvp).all()
+
+
+def test_soft_gradient_under_vmap_and_bfloat16():
+  rng = np.random.default_rng(22)
+  x = (rng.normal(size=(3, 2, 7, 8, 2)) * 3).astype(np.float32)
+  x[1, 0, 2, 2, 0] = 100.0  # one vmapped example takes the exact branch
+  cot = rng.normal(size=(3, 2, 4, 4, 2)).astype(np.float32)
+  f = lambda x, c: jax.vjp(lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"), x)[1](c)[0]
+  got = jax.jit(jax.vmap(f))(x, cot)
+  for i in range(3):
+    np.testing.assert_allclose(got[i], reference.soft_pool_grad(x[i], cot[i], (3, 3), 2, "SAME"),
+                               rtol=1e-4, atol=1e-5)
+  xb, cb = jnp.asarray(x[0], jnp.bfloat16), jnp.asarray(cot[0], jnp.bfloat16)
+  gb = jax.jit(f)(xb, cb)
+  assert gb.dtype == jnp.bfloat16
+  want = reference.soft_pool_grad(np.asarray(xb, np.float32), np.asarray(cb, np.float32),
+                                  (3, 3), 2, "SAME")
+  np.testing.assert_allclose(np.asarray(gb, np.float32), want, rtol=3e-2, atol=3e-2)

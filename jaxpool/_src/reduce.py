@@ -248,12 +248,17 @@ def _materialize(a: jax.Array) -> jax.Array:
   XLA fuses an elementwise producer into each consumer loop, even one that reads
   every element several times (the transposed slices of an overlapping pool), and
   drops `lax.optimization_barrier` on CPU before fusing. A reduce-window is not
-  fused into its consumers, so the identity written as a min over a window of two
-  (the element and one padding element holding the dtype's maximum) is a cheap
-  fusion barrier: one pass over `a`, 1 byte per output for uint8.
+  fused into its consumers, so the identity written as a reduction over a window
+  of two (the element and one padding element) is a cheap fusion barrier: one
+  pass over `a` (1 byte per output for uint8 codes). Integers: a min with the
+  dtype's maximum as padding; inexact dtypes: a sum with a padding 0 (exact, x + 0
+  = x, -0.0 becoming 0.0, which compares equal; differentiable; real or complex).
   """
-  top = np.asarray(np.iinfo(a.dtype).max, a.dtype)
-  out = lax.reduce_window(a[..., None], top, lax.min, (1,) * a.ndim + (2,),
+  if jnp.issubdtype(a.dtype, jnp.integer):
+    init, op = np.asarray(np.iinfo(a.dtype).max, a.dtype), lax.min
+  else:
+    init, op = np.asarray(0, a.dtype), lax.add
+  out = lax.reduce_window(a[..., None], init, op, (1,) * a.ndim + (2,),
                           (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
   return out[..., 0]
 

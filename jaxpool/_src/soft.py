@@ -11,11 +11,22 @@ Numerics: the exponentials are taken of :math:`\ell_k - m_o`, with :math:`m_o` t
 window maximum of the logits (under `stop_gradient`: the ratio does not depend on
 it), so the largest weight of every window is exactly 1, nothing overflows and the
 denominator is at least 1. The windows are visited as strided slices of the padded
-arrays (`PoolGeometry.window_element`), so the shift is exact per window; windows
-that tile the input (stride = window, no dilation, no padding: the usual 2x2/2)
-are instead axes of a reshaped input, which XLA handles faster, forward and
-backward.
-float16/bfloat16 are computed in float32 and the result cast back.
+arrays (`PoolGeometry.window_element`), so the shift is exact per window; for
+`lip_pool`, windows that tile the input (stride = window, no dilation, no padding:
+the usual 2x2/2) are instead axes of a reshaped input, which XLA handles faster,
+forward and backward. float16/bfloat16 are computed in float32 and the result cast
+back.
+
+`soft_pool` (speed, issue 8): the forward pass is one fused loop over strided views
+of the unpadded input. Its derivative is a custom JVP rule, linear in the tangent,
+that JAX transposes into the VJP (so `jvp`, `grad`, `vmap` and higher orders all
+work): ``dy_o = sum_k p_k (1 + x_k - y_o) dx_k`` with the softmax weights ``p_k``
+recomputed in the backward pass (`jax.checkpoint`), not stored. For tiling windows
+(stride = window, no dilation, padding allowed) it works on (output, window) blocks;
+for overlapping windows it splits ``p_k = e^(x_k - s) e^(s - z_o)`` around one
+global shift ``s`` so that the transpose is one pass over the input, and falls back
+(`lax.cond`) to one weight array per window offset where the windows' scales are
+too far apart for that split (see `_soft_tangent`).
 
 Padding: padded elements do not contribute at all (weight 0, i.e. logit
 :math:`-\infty`): a padded window is the weighted average of its input elements
@@ -27,6 +38,7 @@ padding outputs 0.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax
@@ -36,6 +48,7 @@ from jax import lax
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -118,6 +131,186 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
 
 
+def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
+  """Element k of every window for each offset k, `fill` where it lies in the padding.
+
+  Strided slices of the unpadded `v`, padded on the output grid (`reduce._element`):
+  no padded copy of the input is written.
+  """
+  views = []
+  for offset in geom.window_offsets():
+    element = reduce._element(geom, offset)
+    if element is not None:
+      views.append(reduce._on_windows(reduce._of_input(v, element), element, geom, fill))
+  return views
+
+
+def _softmax_terms(x: jax.Array, geom: PoolGeometry):
+  """Per window: the maximum `m` and the offsets' (e^(x_k - m), x_k), from strided views.
+
+  `m` is 0 for a window entirely in the padding (every weight is then 0). Returns
+  None if every window lies in the padding.
+  """
+  logits, values = _views(x, geom, -np.inf), _views(x, geom, 0)
+  if not logits:
+    return None
+  m = functools.reduce(jnp.maximum, logits)
+  m = jnp.where(jnp.isfinite(m), m, 0)
+  return m, [(jnp.exp(logit - m), value) for logit, value in zip(logits, values)]
+
+
+def _soft_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """SoftPool values: one fused pass over strided views of `x` (0 for empty windows)."""
+  terms = _softmax_terms(x, geom)
+  if terms is None:
+    return jnp.zeros(geom.output_shape, x.dtype)
+  _, terms = terms
+  numerator = functools.reduce(jnp.add, [w * v for w, v in terms])
+  denominator = functools.reduce(jnp.add, [w for w, _ in terms])
+  positive = denominator > 0  # >= 1 unless the window lies in the padding
+  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+
+
+def _log_denominator(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """z = m + log sum_k e^(x_k - m) per window (+inf for a window entirely in the padding).
+
+  The softmax weights are e^(x_k - z). Recomputed in the backward pass rather than
+  kept from the forward: XLA:CPU writes y and z in one pass only by splitting it
+  into several (3x the forward's time).
+  """
+  terms = _softmax_terms(x, geom)
+  if terms is None:
+    return jnp.full(geom.output_shape, np.inf, x.dtype)
+  m, terms = terms
+  denominator = functools.reduce(jnp.add, [w for w, _ in terms])
+  positive = denominator > 0
+  return jnp.where(positive, m + jnp.log(jnp.where(positive, denominator, 1)), np.inf)
+
+
+def _soft_blocks(x: jax.Array, geom: PoolGeometry):
+  """Tiling windows as blocks (`reduce._window_blocks`): logits (-inf in the padding),
+  values (0 in the padding) and the window axes."""
+  values, axes = reduce._window_blocks(x, geom)
+  logits = values
+  if any(pad != (0, 0) for pad in geom.lax_padding):
+    inside, _ = reduce._window_blocks(jnp.ones(geom.input_shape, jnp.bool_), geom)
+    logits = jnp.where(inside, values, -np.inf)
+  return logits, values, tuple(axes)
+
+
+def _soft_tangent(x, y, t, geom: PoolGeometry):
+  """dy = sum_k p_k (1 + x_k - y) dx_k per window, p_k = e^(x_k - z) its softmax weight.
+
+  Linear in `t`; JAX transposes it into the VJP. Called under `jax.checkpoint`, so
+  reverse mode keeps only `x` and `y` and recomputes everything else (`z`, the
+  weights) in the backward pass.
+
+  Tiling windows: each element lies in one window; the weights are computed on
+  the (output, window) blocks of `x` and the transpose is one pass over the input.
+  Overlapping windows: `_factorised_tangent` when its shift is safe, else
+  `_exact_tangent` (`lax.cond`).
+  """
+  dtype = y.dtype  # the compute dtype; x and t may be float16/bfloat16
+  if math.prod(geom.output_shape) == 0:
+    return jnp.zeros(geom.output_shape, dtype)
+  if reduce._is_tiling(geom):
+    x, t = x.astype(dtype), t.astype(dtype)
+    # z from strided views (one fused loop over the output; reductions over the
+    # block axes would make XLA write a float32 copy of bfloat16 blocks), written
+    # once: fused into the pass over the input it would be redone for every element.
+    z = reduce._materialize(_log_denominator(x, geom))
+    logits, values, axes = _soft_blocks(x, geom)
+    coef = (jnp.exp(logits - jnp.expand_dims(z, axes))
+            * (values - jnp.expand_dims(y, axes) + 1))
+    t_blocks, _ = reduce._window_blocks(t, geom)
+    return jnp.sum(coef * t_blocks, axis=axes)
+  z = _log_denominator(x.astype(dtype), geom)
+  finite = jnp.isfinite(z)  # z = +inf: a window entirely in the padding
+  z_max, minus_z_min, y_max = _maxima(
+      [jnp.where(finite, z, -np.inf), jnp.where(finite, -z, -np.inf), jnp.abs(y)])
+  ok = (z_max + minus_z_min <= _MAX_SHIFT) & (y_max <= _MAX_Y)
+  shift = jnp.where(jnp.isfinite(z_max), z_max, 0)
+  # Each branch under its own checkpoint: reverse mode then keeps no residual of
+  # either (a cond split into known and linear parts would write the other
+  # branch's intermediates, or zeros of their shapes, to memory).
+  return lax.cond(ok, jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
+                  jax.checkpoint(functools.partial(_exact_tangent, geom=geom)),
+                  x, y, z, t, shift)
+
+
+# `_factorised_tangent` is used when every window's z lies within _MAX_SHIFT of the
+# largest (its weights e^(x - z) = e^(x - shift) e^(shift - z) then lose at most
+# e^-(87 - _MAX_SHIFT) of a weight to underflow) and |y| <= _MAX_Y (so that
+# cotangent * e^_MAX_SHIFT * y stays finite for cotangents up to ~1e16).
+_MAX_SHIFT = 30.0
+_MAX_Y = 2.0 ** 30
+
+
+def _maxima(arrays: list[jax.Array]) -> list[jax.Array]:
+  """The maximum of each array, in one pass (a NaN anywhere gives NaN)."""
+  stacked = jnp.stack(arrays)
+  cols, i = 1, stacked.ndim
+  while i > 1 and cols < 512:
+    i -= 1
+    cols *= stacked.shape[i]
+  rows = stacked.reshape(len(arrays), -1, cols)
+  return list(jnp.max(jnp.max(rows, axis=1), axis=1))
+
+
+def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
+  """`_soft_tangent` with the weights split as e^(x - shift) e^(shift - z).
+
+  dy_o = a_o (S(e (1 + x) t)_o - y_o S(e t)_o), with e = e^(x - shift) on the input,
+  a = e^(shift - z) on the output and S the window sum (strided views, as
+  `sum_pool`). Its transpose, the VJP ``e ((1 + x) T(a g) - T(a y g))`` with T the
+  transposed window sum, is one pass over the input.
+  """
+  # 0 for windows entirely in the padding. Materialised: fused into the transposed
+  # window sums, the exp would be evaluated once per window offset per input element.
+  a = reduce._materialize(jnp.exp(shift - z))
+  x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
+  e = jnp.exp(jnp.minimum(x - shift, 0))  # elements of no window may exceed the shift
+  et = e * t
+  first = reduce._window_sum_by_views((1 + x) * et, geom)
+  second = reduce._window_sum_by_views(et, geom)
+  return a * (first - y * second)
+
+
+def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
+  """`_soft_tangent` with one weight per window offset (any finite inputs)."""
+  del shift
+  x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
+  terms = []
+  for logit, value, tangent in zip(_views(x, geom, -np.inf), _views(x, geom, 0),
+                                   _views(t, geom, 0)):
+    # Computed once into memory: XLA would otherwise fuse every coefficient (an exp)
+    # into the transposed views and evaluate it for every input element.
+    coef = reduce._materialize(jnp.exp(logit - z) * (value - y + 1))
+    terms.append(coef * tangent)
+  if not terms:
+    return jnp.zeros(geom.output_shape, y.dtype)
+  return functools.reduce(jnp.add, terms)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  return _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
+
+
+@_soft_pool.defjvp
+def _soft_pool_jvp(geom, primals, tangents):
+  (x,), (t,) = primals, tangents
+  # `x` and `t` stay in their dtype until inside the tangent rule: a float32 copy of a
+  # bfloat16 input would otherwise be a residual written to memory.
+  y = _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom)
+  if y.dtype != x.dtype:
+    # One float32 y, read by the cast and the backward pass: two consumers of the
+    # fused forward would make XLA write its per-offset exponentials to memory.
+    y = reduce._materialize(y)
+  tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
+  return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
+
+
 def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
              padding: PaddingLike = "VALID", *, dilation=None, ceil_mode: bool = False,
              channel_axis: int = -1) -> jax.Array:
@@ -192,6 +385,11 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   exponential). Padded elements do not contribute; a window entirely in the
   padding gives 0. The same in training and evaluation.
 
+  Derivative: :math:`\partial y_o / \partial x_k = p_k (1 + x_k - y_o)` with
+  :math:`p_k` the softmax weight, through a custom JVP rule (forward and reverse
+  mode, `vmap` and higher orders are supported); the gradient is computed in one
+  pass over the input (see the module docstring).
+
   Args:
     inputs: `(*batch, *spatial, C)`, or `(N, C, *spatial)` with `channel_axis=1`;
       a floating dtype.
@@ -215,4 +413,4 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
   x = _floating(inputs, "inputs", "soft_pool")
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="soft_pool")
-  return _weighted_average(x, x, geom).astype(x.dtype)
+  return _soft_pool(x, geom)
