@@ -65,7 +65,7 @@ def _written_once(a: jax.Array, geom: PoolGeometry) -> jax.Array:
   first: 2-4x slower for 3x3/2 SAME. Without padding, recomputing from plain
   strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
   """
-  return _materialize(a) if any(p != (0, 0) for p in geom.lax_padding) else a
+  return reduce._materialize(a) if any(p != (0, 0) for p in geom.lax_padding) else a
 
 
 # --- one rule for the derivative of every mixture of max and average ------------------
@@ -169,19 +169,6 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
     term = reduce._on_windows(reduce._of_input(t, element) * coef, element, geom, 0)
     total = term if total is None else total + term
   return jnp.zeros(out, dtype) if total is None else total
-
-
-def _materialize(a: jax.Array) -> jax.Array:
-  """`a` written to memory once instead of recomputed inside each of its K readers.
-
-  The float twin of `reduce._materialize`: XLA does not fuse a reduce-window into
-  its consumers, so the sum of `a` and one padding zero is a cheap barrier (exact:
-  `a + 0 = a`, NaN stays NaN).
-  """
-  zero = np.zeros((), a.dtype)
-  out = lax.reduce_window(a[..., None], zero, lax.add, (1,) * a.ndim + (2,),
-                          (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
-  return out[..., 0]
 
 
 def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype):
