@@ -52,9 +52,7 @@ def _check_count_include_pad(count_include_pad, fn: str):
 def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   """max_pool(x) in the compute dtype, through max_pool's own rule (for the higher
   derivatives of the rules below, which give the first one themselves)."""
-  big = reduce._extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
-  # The mixture and `selected_offset` both read it.
-  return _written_once(big, geom)
+  return reduce._extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
 
 
 def _written_once(a: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -94,16 +92,23 @@ def _empty_windows(geom: PoolGeometry):
   return geom.spatial_to_output(empty) if empty.any() else None
 
 
-def _window_elements(x: jax.Array, geom: PoolGeometry):
-  """(k, element k of every window), 0 in the padding; offsets all in padding are left out.
+def _window_elements(x: jax.Array, geom: PoolGeometry, dtype, factor=None):
+  """(k, element k of every window in `dtype` times `factor(k)`), 0 in the padding;
+  offsets all in padding are left out.
 
-  Strided slices of the unpadded input padded onto the windows that reach them (no
-  padded copy of the input), which XLA fuses into their one consumer.
+  Strided slices of the unpadded input, converted, scaled and padded onto the windows
+  that reach them: no padded or converted copy of the input is written, and XLA
+  fuses them into their one consumer. (Scaled before padding, the views of two
+  window sums are different values to XLA: shared padded views would be written to
+  memory first.)
   """
   for k, offset in enumerate(geom.window_offsets()):
     element = reduce._element(geom, offset)
     if element is not None:
-      yield k, reduce._on_windows(reduce._of_input(x, element), element, geom, 0)
+      view = reduce._of_input(x, element).astype(dtype)
+      if factor is not None:
+        view = view * factor(k)
+      yield k, reduce._on_windows(view, element, geom, 0)
 
 
 def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.Array:
@@ -111,8 +116,8 @@ def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.A
   shape = [1] * geom.ndim
   shape[geom.channel_axis] = w.shape[-1]
   offsets = geom.window_offsets()
-  terms = [jnp.reshape(w[offsets[k]].astype(dtype), shape) * e
-           for k, e in _window_elements(x.astype(dtype), geom)]
+  weight = lambda k: jnp.reshape(w[offsets[k]].astype(dtype), shape)
+  terms = [e for _, e in _window_elements(x, geom, dtype, weight)]
   return functools.reduce(jnp.add, terms) if terms else jnp.zeros(geom.output_shape, dtype)
 
 
@@ -124,9 +129,11 @@ def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
   scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
   counts = np.maximum(geom.window_counts(count_include_pad), 1)
   divisor = geom.spatial_to_output(counts * scale).astype(dtype)
-  # avg_pool's own sum of strided views: one fused pass, and the same additions in
-  # the same order, so the averages equal avg_pool's.
-  total = reduce._strided_window_sum(x.astype(dtype) * np.asarray(scale, dtype), geom)
+  # The additions of avg_pool's sum of strided views, in the same order, so the
+  # averages equal avg_pool's (for inputs in the compute dtype).
+  total = jnp.zeros(geom.output_shape, dtype)
+  for _, element in _window_elements(x, geom, dtype, lambda k: np.asarray(scale, dtype)):
+    total = total + element
   return total / divisor, geom.spatial_to_output(1.0 / counts).astype(dtype)
 
 
@@ -171,10 +178,13 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   return jnp.zeros(out, dtype) if total is None else total
 
 
-def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype):
+def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype,
+           differentiated: bool = False):
   """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
   0 on windows holding no input in the latter."""
   raw = _max_value(x, geom)
+  if differentiated:  # the mixture and `selected_offset` both read it
+    raw = _written_once(raw, geom)
   mean, inverse = _average(x, geom, count_include_pad)
   big, mean = raw.astype(dtype), mean.astype(dtype)
   empty = _empty_windows(geom)
@@ -200,7 +210,7 @@ def _mixed(x, alpha, geom, count_include_pad):
 def _mixed_jvp(geom, count_include_pad, primals, tangents):
   (x, alpha), (t_x, t_alpha) = primals, tangents
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
   a = alpha.astype(dtype)
   y = _mix(big_c, mean, a)
   t_y = jnp.zeros(y.shape, dtype)
@@ -228,7 +238,7 @@ def _gate_dtype(x: jax.Array, w: jax.Array):
 def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
   # y, dy/dz and the K terms of the transpose all read these.
   mean = _written_once(mean, geom)
   g = _written_once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)), geom)
