@@ -295,3 +295,58 @@ def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
                              rtol=1e-6)
   np.testing.assert_allclose(
       jaxpool.gated_pool(xf, np.ones((1, 1)), *args, ceil_mode=True), expected, rtol=1e-6)
+
+
+# --- the fused derivative rule of mixed and gated pooling ---------------------------
+
+GRAD_CONFIGS = [  # window, strides, padding, options (count_include_pad varies)
+    ((2, 2), 2, 1, dict(count_include_pad=False)),  # tiling windows, padded input
+    ((2, 3), (2, 3), "SAME", dict(channel_axis=1)),  # tiling, channels first
+    ((3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2), count_include_pad=False)),
+    ((3, 3), 2, 1, dict(ceil_mode=True)),  # overlapping, ceil_mode overhang
+]
+
+
+@pytest.mark.parametrize("window,strides,padding,options", GRAD_CONFIGS)
+def test_mixed_and_gated_grads_in_every_geometry(window, strides, padding, options):
+  # Tiling windows take the reshape path of the fused rule, the others the strided
+  # one; both against finite differences, in inputs and parameters, both modes.
+  with jax.enable_x64(True):
+    x = jnp.asarray(distinct((1, 5, 6, 2), seed=1, scale=0.1), jnp.float64)
+    if options.get("channel_axis") == 1:
+      x = jnp.moveaxis(x, -1, 1)
+    gate = jnp.asarray(np.random.default_rng(11).normal(size=window + (2,)))
+    mixed = jax.jit(lambda x, a: jaxpool.mixed_pool(x, a, window, strides, padding, **options))
+    gated = jax.jit(lambda x, g: jaxpool.gated_pool(x, g, window, strides, padding, **options))
+    check_grads(mixed, (x, jnp.asarray([0.2, 0.9])), order=1, modes=("fwd", "rev"))
+    check_grads(gated, (x, gate), order=1, modes=("fwd", "rev"), eps=1e-4)
+    check_grads(gated, (x, gate[..., :1]), order=1, modes=("rev",), eps=1e-4)
+
+
+def test_mixed_and_gated_input_grads_match_the_reference_formula():
+  # d/dx of sum(c * y) by hand: the max part to the first maximal element, the
+  # average part spread over the window (count_include_pad), float32 and bfloat16.
+  x = distinct((1, 6, 6, 2), seed=2, scale=0.25)
+  cot = np.random.default_rng(12).normal(size=(1, 3, 3, 2))
+  alpha = 0.3
+  want = (alpha * reference.max_pool_grad(x, cot, (3, 3), 2, "SAME")
+          + (1 - alpha) * reference.avg_pool_grad(x, cot, (3, 3), 2, "SAME"))
+  for dtype, tol in [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)]:
+    f = lambda x: jaxpool.mixed_pool(x, alpha, (3, 3), 2, "SAME")
+    (got,) = jax.jit(lambda x, c: jax.vjp(f, x)[1](c))(
+        jnp.asarray(x, dtype), jnp.asarray(cot, dtype))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=tol, atol=tol)
+
+
+def test_mixed_and_gated_second_order_grads():
+  # The fused first-order rules are themselves differentiable (the max through
+  # max_pool's own rule, the gate through autodiff): Hessian-vector products match
+  # finite differences of the gradient.
+  with jax.enable_x64(True):
+    x = jnp.asarray(distinct((1, 5, 5, 2), seed=3, scale=0.1), jnp.float64)
+    gate = jnp.asarray(np.random.default_rng(13).normal(size=(3, 3, 1)))
+    mixed = lambda x, a: jaxpool.mixed_pool(x, a, (3, 3), 2, "SAME")
+    gated = lambda x, g: jaxpool.gated_pool(x, g, (3, 3), 2, "SAME")
+    check_grads(mixed, (x, 0.3), order=2, modes=("rev",))
+    check_grads(gated, (x, gate), order=2, modes=("fwd", "rev"), eps=1e-4)

@@ -281,3 +281,58 @@ def test_training_step_memory_is_a_small_multiple_of_the_input(window, strides):
     pytest.skip("this backend reports no memory analysis")
   scratch = pool_stats.temp_size_in_bytes - draw_stats.temp_size_in_bytes
   assert scratch <= 1.5 * x.nbytes
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_every_key_type_draws_with_the_right_frequencies(impl):
+  # An odd number of windows (the threefry words come in pairs) under one key of each
+  # implementation: the frequencies of [1, 3] windows are 1/4 and 3/4.
+  x = np.tile(np.array([1.0, 3.0], np.float32), 3999).reshape(1, 7998, 1)
+  key = jax.random.key(13, impl=impl)
+  y = np.asarray(jax.jit(lambda x, k: jaxpool.stochastic_pool(x, (2,), 2, key=k))(x, key))
+  counts = [(y == 1.0).sum(), (y == 3.0).sum()]
+  assert sum(counts) == 3999
+  assert chi_square(counts, [3999 / 4, 3 * 3999 / 4]) < stats.chi2.ppf(1 - FALSE_FAILURE, 1)
+  np.testing.assert_array_equal(y, jaxpool.stochastic_pool(x, (2,), 2, key=key))
+
+
+def test_one_key_draws_3x3_windows_with_the_right_frequencies():
+  # 2000 copies of one 3x3 window holding 0, 1, ..., 8 under a single key: the
+  # value k is drawn with probability k / 36 in every window.
+  tile = np.arange(9.0, dtype=np.float32).reshape(3, 3)
+  x = np.tile(tile, (1, 2000))[None, :, :, None]  # (1, 3, 6000, 1), windows at stride 3
+  y = np.asarray(jaxpool.stochastic_pool(x, (3, 3), 3, key=jax.random.key(14)))
+  counts = [(y == v).sum() for v in range(1, 9)]
+  assert sum(counts) == 2000
+  expected = 2000 * np.arange(1, 9) / 36
+  assert chi_square(counts, expected) < stats.chi2.ppf(1 - FALSE_FAILURE, df=7)
+
+
+def test_a_window_with_an_infinite_element_draws_it():
+  # P(k) = a_k / sum a tends to 1 for the infinite element; finite elements after it
+  # (here the 2) must not be drawn.
+  x = jnp.array([[1.0], [np.inf], [2.0], [3.0], [-1.0], [0.5]])
+  keys = jax.random.split(jax.random.key(15), 64)
+  f = jax.jit(jax.vmap(lambda k: jax.vjp(
+      lambda x: jaxpool.stochastic_pool(x, (3,), 3, key=k), x)[1](jnp.ones((2, 1)))[0]))
+  grads = np.asarray(f(keys))[:, :, 0]
+  ys = np.asarray(jax.vmap(lambda k: jaxpool.stochastic_pool(x, (3,), 3, key=k))(keys))
+  assert np.all(ys[:, 0, 0] == np.inf)
+  np.testing.assert_array_equal(grads[:, :3], np.tile([0.0, 1.0, 0.0], (64, 1)))
+  assert set(np.unique(ys[:, 1, 0])) == {3.0, 0.5}
+
+
+@pytest.mark.parametrize("size", [1, 6, 1001])
+def test_uniforms_are_the_threefry_words_of_the_key(size):
+  # The unrolled Threefry-2x32 of the draw gives the same words as JAX's own
+  # threefry_2x32 of the counters 0..n-1 (odd n padded as JAX does); uniforms are
+  # their top 24 bits.
+  from jax import lax
+  from jax.extend import random as jax_random
+  from jaxpool._src import stochastic
+  key = jax.random.key(16)
+  data = jax.random.key_data(key)
+  words = np.asarray(jax_random.threefry_2x32((data[0], data[1]), lax.iota(jnp.uint32, size)))
+  u = np.asarray(jax.jit(lambda k: stochastic._uniforms(k, (size,)))(key))
+  np.testing.assert_array_equal(u, (words >> 8).astype(np.float64) * 2.0**-24)
+  assert u.min() >= 0 and u.max() < 1

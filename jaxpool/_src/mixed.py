@@ -6,59 +6,252 @@ Pooling for Convolutional Neural Networks", RSKT 2014.
 
 Shared conventions of the three functions:
 
-* The max part is :func:`jaxpool.max_pool` and the average part
-  :func:`jaxpool.avg_pool` (so their fast gradients are reused). The average counts
-  the padding by default (`count_include_pad=True`, as `avg_pool`, Flax and
-  PyTorch); pass `count_include_pad=False` to average over the input elements only.
-  A window lying entirely in the padding (possible only with padding larger than the
-  window) has max and average 0 here (instead of -inf and 0/0), so the mixtures
-  stay finite.
+* The max part equals :func:`jaxpool.max_pool` (its value is computed by it, its
+  gradient goes to the first maximal element, as PyTorch) and the average part
+  :func:`jaxpool.avg_pool` (the same additions). The average counts the padding by
+  default (`count_include_pad=True`, as `avg_pool`, Flax and PyTorch); pass
+  `count_include_pad=False` to average over the input elements only. A window lying
+  entirely in the padding (possible only with padding larger than the window) has
+  max and average 0 here (instead of -inf and 0/0), so the mixtures stay finite.
 * The learned dot products :math:`w \cdot x_W` of gates and tree nodes see the
   padding as zeros (declared padding and the `ceil_mode` overhang alike), as a
   zero-padded convolution would.
-* float16/bfloat16 inputs are mixed in float32 and the result cast back to the input
+* float16/bfloat16 inputs are pooled and mixed in float32 (the average is not
+  rounded to the input dtype before mixing) and the result cast back to the input
   dtype. The learned parameters may have any float dtype; gradients flow to all of
-  them and to the inputs (plain autodiff on top of the pools' own rules).
+  them and to the inputs.
+* Speed: `mixed_pool` and `gated_pool` have one custom JVP rule each (below) whose
+  transpose, the gradient, is a single pass over the input; `tree_pool` is plain
+  autodiff of `window_dot`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-from jaxpool._src.reduce import avg_pool
-from jaxpool._src.reduce import max_pool
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
 
 
-def _max_and_avg(x: jax.Array, geom: PoolGeometry, window_shape, strides, padding,
-                 dilation, ceil_mode, channel_axis, count_include_pad, fn: str):
-  """(max, avg) of every window in the compute dtype; both 0 on all-padding windows."""
+def _check_count_include_pad(count_include_pad, fn: str):
   if not isinstance(count_include_pad, (bool, np.bool_)):
     raise TypeError(f"{fn}: count_include_pad must be a bool, got {count_include_pad!r}.")
-  options = dict(dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
-  dtype = dtypes.compute_dtype(x.dtype)
-  big = max_pool(x, window_shape, strides, padding, **options).astype(dtype)
-  mean = avg_pool(x, window_shape, strides, padding, count_include_pad,
-                  **options).astype(dtype)
-  empty = geom.window_counts(False) == 0
-  if empty.any():  # windows with no input element: max -inf, avg 0/0 without padding
-    empty = geom.spatial_to_output(empty)
-    big = jnp.where(empty, jnp.zeros((), dtype), big)
-    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
-  return big, mean
 
+
+def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """max_pool(x) in the compute dtype, through max_pool's own rule (for the higher
+  derivatives of the rules below, which give the first one themselves)."""
+  return reduce._extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
+
+
+def _written_once(a: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`a`, written to memory once if the geometry pads, for a value with several readers.
+
+  XLA computes an elementwise value inside each fusion that reads it; where the
+  window views of the input are padded, it also writes each padded view to memory
+  first: 2-4x slower for 3x3/2 SAME. Without padding, recomputing from plain
+  strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
+  """
+  return reduce._materialize(a) if any(p != (0, 0) for p in geom.lax_padding) else a
+
+
+# --- one rule for the derivative of every mixture of max and average ------------------
+#
+# With m the weight of the max (alpha, or the gate g), k* the offset of the first
+# maximal element (`reduce.selected_offset`) and c_o the divisor of the average, the
+# derivative of y = avg + m (max - avg) in the inputs is
+#
+#     dy_o = sum_k (m_o [k = k*_o] + (1 - m_o) / c_o + r_o w_k) dx_{o,k}
+#
+# where the last term is the gate's (r = (max - avg) g (1 - g), w the gating mask; 0
+# for mixed pooling). Written as ONE weighted sum over the window elements, its
+# transpose (the VJP) is one pass over the input: a select-multiply-reshape for
+# windows that tile the input, K padded terms otherwise. Composing the rules of
+# max_pool, avg_pool and the window dot instead gives 3K terms, and XLA recomputes
+# the sigmoid and the window sums inside each of them.
 
 def _mix(big: jax.Array, mean: jax.Array, weight: jax.Array) -> jax.Array:
   """weight * max + (1 - weight) * avg."""
   return mean + weight * (big - mean)
+
+
+def _empty_windows(geom: PoolGeometry):
+  """Boolean mask (broadcastable to the output) of windows holding no input, or None."""
+  empty = geom.window_counts(False) == 0
+  return geom.spatial_to_output(empty) if empty.any() else None
+
+
+def _window_elements(x: jax.Array, geom: PoolGeometry, dtype, factor=None):
+  """(k, element k of every window in `dtype` times `factor(k)`), 0 in the padding;
+  offsets all in padding are left out.
+
+  Strided slices of the unpadded input, converted, scaled and padded onto the windows
+  that reach them: no padded or converted copy of the input is written, and XLA
+  fuses them into their one consumer. (Scaled before padding, the views of two
+  window sums are different values to XLA: shared padded views would be written to
+  memory first.)
+  """
+  for k, offset in enumerate(geom.window_offsets()):
+    element = reduce._element(geom, offset)
+    if element is not None:
+      view = reduce._of_input(x, element).astype(dtype)
+      if factor is not None:
+        view = view * factor(k)
+      yield k, reduce._on_windows(view, element, geom, 0)
+
+
+def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.Array:
+  """window_dot(x, w[None])[0] in `dtype`, without the padded copy of `x` it writes."""
+  shape = [1] * geom.ndim
+  shape[geom.channel_axis] = w.shape[-1]
+  offsets = geom.window_offsets()
+  weight = lambda k: jnp.reshape(w[offsets[k]].astype(dtype), shape)
+  terms = [e for _, e in _window_elements(x, geom, dtype, weight)]
+  return functools.reduce(jnp.add, terms) if terms else jnp.zeros(geom.output_shape, dtype)
+
+
+def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
+  """(avg of every window in the compute dtype, 1 / divisor as a numpy array)."""
+  dtype = dtypes.compute_dtype(x.dtype)
+  # As avg_pool: the sum of x 2^-s with 2^s >= K, divided by count 2^-s, so that the
+  # average of huge values (1e38 in float32) does not overflow.
+  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  counts = np.maximum(geom.window_counts(count_include_pad), 1)
+  divisor = geom.spatial_to_output(counts * scale).astype(dtype)
+  # The additions of avg_pool's sum of strided views, in the same order, so the
+  # averages equal avg_pool's (for inputs in the compute dtype).
+  total = jnp.zeros(geom.output_shape, dtype)
+  for _, element in _window_elements(x, geom, dtype, lambda k: np.asarray(scale, dtype)):
+    total = total + element
+  return total / divisor, geom.spatial_to_output(1.0 / counts).astype(dtype)
+
+
+def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeometry):
+  """sum_k (p [k = index] + q + r w_k) t_{o,k}: linear in `t`, the others broadcast."""
+  dtype = q.dtype
+  t = t.astype(dtype)
+  out = geom.output_shape
+  p, q = jnp.broadcast_to(p, out), jnp.broadcast_to(q, out)
+  r = None if r is None else jnp.broadcast_to(r, out)
+  shape = [1] * geom.ndim  # one gate weight per channel (or shared) on the channel axis
+  if w is not None:
+    shape[geom.channel_axis] = w.shape[-1]
+  if reduce._is_tiling(geom):
+    blocks, window_axes = reduce._window_blocks(t, geom)
+    expand = lambda a: jnp.expand_dims(a, window_axes)
+    code_shape = [1] * blocks.ndim
+    for axis, k in zip(window_axes, geom.window_shape):
+      code_shape[axis] = k
+    code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
+    coef = jnp.where(expand(index) == code, expand(p), 0) + expand(q)
+    if r is not None:  # w (*window, 1 or C) on the block's window and channel axes
+      channel = geom.channel_axis + sum(a < geom.channel_axis for a in geom.spatial_axes)
+      w_shape = [1] * blocks.ndim
+      w_shape[channel] = w.shape[-1]
+      for axis, k in zip(window_axes, geom.window_shape):
+        w_shape[axis] = k
+      w_ordered = w if channel > window_axes[-1] else jnp.moveaxis(w, -1, 0)
+      coef = coef + expand(r) * jnp.reshape(w_ordered, w_shape)
+    return jnp.sum(blocks * coef, axis=tuple(window_axes))
+  total = None
+  for k, offset in enumerate(geom.window_offsets()):
+    element = reduce._element(geom, offset)
+    if element is None:
+      continue
+    on = lambda a: reduce._of_windows(a, element)
+    coef = jnp.where(on(index) == k, on(p), 0) + on(q)
+    if r is not None:
+      coef = coef + on(r) * jnp.reshape(w[offset], shape)
+    term = reduce._on_windows(reduce._of_input(t, element) * coef, element, geom, 0)
+    total = term if total is None else total + term
+  return jnp.zeros(out, dtype) if total is None else total
+
+
+def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype,
+           differentiated: bool = False):
+  """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
+  0 on windows holding no input in the latter."""
+  raw = _max_value(x, geom)
+  if differentiated:  # the mixture and `selected_offset` both read it
+    raw = _written_once(raw, geom)
+  mean, inverse = _average(x, geom, count_include_pad)
+  big, mean = raw.astype(dtype), mean.astype(dtype)
+  empty = _empty_windows(geom)
+  if empty is not None:  # max -inf (and avg 0 / 0 without padding counted) there
+    big = jnp.where(empty, jnp.zeros((), dtype), big)
+    mean = jnp.where(empty, jnp.zeros((), dtype), mean)
+  return raw, big, mean, inverse.astype(dtype)
+
+
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, SymbolicZero)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _mixed(x, alpha, geom, count_include_pad):
+  """alpha * max + (1 - alpha) * avg."""
+  dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
+  _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
+  return _mix(big, mean, alpha.astype(dtype))
+
+
+@functools.partial(_mixed.defjvp, symbolic_zeros=True)
+def _mixed_jvp(geom, count_include_pad, primals, tangents):
+  (x, alpha), (t_x, t_alpha) = primals, tangents
+  dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
+  a = alpha.astype(dtype)
+  y = _mix(big_c, mean, a)
+  t_y = jnp.zeros(y.shape, dtype)
+  if not _is_zero(t_x):
+    index = reduce.selected_offset(x, big, geom, "max")
+    t_y = t_y + _weighted_elements(t_x, index, a, (1 - a) * inverse, None, None, geom)
+  if not _is_zero(t_alpha):
+    t_y = t_y + (big_c - mean) * t_alpha.astype(dtype)
+  return y, t_y
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _gated(x, w, geom, count_include_pad):
+  """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w))."""
+  dtype = _gate_dtype(x, w)
+  _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
+  return _mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
+
+
+def _gate_dtype(x: jax.Array, w: jax.Array):
+  return jnp.promote_types(dtypes.compute_dtype(x.dtype), dtypes.compute_dtype(w.dtype))
+
+
+@functools.partial(_gated.defjvp, symbolic_zeros=True)
+def _gated_jvp(geom, count_include_pad, primals, tangents):
+  (x, w), (t_x, t_w) = primals, tangents
+  dtype = _gate_dtype(x, w)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
+  # y, dy/dz and the K terms of the transpose all read these.
+  mean = _written_once(mean, geom)
+  g = _written_once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)), geom)
+  y = _mix(big_c, mean, g)
+  r = _written_once((big_c - mean) * g * (1 - g), geom)  # dy/dz
+  t_y = jnp.zeros(y.shape, dtype)
+  if not _is_zero(t_x):
+    index = reduce.selected_offset(x, big, geom, "max")
+    t_y = t_y + _weighted_elements(t_x, index, g, (1 - g) * inverse, r, w.astype(dtype),
+                                   geom)
+  if not _is_zero(t_w):
+    t_y = t_y + r * _gate_logits(x, t_w, geom, dtype)
+  return y, t_y
 
 
 def _alpha(alpha: Any, geom: PoolGeometry) -> jax.Array:
@@ -134,9 +327,8 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   a = _alpha(alpha, geom)
-  big, mean = _max_and_avg(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                           channel_axis, count_include_pad, fn)
-  return _mix(big, mean, a.astype(jnp.promote_types(a.dtype, big.dtype))).astype(x.dtype)
+  _check_count_include_pad(count_include_pad, fn)
+  return _mixed(x, a, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
@@ -185,10 +377,8 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   w = check_weights(gate, geom, name="gate", fn=fn)
-  g = jax.nn.sigmoid(window_dot(x, w[None], geom)[0])
-  big, mean = _max_and_avg(x, geom, window_shape, strides, padding, dilation, ceil_mode,
-                           channel_axis, count_include_pad, fn)
-  return _mix(big, mean, g).astype(x.dtype)
+  _check_count_include_pad(count_include_pad, fn)
+  return _gated(x, w, geom, bool(count_include_pad)).astype(x.dtype)
 
 
 def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,

@@ -7,21 +7,30 @@ outputs 0. Evaluation: the probabilistic weighting ``sum_W a^2 / sum_W a``.
 How a draw is made, without a (window x output) patches tensor:
 
   * one uniform ``u`` in [0, 1) per output (so windows draw independently of each
-    other, also where they overlap) and the threshold ``t = u * sum_W a``;
-  * the window offsets are visited in row-major order as strided slices of the padded
-    ``a`` (``PoolGeometry.window_element``), keeping the running sum ``C_{<k}`` of the
-    offsets before ``k``; the drawn offset is the last ``k`` with ``a_k > 0`` and
-    ``C_{<k} <= t``, i.e. the ``k`` with ``C_{<k} <= t < C_{<k} + a_k``: probability
-    ``a_k / sum_W a``. (Taking the *last* such offset, rather than the first with
-    ``t < C_{<k+1}``, stays correct when rounding makes ``u * sum`` equal ``sum``.)
+    other, also where they overlap) and the threshold ``t = u * sum_W a``. The
+    uniforms are the top 24 bits of counter-mode Threefry-2x32 words of the key
+    (``_uniforms``): two words per hash, half the hashes of ``jax.random.uniform``,
+    and the cipher written out as one fused pass (XLA:CPU runs JAX's as a loop
+    over memory); other key implementations use ``jax.random.bits``. A draw is
+    a function of the key alone, but not the one ``jax.random.uniform`` would make;
+  * the window offsets are visited in row-major order as strided slices of ``a``,
+    keeping the running sums ``C_k = a_0 + ... + a_k``; the drawn offset is the
+    number of ``C_k <= t``, i.e. the ``k`` with ``C_{k-1} <= t < C_k``: probability
+    ``a_k / sum_W a`` (and ``a_k > 0``). Where rounding makes ``u * sum`` equal
+    ``sum`` it is the last offset that increased the running sum (for a window
+    whose sum is infinite, the element that made it infinite);
+  * this walk is one fused pass that writes one small integer per output (the drawn
+    offset ``k``, ``K`` for an all-zero window, ``K + 1`` for a window holding a
+    NaN); the output is the drawn element, picked by a select per offset.
 
-Gradient (custom VJP): the residual is the drawn offset per output (int8 for
-windows of at most 127 elements); the backward pass sends each output's cotangent
-to its drawn element by the transposes of the same strided slices, so overlapping
-windows that drew the same element add up. Memory stays a small multiple of the
-input; nothing of size (window x output) is built. Forward-mode (``jax.jvp``) is not
-supported in training mode; the ``deterministic=True`` formula is plain JAX and
-supports it.
+Gradient (custom VJP): the drawn offsets (a uint8 per output for windows of fewer
+than 127 elements) are the only residual; the backward pass is the transpose of
+`jaxpool`'s max-pool tangent gather (`reduce.gather_selected`) with the drawn
+offsets in place of the maxima: a select and a reshape for windows that tile the
+input, a sum of strided, padded terms otherwise, so overlapping windows that drew
+the same element add up. Memory stays a small multiple of the input; nothing of
+size (window x output) is built. Forward-mode (``jax.jvp``) is not supported in
+training mode; the ``deterministic=True`` formula is plain JAX and supports it.
 """
 
 from __future__ import annotations
@@ -33,19 +42,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxpool._src import dtypes
+from jaxpool._src import reduce
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
-
-
-def _index_dtype(window_size: int):
-  """The smallest signed int that holds every offset and -1 (nothing drawn)."""
-  if window_size <= np.iinfo(np.int8).max:
-    return jnp.int8
-  if window_size <= np.iinfo(np.int16).max:
-    return jnp.int16
-  return jnp.int32
 
 
 def _positive_part(x: jax.Array) -> jax.Array:
@@ -53,41 +55,139 @@ def _positive_part(x: jax.Array) -> jax.Array:
   return jnp.where(x <= 0, jnp.zeros((), x.dtype), x)
 
 
-def _draw(x: jax.Array, u: jax.Array, geom: PoolGeometry):
-  """(output in the input dtype, drawn offset per output or -1)."""
-  a = _positive_part(x.astype(dtypes.compute_dtype(x.dtype)))
-  padded = geom.pad(a, 0)
-  elements = [geom.window_element(padded, k) for k in geom.window_offsets()]
-  total = functools.reduce(jnp.add, elements)
+def _rotate_left(v: jax.Array, r: int) -> jax.Array:
+  return lax.shift_left(v, np.uint32(r)) | lax.shift_right_logical(v, np.uint32(32 - r))
+
+
+def _threefry_2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
+  """The Threefry-2x32 block cipher with 20 rounds (Salmon, Moraes, Dror & Shaw,
+  "Parallel random numbers: as easy as 1, 2, 3", SC 2011): key `(k0, k1)`, counter
+  words `(x0, x1)` -> two random words, all uint32.
+
+  The function JAX's threefry keys are built on, written out round by round: on CPU,
+  XLA runs `jax.extend.random.threefry_2x32` as a loop over memory (4 rounds per
+  pass), this as one fused pass, 3x faster; the words are the same bits (tested).
+  """
+  keys = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+  rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+  x0, x1 = x0 + keys[0], x1 + keys[1]
+  for i in range(5):
+    for r in rotations[i % 2]:
+      x0 = x0 + x1
+      x1 = _rotate_left(x1, r) ^ x0
+    x0 = x0 + keys[(i + 1) % 3]
+    x1 = x1 + keys[(i + 2) % 3] + np.uint32(i + 1)
+  return x0, x1
+
+
+def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """float32 uniforms in [0, 1) on a 2^-24 grid, one per element of `shape`.
+
+  For threefry keys (JAX's default), the words `jax.extend.random.threefry_2x32`
+  gives for the counters `0, 1, ..., n - 1` (each hash makes two words, of the
+  counters `i` and `i + n/2`): half the hashes of `jax.random.uniform`, whose
+  partitionable counters hash once per word. Other key implementations use
+  `jax.random.bits`. The top 24 bits of each word, scaled by 2^-24, are exact in
+  float32.
+  """
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.wrap_key_data(key)  # a raw uint32 key of the default impl
+  size = int(np.prod(shape))
+  if jax.random.key_impl(key) == "threefry2x32":
+    data = jax.random.key_data(key)
+    half = (size + 1) // 2
+    first = lax.iota(jnp.uint32, half)
+    second = first + np.uint32(half)
+    if size % 2:  # as threefry_2x32: an odd count is padded with a 0 counter
+      second = jnp.where(second < size, second, np.uint32(0))
+    words = _threefry_2x32(data[0], data[1], first, second)
+    bits = jnp.concatenate(words)[:size]
+  else:
+    bits = jax.random.bits(key, (size,), jnp.uint32)
+  # Written to memory once: fused into the draw, the flat halves are re-indexed per
+  # element (measured 30x slower than the draw itself).
+  bits = reduce._materialize(bits.reshape(shape))
+  return lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) * np.float32(2.0**-24)
+
+
+def _elements(x: jax.Array, geom: PoolGeometry) -> list[jax.Array]:
+  """Element k of every window (0 in the padding), one output-shaped array per offset.
+
+  Strided slices of the unpadded input, padded onto the windows that reach them:
+  XLA fuses them into their consumer (a padded copy of the input would be one more
+  pass). Each list feeds one consumer only: an element read by two fusions is
+  written to memory by a fusion of its own.
+  """
+  out = []
+  for offset in geom.window_offsets():
+    element = reduce._element(geom, offset)
+    if element is None:  # every window has padding there
+      out.append(jnp.zeros(geom.output_shape, x.dtype))
+    else:
+      out.append(reduce._on_windows(reduce._of_input(x, element), element, geom, 0))
+  return out
+
+
+def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The drawn offset code per output: k in [0, K), K (all-zero window) or K + 1 (NaN).
+
+  With the running sums ``C_k = a_0 + ... + a_k`` and ``t = u * C_{K-1}``, the drawn
+  offset is the number of ``C_k <= t`` (the ``k`` with ``C_{k-1} <= t < C_k``, which
+  has ``a_k > 0``). Where ``t < C_{K-1}`` fails (rounding made ``u * sum == sum``, an
+  all-zero window, an infinite sum) it is the last ``k`` whose ``a_k`` increased the
+  running sum, or K if none did. Each element is read once, so XLA fuses the walk
+  into one loop (reading an element twice makes it write every padded slice to
+  memory first, 7x slower here). The codes are materialized once: the gathers of
+  the forward and backward passes read them up to K times per output.
+  """
+  size = len(elements)
+  code_dtype = reduce._index_dtype(geom)  # uint8 up to 126 window elements
+  sums, running = [], None
+  for e in elements:
+    running = e if running is None else running + e
+    sums.append(running)
+  total = sums[-1]
   threshold = u.astype(total.dtype) * total
-  index_dtype = _index_dtype(len(elements))
-  drawn = jnp.full(geom.output_shape, -1, index_dtype)
-  value = jnp.zeros(geom.output_shape, a.dtype)
-  before = jnp.zeros(geom.output_shape, a.dtype)  # C_{<k}
-  for k, e in enumerate(elements):
-    hit = (e > 0) & (before <= threshold)
-    drawn = jnp.where(hit, jnp.asarray(k, index_dtype), drawn)
-    value = jnp.where(hit, e, value)
-    before = before + e
-  value = jnp.where(jnp.isnan(total), total, value)  # a NaN in the window gives NaN
+  below = functools.reduce(jnp.add, [(c <= threshold).astype(code_dtype) for c in sums])
+  last = jnp.full(geom.output_shape, size, code_dtype)
+  before = jnp.zeros(geom.output_shape, total.dtype)
+  for k, c in enumerate(sums):
+    last = jnp.where(c > before, code_dtype(k), last)
+    before = c
+  drawn = jnp.where(threshold < total, below, last)
+  drawn = jnp.where(jnp.isnan(total), code_dtype(size + 1), drawn)
+  return reduce._materialize(drawn)
+
+
+def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
+  """(the drawn element of each window in the input dtype, the drawn offset codes)."""
+  a = _positive_part(x.astype(dtypes.compute_dtype(x.dtype)))
+  drawn = _draw(_elements(a, geom), u, geom)
+  # The drawn element (a_k = x_k there) by a select per offset: no arithmetic, so
+  # exact and cheap in half precision too.
+  # In float32 for half precision inputs too: XLA's CPU code rounds every half
+  # precision select back and forth (7x slower).
+  value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
+  for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
+    value = jnp.where(drawn == k, e, value)
   return value.astype(x.dtype), drawn
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _sample(x, u, geom):
-  return _draw(x, u, geom)[0]
+  return _forward(x, u, geom)[0]
 
 
 def _sample_fwd(x, u, geom):
-  y, drawn = _draw(x, u, geom)
-  return y, drawn
+  return _forward(x, u, geom)
 
 
 def _sample_bwd(geom, drawn, g):
-  dtype = dtypes.compute_dtype(g.dtype)
-  gc = g.astype(dtype)
-  per_offset = [jnp.where(drawn == k, gc, 0) for k in range(geom.window_size)]
-  return geom.window_scatter(per_offset, dtype).astype(g.dtype), None
+  # The transpose of the gather: each cotangent goes to its drawn element (a select
+  # and a reshape for tiling windows, a sum of padded terms for overlapping ones).
+  gather = lambda t: reduce.gather_selected(t, drawn, geom)
+  (dx,) = jax.linear_transpose(gather, jax.ShapeDtypeStruct(geom.input_shape, g.dtype))(g)
+  return dx, None
 
 
 _sample.defvjp(_sample_fwd, _sample_bwd)
@@ -184,5 +284,5 @@ def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
     raise ValueError(
         f"{fn}: key is None with deterministic=False; pass key=jax.random.key(seed) "
         "for the training draw, or deterministic=True for the evaluation formula.")
-  u = jax.random.uniform(key, geom.output_shape, jnp.float32)
+  u = _uniforms(key, geom.output_shape)
   return _sample(x, u, geom)
