@@ -72,6 +72,19 @@ def window_layout(spatial, window, strides, padding, dilation, ceil_mode):
   return strides, dilation, pads, outs
 
 
+def window_members(o, window, strides, dilation, pads, spatial):
+  """Window `o`'s elements inside the input (positions, row-major window order) and
+  its count of elements inside the input or the declared padding."""
+  inputs, declared = [], 0
+  for k in itertools.product(*map(range, window)):
+    pos = tuple(oi * s - lo + ki * d
+                for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+    if all(0 <= p < L for p, L in zip(pos, spatial)):
+      inputs.append(pos)
+    declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+  return inputs, declared
+
+
 def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VALID", *,
                 dilation=None, ceil_mode: bool = False,
                 reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
@@ -318,13 +331,7 @@ def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_inc
   strides, dilation, pads, outs = window_layout(
       spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False))
   for o in itertools.product(*map(range, outs)):
-    inputs, declared = [], 0
-    for k in itertools.product(*map(range, window)):
-      pos = tuple(oi * s - lo + ki * d
-                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
-      if all(0 <= p < L for p, L in zip(pos, spatial)):
-        inputs.append(pos)
-      declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+    inputs, declared = window_members(o, window, strides, dilation, pads, spatial)
     if divisor_override is not None:
       divisor = divisor_override
     else:
@@ -445,13 +452,7 @@ def window_grad(x, cotangent, window, strides=None, padding="VALID", *, dilation
   strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
                                                 dilation, ceil_mode)
   for o in itertools.product(*map(range, outs)):
-    inputs, declared = [], 0
-    for k in itertools.product(*map(range, window)):
-      pos = tuple(oi * s - lo + ki * d
-                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
-      if all(0 <= p < L for p, L in zip(pos, spatial)):
-        inputs.append(pos)
-      declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
+    inputs, declared = window_members(o, window, strides, dilation, pads, spatial)
     if not inputs:
       continue
     values = np.stack([x[(slice(None), *pos, slice(None))] for pos in inputs])
