@@ -33,7 +33,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jaxpool._src import dtypes
@@ -150,11 +149,8 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   if reduce._is_tiling(geom):
     blocks, window_axes = reduce._window_blocks(t, geom)
     expand = lambda a: jnp.expand_dims(a, window_axes)
-    code_shape = [1] * blocks.ndim
-    for axis, k in zip(window_axes, geom.window_shape):
-      code_shape[axis] = k
-    code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
-    coef = jnp.where(expand(index) == code, expand(p), 0) + expand(q)
+    selected = reduce._selected_in_blocks(index, blocks.ndim, window_axes, geom)
+    coef = jnp.where(selected, expand(p), 0) + expand(q)
     if r is not None:  # w (*window, 1 or C) on the block's window and channel axes
       channel = geom.channel_axis + sum(a < geom.channel_axis for a in geom.spatial_axes)
       w_shape = [1] * blocks.ndim

@@ -293,6 +293,16 @@ def _window_blocks(t: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, list[in
   return t.reshape(blocks), window_axes
 
 
+def _selected_in_blocks(index: jax.Array, ndim: int, window_axes, geom: PoolGeometry):
+  """Boolean mask over `_window_blocks`: the block position whose offset code
+  (row-major in the window) equals `index` of its window."""
+  code_shape = [1] * ndim
+  for axis, k in zip(window_axes, geom.window_shape):
+    code_shape[axis] = k
+  code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
+  return jnp.expand_dims(index, window_axes) == code
+
+
 def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
   """`t_out[o] = t[window o, offset index[o]]` for tiling windows, by reshapes.
 
@@ -301,11 +311,7 @@ def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Arr
   transpose (the VJP) is one broadcast-select-reshape pass over the input.
   """
   blocks, window_axes = _window_blocks(t, geom)
-  code_shape = [1] * blocks.ndim
-  for axis, k in zip(window_axes, geom.window_shape):
-    code_shape[axis] = k
-  code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
-  selected = jnp.expand_dims(index, window_axes) == code
+  selected = _selected_in_blocks(index, blocks.ndim, window_axes, geom)
   picked = jnp.where(selected, blocks, jnp.zeros((), t.dtype))
   return jnp.sum(picked, axis=tuple(window_axes), dtype=t.dtype)
 
