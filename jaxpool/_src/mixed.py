@@ -123,9 +123,7 @@ def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.A
 def _average(x: jax.Array, geom: PoolGeometry, count_include_pad: bool):
   """(avg of every window in the compute dtype, 1 / divisor as a numpy array)."""
   dtype = dtypes.compute_dtype(x.dtype)
-  # As avg_pool: the sum of x 2^-s with 2^s >= K, divided by count 2^-s, so that the
-  # average of huge values (1e38 in float32) does not overflow.
-  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  scale = reduce.average_scale(geom)  # as avg_pool: no overflow for huge values
   counts = np.maximum(geom.window_counts(count_include_pad), 1)
   divisor = geom.spatial_to_output(counts * scale).astype(dtype)
   # The additions of avg_pool's sum of strided views, in the same order, so the

@@ -531,6 +531,14 @@ def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   return _window_sum(x, geom).astype(x.dtype)
 
 
+def average_scale(geom: PoolGeometry) -> float:
+  """2^-k with 2^k >= the window size: averages sum x * 2^-k, then divide by
+  count * 2^-k. The same quotient (scaling by a power of two is exact), but the sum
+  of a window of huge values (1e38 in float32) no longer overflows before the
+  division."""
+  return 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+
+
 def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID",
              count_include_pad: bool = True, *, divisor_override: int | None = None,
              dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
@@ -589,10 +597,7 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
   geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn="avg_pool")
   out_dtype = dtypes.mean_dtype(x.dtype)
-  # Sum x * 2^-k with 2^k >= the window size, then divide by count * 2^-k: the same
-  # quotient (scaling by a power of two is exact), but the sum of a window of huge
-  # values (1e38 in float32) no longer overflows before the division.
-  scale = 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  scale = average_scale(geom)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
   total = _linear_window_sum(acc * np.asarray(scale, acc.dtype), geom)  # fast VJP
   if divisor_override is not None:
