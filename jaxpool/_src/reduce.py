@@ -166,6 +166,19 @@ def _of_input(x: jax.Array, element: _Element) -> jax.Array:
   return lax.slice(x, element.in_start, element.in_limit, element.in_strides)
 
 
+def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.Array]]:
+  """`(k, element k of every window)` for each offset `k` some window holds inside
+  the input: a strided slice of the unpadded `x`, padded with `fill` onto the
+  output grid where the window has padding there. No padded copy of `x` is
+  written; XLA fuses each view into its consumer."""
+  views = []
+  for k, offset in enumerate(geom.window_offsets()):
+    element = _element(geom, offset)
+    if element is not None:
+      views.append((k, _on_windows(_of_input(x, element), element, geom, fill)))
+  return views
+
+
 # Windows of at most this many elements are reduced as elementwise ops over strided
 # views (max/min forward and selected offset, sum forward). On CPU one fused pass
 # over the views beat XLA's reduce-window 1.2x (max 2x2/2) to 3-5x (sum 3x3/2).
@@ -182,15 +195,10 @@ def _extremum_by_views(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array
   """
   fill = _lowest(x.dtype, kind)
   op = lax.max if kind == "max" else lax.min
-  result = None
-  for offset in geom.window_offsets():
-    element = _element(geom, offset)
-    if element is not None:
-      view = _on_windows(_of_input(x, element), element, geom, fill)
-      result = view if result is None else op(result, view)
-  if result is None:  # every window lies in the padding
+  views = [view for _, view in padded_views(x, geom, fill)]
+  if not views:  # every window lies in the padding
     return jnp.full(geom.output_shape, fill, x.dtype)
-  return result
+  return functools.reduce(op, views)
 
 
 def _index_dtype(geom: PoolGeometry):
@@ -458,10 +466,8 @@ def _strided_window_sum(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
     return _strided_window_sum(t.astype(jnp.float32), geom).astype(t.dtype)
   total = jnp.zeros(geom.output_shape, t.dtype)
-  for offset in geom.window_offsets():
-    element = _element(geom, offset)
-    if element is not None:
-      total = total + _on_windows(_of_input(t, element), element, geom, 0)
+  for _, view in padded_views(t, geom, 0):
+    total = total + view
   return total
 
 

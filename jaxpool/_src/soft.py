@@ -137,12 +137,7 @@ def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
   Strided slices of the unpadded `v`, padded on the output grid (`reduce._element`):
   no padded copy of the input is written.
   """
-  views = []
-  for offset in geom.window_offsets():
-    element = reduce._element(geom, offset)
-    if element is not None:
-      views.append(reduce._on_windows(reduce._of_input(v, element), element, geom, fill))
-  return views
+  return [view for _, view in reduce.padded_views(v, geom, fill)]
 
 
 def _softmax_terms(x: jax.Array, geom: PoolGeometry):

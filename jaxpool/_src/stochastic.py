@@ -118,13 +118,10 @@ def _elements(x: jax.Array, geom: PoolGeometry) -> list[jax.Array]:
   pass). Each list feeds one consumer only: an element read by two fusions is
   written to memory by a fusion of its own.
   """
-  out = []
-  for offset in geom.window_offsets():
-    element = reduce._element(geom, offset)
-    if element is None:  # every window has padding there
-      out.append(jnp.zeros(geom.output_shape, x.dtype))
-    else:
-      out.append(reduce._on_windows(reduce._of_input(x, element), element, geom, 0))
+  # Offsets where every window has padding: zeros, so list index == offset index.
+  out = [jnp.zeros(geom.output_shape, x.dtype)] * geom.window_size
+  for k, view in reduce.padded_views(x, geom, 0):
+    out[k] = view
   return out
 
 
