@@ -11,7 +11,8 @@ random cotangent) beside, in the same interleaved rounds (experiments/timing.py)
 
 * the baseline: flax.linen's pool, or a plain-autodiff version of the definition
   (e.g. `sqrt(sum_pool(x**2))` for l2, a patches-based stochastic pool);
-* PyTorch's CPU kernel (channels-last), where torch is importable and has one;
+* PyTorch's kernel (channels-last; on CUDA when JAX runs on a GPU), where torch
+  is importable and has one;
 * a streaming roofline: one compiled elementwise pass over the bytes that
   forward+backward must at least touch (read `x`, read the cotangent, write the
   gradient); for the forward, read `x` and write `y`.
@@ -393,8 +394,36 @@ def _rooflines(x: jax.Array, y_shape, y_dtype) -> tuple[Callable, Callable]:
   return (lambda: fwd(x)), (lambda: fwd_bwd(x, cot))
 
 
-def _torch_callables(torch_key: str | None, case: Case, threads: int):
-  """PyTorch CPU forward and forward+backward (channels-last), or None."""
+def _repeated(fn: Callable, calls: int) -> Callable:
+  """`fn` called `calls` times back to back (its result: the last one's)."""
+  if calls == 1:
+    return fn
+
+  def run():
+    for _ in range(calls - 1):
+      fn()
+    return fn()
+
+  return run
+
+
+def torch_device() -> str:
+  """Where PyTorch runs beside JAX: "cuda" when JAX runs on a GPU and torch sees one."""
+  if jax.default_backend() != "gpu":
+    return "cpu"
+  try:
+    import torch  # noqa: PLC0415 - optional
+  except ImportError:
+    return "cpu"
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int = 1):
+  """PyTorch forward and forward+backward (channels-last), each `calls` times, or None.
+
+  On `torch_device()`; CUDA work is synchronized after the last call, so a timed
+  call measures the kernels, not only their launch.
+  """
   if torch_key is None:
     return None
   try:
@@ -403,10 +432,11 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int):
   except ImportError:
     return None
   torch.set_num_threads(threads)
+  device = torch_device()
   dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
            "float16": torch.float16, "float64": torch.float64}[case.dtype.name]
   b, *spatial, c = case.shape
-  x = torch.randn(b, c, *spatial, dtype=dtype)
+  x = torch.randn(b, c, *spatial, dtype=dtype, device=device)
   if case.nd == 2:
     x = x.contiguous(memory_format=torch.channels_last)
   elif case.nd == 3:
@@ -441,12 +471,31 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int):
     out.backward(cot)
     return x.grad
 
-  return fwd, fwd_bwd
+  def synchronized(f):
+    def run():
+      out = _repeated(f, calls)()
+      if device == "cuda":
+        torch.cuda.synchronize()
+      return out
+    return run
+
+  return synchronized(fwd), synchronized(fwd_bwd)
 
 
 # --------------------------------------------------------------------------------------
 # The measurement
 # --------------------------------------------------------------------------------------
+
+def calls_per_sample(config) -> int:
+  """Calls per timed sample: `config.calls_per_sample`, or (0) 1 on CPU and 20 on an
+  accelerator, where one call of a pooling kernel lasts about as long as its launch
+  from Python: back-to-back calls keep the device busy, and the sample / calls is
+  the kernels' time."""
+  calls = int(config.get("calls_per_sample", 0))
+  if calls < 0:
+    raise ValueError(f"config.calls_per_sample must be >= 0, got {calls}.")
+  return calls or (1 if jax.default_backend() == "cpu" else 20)
+
 
 def _ratio(a, b):
   return None if a is None or b is None or not b else a / b
@@ -457,6 +506,7 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
   key = jax.random.key(config.seed)
   x = jax.random.normal(key, case.shape, jnp.float32).astype(case.dtype)
   threads = config.torch_threads or os.cpu_count() or 1
+  calls = calls_per_sample(config)
   for name in names:
     try:
       fn, base_name, base, torch_key = BUILDERS[name](case, jax.random.fold_in(key, 1))
@@ -477,9 +527,10 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
         log(f"  baseline of {name} failed: {type(e).__name__}: {e}")
         base_name = f"{base_name} (failed)"
     cands["roof_fwd"], cands["roof_fwd_bwd"] = _rooflines(x, y.shape, y.dtype)
+    cands = {k: _repeated(f, calls) for k, f in cands.items()}
     if config.torch:
       try:
-        torch_fns = _torch_callables(torch_key, case, threads)
+        torch_fns = _torch_callables(torch_key, case, threads, calls)
       except Exception as e:  # noqa: BLE001 - e.g. a dtype torch's CPU kernel lacks
         log(f"  torch {torch_key} skipped: {type(e).__name__}: {str(e)[:120]}")
         torch_fns = None
@@ -493,6 +544,8 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
       log(f"  skip {name}: {skipped[-1]['reason']}")
       continue
+    t = {k: {m: (v / calls if m.endswith("_ms") else v) for m, v in tk.items()}
+         for k, tk in t.items()}  # per call
     med = {k: v["median_ms"] for k, v in t.items()}
     row = {"case": case.name, "shape": list(case.shape), "window": list(case.window),
            "strides": list(case.strides), "padding": str(case.padding),
@@ -822,7 +875,8 @@ def device_info() -> dict:
     load = None
   return {"platform": dev.platform, "device_kind": dev.device_kind,
           "device_count": jax.device_count(), "cpu_model": cpu, "cpu_count": os.cpu_count(),
-          "load_average": load, "jax": jax.__version__, "python": sys.version.split()[0]}
+          "load_average": load, "jax": jax.__version__, "python": sys.version.split()[0],
+          "torch_device": torch_device()}
 
 
 def _fmt(v, digits=2, suffix=""):
@@ -837,7 +891,9 @@ def to_markdown(result: dict) -> str:
            f"Load average at start/end: {d.get('load_average')} / "
            f"{result.get('load_average_end')}.", "",
            f"Medians of interleaved rounds (experiments/timing.py), each timed call "
-           f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, milliseconds. "
+           f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, "
+           f"milliseconds per call ({result.get('calls_per_sample', 1)} back-to-back calls "
+           f"per timed sample). PyTorch on {d.get('torch_device', 'cpu')}. "
            "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
            "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
            "jaxpool max_pool fwd+bwd on the same case.", ""]
@@ -905,7 +961,7 @@ def run(config, workdir: str, log=print) -> dict:
   os.makedirs(workdir, exist_ok=True)
   names, skipped = public_pools(tuple(config.pools))
   result = {"device": device_info(), "config": config.to_dict(), "pools": names,
-            "rows": [], "skipped": skipped}
+            "calls_per_sample": calls_per_sample(config), "rows": [], "skipped": skipped}
   log(f"device: {result['device']}")
   def write():  # after every case, so a long run that is stopped keeps its tables
     try:

@@ -27,13 +27,16 @@ def test_quick_benchmark_writes_both_files(tmp_path):
   pools = tuple(n for n in _SOME if n in jaxpool.__all__)
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark.py:quick",
-       f"--workdir={workdir}", "--quiet", f"--config.pools={pools!r}"],
+       f"--workdir={workdir}", "--quiet", f"--config.pools={pools!r}",
+       "--config.calls_per_sample=2"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((workdir / "benchmark.json").read_text())
   markdown = (workdir / "benchmark.md").read_text()
 
   assert result["device"]["platform"] == "cpu" and result["device"]["cpu_model"]
+  assert result["calls_per_sample"] == 2 and "2 back-to-back calls" in markdown
+  assert result["device"]["torch_device"] == "cpu"
   expected = set(pools)
   timed = {r["pool"] for r in result["rows"]}
   skipped = {s["pool"] for s in result["skipped"]}
