@@ -125,7 +125,17 @@ def test_matches_xla_rule_without_ties(window, strides, padding):
   both = lambda f: jax.jit(lambda v, c, t: (jax.vjp(f, v)[1](c)[0], jax.jvp(f, (v,), (t,))[1]))
   g_ours, jvp_ours = both(ours)(x, cotangent, t)
   g_xla, jvp_xla = both(xla)(x, cotangent, t)
-  np.testing.assert_array_equal(np.asarray(g_ours), np.asarray(g_xla))
+  overlapping = any(s < w for s, w in zip(strides, window))
+  if overlapping:
+    # An element selected by several windows sums their cotangents, in an order that
+    # differs between XLA's scatter (atomics on GPU) and ours: equal up to the
+    # rounding of at most one addition per window holding the element.
+    bound = np.prod(window) * np.finfo(np.float32).eps * np.max(np.abs(cotangent))
+    np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_xla), rtol=0, atol=bound)
+    # ...and the same elements receive gradient (a wrong selection moves a whole cotangent)
+    np.testing.assert_array_equal(np.asarray(g_ours) != 0, np.asarray(g_xla) != 0)
+  else:
+    np.testing.assert_array_equal(np.asarray(g_ours), np.asarray(g_xla))
   # forward mode too: the jvp picks the same element as XLA's select-and-gather
   np.testing.assert_array_equal(np.asarray(jvp_ours), np.asarray(jvp_xla))
 
