@@ -30,10 +30,11 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     ``q`` are computed on the (output, window) blocks of ``x``: one pass, exact;
   * for a fixed p >= 1 and overlapping windows the gradient in x is factorised,
     ``sign(x) |x|^(p-1)`` times the transposed window sum of ``g / (c y^(p-1))``:
-    one pass over the input, like `sum_pool`'s gradient. A `lax.cond` falls back to
-    the per-offset ratios ``q`` above when some window's ``y^(p-1)`` or ``g / (c
+    one pass over the input, like `sum_pool`'s gradient. It falls back to the
+    per-offset ratios ``q`` above when some window's ``y^(p-1)`` or ``g / (c
     y^(p-1))`` is near the float range limits (huge or tiny magnitudes, non-finite
-    cotangents); under `vmap` both are computed.
+    cotangents): a `lax.cond` on CPU; on accelerators, where a data-dependent branch
+    waits for the device, the per-offset form always (`fallback.fast_or_exact`).
 
 Forward-mode differentiation (``jax.jvp``) of `lp_pool` and `l2_pool` is not
 supported (custom VJP); `gem_pool` is plain JAX and supports it.
@@ -52,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpool._src import dtypes
+from jaxpool._src import fallback
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
@@ -203,9 +205,9 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   g / (c y^(p-1))`` (`_factorised_grad`). It is exact up to rounding as long as
   ``y^(p-1)`` and ``h`` are far from the float range limits (checked for every
   window; a tiny ``|x_k|^(p-1)`` may underflow to 0, an error below 2^-30 of the
-  window's cotangent). Otherwise (e.g. |x| = 1e30 with p = 8, a NaN cotangent)
-  `lax.cond` takes the general pass below, which works with the bounded ratios
-  ``q = |x| / y``.
+  window's cotangent). Otherwise (e.g. |x| = 1e30 with p = 8, a NaN cotangent),
+  and always on accelerators (`fallback.fast_or_exact`), the general pass below,
+  which works with the bounded ratios ``q = |x| / y``.
   """
   dtype = dtypes.compute_dtype(x.dtype)
   yc, gc = y.astype(dtype), g.astype(dtype)
@@ -222,10 +224,12 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
                                       & (jnp.abs(h) >= 1 / big_h) & (jnp.abs(h) <= big_h))
     # `x` enters the branches in its own dtype and the gradient leaves in it: a
     # float32 copy made outside (for bfloat16 inputs) would be written to memory.
-    return jax.lax.cond(
-        _any_false(ok),
-        lambda: _general_backward(x, yc, p, gc, geom, mean, want_p),
-        lambda: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype), None))
+    return fallback.fast_or_exact(
+        ~_any_false(ok),
+        lambda x, h, yc, gc: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype),
+                              None),
+        lambda x, h, yc, gc: _general_backward(x, yc, p, gc, geom, mean, want_p),
+        x, h, yc, gc)
   return _general_backward(x, yc, p, gc, geom, mean, want_p)
 
 

@@ -25,8 +25,9 @@ recomputed in the backward pass (`jax.checkpoint`), not stored. For tiling windo
 (stride = window, no dilation, padding allowed) it works on (output, window) blocks;
 for overlapping windows it splits ``p_k = e^(x_k - s) e^(s - z_o)`` around one
 global shift ``s`` so that the transpose is one pass over the input, and falls back
-(`lax.cond`) to one weight array per window offset where the windows' scales are
-too far apart for that split (see `_soft_tangent`).
+to one weight array per window offset where the windows' scales are too far apart
+for that split (see `_soft_tangent`): a `lax.cond` on CPU, that form always on
+accelerators (`fallback.fast_or_exact`).
 
 Padding: padded elements do not contribute at all (weight 0, i.e. logit
 :math:`-\infty`): a padded window is the weighted average of its input elements
@@ -47,6 +48,7 @@ import numpy as np
 from jax import lax
 
 from jaxpool._src import dtypes
+from jaxpool._src import fallback
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
@@ -203,7 +205,7 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
   Tiling windows: each element lies in one window; the weights are computed on
   the (output, window) blocks of `x` and the transpose is one pass over the input.
   Overlapping windows: `_factorised_tangent` when its shift is safe, else
-  `_exact_tangent` (`lax.cond`).
+  `_exact_tangent` (`fallback.fast_or_exact`: on accelerators always the latter).
   """
   dtype = y.dtype  # the compute dtype; x and t may be float16/bfloat16
   if math.prod(geom.output_shape) == 0:
@@ -228,9 +230,9 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
   # Each branch under its own checkpoint: reverse mode then keeps no residual of
   # either (a cond split into known and linear parts would write the other
   # branch's intermediates, or zeros of their shapes, to memory).
-  return lax.cond(ok, jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
-                  jax.checkpoint(functools.partial(_exact_tangent, geom=geom)),
-                  x, y, z, t, shift)
+  return fallback.fast_or_exact(
+      ok, jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
+      jax.checkpoint(functools.partial(_exact_tangent, geom=geom)), x, y, z, t, shift)
 
 
 # `_factorised_tangent` is used when every window's z lies within _MAX_SHIFT of the

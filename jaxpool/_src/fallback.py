@@ -1,0 +1,43 @@
+"""A fast formula with an exact fallback, chosen per call by a data-dependent check.
+
+Some derivative rules have a fast form that is exact only while the data stay in a
+safe range, and a slower form that is exact everywhere: lp_pool's factorised
+gradient (``sign(x) |x|^(p-1)`` times a transposed window sum, exact while every
+``y^(p-1)`` is far from the float range limits) and soft_pool's factorised tangent
+(exact while the windows' log-denominators lie within a bounded shift of each
+other). `fast_or_exact` runs the fast form when a scalar check passes.
+
+Which mechanism is cheaper depends on the backend, so it is chosen per backend
+(`lax.platform_dependent`, resolved when the program is lowered):
+
+  * CPU: `lax.cond`. The predicate already lives in host memory; the branch not
+    taken costs nothing.
+  * GPU and other accelerators: the exact form, always. A `lax.cond` on a
+    device-computed predicate copies it to the host and waits for it before
+    launching the branch; on an H100 that wait made l2/lp 3x3/2 SAME
+    forward+backward 4x slower than plain autodiff (0.24 vs 0.06 ms on a
+    (128, 28, 28, 64) batch), more than the exact form costs.
+
+Under `vmap` with a batched predicate `lax.cond` computes both branches and
+selects (JAX's rule), which stays correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+from jax import lax
+
+
+def fast_or_exact(ok: jax.Array, fast: Callable, exact: Callable, *operands):
+  """`fast(*operands)` where the scalar bool `ok` holds, else `exact(*operands)`.
+
+  Both callables must return the same structure; `exact` must be correct for every
+  input, `fast` wherever `ok` is True. On CPU a `lax.cond`; elsewhere `exact`
+  alone (module docstring).
+  """
+  return lax.platform_dependent(
+      ok, *operands,
+      cpu=lambda ok, *a: lax.cond(ok, fast, exact, *a),
+      default=lambda ok, *a: exact(*a))

@@ -1,0 +1,77 @@
+"""Per-backend derivative rules: fallback.fast_or_exact (lp/soft) and the sum/avg tangent."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpool
+from jaxpool._src import fallback
+
+# Distinguishable forms: sin marks the fast one, cos the exact one in the lowered text.
+_fast = lambda x: jnp.sin(x)
+_exact = lambda x: jnp.cos(x)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_takes_fast_form_exactly_when_check_passes(ok):
+  x = jnp.linspace(-2.0, 2.0, 7)
+  f = jax.jit(lambda ok, x: fallback.fast_or_exact(ok, _fast, _exact, x))
+  expected = np.sin(np.asarray(x)) if ok else np.cos(np.asarray(x))
+  if jax.default_backend() != "cpu":  # accelerators: the exact form always
+    expected = np.cos(np.asarray(x))
+  np.testing.assert_allclose(np.asarray(f(jnp.asarray(ok), x)), expected, rtol=1e-6)
+
+
+def _lowered(fn, platform, *args):
+  return jax.jit(fn).trace(*args).lower(lowering_platforms=(platform,)).as_text()
+
+
+@pytest.mark.parametrize("platform", ["cuda", "rocm", "tpu"])
+def test_accelerators_lower_only_the_exact_form(platform):
+  x = jnp.ones(5)
+  f = lambda ok, x: fallback.fast_or_exact(ok, _fast, _exact, x)
+  assert "stablehlo.sine" in _lowered(f, "cpu", True, x)  # CPU keeps both branches
+  text = _lowered(f, platform, True, x)
+  assert "stablehlo.cosine" in text and "stablehlo.sine" not in text
+
+
+def test_differentiable_and_transposable():
+  x = jnp.linspace(-1.0, 1.0, 4)
+  for ok in (True, False):
+    g = jax.grad(lambda x: jnp.sum(fallback.fast_or_exact(jnp.asarray(ok), _fast, _exact, x)))(x)
+    fast = ok and jax.default_backend() == "cpu"
+    want = np.cos(np.asarray(x)) if fast else -np.sin(np.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), want, rtol=1e-6)
+  # linear branches: transposed by JAX (soft_pool's tangent rule relies on it)
+  (t,) = jax.linear_transpose(
+      lambda v: fallback.fast_or_exact(jnp.asarray(False), lambda a: 2 * a, lambda a: 3 * a, v),
+      x)(jnp.ones(4))
+  np.testing.assert_allclose(np.asarray(t), 3.0)
+
+
+@pytest.mark.parametrize("name", ["l2_pool", "soft_pool"])
+def test_pool_gradients_have_no_data_dependent_branch_on_gpu(name):
+  """The overlapping-window derivatives of l2/lp and soft pooling: a conditional on
+  CPU, none on GPU (where its predicate would be waited for by the host)."""
+  pool = getattr(jaxpool, name)
+  grad = jax.grad(lambda v: jnp.sum(pool(v, (3, 3), (2, 2), "SAME") ** 2))
+  x = jnp.ones((2, 9, 9, 3))
+  cpu, gpu = _lowered(grad, "cpu", x), _lowered(grad, "cuda", x)
+  # platform_dependent leaves a constant-index case (folded by XLA); the data
+  # check adds one more on CPU only
+  assert cpu.count("stablehlo.case") > gpu.count("stablehlo.case")
+
+
+def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
+  """Per-backend choice of the sum/avg tangent rule (reduce._window_sum_tangent): the
+  strided views on CPU, XLA's reduce-window (transposed: pad + reduce-window) on GPU
+  for overlapping windows; the views for tiling windows everywhere."""
+  x = jnp.ones((2, 9, 9, 3))
+  for window, strides, padding, xla_off_cpu in [((3, 3), (2, 2), "SAME", True),
+                                                ((2, 2), (2, 2), "VALID", False)]:
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.avg_pool(v, window, strides, padding) ** 2))
+    assert "reduce_window" not in _lowered(grad, "cpu", x)
+    assert ("reduce_window" in _lowered(grad, "cuda", x)) == xla_off_cpu
