@@ -306,7 +306,7 @@ def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _lp_static(x, geom, p, mean):
-  return _forward(x, p, geom, mean).astype(x.dtype)
+  return reduce.pooled(_forward(x, p, geom, mean).astype(x.dtype))
 
 
 def _lp_static_fwd(x, geom, p, mean):
@@ -325,7 +325,7 @@ _lp_static.defvjp(_lp_static_fwd, _lp_static_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _lp_traced(x, p, geom, mean):
-  return _forward(x, p, geom, mean).astype(x.dtype)
+  return reduce.pooled(_forward(x, p, geom, mean).astype(x.dtype))
 
 
 def _lp_traced_fwd(x, p, geom, mean):

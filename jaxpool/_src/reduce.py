@@ -252,6 +252,21 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
   return _materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best))
 
 
+def pooled(y: jax.Array) -> jax.Array:
+  """A pool's output as its rules return it: written to memory once (`_materialize`).
+
+  Pools whose forward pass is a fusion of strided views (max/min, sum/avg, lp,
+  soft, mixed, gated, stochastic) call this on their primal output, inside their
+  custom derivative rule (so that no derivative goes through it). Without it,
+  XLA:CPU fuses the views into whatever reads the output, and a flatten there
+  (pool -> dense, as in most CNNs) makes the fusion compute every view in the
+  flattened index space: seed_cnn's training step (2x2/2 pools, batch 128) was
+  1.15-1.45x slower for max, avg, l2 and soft pooling. A window whose value is -0.0
+  gives +0.0 (x + 0), equal under ==.
+  """
+  return _materialize(y)
+
+
 def _materialize(a: jax.Array) -> jax.Array:
   """`a`, computed once into memory rather than fused into (and redone by) its users.
 
@@ -356,7 +371,7 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
-  return _reduce_extremum(x, geom, kind)
+  return pooled(_reduce_extremum(x, geom, kind))
 
 
 @_extremum_pool.defjvp
@@ -364,13 +379,10 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
   # `y` through this rule again, not through lax: differentiating this rule (vjp of
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
-  # transpose raises NotImplementedError with window dilation.
-  # Written to memory once (`_materialize`), not fused into its readers: the offset
-  # pass below re-read it through padded views (3x3/2 SAME forward+backward 1.6x
-  # faster), and a flatten that follows (pool -> dense) made XLA compute the views
-  # in the flattened index space (seed_cnn training step 1.2x faster). A window
-  # whose extremum is -0.0 gives +0.0 here (x + 0), equal under ==.
-  y = _materialize(_extremum_pool(x, geom, kind))
+  # transpose raises NotImplementedError with window dilation. The primal is written
+  # to memory once (`_materialize`; see `pooled`), which the offset pass below also
+  # wants: it re-reads y through padded views (3x3/2 SAME forward+backward 1.6x faster).
+  y = _extremum_pool(x, geom, kind)
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
@@ -492,8 +504,8 @@ def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   if geom.window_size <= _VIEW_MAX_WINDOW:
     # Strided views in the forward for tiling windows too: the reshape-and-sum of
     # the tangent rule is fast to transpose but 4x slower than views forward.
-    return _strided_window_sum(x, geom)
-  return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window
+    return pooled(_strided_window_sum(x, geom))
+  return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window: never fused into readers
 
 
 def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:

@@ -291,7 +291,8 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  return _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
+  return reduce.pooled(
+      _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype))
 
 
 @_soft_pool.defjvp
@@ -299,11 +300,10 @@ def _soft_pool_jvp(geom, primals, tangents):
   (x,), (t,) = primals, tangents
   # `x` and `t` stay in their dtype until inside the tangent rule: a float32 copy of a
   # bfloat16 input would otherwise be a residual written to memory.
-  y = _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom)
-  if y.dtype != x.dtype:
-    # One float32 y, read by the cast and the backward pass: two consumers of the
-    # fused forward would make XLA write its per-offset exponentials to memory.
-    y = reduce._materialize(y)
+  # y written once (`reduce.pooled`), also in float32 for half precision inputs: read
+  # by the cast and the backward pass, two consumers of the fused forward would make
+  # XLA write its per-offset exponentials to memory.
+  y = reduce.pooled(_soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom))
   tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
   return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
 
