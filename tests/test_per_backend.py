@@ -74,7 +74,7 @@ def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
                                                 ((2, 2), (2, 2), "VALID", False)]:
     grad = jax.grad(lambda v: jnp.sum(jaxpool.avg_pool(v, window, strides, padding) ** 2))
     # XLA's rule: a reduce-window over the 3x3 window (the one over a trailing window
-    # of 2 is `reduce.pooled`'s fusion barrier on the forward output)
+    # of 2 is `views.pooled`'s fusion barrier on the forward output)
     xla_rule = lambda text: "window_dimensions = array<i64: 1, 3, 3, 1>" in text
     assert not xla_rule(_lowered(grad, "cpu", x))
     assert xla_rule(_lowered(grad, "cuda", x)) == xla_off_cpu

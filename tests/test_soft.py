@@ -250,9 +250,9 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   far[1, 3, 3, 1] = 100.0
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   tangent = rng.normal(size=x.shape).astype(np.float32)
-  from jaxpool._src import reduce
+  from jaxpool._src import views
   # Linear in t (a window sum times NaN), so that its transpose is NaN too.
-  nan_branch = lambda x, y, z, t, shift, geom: reduce._window_sum_by_views(t, geom) * np.nan
+  nan_branch = lambda x, y, z, t, shift, geom: views.window_sum_by_views(t, geom) * np.nan
   on_cpu = jax.default_backend() == "cpu"  # elsewhere: the exact tangent always
   for branch, ordinary_ok in [("_exact_tangent", True), ("_factorised_tangent", False)]:
     with monkeypatch.context() as patch:

@@ -56,6 +56,7 @@ from jaxpool._src import dtypes
 from jaxpool._src import fallback
 from jaxpool._src import geometry
 from jaxpool._src import reduce
+from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -186,7 +187,7 @@ def _factorised_grad(x, h, p, geom: PoolGeometry):
   sum of interior-padded views otherwise, as in `sum_pool`'s gradient), reading
   the output-sized `h` and `x` once.
   """
-  spread = jax.linear_transpose(lambda t: reduce._window_sum_by_views(t, geom),
+  spread = jax.linear_transpose(lambda t: views.window_sum_by_views(t, geom),
                                 jax.ShapeDtypeStruct(geom.input_shape, h.dtype))
   (total,) = spread(h)
   if p == 1:
@@ -211,7 +212,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
   """
   dtype = dtypes.compute_dtype(x.dtype)
   yc, gc = y.astype(dtype), g.astype(dtype)
-  if isinstance(p, float) and p < math.inf and not want_p and reduce._is_tiling(geom):
+  if isinstance(p, float) and p < math.inf and not want_p and views.is_tiling(geom):
     return _tiled_grad(x, yc, gc, p, geom, mean), None
   if isinstance(p, float) and 1 <= p < math.inf and not want_p:
     c = _divisor(geom, mean, dtype)
@@ -237,14 +238,14 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """The gradient in x for windows that tile the input, in one pass, for any fixed p.
 
   Every element lies in one window, so ``q = |x| / y`` is computed on the (output,
-  window) blocks of `x` (`reduce._window_blocks`) with the window's values
+  window) blocks of `x` (`views.window_blocks`) with the window's values
   broadcast: exact, no range check needed. The division is two multiplications by
   per-window factors, ``|x| * r * (1 / (y r))`` with ``r`` a power of two and ``y
   r`` in [1, 4) (`_power_of_two_reciprocal`): XLA fuses them, a division reused by
   the power it would not, and both factors stay normal numbers.
   """
   dtype = yc.dtype
-  blocks, axes = reduce._window_blocks(x.astype(dtype), geom)
+  blocks, axes = views.window_blocks(x.astype(dtype), geom)
   positive = yc > 0
   r, _ = _power_of_two_reciprocal(yc)
   s = 1 / jnp.where(positive, yc * r, 1)
@@ -255,7 +256,7 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   nonzero = positive & (a > 0)
   q = jnp.where(nonzero, a * r * s, 1)  # 1 where unused: no 0 ** negative
   grad = jnp.where(nonzero, jnp.sign(blocks) * _power(q, p - 1) * weight, 0)
-  unblock = jax.linear_transpose(lambda t: reduce._window_blocks(t, geom)[0],
+  unblock = jax.linear_transpose(lambda t: views.window_blocks(t, geom)[0],
                                  jax.ShapeDtypeStruct(geom.input_shape, dtype))
   (grad_x,) = unblock(grad)
   return grad_x.astype(x.dtype)
@@ -306,7 +307,7 @@ def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _lp_static(x, geom, p, mean):
-  return reduce.pooled(_forward(x, p, geom, mean).astype(x.dtype))
+  return views.pooled(_forward(x, p, geom, mean).astype(x.dtype))
 
 
 def _lp_static_fwd(x, geom, p, mean):
@@ -325,7 +326,7 @@ _lp_static.defvjp(_lp_static_fwd, _lp_static_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _lp_traced(x, p, geom, mean):
-  return reduce.pooled(_forward(x, p, geom, mean).astype(x.dtype))
+  return views.pooled(_forward(x, p, geom, mean).astype(x.dtype))
 
 
 def _lp_traced_fwd(x, p, geom, mean):

@@ -38,6 +38,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce
+from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
@@ -51,7 +52,7 @@ def _check_count_include_pad(count_include_pad, fn: str):
 def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   """max_pool(x) in the compute dtype, through max_pool's own rule (for the higher
   derivatives of the rules below, which give the first one themselves)."""
-  return reduce._extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
+  return reduce.extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
 
 
 def _written_once(a: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -62,7 +63,7 @@ def _written_once(a: jax.Array, geom: PoolGeometry) -> jax.Array:
   first: 2-4x slower for 3x3/2 SAME. Without padding, recomputing from plain
   strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
   """
-  return reduce._materialize(a) if any(p != (0, 0) for p in geom.lax_padding) else a
+  return views.materialize(a) if any(p != (0, 0) for p in geom.lax_padding) else a
 
 
 # --- one rule for the derivative of every mixture of max and average ------------------
@@ -102,12 +103,12 @@ def _window_elements(x: jax.Array, geom: PoolGeometry, dtype, factor=None):
   memory first.)
   """
   for k, offset in enumerate(geom.window_offsets()):
-    element = reduce._element(geom, offset)
+    element = views.locate(geom, offset)
     if element is not None:
-      view = reduce._of_input(x, element).astype(dtype)
+      view = views.of_input(x, element).astype(dtype)
       if factor is not None:
         view = view * factor(k)
-      yield k, reduce._on_windows(view, element, geom, 0)
+      yield k, views.on_windows(view, element, geom, 0)
 
 
 def _gate_logits(x: jax.Array, w: jax.Array, geom: PoolGeometry, dtype) -> jax.Array:
@@ -144,10 +145,10 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   shape = [1] * geom.ndim  # one gate weight per channel (or shared) on the channel axis
   if w is not None:
     shape[geom.channel_axis] = w.shape[-1]
-  if reduce._is_tiling(geom):
-    blocks, window_axes = reduce._window_blocks(t, geom)
+  if views.is_tiling(geom):
+    blocks, window_axes = views.window_blocks(t, geom)
     expand = lambda a: jnp.expand_dims(a, window_axes)
-    selected = reduce._selected_in_blocks(index, blocks.ndim, window_axes, geom)
+    selected = views.selected_in_blocks(index, blocks.ndim, window_axes, geom)
     coef = jnp.where(selected, expand(p), 0) + expand(q)
     if r is not None:  # w (*window, 1 or C) on the block's window and channel axes
       channel = geom.channel_axis + sum(a < geom.channel_axis for a in geom.spatial_axes)
@@ -160,14 +161,14 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
     return jnp.sum(blocks * coef, axis=tuple(window_axes))
   total = None
   for k, offset in enumerate(geom.window_offsets()):
-    element = reduce._element(geom, offset)
+    element = views.locate(geom, offset)
     if element is None:
       continue
-    on = lambda a: reduce._of_windows(a, element)
+    on = lambda a: views.of_windows(a, element)
     coef = jnp.where(on(index) == k, on(p), 0) + on(q)
     if r is not None:
       coef = coef + on(r) * jnp.reshape(w[offset], shape)
-    term = reduce._on_windows(reduce._of_input(t, element) * coef, element, geom, 0)
+    term = views.on_windows(views.of_input(t, element) * coef, element, geom, 0)
     total = term if total is None else total + term
   return jnp.zeros(out, dtype) if total is None else total
 
@@ -175,7 +176,7 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
 def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype):
   """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
   0 on windows holding no input in the latter. The max is written once (max_pool's
-  output, `reduce.pooled`): the mixture and `selected_offset` both read it."""
+  output, `views.pooled`): the mixture and `selected_offset` both read it."""
   raw = _max_value(x, geom)
   mean, inverse = _average(x, geom, count_include_pad)
   big, mean = raw.astype(dtype), mean.astype(dtype)
@@ -195,7 +196,7 @@ def _mixed(x, alpha, geom, count_include_pad):
   """alpha * max + (1 - alpha) * avg."""
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
   _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
-  return reduce.pooled(_mix(big, mean, alpha.astype(dtype)))
+  return views.pooled(_mix(big, mean, alpha.astype(dtype)))
 
 
 @functools.partial(_mixed.defjvp, symbolic_zeros=True)
@@ -204,7 +205,7 @@ def _mixed_jvp(geom, count_include_pad, primals, tangents):
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
   big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
   a = alpha.astype(dtype)
-  y = reduce.pooled(_mix(big_c, mean, a))
+  y = views.pooled(_mix(big_c, mean, a))
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):
     index = reduce.selected_offset(x, big, geom, "max")
@@ -219,7 +220,7 @@ def _gated(x, w, geom, count_include_pad):
   """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w))."""
   dtype = _gate_dtype(x, w)
   _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
-  return reduce.pooled(_mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype))))
+  return views.pooled(_mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype))))
 
 
 def _gate_dtype(x: jax.Array, w: jax.Array):
@@ -234,7 +235,7 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   # y, dy/dz and the K terms of the transpose all read these.
   mean = _written_once(mean, geom)
   g = _written_once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)), geom)
-  y = reduce.pooled(_mix(big_c, mean, g))
+  y = views.pooled(_mix(big_c, mean, g))
   r = _written_once((big_c - mean) * g * (1 - g), geom)  # dy/dz
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):

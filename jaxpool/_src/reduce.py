@@ -35,7 +35,6 @@ overlapping windows off CPU (`_window_sum_tangent`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -46,6 +45,7 @@ from jax import lax
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -72,7 +72,7 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
       return _extremum_by_views(x.astype(jnp.float32), geom, kind).astype(x.dtype)
     return _extremum_by_views(x, geom, kind)
   op = lax.max if kind == "max" else lax.min
-  if x.dtype in (jnp.bfloat16, jnp.float16) and not _is_tiling(geom):
+  if x.dtype in (jnp.bfloat16, jnp.float16) and not views.is_tiling(geom):
     # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
     # is about 2x slower than converting once and reducing in float32.
     y = geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op).astype(x.dtype)
@@ -117,70 +117,6 @@ def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
   return selections
 
 
-@dataclasses.dataclass(frozen=True)
-class _Element:
-  """Where element `offset` of the windows lies inside the input (no padding).
-
-  The windows `out_start:out_limit` (per dim, of the output) have this element
-  inside the input, at `x[in_start:in_limit:strides]`; the other windows see
-  padding there.
-  """
-  in_start: tuple[int, ...]
-  in_limit: tuple[int, ...]
-  in_strides: tuple[int, ...]
-  out_start: tuple[int, ...]
-  out_limit: tuple[int, ...]
-
-
-def _element(geom: PoolGeometry, offset) -> _Element | None:
-  """The `_Element` of `offset`, or None if every window has padding there."""
-  in_start, in_limit = [0] * geom.ndim, list(geom.input_shape)
-  in_strides, out_start, out_limit = [1] * geom.ndim, [0] * geom.ndim, list(geom.output_shape)
-  for i, axis in enumerate(geom.spatial_axes):
-    size, out, s = geom.input_shape[axis], geom.output_spatial[i], geom.strides[i]
-    first = offset[i] * geom.dilation[i] - geom.padding[i][0]  # in window 0
-    lo = -(first // s) if first < 0 else 0  # first window with first + o*s >= 0
-    hi = min(out - 1, (size - 1 - first) // s)  # last window with first + o*s < size
-    if hi < lo:
-      return None
-    in_start[axis], in_limit[axis], in_strides[axis] = first + lo * s, first + hi * s + 1, s
-    out_start[axis], out_limit[axis] = lo, hi + 1
-  return _Element(tuple(in_start), tuple(in_limit), tuple(in_strides), tuple(out_start),
-                  tuple(out_limit))
-
-
-def _on_windows(values: jax.Array, element: _Element, geom: PoolGeometry, fill) -> jax.Array:
-  """Pad `values` (on the windows `element` covers) to `output_shape` with `fill`."""
-  config = [(lo, out - hi, 0) for lo, hi, out in
-            zip(element.out_start, element.out_limit, geom.output_shape)]
-  if all(c == (0, 0, 0) for c in config):
-    return values
-  return lax.pad(values, jnp.asarray(fill, values.dtype), config)
-
-
-def _of_windows(values: jax.Array, element: _Element) -> jax.Array:
-  """The windows `element` covers, of an output-shaped array."""
-  return lax.slice(values, element.out_start, element.out_limit)
-
-
-def _of_input(x: jax.Array, element: _Element) -> jax.Array:
-  """Element `offset` of the windows `element` covers, a strided slice of `x`."""
-  return lax.slice(x, element.in_start, element.in_limit, element.in_strides)
-
-
-def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.Array]]:
-  """`(k, element k of every window)` for each offset `k` some window holds inside
-  the input: a strided slice of the unpadded `x`, padded with `fill` onto the
-  output grid where the window has padding there. No padded copy of `x` is
-  written; XLA fuses each view into its consumer."""
-  views = []
-  for k, offset in enumerate(geom.window_offsets()):
-    element = _element(geom, offset)
-    if element is not None:
-      views.append((k, _on_windows(_of_input(x, element), element, geom, fill)))
-  return views
-
-
 # Windows of at most this many elements are reduced as elementwise ops over strided
 # views (max/min forward and selected offset, sum forward). On CPU one fused pass
 # over the views beat XLA's reduce-window 1.2x (max 2x2/2) to 3-5x (sum 3x3/2).
@@ -197,13 +133,13 @@ def _extremum_by_views(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array
   """
   fill = _lowest(x.dtype, kind)
   op = lax.max if kind == "max" else lax.min
-  views = [view for _, view in padded_views(x, geom, fill)]
-  if not views:  # every window lies in the padding
+  elements = [view for _, view in views.padded_views(x, geom, fill)]
+  if not elements:  # every window lies in the padding
     return jnp.full(geom.output_shape, fill, x.dtype)
-  return functools.reduce(op, views)
+  return functools.reduce(op, elements)
 
 
-def _index_dtype(geom: PoolGeometry):
+def index_dtype(geom: PoolGeometry):
   """Smallest unsigned dtype holding every code of `selected_offset` (up to 2K)."""
   return jnp.uint8 if 2 * geom.window_size < 255 else jnp.int32
 
@@ -232,100 +168,24 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
     x, y = x.astype(jnp.float32), y.astype(jnp.float32)
   offsets = geom.window_offsets()
   size = len(offsets)
-  dtype = _index_dtype(geom)
+  dtype = index_dtype(geom)
   floating = jnp.issubdtype(x.dtype, jnp.floating)
   best = None
   # Only slices of the input: padding never matches (its score is the "no" 2K), so
   # no padded copy of `x` is written and no bounds mask is needed.
   for k, offset in enumerate(offsets):
-    element = _element(geom, offset)
+    element = views.locate(geom, offset)
     if element is None:
       continue
-    v, y_k = _of_input(x, element), _of_windows(y, element)
+    v, y_k = views.of_input(x, element), views.of_windows(y, element)
     score = jnp.where(v == y_k, dtype(size + k), dtype(2 * size))
     if floating:
       score = jnp.where(jnp.isnan(v), dtype(size - 1 - k), score)
-    score = _on_windows(score, element, geom, dtype(2 * size))
+    score = views.on_windows(score, element, geom, dtype(2 * size))
     best = score if best is None else jnp.minimum(best, score)
   if best is None:  # every window lies in the padding
     return jnp.full(geom.output_shape, size, dtype)
-  return _materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best))
-
-
-def pooled(y: jax.Array) -> jax.Array:
-  """A pool's output as its rules return it: written to memory once (`_materialize`).
-
-  Pools whose forward pass is a fusion of strided views (max/min, sum/avg, lp,
-  soft, mixed, gated, stochastic) call this on their primal output, inside their
-  custom derivative rule (so that no derivative goes through it). Without it,
-  XLA:CPU fuses the views into whatever reads the output, and a flatten there
-  (pool -> dense, as in most CNNs) makes the fusion compute every view in the
-  flattened index space: seed_cnn's training step (2x2/2 pools, batch 128) was
-  1.15-1.45x slower for max, avg, l2 and soft pooling. A window whose value is -0.0
-  gives +0.0 (x + 0), equal under ==.
-  """
-  return _materialize(y)
-
-
-def _materialize(a: jax.Array) -> jax.Array:
-  """`a`, computed once into memory rather than fused into (and redone by) its users.
-
-  XLA fuses an elementwise producer into each consumer loop, even one that reads
-  every element several times (the transposed slices of an overlapping pool), and
-  drops `lax.optimization_barrier` on CPU before fusing. A reduce-window is not
-  fused into its consumers, so the identity written as a reduction over a window
-  of two (the element and one padding element) is a cheap fusion barrier: one
-  pass over `a` (1 byte per output for uint8 codes). Integers: a min with the
-  dtype's maximum as padding; inexact dtypes: a sum with a padding 0 (exact, x + 0
-  = x, -0.0 becoming 0.0, which compares equal; differentiable; real or complex).
-  """
-  if jnp.issubdtype(a.dtype, jnp.integer):
-    init, op = np.asarray(np.iinfo(a.dtype).max, a.dtype), lax.min
-  else:
-    init, op = np.asarray(0, a.dtype), lax.add
-  out = lax.reduce_window(a[..., None], init, op, (1,) * a.ndim + (2,),
-                          (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
-  return out[..., 0]
-
-
-def _is_tiling(geom: PoolGeometry) -> bool:
-  """Windows tile the (padded) input: stride == window and no dilation, every dim."""
-  return all(s == k and (d == 1 or k == 1)
-             for k, s, d in zip(geom.window_shape, geom.strides, geom.dilation))
-
-
-def _window_blocks(t: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, list[int]]:
-  """Tiling windows as blocks: `t` padded, trimmed and reshaped to `(..., O, k, ...)`.
-
-  Each spatial dim of size `O * k` (after padding and trimming the rows no window
-  reaches) is split into `(O, k)`. Returns the blocks and the positions of the `k`
-  axes. Only pads, a slice and a reshape: their transposes fuse into one pass.
-  """
-  t = geom.pad(t, 0)
-  limits = list(t.shape)
-  for axis, out, k in zip(geom.spatial_axes, geom.output_spatial, geom.window_shape):
-    limits[axis] = out * k
-  if tuple(limits) != t.shape:
-    t = lax.slice(t, [0] * t.ndim, limits)
-  blocks, window_axes = [], []
-  for axis, size in enumerate(t.shape):
-    if axis in geom.spatial_axes:
-      i = geom.spatial_axes.index(axis)
-      blocks += [geom.output_spatial[i], geom.window_shape[i]]
-      window_axes.append(len(blocks) - 1)
-    else:
-      blocks.append(size)
-  return t.reshape(blocks), window_axes
-
-
-def _selected_in_blocks(index: jax.Array, ndim: int, window_axes, geom: PoolGeometry):
-  """Boolean mask over `_window_blocks`: the block position whose offset code
-  (row-major in the window) equals `index` of its window."""
-  code_shape = [1] * ndim
-  for axis, k in zip(window_axes, geom.window_shape):
-    code_shape[axis] = k
-  code = np.arange(geom.window_size, dtype=index.dtype).reshape(code_shape)
-  return jnp.expand_dims(index, window_axes) == code
+  return views.materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best))
 
 
 def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -335,8 +195,8 @@ def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Arr
   every block position with `index`. No strided slices, no interior pads: the
   transpose (the VJP) is one broadcast-select-reshape pass over the input.
   """
-  blocks, window_axes = _window_blocks(t, geom)
-  selected = _selected_in_blocks(index, blocks.ndim, window_axes, geom)
+  blocks, window_axes = views.window_blocks(t, geom)
+  selected = views.selected_in_blocks(index, blocks.ndim, window_axes, geom)
   picked = jnp.where(selected, blocks, jnp.zeros((), t.dtype))
   return jnp.sum(picked, axis=tuple(window_axes), dtype=t.dtype)
 
@@ -345,12 +205,12 @@ def _gather_strided(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
   """`t_out[o] = t[window o, offset index[o]]` for any geometry, by strided slices."""
   t_out = jnp.zeros(geom.output_shape, t.dtype)
   for k, offset in enumerate(geom.window_offsets()):
-    element = _element(geom, offset)
+    element = views.locate(geom, offset)
     if element is None:
       continue
-    term = jnp.where(_of_windows(index, element) == k, _of_input(t, element),
+    term = jnp.where(views.of_windows(index, element) == k, views.of_input(t, element),
                      jnp.zeros((), t.dtype))
-    t_out = t_out + _on_windows(term, element, geom, 0)
+    t_out = t_out + views.on_windows(term, element, geom, 0)
   return t_out
 
 
@@ -360,7 +220,7 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
   Linear in `t`; JAX transposes it into the VJP (select, then reshape or pad back),
   so the gradient never goes through select-and-scatter.
   """
-  if _is_tiling(geom):
+  if views.is_tiling(geom):
     return _gather_tiled(t, index, geom)
   if t.dtype in (jnp.bfloat16, jnp.float16):
     # Exact either way (one nonzero term per window), but XLA's CPU code for a sum
@@ -370,19 +230,19 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
-  return pooled(_reduce_extremum(x, geom, kind))
+def extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
+  return views.pooled(_reduce_extremum(x, geom, kind))
 
 
-@_extremum_pool.defjvp
+@extremum_pool.defjvp
 def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
   # `y` through this rule again, not through lax: differentiating this rule (vjp of
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
   # transpose raises NotImplementedError with window dilation. The primal is written
-  # to memory once (`_materialize`; see `pooled`), which the offset pass below also
+  # to memory once (`views.pooled`), which the offset pass below also
   # wants: it re-reads y through padded views (3x3/2 SAME forward+backward 1.6x faster).
-  y = _extremum_pool(x, geom, kind)
+  y = extremum_pool(x, geom, kind)
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
@@ -394,7 +254,7 @@ def _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode, chann
                           ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return _reduce_extremum(x, geom, kind)  # integers have no derivative
-  return _extremum_pool(x, geom, kind)
+  return extremum_pool(x, geom, kind)
 
 
 def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
@@ -471,57 +331,29 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
                    channel_axis, "min", "min_pool")
 
 
-def _strided_window_sum(t: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """The window sum as a sum of strided views of `t` (padded back where needed).
-
-  One fused elementwise pass, also for tiling windows: on CPU 1.4x faster than
-  XLA's reduce-window for float32 2x2/2 and 3-5x for 3x3/2.
-  """
-  if t.dtype in (jnp.bfloat16, jnp.float16):  # see gather_selected
-    return _strided_window_sum(t.astype(jnp.float32), geom).astype(t.dtype)
-  total = jnp.zeros(geom.output_shape, t.dtype)
-  for _, view in padded_views(t, geom, 0):
-    total = total + view
-  return total
-
-
-def _window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """The window sum written with reshapes (tiling windows) or strided slices.
-
-  Equal to `geom.reduce_window(t, 0, lax.add)`; used as the tangent rule of
-  `_window_sum` because its transpose (the VJP) is one fused broadcast pass (a
-  reshape back for tiling windows, a sum of interior pads otherwise) instead of
-  XLA's pad + reduce-window over the cotangent followed by full-size rescaling.
-  """
-  if _is_tiling(geom):
-    blocks, window_axes = _window_blocks(t, geom)
-    return jnp.sum(blocks, axis=tuple(window_axes), dtype=t.dtype)
-  return _strided_window_sum(t, geom)
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   if geom.window_size <= _VIEW_MAX_WINDOW:
     # Strided views in the forward for tiling windows too: the reshape-and-sum of
     # the tangent rule is fast to transpose but 4x slower than views forward.
-    return pooled(_strided_window_sum(x, geom))
+    return views.pooled(views.strided_window_sum(x, geom))
   return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window: never fused into readers
 
 
 def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The tangent rule of sum/avg pooling, chosen per backend where that pays.
 
-  Tiling windows: `_window_sum_by_views` everywhere (its transpose, a broadcast of
+  Tiling windows: `views.window_sum_by_views` everywhere (its transpose, a broadcast of
   the cotangent, beat XLA's rule by 1.2x on an H100 too). Overlapping windows:
   the views on CPU; elsewhere XLA's reduce-window, whose transpose (pad +
   reduce-window) was 1.3x faster than the views' on an H100 for 3x3/2 SAME on
   (1024, 28, 28, 64) and 1.2x slower on (32, 56, 56, 256): XLA's own rule is
   never slower than `flax.linen.avg_pool`'s, which is that rule.
   """
-  if _is_tiling(geom):
-    return _window_sum_by_views(t, geom)
+  if views.is_tiling(geom):
+    return views.window_sum_by_views(t, geom)
   return lax.platform_dependent(
-      t, cpu=lambda t: _window_sum_by_views(t, geom),
+      t, cpu=lambda t: views.window_sum_by_views(t, geom),
       default=lambda t: geom.reduce_window(t, 0, lax.add))
 
 

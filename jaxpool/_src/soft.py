@@ -50,7 +50,7 @@ from jax import lax
 from jaxpool._src import dtypes
 from jaxpool._src import fallback
 from jaxpool._src import geometry
-from jaxpool._src import reduce
+from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -136,10 +136,10 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
 def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
   """Element k of every window for each offset k, `fill` where it lies in the padding.
 
-  Strided slices of the unpadded `v`, padded on the output grid (`reduce._element`):
+  Strided slices of the unpadded `v`, padded on the output grid (`views.element`):
   no padded copy of the input is written.
   """
-  return [view for _, view in reduce.padded_views(v, geom, fill)]
+  return [view for _, view in views.padded_views(v, geom, fill)]
 
 
 def _softmax_terms(x: jax.Array, geom: PoolGeometry):
@@ -185,12 +185,12 @@ def _log_denominator(x: jax.Array, geom: PoolGeometry) -> jax.Array:
 
 
 def _soft_blocks(x: jax.Array, geom: PoolGeometry):
-  """Tiling windows as blocks (`reduce._window_blocks`): logits (-inf in the padding),
+  """Tiling windows as blocks (`views.window_blocks`): logits (-inf in the padding),
   values (0 in the padding) and the window axes."""
-  values, axes = reduce._window_blocks(x, geom)
+  values, axes = views.window_blocks(x, geom)
   logits = values
   if any(pad != (0, 0) for pad in geom.lax_padding):
-    inside, _ = reduce._window_blocks(jnp.ones(geom.input_shape, jnp.bool_), geom)
+    inside, _ = views.window_blocks(jnp.ones(geom.input_shape, jnp.bool_), geom)
     logits = jnp.where(inside, values, -np.inf)
   return logits, values, tuple(axes)
 
@@ -210,16 +210,16 @@ def _soft_tangent(x, y, t, geom: PoolGeometry):
   dtype = y.dtype  # the compute dtype; x and t may be float16/bfloat16
   if math.prod(geom.output_shape) == 0:
     return jnp.zeros(geom.output_shape, dtype)
-  if reduce._is_tiling(geom):
+  if views.is_tiling(geom):
     x, t = x.astype(dtype), t.astype(dtype)
     # z from strided views (one fused loop over the output; reductions over the
     # block axes would make XLA write a float32 copy of bfloat16 blocks), written
     # once: fused into the pass over the input it would be redone for every element.
-    z = reduce._materialize(_log_denominator(x, geom))
+    z = views.materialize(_log_denominator(x, geom))
     logits, values, axes = _soft_blocks(x, geom)
     coef = (jnp.exp(logits - jnp.expand_dims(z, axes))
             * (values - jnp.expand_dims(y, axes) + 1))
-    t_blocks, _ = reduce._window_blocks(t, geom)
+    t_blocks, _ = views.window_blocks(t, geom)
     return jnp.sum(coef * t_blocks, axis=axes)
   z = _log_denominator(x.astype(dtype), geom)
   finite = jnp.isfinite(z)  # z = +inf: a window entirely in the padding
@@ -264,12 +264,12 @@ def _factorised_tangent(x, y, z, t, shift, geom: PoolGeometry):
   """
   # 0 for windows entirely in the padding. Materialised: fused into the transposed
   # window sums, the exp would be evaluated once per window offset per input element.
-  a = reduce._materialize(jnp.exp(shift - z))
+  a = views.materialize(jnp.exp(shift - z))
   x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
   e = jnp.exp(jnp.minimum(x - shift, 0))  # elements of no window may exceed the shift
   et = e * t
-  first = reduce._window_sum_by_views((1 + x) * et, geom)
-  second = reduce._window_sum_by_views(et, geom)
+  first = views.window_sum_by_views((1 + x) * et, geom)
+  second = views.window_sum_by_views(et, geom)
   return a * (first - y * second)
 
 
@@ -282,7 +282,7 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
                                    _views(t, geom, 0)):
     # Computed once into memory: XLA would otherwise fuse every coefficient (an exp)
     # into the transposed views and evaluate it for every input element.
-    coef = reduce._materialize(jnp.exp(logit - z) * (value - y + 1))
+    coef = views.materialize(jnp.exp(logit - z) * (value - y + 1))
     terms.append(coef * tangent)
   if not terms:
     return jnp.zeros(geom.output_shape, y.dtype)
@@ -291,7 +291,7 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  return reduce.pooled(
+  return views.pooled(
       _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype))
 
 
@@ -300,10 +300,10 @@ def _soft_pool_jvp(geom, primals, tangents):
   (x,), (t,) = primals, tangents
   # `x` and `t` stay in their dtype until inside the tangent rule: a float32 copy of a
   # bfloat16 input would otherwise be a residual written to memory.
-  # y written once (`reduce.pooled`), also in float32 for half precision inputs: read
+  # y written once (`views.pooled`), also in float32 for half precision inputs: read
   # by the cast and the backward pass, two consumers of the fused forward would make
   # XLA write its per-offset exponentials to memory.
-  y = reduce.pooled(_soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom))
+  y = views.pooled(_soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom))
   tangent = jax.checkpoint(functools.partial(_soft_tangent, geom=geom))
   return y.astype(x.dtype), tangent(x, y, t).astype(x.dtype)
 

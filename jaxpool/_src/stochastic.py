@@ -46,6 +46,7 @@ from jax import lax
 
 from jaxpool._src import dtypes
 from jaxpool._src import reduce
+from jaxpool._src import views
 from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
@@ -106,7 +107,7 @@ def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     bits = jax.random.bits(key, (size,), jnp.uint32)
   # Written to memory once: fused into the draw, the flat halves are re-indexed per
   # element (measured 30x slower than the draw itself).
-  bits = reduce._materialize(bits.reshape(shape))
+  bits = views.materialize(bits.reshape(shape))
   return lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) * np.float32(2.0**-24)
 
 
@@ -120,7 +121,7 @@ def _elements(x: jax.Array, geom: PoolGeometry) -> list[jax.Array]:
   """
   # Offsets where every window has padding: zeros, so list index == offset index.
   out = [jnp.zeros(geom.output_shape, x.dtype)] * geom.window_size
-  for k, view in reduce.padded_views(x, geom, 0):
+  for k, view in views.padded_views(x, geom, 0):
     out[k] = view
   return out
 
@@ -138,7 +139,7 @@ def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Ar
   the forward and backward passes read them up to K times per output.
   """
   size = len(elements)
-  code_dtype = reduce._index_dtype(geom)  # uint8 up to 126 window elements
+  code_dtype = reduce.index_dtype(geom)  # uint8 up to 126 window elements
   sums, running = [], None
   for e in elements:
     running = e if running is None else running + e
@@ -153,7 +154,7 @@ def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Ar
     before = c
   drawn = jnp.where(threshold < total, below, last)
   drawn = jnp.where(jnp.isnan(total), code_dtype(size + 1), drawn)
-  return reduce._materialize(drawn)
+  return views.materialize(drawn)
 
 
 def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
@@ -167,7 +168,7 @@ def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
   for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
     value = jnp.where(drawn == k, e, value)
-  return reduce.pooled(value.astype(x.dtype)), drawn
+  return views.pooled(value.astype(x.dtype)), drawn
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
