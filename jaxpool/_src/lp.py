@@ -13,8 +13,8 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     a wrong result (|x| = 1e30 with p = 8 in float32, |x| = 1e4 with p = 8 in bf16);
     the scale is the power of two nearest below ``m`` (exact, and a multiplication
     instead of a division per element, which XLA would not fuse);
-  * window elements are visited as strided slices of the padded input, one per window
-    offset (``PoolGeometry.window_element``), so no (window x output) patch tensor
+  * window elements are visited as strided slices of the unpadded input, one per
+    window offset (``views.padded_views``), so no (window x output) patch tensor
     exists, the scaling by the per-window maximum is exact also for overlapping
     windows, and the forward pass is one fused loop over the output;
   * the derivative is a custom VJP whose only residuals are the inputs, the output
@@ -135,15 +135,22 @@ def _power_of_two_reciprocal(m: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """The pooled values in the compute dtype (see the module docstring)."""
-  a = jnp.abs(x.astype(dtypes.compute_dtype(x.dtype)))
-  padded = geom.pad(a, 0)
-  elements = [geom.window_element(padded, k) for k in geom.window_offsets()]
-  m = functools.reduce(jnp.maximum, elements)
+  xc = x.astype(dtypes.compute_dtype(x.dtype))
+  # One fused loop over strided views of the unpadded input: the maximum of |x|
+  # over views of |x|, the sum over views of the signed x (abs after the view). Two
+  # sets of views, so that XLA shares no padded view between the two reductions: a
+  # shared view, like a padded copy of |x|, is written to memory first (l2_pool
+  # 3x3/2 SAME forward+backward on CPU: 22 ms that way, 12 ms this way).
+  magnitudes = [view for _, view in views.padded_views(jnp.abs(xc), geom, 0)]
+  if not magnitudes:  # every window lies in the padding
+    return jnp.zeros(geom.output_shape, xc.dtype)
+  m = functools.reduce(jnp.maximum, magnitudes)
   if isinstance(p, float) and p == math.inf:
     return m
   # An all-zero window: every scaled element is 0, y = 0.
   r, inv_r = _power_of_two_reciprocal(m)
-  total = functools.reduce(jnp.add, [_power(e * r, p) for e in elements])
+  total = functools.reduce(jnp.add, [_power(jnp.abs(e) * r, p)
+                                     for _, e in views.padded_views(xc, geom, 0)])
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
