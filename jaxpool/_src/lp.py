@@ -314,11 +314,11 @@ def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _lp_static(x, geom, p, mean):
-  return views.pooled(_forward(x, p, geom, mean).astype(x.dtype))
+  return _forward(x, p, geom, mean).astype(x.dtype)
 
 
 def _lp_static_fwd(x, geom, p, mean):
-  y = _lp_static(x, geom, p, mean)
+  y = views.pooled(_lp_static(x, geom, p, mean))
   return y, (x, y)
 
 
@@ -333,11 +333,11 @@ _lp_static.defvjp(_lp_static_fwd, _lp_static_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _lp_traced(x, p, geom, mean):
-  return views.pooled(_forward(x, p, geom, mean).astype(x.dtype))
+  return _forward(x, p, geom, mean).astype(x.dtype)
 
 
 def _lp_traced_fwd(x, p, geom, mean):
-  y = _lp_traced(x, p, geom, mean)
+  y = views.pooled(_lp_traced(x, p, geom, mean))
   return y, (x, y, p)
 
 

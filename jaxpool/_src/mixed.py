@@ -173,11 +173,13 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   return jnp.zeros(out, dtype) if total is None else total
 
 
-def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype):
+def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype,
+           differentiated: bool = False):
   """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
-  0 on windows holding no input in the latter. The max is written once (max_pool's
-  output, `views.pooled`): the mixture and `selected_offset` both read it."""
+  0 on windows holding no input in the latter."""
   raw = _max_value(x, geom)
+  if differentiated:  # the mixture and `selected_offset` both read it
+    raw = _written_once(raw, geom)
   mean, inverse = _average(x, geom, count_include_pad)
   big, mean = raw.astype(dtype), mean.astype(dtype)
   empty = _empty_windows(geom)
@@ -196,14 +198,14 @@ def _mixed(x, alpha, geom, count_include_pad):
   """alpha * max + (1 - alpha) * avg."""
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
   _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
-  return views.pooled(_mix(big, mean, alpha.astype(dtype)))
+  return _mix(big, mean, alpha.astype(dtype))
 
 
 @functools.partial(_mixed.defjvp, symbolic_zeros=True)
 def _mixed_jvp(geom, count_include_pad, primals, tangents):
   (x, alpha), (t_x, t_alpha) = primals, tangents
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
   a = alpha.astype(dtype)
   y = views.pooled(_mix(big_c, mean, a))
   t_y = jnp.zeros(y.shape, dtype)
@@ -220,7 +222,7 @@ def _gated(x, w, geom, count_include_pad):
   """g * max + (1 - g) * avg with g = sigmoid(window_dot(x, w))."""
   dtype = _gate_dtype(x, w)
   _, big, mean, _ = _parts(x, geom, count_include_pad, dtype)
-  return views.pooled(_mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype))))
+  return _mix(big, mean, jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
 
 
 def _gate_dtype(x: jax.Array, w: jax.Array):
@@ -231,7 +233,7 @@ def _gate_dtype(x: jax.Array, w: jax.Array):
 def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
   # y, dy/dz and the K terms of the transpose all read these.
   mean = _written_once(mean, geom)
   g = _written_once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)), geom)

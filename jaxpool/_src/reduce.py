@@ -231,7 +231,7 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def extremum_pool(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
-  return views.pooled(_reduce_extremum(x, geom, kind))
+  return _reduce_extremum(x, geom, kind)
 
 
 @extremum_pool.defjvp
@@ -239,10 +239,10 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   (x,), (t,) = primals, tangents
   # `y` through this rule again, not through lax: differentiating this rule (vjp of
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
-  # transpose raises NotImplementedError with window dilation. The primal is written
-  # to memory once (`views.pooled`), which the offset pass below also
-  # wants: it re-reads y through padded views (3x3/2 SAME forward+backward 1.6x faster).
-  y = extremum_pool(x, geom, kind)
+  # transpose raises NotImplementedError with window dilation. Written to memory
+  # once (`views.pooled`), which the offset pass below also wants: it re-reads y
+  # through padded views (3x3/2 SAME forward+backward 1.6x faster).
+  y = views.pooled(extremum_pool(x, geom, kind))
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
@@ -336,7 +336,7 @@ def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   if geom.window_size <= _VIEW_MAX_WINDOW:
     # Strided views in the forward for tiling windows too: the reshape-and-sum of
     # the tangent rule is fast to transpose but 4x slower than views forward.
-    return views.pooled(views.strided_window_sum(x, geom))
+    return views.strided_window_sum(x, geom)
   return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window: never fused into readers
 
 
@@ -360,7 +360,7 @@ def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:
 @_linear_window_sum.defjvp
 def _linear_window_sum_jvp(geom, primals, tangents):
   (x,), (t,) = primals, tangents
-  return _linear_window_sum(x, geom), _window_sum_tangent(t, geom)
+  return views.pooled(_linear_window_sum(x, geom)), _window_sum_tangent(t, geom)
 
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:

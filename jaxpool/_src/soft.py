@@ -291,8 +291,7 @@ def _exact_tangent(x, y, z, t, shift, geom: PoolGeometry):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _soft_pool(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  return views.pooled(
-      _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype))
+  return _soft_forward(x.astype(dtypes.compute_dtype(x.dtype)), geom).astype(x.dtype)
 
 
 @_soft_pool.defjvp

@@ -168,7 +168,7 @@ def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
   for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
     value = jnp.where(drawn == k, e, value)
-  return views.pooled(value.astype(x.dtype)), drawn
+  return value.astype(x.dtype), drawn
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -177,7 +177,8 @@ def _sample(x, u, geom):
 
 
 def _sample_fwd(x, u, geom):
-  return _forward(x, u, geom)
+  value, drawn = _forward(x, u, geom)
+  return views.pooled(value), drawn
 
 
 def _sample_bwd(geom, drawn, g):
