@@ -59,7 +59,7 @@ def locate(geom: PoolGeometry, offset) -> Element | None:
     in_start[axis], in_limit[axis], in_strides[axis] = first + lo * s, first + hi * s + 1, s
     out_start[axis], out_limit[axis] = lo, hi + 1
   return Element(tuple(in_start), tuple(in_limit), tuple(in_strides), tuple(out_start),
-                  tuple(out_limit))
+                 tuple(out_limit))
 
 
 def on_windows(values: jax.Array, element: Element, geom: PoolGeometry, fill) -> jax.Array:
@@ -86,12 +86,12 @@ def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.
   the input: a strided slice of the unpadded `x`, padded with `fill` onto the
   output grid where the window has padding there. No padded copy of `x` is
   written; XLA fuses each view into its consumer."""
-  views = []
+  out = []
   for k, offset in enumerate(geom.window_offsets()):
     element = locate(geom, offset)
     if element is not None:
-      views.append((k, on_windows(of_input(x, element), element, geom, fill)))
-  return views
+      out.append((k, on_windows(of_input(x, element), element, geom, fill)))
+  return out
 
 
 def materialize(a: jax.Array) -> jax.Array:

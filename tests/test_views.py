@@ -1,0 +1,97 @@
+"""views: strided window views, tiling blocks, window sums and fusion barriers,
+against the plain numpy window loops of tests/reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jax.numpy as jnp
+
+from jaxpool._src import geometry
+from jaxpool._src import views
+from tests import reference
+
+_GEOMETRIES = [  # (spatial, window, strides, padding, dilation, ceil_mode)
+    ((7, 8), (3, 3), (2, 2), "SAME", None, False),
+    ((7, 8), (2, 3), (2, 1), ((1, 0), (2, 1)), None, False),
+    ((9,), (3,), (2,), 1, 2, False),
+    ((7, 6), (3, 2), (2, 2), 1, None, True),
+    ((5, 5), (2, 2), (2, 2), "VALID", None, False),
+    ((4, 4), (3, 3), (1, 1), ((3, 0), (0, 3)), None, False),  # offsets fully in padding
+]
+
+
+def _geom(x, window, strides, padding, dilation, ceil_mode):
+  return geometry.resolve(x.shape, window, strides, padding, dilation=dilation,
+                          ceil_mode=ceil_mode)
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
+def test_padded_views_are_the_window_elements(spatial, window, strides, padding, dilation,
+                                              ceil_mode):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
+  geom = _geom(x, window, strides, padding, dilation, ceil_mode)
+  fill = -7.0
+  got = dict(views.padded_views(jnp.asarray(x), geom, fill))
+  for k in range(int(np.prod(window))):
+    pick = lambda values, inside, _, k=k: values[k] if inside[k] else np.full(values[k].shape, fill)
+    want = reference.window_pool(x, window, strides, padding, dilation=dilation,
+                                 ceil_mode=ceil_mode, reduce=pick)
+    if k in got:
+      np.testing.assert_array_equal(np.asarray(got[k]), want.astype(np.float32))
+    else:  # left out only where every window has padding at offset k
+      np.testing.assert_array_equal(want, fill)
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
+def test_window_sums_equal_the_reference(spatial, window, strides, padding, dilation,
+                                         ceil_mode):
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
+  geom = _geom(x, window, strides, padding, dilation, ceil_mode)
+  want = reference.sum_pool(x, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
+  for fn in (views.strided_window_sum, views.window_sum_by_views):
+    np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), geom)), want, rtol=1e-5, atol=1e-5)
+  # half precision: summed in float32, rounded once
+  xb = jnp.asarray(x, jnp.bfloat16)
+  wantb = reference.sum_pool(np.asarray(xb, np.float32), window, strides, padding,
+                             dilation=dilation, ceil_mode=ceil_mode)
+  got = views.strided_window_sum(xb, geom)
+  assert got.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                np.asarray(jnp.asarray(wantb, jnp.float32).astype(jnp.bfloat16),
+                                           np.float32))
+
+
+def test_window_blocks_of_tiling_windows():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+  geom = _geom(x, (2, 3), (2, 3), ((1, 0), (0, 2)), None, False)
+  assert views.is_tiling(geom)
+  assert not views.is_tiling(_geom(x, (3, 3), (2, 2), "SAME", None, False))
+  blocks, axes = views.window_blocks(jnp.asarray(x), geom)
+  assert axes == [2, 4] and blocks.shape == (2, 3, 2, 3, 3, 3)
+  for k, (i, j) in enumerate(np.ndindex(2, 3)):
+    pick = lambda values, inside, _, k=k: values[k] if inside[k] else np.zeros(values[k].shape)
+    want = reference.window_pool(x, (2, 3), (2, 3), ((1, 0), (0, 2)), reduce=pick)
+    np.testing.assert_array_equal(np.asarray(blocks[:, :, i, :, j]), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8,
+                                   np.int32, np.complex64])
+def test_barriers_are_the_identity(dtype):
+  if np.issubdtype(dtype, np.integer):
+    info = np.iinfo(dtype)
+    values = np.array([info.min, info.max, 0, 1, info.max - 1], dtype)
+  elif dtype == np.complex64:
+    values = np.array([1 + 2j, -0.0, np.inf, 3.5 - 1j, 0], dtype)
+  else:
+    values = np.array([np.nan, np.inf, -np.inf, -0.0, 1.5], np.float32)
+  x = jnp.asarray(np.tile(values, (3, 1)), dtype)
+  for barrier in (views.materialize, views.pooled):
+    out = barrier(x)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    as_numpy = lambda a: np.asarray(a.astype(jnp.float32) if a.dtype == jnp.bfloat16 else a)
+    np.testing.assert_array_equal(as_numpy(out), as_numpy(x))  # NaN == NaN here
