@@ -27,12 +27,16 @@ def _geom(x, window, strides, padding, dilation, ceil_mode):
                           ceil_mode=ceil_mode)
 
 
+def _random_case(seed, spatial, *args):
+  """A random (2, *spatial, 3) float32 input and its geometry."""
+  x = np.random.default_rng(seed).normal(size=(2, *spatial, 3)).astype(np.float32)
+  return x, _geom(x, *args)
+
+
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
 def test_padded_views_are_the_window_elements(spatial, window, strides, padding, dilation,
                                               ceil_mode):
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
-  geom = _geom(x, window, strides, padding, dilation, ceil_mode)
+  x, geom = _random_case(0, spatial, window, strides, padding, dilation, ceil_mode)
   fill = -7.0
   got = dict(views.padded_views(jnp.asarray(x), geom, fill))
   for k in range(int(np.prod(window))):
@@ -48,9 +52,7 @@ def test_padded_views_are_the_window_elements(spatial, window, strides, padding,
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
 def test_window_sums_equal_the_reference(spatial, window, strides, padding, dilation,
                                          ceil_mode):
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
-  geom = _geom(x, window, strides, padding, dilation, ceil_mode)
+  x, geom = _random_case(1, spatial, window, strides, padding, dilation, ceil_mode)
   want = reference.sum_pool(x, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
   for fn in (views.strided_window_sum, views.window_sum_by_views):
     np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), geom)), want, rtol=1e-5, atol=1e-5)
