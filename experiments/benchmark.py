@@ -408,15 +408,28 @@ def _repeated(fn: Callable, calls: int) -> Callable:
   return run
 
 
+def _import_torch():
+  """The torch module, or None where it is not installed.
+
+  PyTorch's OpenMP threads would otherwise spin for a while after each call (GNU
+  OpenMP's default), taking the cores from the JAX call timed next: passive
+  waiting is set before torch loads its OpenMP runtime (a value already in the
+  environment wins).
+  """
+  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+  try:
+    import torch  # noqa: PLC0415 - optional
+  except ImportError:
+    return None
+  return torch
+
+
 def torch_device() -> str:
   """Where PyTorch runs beside JAX: "cuda" when JAX runs on a GPU and torch sees one."""
   if jax.default_backend() != "gpu":
     return "cpu"
-  try:
-    import torch  # noqa: PLC0415 - optional
-  except ImportError:
-    return "cpu"
-  return "cuda" if torch.cuda.is_available() else "cpu"
+  torch = _import_torch()
+  return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
 def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int = 1):
@@ -427,15 +440,10 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int
   """
   if torch_key is None:
     return None
-  # PyTorch's OpenMP threads would otherwise spin for a while after each call (GNU
-  # OpenMP's default), taking the cores from the JAX call timed next; set before
-  # torch loads its OpenMP runtime (a value already in the environment wins).
-  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-  try:
-    import torch  # noqa: PLC0415 - optional
-    import torch.nn.functional as F  # noqa: PLC0415, N812
-  except ImportError:
+  torch = _import_torch()
+  if torch is None:
     return None
+  F = torch.nn.functional  # noqa: N806
   torch.set_num_threads(threads)
   device = torch_device()
   dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,

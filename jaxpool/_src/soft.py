@@ -136,7 +136,7 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
 def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
   """Element k of every window for each offset k, `fill` where it lies in the padding.
 
-  Strided slices of the unpadded `v`, padded on the output grid (`views.element`):
+  Strided slices of the unpadded `v`, padded on the output grid (`views.padded_views`):
   no padded copy of the input is written.
   """
   return [view for _, view in views.padded_views(v, geom, fill)]
