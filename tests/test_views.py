@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import jax
 import jax.numpy as jnp
 
 from jaxpool._src import geometry
@@ -47,6 +48,54 @@ def test_padded_views_are_the_window_elements(spatial, window, strides, padding,
       np.testing.assert_array_equal(np.asarray(got[k]), want.astype(np.float32))
     else:  # left out only where every window has padding at offset k
       np.testing.assert_array_equal(want, fill)
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode",
+                         _GEOMETRIES + [((5, 4, 6), (2, 3, 2), (3, 1, 2), 1, (1, 2, 1), True)])
+def test_phase_views_are_the_window_elements(spatial, window, strides, padding, dilation,
+                                             ceil_mode):
+  """The same values (and offsets) as the strided padded views with fill 0, and in
+  channels-first layout too."""
+  x, geom = _random_case(5, spatial, window, strides, padding, dilation, ceil_mode)
+  for layout in ("last", "first"):
+    xl = jnp.asarray(x if layout == "last" else np.moveaxis(x, -1, 1))
+    g = geom if layout == "last" else geometry.resolve(
+        xl.shape, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode,
+        channel_axis=1)
+    got, want = views.phase_views(xl, g), views.padded_views(xl, g, 0)
+    assert [k for k, _ in got] == [k for k, _ in want]
+    for (_, a), (_, b) in zip(got, want):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _scatter_to_windows(coef, x_shape, window, strides, padding, dilation, ceil_mode):
+  """numpy loop: input element i gets sum over (window o, offset k) holding i of coef[k][o]."""
+  spatial = x_shape[1:-1]
+  strides, dilation, pads, outs = reference.window_layout(spatial, window, strides, padding,
+                                                          dilation, ceil_mode)
+  out = np.zeros(x_shape, np.float64)
+  for k, offset in enumerate(np.ndindex(*window)):
+    for o in np.ndindex(*outs):
+      pos = [oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, offset,
+                                                                    dilation)]
+      if all(0 <= p < n for p, n in zip(pos, spatial)):
+        out[(slice(None), *pos, slice(None))] += coef[k][(slice(None), *o, slice(None))]
+  return out
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
+def test_phase_views_transpose_scatters_to_the_window_elements(spatial, window, strides,
+                                                               padding, dilation, ceil_mode):
+  """The VJP of t -> sum_k c_k * view_k(t) (the concatenate of per-phase sums) puts
+  c_k[o] on the element at offset k of window o, and nothing on elements no
+  window reaches."""
+  x, geom = _random_case(6, spatial, window, strides, padding, dilation, ceil_mode)
+  rng = np.random.default_rng(7)
+  coef = rng.normal(size=(geom.window_size, *geom.output_shape)).astype(np.float32)
+  linear = lambda t: sum(coef[k] * view for k, view in views.phase_views(t, geom))
+  (got,) = jax.linear_transpose(linear, jnp.asarray(x))(jnp.ones(geom.output_shape))
+  want = _scatter_to_windows(coef, x.shape, window, strides, padding, dilation, ceil_mode)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)

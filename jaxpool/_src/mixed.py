@@ -159,16 +159,15 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
       w_ordered = w if channel > window_axes[-1] else jnp.moveaxis(w, -1, 0)
       coef = coef + expand(r) * jnp.reshape(w_ordered, w_shape)
     return jnp.sum(blocks * coef, axis=tuple(window_axes))
+  # Views from the stride phases of `t`: the transpose computes every input
+  # element from the offsets of its own phase only.
+  offsets = geom.window_offsets()
   total = None
-  for k, offset in enumerate(geom.window_offsets()):
-    element = views.locate(geom, offset)
-    if element is None:
-      continue
-    on = lambda a: views.of_windows(a, element)
-    coef = jnp.where(on(index) == k, on(p), 0) + on(q)
+  for k, view in views.phase_views(t, geom):
+    coef = jnp.where(index == k, p, 0) + q
     if r is not None:
-      coef = coef + on(r) * jnp.reshape(w[offset], shape)
-    term = views.on_windows(views.of_input(t, element) * coef, element, geom, 0)
+      coef = coef + r * jnp.reshape(w[offsets[k]], shape)
+    term = view * coef
     total = term if total is None else total + term
   return jnp.zeros(out, dtype) if total is None else total
 
