@@ -238,10 +238,11 @@ def test_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options
 
 
 def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch):
-  # Replacing one branch of the overlapping-window tangent by NaNs shows which one
-  # was taken: on CPU the factorised one for ordinary inputs, the exact one when
-  # window log-denominators spread over more than _MAX_SHIFT (an element 100 above
-  # the rest); on accelerators the exact one always (fallback.fast_or_exact).
+  # Replacing one branch of the tangent by NaNs shows which one was taken: on CPU
+  # the factorised one for ordinary inputs, the exact one when some window's
+  # weights lie more than _MAX_SHIFT below the largest element of the input (an
+  # element 100 above the rest); on accelerators the exact one always
+  # (fallback.fast_or_exact).
   from jaxpool._src import soft
   rng = np.random.default_rng(21)
   args = ((3, 3), 2, "SAME", {})
@@ -252,7 +253,7 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   tangent = rng.normal(size=x.shape).astype(np.float32)
   from jaxpool._src import views
   # Linear in t (a window sum times NaN), so that its transpose is NaN too.
-  nan_branch = lambda x, y, z, t, shift, geom: views.window_sum_by_views(t, geom) * np.nan
+  nan_branch = lambda x, y, d, shift, t, geom: views.window_sum_by_views(t, geom) * np.nan
   on_cpu = jax.default_backend() == "cpu"  # elsewhere: the exact tangent always
   for branch, ordinary_ok in [("_exact_tangent", True), ("_factorised_tangent", False)]:
     with monkeypatch.context() as patch:
@@ -267,6 +268,28 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
           np.testing.assert_allclose(np.sum(jvp * cot), np.sum(tangent * want), rtol=1e-4)
         else:
           assert np.isnan(vjp).all() and np.isnan(jvp).all()
+
+
+@pytest.mark.parametrize("offset, far", [(0.0, False), (300.0, False), (0.0, True)])
+def test_values_under_differentiation_match_numpy(offset, far):
+  """Differentiated, overlapping windows take the one-shift forward pass (or, for an
+  input spread over more than _MAX_SHIFT, the exact one): the values, and the
+  gradient of inputs far from 0 (cancellation in the factorised tangent), against
+  the numpy reference."""
+  rng = np.random.default_rng(23)
+  x = (offset + rng.normal(size=(2, 9, 8, 3)) * 3).astype(np.float32)
+  if far:
+    x[0, 4, 4, 0] = 100.0
+  f = lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME")
+  cot = rng.normal(size=(2, 5, 4, 3)).astype(np.float32)
+  y_vjp, grad = jax.jit(lambda x, c: (lambda y, pull: (y, pull(c)[0]))(*jax.vjp(f, x)))(x, cot)
+  y_jvp = jax.jit(lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),))[0])(x)
+  want = reference.lip_pool(x, x, (3, 3), 2, "SAME")
+  for y in (y_vjp, y_jvp):
+    np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(grad),
+                             reference.soft_pool_grad(x, cot, (3, 3), 2, "SAME"),
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_soft_gradient_under_vmap_and_bfloat16():

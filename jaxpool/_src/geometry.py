@@ -283,6 +283,12 @@ class PoolGeometry:
     mask = self._outer(masks, np.logical_and)
     return None if mask.all() else self.spatial_to_output(mask)
 
+  def empty_windows(self) -> np.ndarray | None:
+    """Static mask (broadcastable to `output_shape`) of the windows holding no input
+    element (entirely in the padding or the ceil_mode overhang), or None."""
+    empty = self.window_counts(False) == 0
+    return self.spatial_to_output(empty) if empty.any() else None
+
   def window_counts(self, count_include_pad: bool) -> np.ndarray:
     """Number of window elements counted by an average, shape `output_spatial`.
 

@@ -86,12 +86,6 @@ def _mix(big: jax.Array, mean: jax.Array, weight: jax.Array) -> jax.Array:
   return mean + weight * (big - mean)
 
 
-def _empty_windows(geom: PoolGeometry):
-  """Boolean mask (broadcastable to the output) of windows holding no input, or None."""
-  empty = geom.window_counts(False) == 0
-  return geom.spatial_to_output(empty) if empty.any() else None
-
-
 def _window_elements(x: jax.Array, geom: PoolGeometry, dtype, factor=None):
   """(k, element k of every window in `dtype` times `factor(k)`), 0 in the padding;
   offsets all in padding are left out.
@@ -181,7 +175,7 @@ def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype,
     raw = _written_once(raw, geom)
   mean, inverse = _average(x, geom, count_include_pad)
   big, mean = raw.astype(dtype), mean.astype(dtype)
-  empty = _empty_windows(geom)
+  empty = geom.empty_windows()
   if empty is not None:  # max -inf (and avg 0 / 0 without padding counted) there
     big = jnp.where(empty, jnp.zeros((), dtype), big)
     mean = jnp.where(empty, jnp.zeros((), dtype), mean)
