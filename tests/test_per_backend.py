@@ -38,6 +38,18 @@ def test_accelerators_lower_only_the_exact_form(platform):
   assert "stablehlo.cosine" in text and "stablehlo.sine" not in text
 
 
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 5, 200), (2, 700)])
+def test_all_true_is_numpy_all(shape):
+  rng = np.random.default_rng(3)
+  cases = [np.ones(shape, bool), rng.random(shape) > 0.5]
+  if np.prod(shape):
+    one_false = np.ones(shape, bool)
+    one_false.flat[-1] = False  # the very last element alone
+    cases.append(one_false)
+  for ok in cases:
+    assert bool(jax.jit(fallback.all_true)(jnp.asarray(ok))) == bool(np.all(ok))
+
+
 def test_differentiable_and_transposable():
   x = jnp.linspace(-1.0, 1.0, 4)
   for ok in (True, False):

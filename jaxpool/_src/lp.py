@@ -170,23 +170,6 @@ _SAFE_EXP = 90
 _SAFE_H = 120
 
 
-def _any_false(ok: jax.Array) -> jax.Array:
-  """Whether any element of the boolean array `ok` is False, as a scalar.
-
-  Summed as 0/1 floats over the leading dims first (vectorised along the trailing
-  ones), which XLA:CPU runs 2-3x faster than `jnp.all`; a sum of non-negative
-  numbers is > 0 exactly when one of them is.
-  """
-  if ok.size == 0:
-    return jnp.asarray(False)
-  flags = jnp.where(ok, 0.0, 1.0).astype(jnp.float32)
-  cols, i = 1, flags.ndim
-  while i > 0 and cols < 512:
-    i -= 1
-    cols *= flags.shape[i]
-  return jnp.sum(jnp.sum(flags.reshape(-1, cols), axis=0)) > 0
-
-
 def _factorised_grad(x, h, p, geom: PoolGeometry):
   """sign(x) |x|^(p-1) * sum over the windows o holding x of h_o, for p >= 1.
 
@@ -233,7 +216,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     # `x` enters the branches in its own dtype and the gradient leaves in it: a
     # float32 copy made outside (for bfloat16 inputs) would be written to memory.
     return fallback.fast_or_exact(
-        ~_any_false(ok),
+        fallback.all_true(ok),
         lambda x, h, yc, gc: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype),
                               None),
         lambda x, h, yc, gc: _general_backward(x, yc, p, gc, geom, mean, want_p),

@@ -260,22 +260,11 @@ _MAX_Y = 2.0 ** 30
 def _fast_form_ok(y: jax.Array, d: jax.Array, shift: jax.Array,
                   geom: PoolGeometry) -> jax.Array:
   """Scalar bool: `_shifted_sums` is exact for every window (a NaN anywhere: False)."""
+  ok = (d >= math.exp(-_MAX_SHIFT)) & (jnp.abs(y - shift) <= _MAX_Y)
   empty = geom.empty_windows()
   if empty is not None:  # d = 0 by construction there, y = 0
-    d = jnp.where(empty, jnp.ones((), d.dtype), d)
-  minus_d_min, v_max = _maxima([-d, jnp.abs(y - shift)])
-  return (-minus_d_min >= math.exp(-_MAX_SHIFT)) & (v_max <= _MAX_Y)
-
-
-def _maxima(arrays: list[jax.Array]) -> list[jax.Array]:
-  """The maximum of each array, in one pass (a NaN anywhere gives NaN)."""
-  stacked = jnp.stack(arrays)
-  cols, i = 1, stacked.ndim
-  while i > 1 and cols < 512:
-    i -= 1
-    cols *= stacked.shape[i]
-  rows = stacked.reshape(len(arrays), -1, cols)
-  return list(jnp.max(jnp.max(rows, axis=1), axis=1))
+    ok = ok | empty
+  return fallback.all_true(ok)
 
 
 def _factorised_tangent(x, y, d, shift, t, geom: PoolGeometry):
