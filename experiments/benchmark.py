@@ -27,6 +27,11 @@ interpreter) can import tensorflow. Only the training table:
     python -m experiments.benchmark --config=configs/benchmark.py --workdir=/tmp/train \
         --config.cases="()" --config.training.keras_python=/path/to/tf-env/bin/python
 
+Run as a program, it first sets the malloc options of experiments/allocator.py
+(XLA:CPU's temporary buffers are then reused instead of page-faulted in afresh on
+every call; `JAXPOOL_MALLOC=default` keeps glibc's defaults), for every candidate
+alike, the Keras subprocess included; the report names the setting.
+
 Writes `benchmark.json` (every median, quartile and ratio, the device) and
 `benchmark.md` (the tables) into `--workdir`. Numbers are medians; on a shared
 machine compare the ratios, which come from one interleaved measurement.
@@ -59,6 +64,7 @@ import numpy as np
 from jax import lax
 
 import jaxpool
+from experiments import allocator
 from experiments import timing
 
 
@@ -766,8 +772,10 @@ class _KerasProcess:
   def __init__(self, cmd: list[str]):
     self.cmd = cmd
     self._stderr = tempfile.TemporaryFile(mode="w+")
+    # The allocator options of this process (experiments.allocator): same for all.
+    env = {**os.environ, **allocator.environment()}
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=self._stderr, text=True)
+                                 stderr=self._stderr, text=True, env=env)
     self._lines: queue.Queue = queue.Queue()
     threading.Thread(target=self._read, daemon=True).start()
 
@@ -899,7 +907,7 @@ def device_info() -> dict:
   return {"platform": dev.platform, "device_kind": dev.device_kind,
           "device_count": jax.device_count(), "cpu_model": cpu, "cpu_count": os.cpu_count(),
           "load_average": load, "jax": jax.__version__, "python": sys.version.split()[0],
-          "torch_device": torch_device()}
+          "torch_device": torch_device(), "malloc": allocator.describe()}
 
 
 def _fmt(v, digits=2, suffix=""):
@@ -912,7 +920,8 @@ def to_markdown(result: dict) -> str:
            f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
            f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
            f"Load average at start/end: {d.get('load_average')} / "
-           f"{result.get('load_average_end')}.", "",
+           f"{result.get('load_average_end')}. malloc: {d.get('malloc', 'default')} "
+           "(experiments/allocator.py).", "",
            f"Medians of interleaved rounds (experiments/timing.py), each timed call "
            f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, "
            f"milliseconds per call ({result.get('calls_per_sample', 1)} back-to-back calls "
@@ -1026,5 +1035,6 @@ def main(argv, flag_values=flags.FLAGS):
 
 
 if __name__ == "__main__":
+  allocator.retain_freed_memory()  # before JAX allocates anything (see the module)
   define_flags()
   app.run(main)
