@@ -1,23 +1,25 @@
-"""Keep glibc's malloc from handing XLA:CPU's buffers back to the kernel between calls.
+"""Optional: keep glibc's malloc from handing XLA:CPU's buffers back to the kernel.
 
 XLA:CPU allocates a compiled program's temporary buffers on every call. With
 glibc's default settings, large blocks are mmap-ed, and the top of the heap is
 trimmed, when they are freed: the memory goes back to the kernel, and the next
 call faults in fresh zero-filled pages. On this project's machine (2 cores,
-Linux, glibc) that was 3,000-10,000 page faults per call of l2/lp/soft pooling
-forward+backward on a (128, 28, 28, 64) float32 batch, a third of the call's
-time (lp 3x3/2: 10.3 -> 6.9 ms, soft 24.6 -> 13.3 ms), and it made a kernel's time
-bimodal (max_pool 3x3/2 read 5 or 10 ms depending on the heap's state).
+Linux, glibc) that was 3,000-11,000 page faults per call of l2/lp/soft pooling
+forward+backward on a (128, 28, 28, 64) float32 batch and a third to a half of
+the call's time (3x3/2 SAME: l2 11.0 -> 5.6 ms, lp 13.7 -> 8.5, soft 22.6 -> 12.7),
+and it made some kernels' times bimodal (max_pool 3x3/2: 3.3 or 10 ms, depending
+on the heap's state). flax.linen.max_pool's gradient gains too (2x2/2: 72 -> 39 ms),
+but a whole seed_cnn training step with jaxpool lost 13% (22k -> 19k images/s).
 
 `retain_freed_memory` sets four malloc options so that freed blocks stay in the
 process and are reused: one arena, no mmap-ed blocks, trim only above 1 GiB of
 free memory at the top of the heap, grow the heap in 256 MiB steps. It is
-process-wide and only changes where memory comes from, not any result. The
-experiments' entry points (benchmark, compare, train) call it first; the benchmark
-passes the same options to the Keras subprocess (`environment`), so every
-candidate of a comparison runs under the same allocator. An option already set in
-the environment (glibc's `MALLOC_*_` variables) is left as it is;
-`JAXPOOL_MALLOC=default` turns the whole thing off.
+process-wide and changes where memory comes from, not any result. Opt-in: the
+benchmark calls `from_environment()` first thing, which applies it when
+`JAXPOOL_MALLOC=retain`, and passes the same options to its Keras subprocess
+(`environment`), so every candidate of a comparison runs under the same allocator.
+An option already set in the environment (glibc's `MALLOC_*_` variables) is left
+as it is.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _OPTIONS = (
     ("M_TRIM_THRESHOLD", -1, "MALLOC_TRIM_THRESHOLD_", 1 << 30),
     ("M_TOP_PAD", -2, "MALLOC_TOP_PAD_", 256 << 20),
 )
-OPT_OUT_ENV = "JAXPOOL_MALLOC"
+SETTING_ENV = "JAXPOOL_MALLOC"  # "retain": `from_environment` applies the options
 _applied: dict[str, int] | None = None  # what `retain_freed_memory` set (None: not called)
 
 
@@ -45,11 +47,8 @@ def environment() -> dict[str, str]:
 
 def describe() -> str:
   """This process's malloc configuration, in words (for benchmark reports)."""
-  if _applied is None:
-    return "default (experiments.allocator not used)"
   if not _applied:
-    return "default (" + (f"{OPT_OUT_ENV}=default" if os.environ.get(OPT_OUT_ENV) == "default"
-                          else "no glibc, or options set in the environment") + ")"
+    return f"system default ({SETTING_ENV}=retain: keep freed memory)"
   return "retain freed memory: " + ", ".join(f"{k}={v}" for k, v in _applied.items())
 
 
@@ -67,15 +66,13 @@ def _glibc_mallopt():
 
 
 def retain_freed_memory() -> dict[str, int]:
-  """Set the options (module docstring) in this process, first thing in `main`.
+  """Set the options (module docstring) in this process, before JAX allocates.
 
-  Returns the options it set, by mallopt name (empty: turned off, not glibc, or all
-  of them already set in the environment). Raises RuntimeError if glibc rejects one.
+  Returns the options it set, by mallopt name (empty: not glibc, or all of them
+  already set in the environment). Raises RuntimeError if glibc rejects one.
   """
   global _applied
   _applied = {}
-  if os.environ.get(OPT_OUT_ENV) == "default":
-    return {}
   mallopt = _glibc_mallopt()
   if mallopt is None:
     return {}
@@ -87,3 +84,14 @@ def retain_freed_memory() -> dict[str, int]:
       raise RuntimeError(f"glibc's mallopt rejected {name}={value}.")
     applied[name] = value
   return applied
+
+
+def from_environment() -> dict[str, int]:
+  """`retain_freed_memory()` if `JAXPOOL_MALLOC=retain`, else nothing (glibc's
+  defaults); any other value raises ValueError."""
+  setting = os.environ.get(SETTING_ENV, "default")
+  if setting == "retain":
+    return retain_freed_memory()
+  if setting != "default":
+    raise ValueError(f"{SETTING_ENV} must be 'retain' or 'default', got {setting!r}.")
+  return {}

@@ -27,10 +27,10 @@ interpreter) can import tensorflow. Only the training table:
     python -m experiments.benchmark --config=configs/benchmark.py --workdir=/tmp/train \
         --config.cases="()" --config.training.keras_python=/path/to/tf-env/bin/python
 
-Run as a program, it first sets the malloc options of experiments/allocator.py
-(XLA:CPU's temporary buffers are then reused instead of page-faulted in afresh on
-every call; `JAXPOOL_MALLOC=default` keeps glibc's defaults), for every candidate
-alike, the Keras subprocess included; the report names the setting.
+With `JAXPOOL_MALLOC=retain` in the environment it first sets the malloc options
+of experiments/allocator.py (XLA:CPU's temporary buffers are then reused instead
+of page-faulted in afresh on every call), for every candidate alike, the Keras
+subprocess included; the report names the setting.
 
 Writes `benchmark.json` (every median, quartile and ratio, the device) and
 `benchmark.md` (the tables) into `--workdir`. Numbers are medians; on a shared
@@ -1035,6 +1035,6 @@ def main(argv, flag_values=flags.FLAGS):
 
 
 if __name__ == "__main__":
-  allocator.retain_freed_memory()  # before JAX allocates anything (see the module)
+  allocator.from_environment()  # JAXPOOL_MALLOC=retain: before JAX allocates anything
   define_flags()
   app.run(main)

@@ -48,8 +48,6 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from experiments import allocator
-
 STUDY_FILE = "study.json"
 CELL_CONFIG_FILE = "cell.json"
 ERROR_FILE = "error.json"
@@ -696,6 +694,5 @@ def main(argv, flag_values=flags.FLAGS):
 
 
 if __name__ == "__main__":
-  allocator.retain_freed_memory()  # before JAX allocates anything (see the module)
   define_flags()
   app.run(main)

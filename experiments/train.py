@@ -48,7 +48,6 @@ from absl import app, flags, logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from experiments import allocator
 from experiments import data as data_lib
 from experiments import models
 
@@ -538,7 +537,6 @@ def check_override_flags(argv) -> None:
 
 
 if __name__ == "__main__":
-    allocator.retain_freed_memory()  # before JAX allocates anything (see the module)
     check_override_flags(sys.argv)
     _define_flags()
     app.run(main)
