@@ -153,11 +153,11 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
       w_ordered = w if channel > window_axes[-1] else jnp.moveaxis(w, -1, 0)
       coef = coef + expand(r) * jnp.reshape(w_ordered, w_shape)
     return jnp.sum(blocks * coef, axis=tuple(window_axes))
-  # Views from the stride phases of `t`: the transpose computes every input
-  # element from the offsets of its own phase only.
+  # `views.linear_views`: on CPU from the stride phases of `t`, so that the
+  # transpose computes every input element from the offsets of its own phase only.
   offsets = geom.window_offsets()
   total = None
-  for k, view in views.phase_views(t, geom):
+  for k, view in views.linear_views(t, geom):
     coef = jnp.where(index == k, p, 0) + q
     if r is not None:
       coef = coef + r * jnp.reshape(w[offsets[k]], shape)

@@ -16,13 +16,13 @@ than a streaming pass on CPUs):
   * the tangent rule is `t_out[o] = t[window o, offset k[o]]` (`gather_selected`):
     for windows that tile the input (stride == window, no dilation) a reshape to
     `(out, k)` blocks and a compare with the broadcast offset code; otherwise the
-    sum over offsets of `where(k == offset, view k of t, 0)`, the views taken from
-    the stride phases of `t` (`views.phase_views`).
+    sum over offsets of `where(k == offset, view k of t, 0)`, the views taken (on
+    CPU) from the stride phases of `t` (`views.linear_views`).
 
 The rule is linear in the tangent, so JAX transposes it into the VJP by itself: a
 single select over the input for tiling windows (reshape back, no pad, no scatter),
-one pass for overlapping ones that computes every input element from the offsets
-of its stride phase (a concatenate of per-phase sums). One rule gives
+one pass for overlapping ones (on CPU a concatenate of per-phase sums: every input
+element computed from the offsets of its stride phase only). One rule gives
 `jvp`, `grad`, `vmap` and higher orders (the second derivative is zero almost
 everywhere, as for every piecewise-linear function), and it works with window
 dilation, where `jax.grad` of `lax.reduce_window` raises NotImplementedError.
@@ -203,12 +203,12 @@ def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Arr
   return jnp.sum(picked, axis=tuple(window_axes), dtype=t.dtype)
 
 
-def _gather_by_phases(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """`t_out[o] = t[window o, offset index[o]]` for any geometry, from the stride
-  phases of `t` (`views.phase_views`): the transpose computes every input element
-  from the offsets of its own phase only."""
+def _gather_by_views(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`t_out[o] = t[window o, offset index[o]]` for any geometry, from
+  `views.linear_views` (on CPU from the stride phases of `t`: the transpose
+  computes every input element from the offsets of its own phase only)."""
   t_out = jnp.zeros(geom.output_shape, t.dtype)
-  for k, view in views.phase_views(t, geom):
+  for k, view in views.linear_views(t, geom):
     t_out = t_out + jnp.where(index == k, view, jnp.zeros((), t.dtype))
   return t_out
 
@@ -224,8 +224,8 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
   if t.dtype in (jnp.bfloat16, jnp.float16):
     # Exact either way (one nonzero term per window), but XLA's CPU code for a sum
     # of padded half-precision terms converts every term: ~10x slower than float32.
-    return _gather_by_phases(t.astype(jnp.float32), index, geom).astype(t.dtype)
-  return _gather_by_phases(t, index, geom)
+    return _gather_by_views(t.astype(jnp.float32), index, geom).astype(t.dtype)
+  return _gather_by_views(t, index, geom)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
