@@ -5,7 +5,8 @@ safe range, and a slower form that is exact everywhere: lp_pool's factorised
 gradient (``sign(x) |x|^(p-1)`` times a transposed window sum, exact while every
 ``y^(p-1)`` is far from the float range limits) and soft_pool's one-shift
 forward pass and tangent for overlapping windows (exact while no window's
-weights lie far below the largest input element). `fast_or_exact` runs the fast form when a scalar check passes.
+weights lie far below the largest input element). `fast_or_exact` runs the fast
+form when a scalar check (`all_true` of a per-window check) passes.
 
 Which mechanism is cheaper depends on the backend, so it is chosen per backend
 (`lax.platform_dependent`, resolved when the program is lowered):

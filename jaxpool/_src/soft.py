@@ -222,9 +222,9 @@ def _shifted_sums(x: jax.Array, geom: PoolGeometry):
 
   ``shift`` is the largest element of `x` (under `stop_gradient`: the ratio does
   not depend on it), ``e = e^(x - shift) <= 1`` is one exponential per input
-  element where the exact form takes K per output (the exponentials dominate the
-  cost on CPU), and per window ``d = sum_W e`` and ``y = sum_W e x / d`` (strided
-  views, as `sum_pool`). Exact up to rounding wherever no window's largest weight
+  element (the exact form takes K per output, after a pass for the window maxima),
+  and per window ``d = sum_W e`` and ``y = sum_W e x / d`` (strided views, as
+  `sum_pool`). Exact up to rounding wherever no window's largest weight
   underflows, which `_fast_form_ok` checks.
   """
   # Half precision: converted inside each fused pass (a float32 copy written once
@@ -243,8 +243,9 @@ def _shifted_sums(x: jax.Array, geom: PoolGeometry):
 
 def _shifted_exp(x: jax.Array, shift: jax.Array) -> jax.Array:
   """e^(x - shift) for x <= shift. The explicit bound (x - shift <= 0 already) made
-  XLA:CPU's fused loops 3-4x faster, in the forward pass and in the transpose of
-  `_factorised_tangent` (where reading a stored e instead was slower still)."""
+  the fused loop of `_factorised_tangent`'s transpose 4x faster on XLA:CPU (3x3/2
+  SAME on (128, 28, 28, 64): 20 -> 4.7 ms; reading an e kept from the forward pass
+  instead took 15 ms)."""
   return jnp.exp(jnp.minimum(x - shift, 0))
 
 
@@ -274,9 +275,9 @@ def _factorised_tangent(x, y, d, shift, t, geom: PoolGeometry):
   ``dy = (S(e (1 + u) t) - v S(e t)) / d`` with ``u = x - shift``, ``v = y -
   shift`` and S the window sum (`views.window_sum_by_views`). Its transpose, the
   VJP ``e ((1 + u) T(g / d) - T(g v / d))`` with T the transposed window sum, is
-  one pass over the input (`e` recomputed there). Measured from the shift, ``u`` and ``v`` stay
-  small wherever the weight counts, so the difference of the two sums loses little
-  to cancellation even for inputs far from 0.
+  one pass over the input (`e` recomputed there). Measured from the shift, ``u``
+  and ``v`` stay small wherever the weight counts, so the difference of the two
+  sums loses little to cancellation even for inputs far from 0.
   """
   x, t = x.astype(y.dtype), t.astype(y.dtype)  # inside the branch: see _soft_pool_jvp
   positive = d > 0  # d = 0 only for windows entirely in the padding
