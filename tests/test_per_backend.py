@@ -112,3 +112,12 @@ def test_overlapping_window_gradients_take_phase_views_on_cpu_only(name):
     strided = jax.jit(grad)(xr)
   np.testing.assert_allclose(np.asarray(jax.jit(grad)(xr)), np.asarray(strided), rtol=1e-6,
                              atol=1e-6)
+
+
+def test_phase_views_only_where_windows_outnumber_phases_twice():
+  """1-D 3/2 windows (3 offsets, 2 phases) and stride 1 keep the strided views on CPU."""
+  for shape, window, strides, padding in [((2, 17, 3), (3,), (2,), 1),
+                                          ((2, 9, 9, 3), (3, 3), (1, 1), "SAME")]:
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.max_pool(v, window, strides, padding) ** 2))
+    cpu = _lowered(grad, "cpu", jnp.ones(shape))
+    assert "stablehlo.concatenate" not in cpu and "stablehlo.split" not in cpu

@@ -25,6 +25,7 @@ Used by reduce (max/min/sum/avg), lp, soft, mixed and stochastic pooling.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -153,11 +154,17 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
   """`padded_views(t, geom, 0)` for a map linear in `t` whose transpose (VJP) matters.
 
   `phase_views` on CPU, where their transpose (a concatenate of per-phase sums)
-  was 1.2-1.9x faster for the max/min, mixed and gated gradients with overlapping
+  was 1.1-1.9x faster for the max/min, mixed and gated gradients with 3x3/2
   windows; the strided views elsewhere, whose transpose (a sum of interior pads)
   is the form measured on an H100 (`lax.platform_dependent`, resolved when the
-  program is lowered).
+  program is lowered). Only where a window has at least twice as many elements as
+  there are phases (`prod(strides)`): for 1-D 3/2 windows (1.5 terms per element
+  instead of 3) the concatenate cost more than it saved (max_pool 0.74x), and with
+  stride 1 both forms are the same shifted slices.
   """
+  phases = math.prod(geom.strides)
+  if phases == 1 or geom.window_size < 2 * phases:
+    return padded_views(t, geom, 0)
   keys = [k for k, offset in enumerate(geom.window_offsets())
           if locate(geom, offset) is not None]
   arrays = lax.platform_dependent(
