@@ -77,10 +77,9 @@ def first_max_mask(g: jax.Array, axis: int, valid=None) -> jax.Array:
   hit = masked == top
   if valid is not None:
     hit = hit & valid
-  # First / last index as a min / max over float positions (exact below 2^24) and
-  # NaN checks as float sums: plain float reductions, which XLA:CPU vectorizes; its
-  # argmax (a variadic reduction) and integer or boolean reductions it does not (a
-  # global max pool's forward over (32, 56, 56, 256) took 399 ms with argmax).
+  # First / last index as a min / max over float positions (exact below 2^24): plain
+  # float reductions, which XLA:CPU vectorizes; its argmax (a variadic reduction) it
+  # does not (a global max pool's forward over (32, 56, 56, 256) took 399 ms so).
   index_dtype = jnp.float32 if size < 2 ** 24 else jnp.int32
   iota = lax.broadcasted_iota(index_dtype, (1,) * axis + (size,) + (1,) * (g.ndim - axis - 1),
                               axis)
@@ -107,6 +106,7 @@ def pick(g: jax.Array, selected: jax.Array, axis: int) -> jax.Array:
     return value
   # XLA's CPU max-reduction over an axis, vectorized across wide minor dims, drops
   # NaNs (max(-inf, NaN) = -inf); put back the NaN of a selected element.
+  # A float sum: XLA:CPU vectorizes it, not a boolean any.
   picked_nan = jnp.sum(jnp.where(selected & jnp.isnan(g), 1.0, 0.0), axis=axis) > 0
   return jnp.where(picked_nan, jnp.asarray(np.nan, g.dtype), value)
 
