@@ -76,14 +76,13 @@ def retain_freed_memory() -> dict[str, int]:
   mallopt = _glibc_mallopt()
   if mallopt is None:
     return {}
-  applied = _applied
   for name, param, env, value in _OPTIONS:
     if env in os.environ:
       continue  # the user's setting, already applied by glibc at start-up
     if mallopt(param, value) != 1:
       raise RuntimeError(f"glibc's mallopt rejected {name}={value}.")
-    applied[name] = value
-  return applied
+    _applied[name] = value
+  return dict(_applied)
 
 
 def from_environment() -> dict[str, int]:

@@ -65,30 +65,8 @@ def _floating(value: Any, name: str, fn: str) -> jax.Array:
 
 
 def _tiles(geom: PoolGeometry) -> bool:
-  """The windows tile the input: stride = window, no dilation, no padding."""
-  return (geom.strides == geom.window_shape and all(d == 1 for d in geom.dilation)
-          and all(pad == (0, 0) for pad in geom.lax_padding))
-
-
-def _blocks(a: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, tuple[int, ...]]:
-  """`a` with every spatial dim split into (output, window): the windows as axes.
-
-  Only for tiling windows (`_tiles`). The elements past the last window (floor
-  mode) are cropped. Returns the reshaped array and the window axes.
-  """
-  limit = list(a.shape)
-  shape, window_axes = [], []
-  for axis, size in enumerate(a.shape):
-    if axis in geom.spatial_axes:
-      i = geom.spatial_axes.index(axis)
-      out, k = geom.output_spatial[i], geom.window_shape[i]
-      limit[axis] = out * k
-      window_axes.append(len(shape) + 1)
-      shape += [out, k]
-    else:
-      shape.append(size)
-  a = lax.slice(a, [0] * a.ndim, limit) if tuple(limit) != a.shape else a
-  return a.reshape(shape), tuple(window_axes)
+  """The windows tile the unpadded input (`views.is_tiling`, and no padding)."""
+  return views.is_tiling(geom) and all(pad == (0, 0) for pad in geom.lax_padding)
 
 
 def _tiled_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -98,8 +76,9 @@ def _tiled_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.A
   slices: XLA reduces and differentiates reshapes well (the strided slices' window
   scatter in the backward pass is the slow part of the general path).
   """
-  x, axes = _blocks(x, geom)
-  logits, _ = _blocks(logits, geom)
+  x, axes = views.window_blocks(x, geom)
+  logits, _ = views.window_blocks(logits, geom)
+  axes = tuple(axes)
   m = lax.stop_gradient(jnp.max(logits, axis=axes, keepdims=True))
   m = jnp.where(jnp.isfinite(m), m, 0)  # all -inf windows: weights 0, output 0
   weight = jnp.exp(logits - m)
