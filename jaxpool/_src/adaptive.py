@@ -21,7 +21,6 @@ otherwise; nothing loops over output positions in Python.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -29,10 +28,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from jaxpool._src import axis_max
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import global_norm
 from jaxpool._src import reduce as reduce_lib
 from jaxpool._src import separable
 
@@ -274,44 +274,7 @@ def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
   _check_keepdims(keepdims, fn)
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   flat = _flatten_spatial(x, axes)
-  selected = separable.first_max_mask(lax.stop_gradient(flat), axes[0])
-  return _restore(separable.pick(flat, selected, axes[0]), x, axes, keepdims)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _lp_norm(x: jax.Array, p: jax.Array, axis: int) -> jax.Array:
-  return _lp_norm_parts(x, p, axis)[0]
-
-
-def _lp_norm_parts(x, p, axis):
-  """(r, b, s, m): r = m * s^(1/p), b = |x| / m, s = sum b^p, m = max |x| (1 if 0)."""
-  a = jnp.abs(x)
-  top = jnp.max(a, axis=axis, keepdims=True)
-  m = jnp.where(top > 0, top, 1).astype(x.dtype)
-  b = a / m  # in [0, 1]: b^p neither overflows nor underflows to an all-zero sum
-  s = jnp.sum(b ** p, axis=axis, keepdims=True)  # in [1, n], or 0 for an all-zero x
-  r = m * s ** (1 / p)
-  r = jnp.where(jnp.isinf(top), jnp.inf, r)  # b = inf / inf would give NaN
-  return r, b, s, m
-
-
-@_lp_norm.defjvp
-def _lp_norm_jvp(axis, primals, tangents):
-  x, p = primals
-  tx, tp = tangents
-  r, b, s, m = _lp_norm_parts(x, p, axis)
-  # d r / d x_i = sign(x_i) (|x_i| / r)^(p - 1); taken as 0 where x_i = 0 (exact for
-  # p > 1, a choice for p <= 1) and for an all-zero x (no NaN from 0^(p-1) or 0/0).
-  nonzero = (b > 0) & (r > 0)
-  ratio = jnp.where(nonzero, jnp.abs(x) / jnp.where(r > 0, r, 1), 1)
-  dx = jnp.where(nonzero, jnp.sign(x) * ratio ** (p - 1), 0)
-  # d r / d p = r (-log(s) / p^2 + sum(b^p log b) / (p s)), with b^p log b -> 0 at b = 0.
-  safe_b = jnp.where(b > 0, b, 1)
-  blogb = jnp.sum(jnp.where(b > 0, safe_b ** p * jnp.log(safe_b), 0), axis=axis, keepdims=True)
-  safe_s = jnp.where(s > 0, s, 1)
-  dp = jnp.where(s > 0, r * (-jnp.log(safe_s) / p ** 2 + blogb / (p * safe_s)), 0)
-  tangent = jnp.sum(dx * tx, axis=axis, keepdims=True) + dp * tp
-  return _lp_norm(x, p, axis), tangent.astype(r.dtype)
+  return _restore(axis_max.first_max(flat, axes[0]), x, axes, keepdims)
 
 
 def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
@@ -322,9 +285,11 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
              = m \Big(\sum_{s} (|x_{b,s,c}| / m)^p\Big)^{1/p},\quad m = \max_s |x_{b,s,c}|
 
   (Boureau, Ponce & LeCun 2010; PyTorch's LPPool over the whole plane, for
-  non-negative inputs and for even `p`.) It is evaluated in the scaled second form,
-  so no power overflows or underflows (inputs up to the dtype's maximum, any `p`),
-  with its own custom JVP: :math:`\partial y/\partial x_s = \mathrm{sign}(x_s)
+  non-negative inputs and for even `p`.) For a fixed integral `p` from 1 to 64 the
+  first form is summed directly (one pass, as the naive ``sqrt(sum(x**2))``) where
+  that is exact up to rounding, checked per call; otherwise, and for every other
+  `p`, the scaled second form, so no power overflows or underflows (inputs up to
+  the dtype's maximum, any `p`). Both have their own custom JVP: :math:`\partial y/\partial x_s = \mathrm{sign}(x_s)
   (|x_s|/y)^{p-1}`, taken as 0 where :math:`x_s = 0` (so an all-zero input has a
   finite gradient 0, and `p <= 1` has no infinite gradient at zeros), and
   :math:`\partial y/\partial p` when `p` is traced. `p = inf` gives the max of
@@ -365,11 +330,10 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
   flat = _flatten_spatial(x.astype(dtypes.compute_dtype(out_dtype)), axes)
   axis = axes[0]
   if static_p and np.isinf(p):
-    magnitude = flat * lax.stop_gradient(jnp.sign(flat))  # |x| with derivative sign(x)
-    selected = separable.first_max_mask(lax.stop_gradient(magnitude), axis)
-    y = separable.pick(magnitude, selected, axis)
+    y = axis_max.first_max(flat, axis, True)
   else:
-    y = _lp_norm(flat, jnp.asarray(p, flat.dtype), axis)[(slice(None),) * axis + (0,)]
+    y = global_norm.lp_norm(flat, float(p) if static_p else p, (axis,))
+    y = y[(slice(None),) * axis + (0,)]
   return _restore(y, x, axes, keepdims).astype(out_dtype)
 
 

@@ -37,7 +37,7 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     waits for the device, the per-offset form always (`fallback.fast_or_exact`).
 
 Forward-mode differentiation (``jax.jvp``) of `lp_pool` and `l2_pool` is not
-supported (custom VJP); `gem_pool` is plain JAX and supports it.
+supported (custom VJP); `gem_pool` (custom JVPs, `global_norm.py`) supports it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ import numpy as np
 from jaxpool._src import dtypes
 from jaxpool._src import fallback
 from jaxpool._src import geometry
+from jaxpool._src import global_norm
+from jaxpool._src import powers
 from jaxpool._src import reduce
 from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
@@ -87,19 +89,6 @@ def _check_p(p: Any, fn: str) -> float | jax.Array:
           f"{fn}: p as an array must be finite and > 0, got {value!r} (pass the Python "
           "float inf for the max of |x|).")
   return arr
-
-
-def _power(base: jax.Array, p) -> jax.Array:
-  """base ** p for base >= 0 (0 ** p = 0 for p > 0).
-
-  An exact integer power for a static integral p, otherwise exp(p log base): many
-  times faster than XLA's `pow` on CPU, and accurate here because every base is
-  scaled into [0, ~1], where the absolute error of exp(p log r) is below
-  max_r(r^p p |log r|) * eps = eps / e.
-  """
-  if isinstance(p, float) and p.is_integer() and abs(p) <= 64:
-    return jax.lax.integer_pow(base, int(p))
-  return jnp.exp(jnp.asarray(p, base.dtype) * jnp.log(base))
 
 
 def _divisor(geom: PoolGeometry, mean: bool, dtype):
@@ -149,7 +138,7 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
     return m
   # An all-zero window: every scaled element is 0, y = 0.
   r, inv_r = _power_of_two_reciprocal(m)
-  total = functools.reduce(jnp.add, [_power(jnp.abs(e) * r, p)
+  total = functools.reduce(jnp.add, [powers.power(jnp.abs(e) * r, p)
                                      for _, e in views.padded_views(xc, geom, 0)])
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
@@ -183,7 +172,7 @@ def _factorised_grad(x, h, p, geom: PoolGeometry):
   if p == 1:
     factor = jnp.sign(x)
   else:
-    factor = jnp.sign(x) * _power(jnp.abs(x), p - 1)
+    factor = jnp.sign(x) * powers.power(jnp.abs(x), p - 1)
   return factor * total
 
 
@@ -208,7 +197,7 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     c = _divisor(geom, mean, dtype)
     weight = gc if c is None else gc / c
     positive = yc > 0
-    y_pow = _power(jnp.where(positive, yc, 1), p - 1)
+    y_pow = powers.power(jnp.where(positive, yc, 1), p - 1)
     h = jnp.where(positive, weight / y_pow, 0)
     big_exp, big_h = 2.0 ** _SAFE_EXP, 2.0 ** _SAFE_H
     ok = ~positive | (weight == 0) | ((y_pow >= 1 / big_exp) & (y_pow <= big_exp)
@@ -245,7 +234,7 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   a = jnp.abs(blocks)
   nonzero = positive & (a > 0)
   q = jnp.where(nonzero, a * r * s, 1)  # 1 where unused: no 0 ** negative
-  grad = jnp.where(nonzero, jnp.sign(blocks) * _power(q, p - 1) * weight, 0)
+  grad = jnp.where(nonzero, jnp.sign(blocks) * powers.power(q, p - 1) * weight, 0)
   unblock = jax.linear_transpose(lambda t: views.window_blocks(t, geom)[0],
                                  jax.ShapeDtypeStruct(geom.input_shape, dtype))
   (grad_x,) = unblock(grad)
@@ -277,7 +266,7 @@ def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool
     e = geom.window_element(padded, k)
     nonzero = positive & (e > 0)
     q = jnp.where(nonzero, e / safe_y, 1)  # 1 where unused: no 0 ** negative
-    q_pow = _power(q, p_minus_1)
+    q_pow = powers.power(q, p_minus_1)
     per_offset.append(jnp.where(nonzero, q_pow * weight, 0))
     if want_p:
       term = jnp.where(nonzero, q_pow * q * jnp.log(q), 0)  # q^p log q
@@ -445,11 +434,12 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
   average pooling of the clamped input, p -> inf tends to global max pooling; the
   paper learns p (initialised at 3).
 
-  Computed as :math:`M (\frac{1}{|S|}\sum (x_i / M)^p)^{1/p}` with :math:`M` the
-  largest clamped value, in float32 for float16/bfloat16, so large values or large
-  ``p`` do not overflow. Plain JAX autodiff (every base is >= eps > 0, so the
-  gradients in ``x`` and in ``p`` are finite): ``jvp`` works too. The gradient in
-  ``x`` is 0 where ``x < eps``.
+  Computed as :math:`|S|^{-1/p} \lVert \max(x, \epsilon) \rVert_p`, the norm as
+  :func:`global_lp_pool` evaluates it (in float32 for float16/bfloat16): for a fixed
+  integral ``p`` one fused pass where that is exact up to rounding, else scaled by
+  the largest clamped value, so large values or large ``p`` do not overflow. Custom
+  JVP rules (every base is >= eps > 0, so the gradients in ``x`` and in ``p`` are
+  finite); ``jvp`` works too. The gradient in ``x`` is 0 where ``x < eps``.
 
   Args:
     inputs: ``(batch, *spatial, features)``, or ``(N, C, *spatial)`` with
@@ -486,13 +476,11 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
     raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}.")
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   dtype = dtypes.compute_dtype(x.dtype)
-  clamped = jnp.maximum(x.astype(dtype), jnp.asarray(eps, dtype))
-  # The largest value scales every base into (0, 1]; y does not depend on it, so
-  # no gradient flows through it.
-  scale = jax.lax.stop_gradient(jnp.max(clamped, axis=axes, keepdims=True))
   exponent = p if isinstance(p, float) else p.astype(dtype)
-  mean = jnp.mean(_power(clamped / scale, exponent), axis=axes, keepdims=True)
-  y = scale * jnp.exp(jnp.log(mean) / exponent)  # mean lies in [1/|S|, 1]
+  count = math.prod(x.shape[a] for a in axes)
+  # (mean c^p)^(1/p) = |S|^(-1/p) ||c||_p, the norm as global_lp_pool computes it.
+  norm = global_norm.lp_norm(x.astype(dtype), exponent, axes, floor=float(eps))
+  y = norm * count ** (-1 / exponent)
   if not keepdims:
     y = jnp.squeeze(y, axis=axes)
   return y.astype(x.dtype)
