@@ -276,3 +276,25 @@ def test_avg_pool_vjp_is_the_transpose_of_the_reference(kw):
       jnp.asarray(t, jnp.float32), jnp.asarray(c, jnp.float32))
   np.testing.assert_allclose(float(np.vdot(forward, c)), float(np.vdot(t, np.asarray(g))),
                              rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(window_shape=(3,), strides=(1,), padding=1),
+    dict(window_shape=(3,), strides=(2,), padding=1, ceil_mode=True),
+    dict(window_shape=(2,), strides=(3,), padding=((0, 2),), dilation=(2,)),
+])
+def test_one_dimensional_sum_pool_vjp_is_the_transpose_of_the_reference(kw):
+  """1-D sum_pool (XLA's own rule without dilation, `reduce._xla_rule_faster`), per
+  entry of the Jacobian: <sum_pool(e_i), c> = vjp(c)_i, against the numpy loop."""
+  rng = np.random.default_rng(13)
+  n = 9
+  opts = {k: v for k, v in kw.items() if k in ("dilation", "ceil_mode")}
+  basis = np.eye(n).reshape(n, 1, n, 1)  # n one-hot inputs of shape (1, 9, 1)
+  jacobian = np.stack([reference.sum_pool(e, kw["window_shape"], kw["strides"], kw["padding"],
+                                          **opts)[0, :, 0] for e in basis], axis=1)
+  c = rng.standard_normal((1, jacobian.shape[0], 1))
+  x = jnp.asarray(rng.standard_normal((1, n, 1)), jnp.float32)
+  g = jax.jit(lambda v, c: jax.vjp(lambda u: jaxpool.sum_pool(u, **kw), v)[1](c)[0])(
+      x, jnp.asarray(c, jnp.float32))
+  np.testing.assert_allclose(np.asarray(g)[0, :, 0], jacobian.T @ c[0, :, 0], rtol=1e-5,
+                             atol=1e-6)
