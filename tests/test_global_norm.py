@@ -84,3 +84,22 @@ def test_unscaled_form_under_vmap():
   got = jax.jit(f)(x)
   np.testing.assert_allclose(got[0], _expected(base, 2.0)[0], rtol=2e-6)
   np.testing.assert_allclose(got[1] / np.float32(1e30), _expected(base, 2.0)[0], rtol=2e-6)
+
+
+def test_half_precision_inputs_give_the_float32_norm_and_gradient():
+  # bfloat16/float16 inputs are computed in float32 (the derivative widens bfloat16
+  # by its bits, dtypes.float32_by_bits): the same as float32 inputs of those values.
+  x = _ordinary(np.random.default_rng(3))
+  for dtype in (jnp.bfloat16, jnp.float16):
+    xh = jnp.asarray(x, dtype)
+    for p, floor in ((2.0, None), (3.0, 0.25)):
+      f = lambda v: global_norm.lp_norm(v, p, (1,), floor)
+      r = jax.jit(f)(xh)
+      grad = jax.jit(jax.grad(lambda v: jnp.sum(f(v))))(xh)
+      r32, grad32 = _run(np.asarray(xh, np.float32), p, floor)
+      assert r.dtype == jnp.float32 and grad.dtype == dtype
+      np.testing.assert_allclose(r, r32, rtol=1e-6)
+      w = np.arange(1.0, r.size + 1).reshape(r.shape)
+      np.testing.assert_allclose(np.asarray(grad, np.float32),
+                                 np.asarray(jnp.asarray(grad32 / w.reshape(3, 1, 5), dtype),
+                                            np.float32), rtol=1e-2)

@@ -327,14 +327,18 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
                                    and jnp.issubdtype(jnp.result_type(p), jnp.floating)):
     raise TypeError(f"{fn}: p must be a Python number or a floating scalar array, got {p!r}.")
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
-  flat = _flatten_spatial(x.astype(dtypes.compute_dtype(out_dtype)), axes)
-  axis = axes[0]
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(out_dtype)
   if static_p and np.isinf(p):
-    y = axis_max.first_max(flat, axis, True)
+    flat = _flatten_spatial(x, axes)
+    y = _restore(axis_max.first_max(flat, axes[0], True), x, axes, keepdims)
   else:
-    y = global_norm.lp_norm(flat, float(p) if static_p else p, (axis,))
-    y = y[(slice(None),) * axis + (0,)]
-  return _restore(y, x, axes, keepdims).astype(out_dtype)
+    # Over the spatial axes as they are, in x's dtype: the norm converts inside its
+    # kernels (a flattened or converted copy passed to them would be written out).
+    y = global_norm.lp_norm(x, float(p) if static_p else p, axes)
+    if not keepdims:
+      y = jnp.squeeze(y, axis=axes)
+  return y.astype(out_dtype)
 
 
 # --- spatial pyramid ----------------------------------------------------------------

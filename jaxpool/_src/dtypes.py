@@ -38,3 +38,17 @@ def pool_input(inputs: Any, fn: str, *, integers: bool = False) -> jax.Array:
 def mean_dtype(dtype):
   """Dtype of a mean: floats keep theirs, integers give the default float (as Flax)."""
   return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+
+
+def float32_by_bits(x: jax.Array) -> jax.Array:
+  """bfloat16 `x` in float32 by moving its bits (exact), other dtypes as `astype`.
+
+  Not a `convert` op: where a derivative rule converts the input that the forward
+  pass converts too, XLA:CPU merges the two converts into one array shared by the
+  forward's reduction and the backward's loop, and writes it to memory (bfloat16
+  global_lp_pool forward+backward on (128, 28, 28, 64): 4.3 -> 1.8 ms with this).
+  """
+  if x.dtype != jnp.bfloat16:
+    return x.astype(compute_dtype(x.dtype))
+  bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
+  return jax.lax.bitcast_convert_type(bits, jnp.float32)

@@ -479,7 +479,7 @@ def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
   exponent = p if isinstance(p, float) else p.astype(dtype)
   count = math.prod(x.shape[a] for a in axes)
   # (mean c^p)^(1/p) = |S|^(-1/p) ||c||_p, the norm as global_lp_pool computes it.
-  norm = global_norm.lp_norm(x.astype(dtype), exponent, axes, floor=float(eps))
+  norm = global_norm.lp_norm(x, exponent, axes, floor=float(eps))
   y = norm * count ** (-1 / exponent)
   if not keepdims:
     y = jnp.squeeze(y, axis=axes)
