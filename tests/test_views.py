@@ -146,3 +146,5 @@ def test_barriers_are_the_identity(dtype):
     assert out.dtype == x.dtype and out.shape == x.shape
     as_numpy = lambda a: np.asarray(a.astype(jnp.float32) if a.dtype == jnp.bfloat16 else a)
     np.testing.assert_array_equal(as_numpy(out), as_numpy(x))  # NaN == NaN here
+  if dtype in (np.float16, jnp.bfloat16):  # pooled moves their bits: -0.0 stays -0.0
+    np.testing.assert_array_equal(np.signbit(as_numpy(views.pooled(x))), np.signbit(as_numpy(x)))
