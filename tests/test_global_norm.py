@@ -51,8 +51,8 @@ def test_unscaled_form_taken_for_ordinary_inputs_scaled_form_elsewhere(monkeypat
   rng = np.random.default_rng(1)
   x = _ordinary(rng)
   scaled = global_norm._scaled_parts
-  monkeypatch.setattr(global_norm, "_scaled_parts",
-                      lambda c, p, axes: tuple(jnp.full_like(v, np.nan) for v in scaled(c, p, axes)))
+  nans = lambda c, p, axes: tuple(jnp.full_like(v, np.nan) for v in scaled(c, p, axes))
+  monkeypatch.setattr(global_norm, "_scaled_parts", nans)
   if jax.default_backend() == "cpu":
     r, grad = _run(x, 3.0)
     np.testing.assert_allclose(r, _expected(x, 3.0)[0], rtol=2e-6)
