@@ -290,8 +290,9 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
   that is exact up to rounding, checked per call; otherwise, and for every other
   `p`, the scaled second form, so no power overflows or underflows (inputs up to
   the dtype's maximum, any `p`). Both have their own custom JVP (`global_norm.py`):
-  :math:`\partial y/\partial x_s = \mathrm{sign}(x_s) (|x_s|/y)^{p-1}`, taken as 0 where :math:`x_s = 0` (so an all-zero input has a
-  finite gradient 0, and `p <= 1` has no infinite gradient at zeros), and
+  :math:`\partial y/\partial x_s = \mathrm{sign}(x_s) (|x_s|/y)^{p-1}`, taken as 0
+  where :math:`x_s = 0` (so an all-zero input has a finite gradient 0, and
+  `p <= 1` has no infinite gradient at zeros), and
   :math:`\partial y/\partial p` when `p` is traced. `p = inf` gives the max of
   :math:`|x|` (gradient to the first maximal position, times the sign).
   float16/bfloat16 compute in float32. This is independent of `jaxpool.lp_pool`
