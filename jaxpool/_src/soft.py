@@ -88,6 +88,53 @@ def _tiled_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.A
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
 
 
+def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
+  """sum_k x_k e^(l_k - m) / sum_k e^(l_k - m) from the per-offset (logit, x) terms of
+  every window (logit -inf in the padding), 0 for a window entirely in the padding.
+
+  Padding the logits with -inf gives padded elements the weight exp(-inf) = 0 with
+  a zero derivative (no where-masks, so no 0 * inf in the backward pass).
+  """
+  if not window_terms:  # every window lies in the padding
+    return jnp.zeros(geom.output_shape, dtype)
+  # The window maximum of the logits, from the same strided slices as the sums.
+  m = lax.stop_gradient(functools.reduce(jnp.maximum, [l for l, _ in window_terms]))
+  m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
+  numerator = denominator = None
+  for logit, value in window_terms:
+    weight = jnp.exp(logit - m)
+    term = weight * value
+    numerator = term if numerator is None else numerator + term
+    denominator = weight if denominator is None else denominator + weight
+  # The denominator is >= 1 except for windows with no input element (0 there).
+  positive = denominator > 0
+  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _average_by_views(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """The values from strided views of the unpadded arrays (no padded copy written:
+  forward 2.5x faster on (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
+  terms = list(zip(_views(logits, geom, -np.inf), _views(x, geom, 0)))
+  return _window_average(terms, geom, x.dtype)
+
+
+def _average_by_padded_copies(x: jax.Array, logits: jax.Array, geom: PoolGeometry):
+  """The same values from slices of padded copies of the arrays."""
+  padded_logits, padded_x = geom.pad(logits, -np.inf), geom.pad(x, 0)
+  terms = [(geom.window_element(padded_logits, k), geom.window_element(padded_x, k))
+           for k in geom.window_offsets()]
+  return _window_average(terms, geom, x.dtype)
+
+
+@_average_by_views.defjvp
+def _average_by_views_jvp(geom, primals, tangents):
+  # Differentiated through the padded copies: forward+backward on (128, 28, 28, 64)
+  # 3x3/2 pad 1 float32 86 ms that way, 97 ms through the views (on (64, 1024, 64)
+  # 3/2 pad 1 the views were faster, 17 vs 21 ms; the 2-D case was chosen).
+  return jax.jvp(functools.partial(_average_by_padded_copies, geom=geom), primals, tangents)
+
+
 @functools.partial(jax.jit, static_argnums=2)  # one program per geometry, also eagerly
 def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """sum_W x e^(l - m) / sum_W e^(l - m) per window, in the compute dtype."""
@@ -95,24 +142,7 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   x, logits = x.astype(dtype), logits.astype(dtype)
   if _tiles(geom):
     return _tiled_average(x, logits, geom)
-  # Padding the logits with -inf gives padded elements the weight exp(-inf) = 0 with
-  # a zero derivative (no where-masks, so no 0 * inf in the backward pass).
-  padded_logits = geom.pad(logits, -np.inf)
-  padded_x = geom.pad(x, 0)
-  offsets = geom.window_offsets()
-  # The window maximum of the logits, from the same strided slices as the sums.
-  m = lax.stop_gradient(functools.reduce(
-      jnp.maximum, [geom.window_element(padded_logits, k) for k in offsets]))
-  m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
-  numerator = denominator = None
-  for offset in offsets:
-    weight = jnp.exp(geom.window_element(padded_logits, offset) - m)
-    term = weight * geom.window_element(padded_x, offset)
-    numerator = term if numerator is None else numerator + term
-    denominator = weight if denominator is None else denominator + weight
-  # The denominator is >= 1 except for windows with no input element (0 there).
-  positive = denominator > 0
-  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+  return _average_by_views(x, logits, geom)
 
 
 def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
