@@ -115,6 +115,13 @@ def test_grads_in_inputs_and_logits():
     logits = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
     lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME"))
     check_grads(lip, (x, logits), order=1, modes=("fwd", "rev"))
+    # lip's derivative is taken through window blocks where the windows tile the
+    # input, through padded copies otherwise: both forms, to second order.
+    grow = ((0, 0), (0, 1), (0, 1), (0, 0))  # 6 x 6: 2x2/2 windows tile it
+    x6, l6 = jnp.pad(x, grow), jnp.pad(logits, grow)
+    for args in (((2, 2), 2), ((3, 3), 2, 1)):
+      lip = jax.jit(lambda x, l, args=args: jaxpool.lip_pool(x, l, *args))
+      check_grads(lip, (x6, l6), order=2, modes=("fwd", "rev"))
     soft = jax.jit(lambda x: jaxpool.soft_pool(x, (2, 2), 1, 1, dilation=2))
     check_grads(soft, (x,), order=1, modes=("fwd", "rev"))
     # d soft / d x_i for a single window = p_i (1 + x_i - y): closed form.
