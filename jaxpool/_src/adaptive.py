@@ -252,7 +252,11 @@ def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
 
   The gradient goes to the first maximal position in row-major order, or the last
   NaN (as `adaptive_max_pool(x, 1)` and PyTorch), not split among ties as
-  `jnp.max`'s derivative does. Floating or integer dtype.
+  `jnp.max`'s derivative does; a window holding a NaN gives NaN (XLA:CPU's
+  `jnp.max` drops it). Floating or integer dtype. The forward pass is `jnp.max`
+  and a sum (the NaN check); the selected position is searched only when
+  differentiated (`axis_max.py`). A zero maximum has the sign `jnp.max` gives it
+  (PyTorch returns the first zero's; -0.0 == 0.0).
 
   Args:
     inputs: `(*batch, *spatial, features)`, or `(N, C, *spatial)` with
