@@ -368,9 +368,9 @@ def _xla_rule_faster(geom: PoolGeometry) -> bool:
   One spatial dim, no dilation: (64, 1024, 64) float32 forward+backward, same
   process, against the views: window 3 stride 1 pad 1 2.4 vs 12.5 ms, 3/2 pad 1
   1.7 vs 2.0, 2/2 1.4 vs 2.6 (these timings vary 2-4x from run to run; XLA's rule
-  was never the slower). Not for half precision (its float32 copy would be written to memory
-  before XLA's reduce-window: bfloat16 forward 0.7 -> 2.0 ms), and not avg_pool
-  (its pre-scaled input likewise: forward 0.65 -> 2.1 ms).
+  was never the slower). Not for half precision (its float32 copy would be written
+  to memory before XLA's reduce-window: bfloat16 forward 0.7 -> 2.0 ms), and not
+  avg_pool (its pre-scaled input likewise: forward 0.65 -> 2.1 ms).
   """
   return len(geom.window_shape) == 1 and geom.dilation == (1,)
 

@@ -117,7 +117,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _average_by_views(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The values from strided views of the unpadded arrays (no padded copy written:
-  forward 2.5x faster on (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
+  forward 2.8x faster on (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
   terms = list(zip(_views(logits, geom, -np.inf), _views(x, geom, 0)))
   return _window_average(terms, geom, x.dtype)
 
