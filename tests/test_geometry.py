@@ -238,6 +238,7 @@ def test_window_counts_and_bounds():
     np.testing.assert_array_equal(geom.window_counts(False), ((pos >= 0) & (pos < size)).sum(1))
     np.testing.assert_array_equal(geom.window_counts(True),
                                   ((pos >= -lo) & (pos < size + hi)).sum(1))
+    assert geom.has_padding == bool(((pos < 0) | (pos >= size)).any())
     for k in range(window):
       mask = geom.in_bounds((k,))
       inside = (pos[:, k] >= 0) & (pos[:, k] < size)

@@ -203,6 +203,11 @@ class PoolGeometry:
     pads = [(lo, max(hi + extra, 0)) for (lo, hi), extra in zip(self.padding, self.ceil_extra)]
     return self._full(pads, (0, 0))
 
+  @property
+  def has_padding(self) -> bool:
+    """Whether some window reaches past the input (padding or ceil_mode overhang)."""
+    return any(pad != (0, 0) for pad in self.lax_padding)
+
   def reduce_window(self, x: jax.Array, init: Any, op) -> jax.Array:
     """`lax.reduce_window` of `x` over this geometry (padding with `init`)."""
     # Pass `init` as a Python or numpy scalar, never `jnp.asarray(...)` (a tracer

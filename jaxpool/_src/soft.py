@@ -67,7 +67,7 @@ def _floating(value: Any, name: str, fn: str) -> jax.Array:
 
 def _tiles(geom: PoolGeometry) -> bool:
   """The windows tile the unpadded input (`views.is_tiling`, and no padding)."""
-  return views.is_tiling(geom) and all(pad == (0, 0) for pad in geom.lax_padding)
+  return views.is_tiling(geom) and not geom.has_padding
 
 
 def _tiled_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -204,7 +204,7 @@ def _soft_blocks(x: jax.Array, geom: PoolGeometry):
   values (0 in the padding) and the window axes."""
   values, axes = views.window_blocks(x, geom)
   logits = values
-  if any(pad != (0, 0) for pad in geom.lax_padding):
+  if geom.has_padding:
     inside, _ = views.window_blocks(jnp.ones(geom.input_shape, jnp.bool_), geom)
     logits = jnp.where(inside, values, -np.inf)
   return logits, values, tuple(axes)
