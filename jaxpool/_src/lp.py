@@ -134,7 +134,7 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   # would merge the two converts and write the float32 copy (3x3/2 pad 1
   # forward+backward on (128, 28, 28, 64): 17.3 -> 11.4 ms).
   wide = dtypes.float32_by_bits(x)
-  magnitudes = [view for _, view in views.padded_views(jnp.abs(wide), geom, 0)]
+  magnitudes = views.view_arrays(jnp.abs(wide), geom, 0)
   if not magnitudes:  # every window lies in the padding
     return jnp.zeros(geom.output_shape, xc.dtype)
   m = functools.reduce(jnp.maximum, magnitudes)
@@ -143,7 +143,7 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   # An all-zero window: every scaled element is 0, y = 0.
   r, inv_r = _power_of_two_reciprocal(m)
   total = functools.reduce(jnp.add, [powers.power(jnp.abs(e) * r, p)
-                                     for _, e in views.padded_views(xc, geom, 0)])
+                                     for e in views.view_arrays(xc, geom, 0)])
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c

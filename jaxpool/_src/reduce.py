@@ -135,7 +135,7 @@ def _extremum_by_views(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array
   """
   fill = _lowest(x.dtype, kind)
   op = lax.max if kind == "max" else lax.min
-  elements = [view for _, view in views.padded_views(x, geom, fill)]
+  elements = views.view_arrays(x, geom, fill)
   if not elements:  # every window lies in the padding
     return jnp.full(geom.output_shape, fill, x.dtype)
   return functools.reduce(op, elements)

@@ -118,7 +118,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
 def _average_by_views(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The values from strided views of the unpadded arrays (no padded copy written:
   forward 2.8x faster on (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
-  terms = list(zip(_views(logits, geom, -np.inf), _views(x, geom, 0)))
+  terms = list(zip(views.view_arrays(logits, geom, -np.inf), views.view_arrays(x, geom, 0)))
   return _window_average(terms, geom, x.dtype)
 
 
@@ -148,22 +148,13 @@ def _weighted_average(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> ja
   return _average_by_views(x, logits, geom)
 
 
-def _views(v: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
-  """Element k of every window for each offset k, `fill` where it lies in the padding.
-
-  Strided slices of the unpadded `v`, padded on the output grid (`views.padded_views`):
-  no padded copy of the input is written.
-  """
-  return [view for _, view in views.padded_views(v, geom, fill)]
-
-
 def _softmax_terms(x: jax.Array, geom: PoolGeometry):
   """Per window: the maximum `m` and the offsets' (e^(x_k - m), x_k), from strided views.
 
   `m` is 0 for a window entirely in the padding (every weight is then 0). Returns
   None if every window lies in the padding.
   """
-  logits, values = _views(x, geom, -np.inf), _views(x, geom, 0)
+  logits, values = views.view_arrays(x, geom, -np.inf), views.view_arrays(x, geom, 0)
   if not logits:
     return None
   m = functools.reduce(jnp.maximum, logits)
@@ -311,8 +302,8 @@ def _exact_tangent(x, y, d, shift, t, geom: PoolGeometry):
   # Written once: fused into every term below it would be recomputed per offset.
   z = views.materialize(_log_denominator(x, geom))
   terms = []
-  for logit, value, tangent in zip(_views(x, geom, -np.inf), _views(x, geom, 0),
-                                   _views(t, geom, 0)):
+  for logit, value, tangent in zip(views.view_arrays(x, geom, -np.inf),
+                                   views.view_arrays(x, geom, 0), views.view_arrays(t, geom, 0)):
     # Computed once into memory: XLA would otherwise fuse every coefficient (an exp)
     # into the transposed views and evaluate it for every input element.
     coef = views.materialize(jnp.exp(logit - z) * (value - y + 1))

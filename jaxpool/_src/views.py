@@ -99,6 +99,12 @@ def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.
   return out
 
 
+def view_arrays(x: jax.Array, geom: PoolGeometry, fill) -> list[jax.Array]:
+  """The views of `padded_views` without their offsets: for uses that treat every
+  offset alike (a max, a sum, a weighted average)."""
+  return [view for _, view in padded_views(x, geom, fill)]
+
+
 def phase_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]:
   """`padded_views(t, geom, 0)` taken from the stride phases of `t`: for linear uses.
 
@@ -169,7 +175,7 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
           if locate(geom, offset) is not None]
   arrays = lax.platform_dependent(
       t, cpu=lambda t: [view for _, view in phase_views(t, geom)],
-      default=lambda t: [view for _, view in padded_views(t, geom, 0)])
+      default=lambda t: view_arrays(t, geom, 0))
   return list(zip(keys, arrays))
 
 
@@ -269,7 +275,7 @@ def strided_window_sum(t: jax.Array, geom: PoolGeometry) -> jax.Array:
     # converts every term: ~10x slower than float32.
     return strided_window_sum(t.astype(jnp.float32), geom).astype(t.dtype)
   total = jnp.zeros(geom.output_shape, t.dtype)
-  for _, view in padded_views(t, geom, 0):
+  for view in view_arrays(t, geom, 0):
     total = total + view
   return total
 
