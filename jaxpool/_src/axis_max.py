@@ -53,6 +53,12 @@ def nan_max(x: jax.Array, axis: int, absolute: bool = False) -> jax.Array:
                                 lambda v: _with_nans(x, v, axis), value)
 
 
+def _positions(dtype, x: jax.Array, axis: int) -> jax.Array:
+  """0, 1, ... along `axis` of `x`, shaped to broadcast against it."""
+  size = x.shape[axis]
+  return lax.broadcasted_iota(dtype, (1,) * axis + (size,) + (1,) * (x.ndim - axis - 1), axis)
+
+
 def first_max_index(x: jax.Array, value: jax.Array, axis: int) -> jax.Array:
   """The index along `axis` of the first element equal to `value` (the max, keepdims),
   or of the last NaN if there is one: one max-reduction of a score.
@@ -62,9 +68,7 @@ def first_max_index(x: jax.Array, value: jax.Array, axis: int) -> jax.Array:
   """
   size = x.shape[axis]
   # Float scores are exact below 2^24; XLA:CPU vectorizes their max-reduction.
-  score_dtype = jnp.float32 if 2 * size < 2 ** 24 else jnp.int32
-  iota = lax.broadcasted_iota(score_dtype, (1,) * axis + (size,) + (1,) * (x.ndim - axis - 1),
-                              axis)
+  iota = _positions(jnp.float32 if 2 * size < 2 ** 24 else jnp.int32, x, axis)
   score = jnp.where(x == value, size - 1 - iota, -1)
   if jnp.issubdtype(x.dtype, jnp.floating):
     score = jnp.where(jnp.isnan(x), size + iota, score)
@@ -90,9 +94,7 @@ def _first_max_jvp(axis, absolute, primals, tangents):
   value = first_max(x, axis, absolute)
   candidates = jnp.abs(x) if absolute else x
   index = first_max_index(candidates, jnp.expand_dims(value, axis), axis)
-  iota = lax.broadcasted_iota(index.dtype, (1,) * axis + (x.shape[axis],)
-                              + (1,) * (x.ndim - axis - 1), axis)
-  picked = jnp.where(iota == index, t, 0)
+  picked = jnp.where(_positions(index.dtype, x, axis) == index, t, 0)
   if absolute:  # after the selection: its transpose must not meet other NaNs' signs
     picked = picked * jnp.sign(x).astype(t.dtype)
   return value, jnp.sum(picked, axis=axis).astype(t.dtype)

@@ -41,7 +41,8 @@ def mean_dtype(dtype):
 
 
 def float32_by_bits(x: jax.Array) -> jax.Array:
-  """bfloat16 `x` in float32 by moving its bits (exact), other dtypes as `astype`.
+  """bfloat16 `x` in float32 by moving its bits (exact); other dtypes converted to
+  their `compute_dtype` by `astype`.
 
   Not a `convert` op: where a derivative rule converts the input that the forward
   pass converts too, XLA:CPU merges the two converts into one array shared by the

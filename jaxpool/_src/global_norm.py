@@ -82,12 +82,11 @@ def _scaled_parts(x, p, axes):
   return r, b, s
 
 
-def _input_derivative(x, r, p):
+def _input_derivative(x, r, p: jax.Array):
   """sign(x) (|x| / r)^(p - 1), 0 where x = 0 or r = 0 (see the module docstring)."""
   nonzero = (x != 0) & (r > 0)
   ratio = jnp.where(nonzero, jnp.abs(x) / jnp.where(r > 0, r, 1), 1)
-  power = powers.power(ratio, float(p - 1) if isinstance(p, int) else p - 1)
-  return jnp.where(nonzero, jnp.sign(x) * power, 0)
+  return jnp.where(nonzero, jnp.sign(x) * powers.power(ratio, p - 1), 0)
 
 
 @_scaled_norm.defjvp
@@ -126,9 +125,9 @@ def _integral_value(x: jax.Array, p: int, axes: tuple[int, ...], floor,
 
 
 def _integral_derivative(x, r, p: int):
-  """`_input_derivative` for an integral p: sign(x) (|x| / r)^(p - 1) with one
-  reciprocal per norm instead of a division and selects per element (2x faster
-  backward pass for bfloat16 inputs); 0 where x = 0 or r = 0 all the same."""
+  """`_input_derivative` for an integral p: sign(x) (|x| / r)^(p - 1) as an integer
+  power, with one reciprocal per norm instead of a division and selects per
+  element; 0 where x = 0 or r = 0 all the same."""
   inv_r = jnp.where(r > 0, 1 / jnp.where(r > 0, r, 1), 0)
   if p == 2:
     return x * inv_r
