@@ -11,9 +11,10 @@ not `jnp.max`'s derivative, which splits the gradient among ties.
 The forward pass is `jnp.max` plus a NaN check. XLA:CPU's plain max and sum
 reductions run as library kernels several times faster than any reduction with a
 fused elementwise prologue (a `where` before a max over (32, 3136, 256) float32:
-28 ms vs 2.3), so a one-hot mask of the selected element (`separable.first_max_mask`,
-four such reductions) is built only by the derivative rule (a custom JVP, linear in
-the tangent, so JAX transposes it into the VJP), never in a forward-only call.
+28 ms vs 2.3), so the selected element (`separable.first_max_index`, PyTorch's
+rule as for the adaptive pools) is searched only by the derivative rule (a custom
+JVP, linear in the tangent, so JAX transposes it into the VJP), never in a
+forward-only call.
 
 NaN: XLA:CPU's vectorized max drops NaNs (max(-inf, NaN) = -inf), which is why the
 check is needed: a plain sum over the axis is NaN wherever the max must be (and also
@@ -28,9 +29,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jaxpool._src import fallback
+from jaxpool._src import separable
 
 
 def _with_nans(x: jax.Array, value: jax.Array, axis: int) -> jax.Array:
@@ -53,29 +54,6 @@ def nan_max(x: jax.Array, axis: int, absolute: bool = False) -> jax.Array:
                                 lambda v: _with_nans(x, v, axis), value)
 
 
-def _positions(dtype, x: jax.Array, axis: int) -> jax.Array:
-  """0, 1, ... along `axis` of `x`, shaped to broadcast against it."""
-  size = x.shape[axis]
-  return lax.broadcasted_iota(dtype, (1,) * axis + (size,) + (1,) * (x.ndim - axis - 1), axis)
-
-
-def first_max_index(x: jax.Array, value: jax.Array, axis: int) -> jax.Array:
-  """The index along `axis` of the first element equal to `value` (the max, keepdims),
-  or of the last NaN if there is one: one max-reduction of a score.
-
-  Score: a NaN at k scores L + k (the last NaN wins, above every non-NaN), a maximal
-  element L - 1 - k (the first one wins), any other -1.
-  """
-  size = x.shape[axis]
-  # Float scores are exact below 2^24; XLA:CPU vectorizes their max-reduction.
-  iota = _positions(jnp.float32 if 2 * size < 2 ** 24 else jnp.int32, x, axis)
-  score = jnp.where(x == value, size - 1 - iota, -1)
-  if jnp.issubdtype(x.dtype, jnp.floating):
-    score = jnp.where(jnp.isnan(x), size + iota, score)
-  best = jnp.max(score, axis=axis, keepdims=True)
-  return jnp.where(best >= size, best - size, size - 1 - best)
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def first_max(x: jax.Array, axis: int, absolute: bool = False) -> jax.Array:
   """The max of `x` (of `|x|` if `absolute`) over `axis` (removed), NaN where a NaN
@@ -93,8 +71,8 @@ def _first_max_jvp(axis, absolute, primals, tangents):
   (x,), (t,) = primals, tangents
   value = first_max(x, axis, absolute)
   candidates = jnp.abs(x) if absolute else x
-  index = first_max_index(candidates, jnp.expand_dims(value, axis), axis)
-  picked = jnp.where(_positions(index.dtype, x, axis) == index, t, 0)
+  index = separable.first_max_index(candidates, jnp.expand_dims(value, axis), axis)
+  picked = jnp.where(separable.positions(index.dtype, x, axis) == index, t, 0)
   if absolute:  # after the selection: its transpose must not meet other NaNs' signs
     picked = picked * jnp.sign(x).astype(t.dtype)
   return value, jnp.sum(picked, axis=axis).astype(t.dtype)

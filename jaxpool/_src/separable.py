@@ -66,32 +66,44 @@ def lowest(dtype):
   return -jnp.inf
 
 
+def positions(dtype, x: jax.Array, axis: int) -> jax.Array:
+  """0, 1, ... along `axis` of `x`, shaped to broadcast against it."""
+  size = x.shape[axis]
+  return lax.broadcasted_iota(dtype, (1,) * axis + (size,) + (1,) * (x.ndim - axis - 1), axis)
+
+
+def first_max_index(x: jax.Array, value: jax.Array, axis: int, valid=None) -> jax.Array:
+  """The index along `axis` (kept, size 1) of the first element equal to `value`
+  (the maximum, keepdims), or of the last NaN if there is one: PyTorch's choice,
+  in one max-reduction of a score. Only elements with `valid` true are candidates.
+
+  Score: a NaN at k scores L + k (the last NaN wins, above every non-NaN), a maximal
+  element L - 1 - k (the first one wins), any other -1. Float scores (exact below
+  2^24) where they fit: XLA:CPU vectorizes their reduction, not an argmax (a
+  variadic reduction: a global max pool's forward over (32, 56, 56, 256) took
+  399 ms with one).
+  """
+  size = x.shape[axis]
+  iota = positions(jnp.float32 if 2 * size < 2 ** 24 else jnp.int32, x, axis)
+  score = jnp.where(x == value, size - 1 - iota, -1)
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    score = jnp.where(jnp.isnan(x), size + iota, score)
+  if valid is not None:
+    score = jnp.where(valid, score, -1)
+  best = jnp.max(score, axis=axis, keepdims=True)
+  return jnp.where(best >= size, best - size, size - 1 - best)
+
+
 def first_max_mask(g: jax.Array, axis: int, valid=None) -> jax.Array:
   """One-hot bool mask over `axis`: the first maximal element, or the last NaN.
 
   Only elements with `valid` true are candidates (each window has at least one).
   """
-  size = g.shape[axis]
   masked = g if valid is None else jnp.where(valid, g, jnp.asarray(lowest(g.dtype), g.dtype))
+  # XLA:CPU's max may drop NaNs; first_max_index picks a window's NaN regardless.
   top = jnp.max(masked, axis=axis, keepdims=True)
-  hit = masked == top
-  if valid is not None:
-    hit = hit & valid
-  # First / last index as a min / max over float positions (exact below 2^24): plain
-  # float reductions, which XLA:CPU vectorizes; its argmax (a variadic reduction) it
-  # does not (a global max pool's forward over (32, 56, 56, 256) took 399 ms so).
-  index_dtype = jnp.float32 if size < 2 ** 24 else jnp.int32
-  iota = lax.broadcasted_iota(index_dtype, (1,) * axis + (size,) + (1,) * (g.ndim - axis - 1),
-                              axis)
-  first = jnp.min(jnp.where(hit, iota, size), axis=axis, keepdims=True)
-  selected = iota == jnp.where(first < size, first, 0)  # no hit: NaN windows, below
-  if jnp.issubdtype(g.dtype, jnp.floating):
-    nan = jnp.isnan(g)
-    if valid is not None:
-      nan = nan & valid
-    last_nan = jnp.max(jnp.where(nan, iota, -1), axis=axis, keepdims=True)
-    selected = jnp.where(last_nan >= 0, iota == last_nan, selected)
-  return selected
+  index = first_max_index(g, top, axis, valid)
+  return positions(index.dtype, g, axis) == index
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
