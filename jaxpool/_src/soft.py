@@ -114,12 +114,17 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
 
 
+def _view_terms(x: jax.Array, logits: jax.Array, geom: PoolGeometry):
+  """The per-offset (logit, x) terms of `_window_average` as strided views of the
+  unpadded arrays (logits -inf, x 0 in the padding): no padded copy is written."""
+  return list(zip(views.view_arrays(logits, geom, -np.inf), views.view_arrays(x, geom, 0)))
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _average_by_views(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """The values from strided views of the unpadded arrays (no padded copy written:
-  forward 2.8x faster on (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
-  terms = list(zip(views.view_arrays(logits, geom, -np.inf), views.view_arrays(x, geom, 0)))
-  return _window_average(terms, geom, x.dtype)
+  """The values from `_view_terms` (forward 2.8x faster than from padded copies on
+  (128, 28, 28, 64) 3x3/2 pad 1, float32)."""
+  return _window_average(_view_terms(x, logits, geom), geom, x.dtype)
 
 
 def _average_by_padded_copies(x: jax.Array, logits: jax.Array, geom: PoolGeometry):
@@ -163,15 +168,9 @@ def _softmax_terms(x: jax.Array, geom: PoolGeometry):
 
 
 def _soft_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """SoftPool values: one fused pass over strided views of `x` (0 for empty windows)."""
-  terms = _softmax_terms(x, geom)
-  if terms is None:
-    return jnp.zeros(geom.output_shape, x.dtype)
-  _, terms = terms
-  numerator = functools.reduce(jnp.add, [w * v for w, v in terms])
-  denominator = functools.reduce(jnp.add, [w for w, _ in terms])
-  positive = denominator > 0  # >= 1 unless the window lies in the padding
-  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+  """SoftPool values: lip_pool's weighted average with the input as its own logits,
+  one fused pass over strided views of `x` (0 for empty windows)."""
+  return _window_average(_view_terms(x, x, geom), geom, x.dtype)
 
 
 def _log_denominator(x: jax.Array, geom: PoolGeometry) -> jax.Array:
