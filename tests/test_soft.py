@@ -244,6 +244,18 @@ def test_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options
   np.testing.assert_allclose(np.sum(jvp * cot), np.sum(tangent * want), rtol=1e-4)
 
 
+def test_soft_second_order_on_overlapping_windows():
+  # Second order goes through autodiff of the factorised tangent, whose weights
+  # e^(x - shift) take the largest element's exponential exactly at the shift
+  # (autodiff of the bounding minimum halved its derivative there).
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.default_rng(25).normal(size=(1, 6, 6, 2)))
+    for args in (((3, 3), 2, "SAME"), ((3,), 2, ((1, 1),))):
+      inputs = x if len(args[0]) == 2 else x[:, 0]
+      soft = jax.jit(lambda x, args=args: jaxpool.soft_pool(x, *args))
+      check_grads(soft, (inputs,), order=2, modes=("fwd", "rev"))
+
+
 def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch):
   # Replacing one branch of the tangent by NaNs shows which one was taken: on CPU
   # the factorised one for ordinary inputs, the exact one when some window's
