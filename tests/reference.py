@@ -480,3 +480,24 @@ def soft_pool_grad(x, cotangent, window, strides=None, padding="VALID", **kw):
     y = (prob * v).sum(axis=0)
     return prob * (1 + v - y)
   return window_grad(x, cotangent, window, strides, padding, **kw, local_grad=local_grad)
+
+
+def lip_pool_grad(x, logits, cotangent, window, strides=None, padding="VALID", **kw):
+  """Gradients of lip_pool in x and in the logits (same shape as x): per window
+  p_k and p_k (x_k - y), p the softmax of the logits over its in-input elements."""
+  x = np.asarray(x, np.float64)
+  logits = np.broadcast_to(np.asarray(logits, np.float64), x.shape)
+  channels = x.shape[-1]
+
+  def local_grad(v, declared):  # v: (K_in, B, 2C), the x and logit halves side by side
+    values, ell = v[..., :channels], v[..., channels:]
+    w = np.exp(ell - ell.max(axis=0))
+    prob = w / w.sum(axis=0)
+    y = (prob * values).sum(axis=0)
+    return np.concatenate([prob, prob * (values - y)], axis=-1)
+  cotangent = np.asarray(cotangent, np.float64)
+  grad = window_grad(np.concatenate([x, logits], axis=-1),
+                     np.concatenate([cotangent, cotangent], axis=-1), window, strides,
+                     padding, **kw, local_grad=local_grad)
+  return grad[..., :channels], grad[..., channels:]
+

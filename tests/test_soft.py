@@ -244,16 +244,61 @@ def test_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options
   np.testing.assert_allclose(np.sum(jvp * cot), np.sum(tangent * want), rtol=1e-4)
 
 
-def test_soft_second_order_on_overlapping_windows():
+def _lip_vjp_and_jvp(x, logits, cot, tangents, window, strides, padding, options):
+  f = lambda x, l: jaxpool.lip_pool(x, l, window, strides, padding, **options)
+  vjp = jax.jit(lambda x, l, c: jax.vjp(f, x, l)[1](c))(x, logits, cot)
+  jvp = jax.jit(lambda x, l, t: jax.jvp(f, (x, l), t)[1])(x, logits, tangents)
+  return tuple(np.asarray(g) for g in vjp), np.asarray(jvp)
+
+
+def _check_lip_derivatives(x, logits, window, strides, padding, options, rng, tol=1e-4):
+  """lip_pool's VJP in both arguments against the numpy reference, its JVP by
+  <J t, cot> = <t, J^T cot>, and the values it returns under differentiation."""
+  f = lambda x, l: jaxpool.lip_pool(x, l, window, strides, padding, **options)
+  cot = rng.normal(size=jax.eval_shape(f, x, logits).shape).astype(np.float32)
+  tangents = (rng.normal(size=x.shape).astype(np.float32),
+              rng.normal(size=logits.shape).astype(np.float32))
+  (gx, gl), jvp = _lip_vjp_and_jvp(x, logits, cot, tangents, window, strides, padding, options)
+  want_x, want_l = reference.lip_pool_grad(x, logits, cot, window, strides, padding, **options)
+  want_l = want_l.sum(axis=tuple(i for i, n in enumerate(logits.shape) if n == 1),
+                      keepdims=True)  # broadcast logits: their gradient is summed
+  np.testing.assert_allclose(gx, want_x, rtol=tol, atol=tol / 10)
+  np.testing.assert_allclose(gl, want_l, rtol=tol, atol=tol / 10)
+  np.testing.assert_allclose(np.sum(jvp * cot),
+                             np.sum(tangents[0] * want_x) + np.sum(tangents[1] * want_l),
+                             rtol=tol)
+  y = jax.jit(lambda x, l: jax.vjp(f, x, l)[0])(x, logits)
+  np.testing.assert_allclose(y, reference.lip_pool(x, logits, window, strides, padding,
+                                                   **options), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial,window,strides,padding,options", SOFT_GEOMETRIES)
+def test_lip_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options):
+  # lip_pool shares soft_pool's exact and tiled tangent rules, with separate logits.
+  rng = np.random.default_rng(24)
+  x = (rng.normal(size=(2, *spatial, 2)) * 3).astype(np.float32)
+  logits = (rng.normal(size=x.shape) * 3).astype(np.float32)
+  _check_lip_derivatives(x, logits, window, strides, padding, options, rng)
+  # One logit per position shared by the channels, inputs far from 0.
+  shared = (rng.normal(size=(*x.shape[:-1], 1)) * 3).astype(np.float32)
+  _check_lip_derivatives(x + 300, shared, window, strides, padding, options, rng, tol=1e-3)
+
+
+def test_soft_and_lip_second_order_on_overlapping_windows():
   # Second order goes through autodiff of the factorised tangent, whose weights
-  # e^(x - shift) take the largest element's exponential exactly at the shift
+  # e^(l - shift) take the largest logit's exponential exactly at the shift
   # (autodiff of the bounding minimum halved its derivative there).
   with jax.enable_x64(True):
-    x = jnp.asarray(np.random.default_rng(25).normal(size=(1, 6, 6, 2)))
+    rng = np.random.default_rng(25)
+    x = jnp.asarray(rng.normal(size=(1, 6, 6, 2)))
+    logits = jnp.asarray(rng.normal(size=(1, 6, 6, 2)))
     for args in (((3, 3), 2, "SAME"), ((3,), 2, ((1, 1),))):
-      inputs = x if len(args[0]) == 2 else x[:, 0]
+      if len(args[0]) == 1:
+        x, logits = x[:, 0], logits[:, 0]
       soft = jax.jit(lambda x, args=args: jaxpool.soft_pool(x, *args))
-      check_grads(soft, (inputs,), order=2, modes=("fwd", "rev"))
+      check_grads(soft, (x,), order=2, modes=("fwd", "rev"))
+      lip = jax.jit(lambda x, l, args=args: jaxpool.lip_pool(x, l, *args))
+      check_grads(lip, (x, logits), order=2, modes=("fwd", "rev"))
 
 
 def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch):
@@ -271,12 +316,16 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   tangent = rng.normal(size=x.shape).astype(np.float32)
   from jaxpool._src import views
-  # Linear in t (a window sum times NaN), so that its transpose is NaN too.
-  nan_branch = lambda x, y, d, shift, t, geom: views.window_sum_by_views(t, geom) * np.nan
+  # Linear in the tangent (a window sum times NaN), so that its transpose is NaN too.
+  nan_branches = {
+      "_exact_tangent": lambda x, logits, y, tx, tl, geom: (
+          views.window_sum_by_views(tx, geom) * np.nan),
+      "_factorised_tangent": lambda x, y, d, shift, t, geom: (
+          views.window_sum_by_views(t, geom) * np.nan)}
   on_cpu = jax.default_backend() == "cpu"  # elsewhere: the exact tangent always
   for branch, ordinary_ok in [("_exact_tangent", True), ("_factorised_tangent", False)]:
     with monkeypatch.context() as patch:
-      patch.setattr(soft, branch, nan_branch)
+      patch.setattr(soft, branch, nan_branches[branch])
       cases = ([(x, ordinary_ok), (far, not ordinary_ok)] if on_cpu else
                [(x, branch == "_factorised_tangent"), (far, branch == "_factorised_tangent")])
       for inputs, ok in cases:
