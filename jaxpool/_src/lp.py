@@ -199,21 +199,30 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     return _tiled_grad(x, yc, gc, p, geom, mean), None
   if isinstance(p, float) and 1 <= p < math.inf and not want_p:
     c = _divisor(geom, mean, dtype)
-    weight = gc if c is None else gc / c
-    positive = yc > 0
-    y_pow = powers.power(jnp.where(positive, yc, 1), p - 1)
-    h = jnp.where(positive, weight / y_pow, 0)
-    big_exp, big_h = 2.0 ** _SAFE_EXP, 2.0 ** _SAFE_H
-    ok = ~positive | (weight == 0) | ((y_pow >= 1 / big_exp) & (y_pow <= big_exp)
-                                      & (jnp.abs(h) >= 1 / big_h) & (jnp.abs(h) <= big_h))
-    # `x` enters the branches in its own dtype and the gradient leaves in it: a
-    # float32 copy made outside (for bfloat16 inputs) would be written to memory.
+
+    def scaled_cotangent(yc, gc):
+      """(h, whether h and y^(p-1) are in range, per window)."""
+      weight = gc if c is None else gc / c
+      positive = yc > 0
+      y_pow = powers.power(jnp.where(positive, yc, 1), p - 1)
+      h = jnp.where(positive, weight / y_pow, 0)
+      big_exp, big_h = 2.0 ** _SAFE_EXP, 2.0 ** _SAFE_H
+      ok = ~positive | (weight == 0) | ((y_pow >= 1 / big_exp) & (y_pow <= big_exp)
+                                        & (jnp.abs(h) >= 1 / big_h) & (jnp.abs(h) <= big_h))
+      return h, ok
+
+    # h is computed twice, for the check and inside the fast branch, where it fuses
+    # into the transposed window sum: as an operand of the cond it was written to
+    # memory (fwd+bwd (64, 1024, 64) 3/2 pad 1 float32 5.8 -> 3.2 ms, (128, 28, 28,
+    # 64) 3x3/2 SAME 6.6 -> 5.3 ms). `x` enters the branches in its own dtype and
+    # the gradient leaves in it: a float32 copy made outside (for bfloat16 inputs)
+    # would be written to memory.
     return fallback.fast_or_exact(
-        fallback.all_true(ok),
-        lambda x, h, yc, gc: (_factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype),
-                              None),
-        lambda x, h, yc, gc: _general_backward(x, yc, p, gc, geom, mean, want_p),
-        x, h, yc, gc)
+        fallback.all_true(scaled_cotangent(yc, gc)[1]),
+        lambda x, yc, gc: (_factorised_grad(x.astype(dtype), scaled_cotangent(yc, gc)[0], p,
+                                            geom).astype(x.dtype), None),
+        lambda x, yc, gc: _general_backward(x, yc, p, gc, geom, mean, want_p),
+        x, yc, gc)
   return _general_backward(x, yc, p, gc, geom, mean, want_p)
 
 
