@@ -101,13 +101,13 @@ def test_overlapping_window_gradients_take_phase_views_on_cpu_only(name):
   # A new function per use: jit's trace cache is keyed on the function.
   make_grad = lambda: jax.grad(lambda v: jnp.sum(pool(v) ** 2))
   grad = make_grad()
-  x = jnp.ones((2, 9, 9, 3))
+  x = jnp.ones((2, 10, 10, 3))  # sizes divisible by the strides (see the next test)
   interior = lambda text: "interior = [0, 1, 1, 0]" in text
   cpu, gpu = _lowered(grad, "cpu", x), _lowered(grad, "cuda", x)
   assert "stablehlo.concatenate" in cpu and not interior(cpu)
   assert interior(gpu) and "stablehlo.concatenate" not in gpu
   # and the same gradient either way, here on this machine's backend
-  xr = jnp.asarray(np.random.default_rng(4).normal(size=(2, 9, 9, 3)), jnp.float32)
+  xr = jnp.asarray(np.random.default_rng(4).normal(size=(2, 10, 10, 3)), jnp.float32)
   from jaxpool._src import views
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(views, "phase_views", lambda t, geom: views.padded_views(t, geom, 0))
@@ -116,10 +116,14 @@ def test_overlapping_window_gradients_take_phase_views_on_cpu_only(name):
   np.testing.assert_allclose(np.asarray(phased), np.asarray(strided), rtol=1e-6, atol=1e-6)
 
 
-def test_phase_views_only_where_windows_outnumber_phases_twice():
-  """1-D 3/2 windows (3 offsets, 2 phases) and stride 1 keep the strided views on CPU."""
+def test_phase_views_only_where_windows_outnumber_phases_twice_on_whole_phases():
+  """1-D 3/2 windows (3 offsets, 2 phases), stride 1, and spatial sizes that the
+  strides do not divide (9 with stride 2: phases of unequal length) keep the
+  strided views on CPU."""
   for shape, window, strides, padding in [((2, 17, 3), (3,), (2,), 1),
-                                          ((2, 9, 9, 3), (3, 3), (1, 1), "SAME")]:
+                                          ((2, 9, 9, 3), (3, 3), (1, 1), "SAME"),
+                                          ((2, 9, 9, 3), (3, 3), (2, 2), "VALID"),
+                                          ((2, 10, 9, 3), (3, 3), (2, 2), "SAME")]:
     grad = jax.grad(lambda v: jnp.sum(jaxpool.max_pool(v, window, strides, padding) ** 2))
     cpu = _lowered(grad, "cpu", jnp.ones(shape))
     assert "stablehlo.concatenate" not in cpu and "stablehlo.split" not in cpu

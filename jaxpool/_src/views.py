@@ -166,10 +166,17 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
   program is lowered). Only where a window has at least twice as many elements as
   there are phases (`prod(strides)`): for 1-D 3/2 windows (1.5 terms per element
   instead of 3) the concatenate cost more than it saved (max_pool 0.74x), and with
-  stride 1 both forms are the same shifted slices.
+  stride 1 both forms are the same shifted slices. And only where every spatial
+  size is a multiple of its stride: otherwise the phases differ in length, the
+  transpose crops the concatenate, and XLA:CPU's loop for that was slower than the
+  strided views' (max_pool 3x3/2 VALID fwd+bwd, float32: 55x55 6.2 -> 4.1 ms, 27x27
+  6.2 -> 4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 ->
+  4.4; same process; with padding the two forms were within noise there).
   """
   phases = math.prod(geom.strides)
-  if phases == 1 or geom.window_size < 2 * phases:
+  whole_phases = all(geom.input_shape[axis] % s == 0
+                     for axis, s in zip(geom.spatial_axes, geom.strides))
+  if phases == 1 or geom.window_size < 2 * phases or not whole_phases:
     return padded_views(t, geom, 0)
   keys = [k for k, offset in enumerate(geom.window_offsets())
           if locate(geom, offset) is not None]
