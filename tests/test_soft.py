@@ -218,6 +218,7 @@ def test_tiling_windows_grads_crop_and_empty_windows():
 SOFT_GEOMETRIES = [  # spatial, window, strides, padding, options
     ((8, 8), (2, 2), 2, "VALID", {}),  # tiling: blocks
     ((7, 8), (3, 3), 2, "SAME", {}),  # overlapping: factorised
+    ((8, 6), (3, 3), 2, 1, {}),  # sizes divisible by the strides: phase views
     ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),  # tiling with padding and overhang
     ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {"dilation": (1, 1, 2)}),
 ]

@@ -248,11 +248,17 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   logits = x if soft else logits
   # Written once: fused into every term below it would be recomputed per offset.
   z = views.materialize(_log_denominator(logits, geom))
-  tl_views = [None] * geom.window_size if soft else views.view_arrays(tl, geom, 0)
+  # The tangents' views from `views.linear_views` (the stride phases on CPU): the
+  # transpose then sums only the terms of each element's own phase (lip_pool
+  # fwd+bwd 3x3x3/2 pad 1 on (16, 16, 16, 16, 32) 25.8 -> 15.5 ms, 3x3/2 SAME on
+  # (128, 28, 28, 64) bfloat16 66 -> 59). Same offsets, in the same order, as
+  # `views.view_arrays`.
+  tangent_views = lambda t: [view for _, view in views.linear_views(t, geom)]
+  tl_views = [None] * geom.window_size if soft else tangent_views(tl)
   terms = []
   for logit, value, t_x, t_l in zip(views.view_arrays(logits, geom, -np.inf),
                                     views.view_arrays(x, geom, 0),
-                                    views.view_arrays(tx, geom, 0), tl_views):
+                                    tangent_views(tx), tl_views):
     # Computed once into memory: XLA would otherwise fuse every weight (an exp)
     # into the transposed views and evaluate it for every input element.
     if soft:  # the whole coefficient of the one tangent
