@@ -214,15 +214,18 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     # h is computed twice, for the check and inside the fast branch, where it fuses
     # into the transposed window sum: as an operand of the cond it was written to
     # memory (fwd+bwd (64, 1024, 64) 3/2 pad 1 float32 5.8 -> 3.2 ms, (128, 28, 28,
-    # 64) 3x3/2 SAME 6.6 -> 5.3 ms). `x` enters the branches in its own dtype and
-    # the gradient leaves in it: a float32 copy made outside (for bfloat16 inputs)
-    # would be written to memory.
-    return fallback.fast_or_exact(
-        fallback.all_true(scaled_cotangent(yc, gc)[1]),
-        lambda x, yc, gc: (_factorised_grad(x.astype(dtype), scaled_cotangent(yc, gc)[0], p,
-                                            geom).astype(x.dtype), None),
-        lambda x, yc, gc: _general_backward(x, yc, p, gc, geom, mean, want_p),
-        x, yc, gc)
+    # 64) 3x3/2 SAME 6.6 -> 5.3 ms). Likewise `x`, `y` and `g` enter the branches in
+    # their own dtype and the gradient leaves in it: float32 copies made outside (for
+    # bfloat16) were written to memory.
+    def factorised(x, y, g):
+      h, _ = scaled_cotangent(y.astype(dtype), g.astype(dtype))
+      return _factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype), None
+
+    def general(x, y, g):
+      return _general_backward(x, y.astype(dtype), p, g.astype(dtype), geom, mean, want_p)
+
+    return fallback.fast_or_exact(fallback.all_true(scaled_cotangent(yc, gc)[1]),
+                                  factorised, general, x, y, g)
   return _general_backward(x, yc, p, gc, geom, mean, want_p)
 
 
