@@ -148,3 +148,24 @@ def test_barriers_are_the_identity(dtype):
     np.testing.assert_array_equal(as_numpy(out), as_numpy(x))  # NaN == NaN here
   if dtype in (np.float16, jnp.bfloat16):  # pooled moves their bits: -0.0 stays -0.0
     np.testing.assert_array_equal(np.signbit(as_numpy(views.pooled(x))), np.signbit(as_numpy(x)))
+
+
+@pytest.mark.parametrize("spatial,window,strides,expected", [
+    ((60, 60), (3, 3), (2, 2), True),   # 2.25 windows per element
+    ((60, 60, 60), (3, 3, 3), (2, 2, 2), True),
+    ((60,), (3,), (2,), False),        # 1.5
+    ((60, 60), (2, 2), (2, 2), False),  # 1: tiling
+    ((60, 60), (3, 3), (1, 1), False),  # stride 1
+    ((60, 60), (4, 4), (2, 2), True),   # 4
+])
+def test_overlaps_twice_counts_windows_per_element(spatial, window, strides, expected):
+  # Windows per input element counted from the windows' elements (numpy loop over
+  # the windows of a VALID geometry, away from the borders).
+  geom = geometry.resolve((1, *spatial, 1), window, strides, "VALID", fn="t")
+  counts = np.zeros(spatial, int)
+  for o in np.ndindex(*geom.output_spatial):
+    for k in np.ndindex(*window):
+      counts[tuple(oi * s + ki for oi, s, ki in zip(o, strides, k))] += 1
+  inner = counts[tuple(slice(w, n - w) for w, n in zip(window, spatial))]
+  many = inner.mean() >= 2 and np.prod(strides) > 1
+  assert views.overlaps_twice(geom) == many == expected

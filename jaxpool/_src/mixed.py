@@ -28,7 +28,6 @@ Shared conventions of the three functions:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
@@ -66,24 +65,17 @@ def _written_once(a: jax.Array, geom: PoolGeometry, *,
   strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
 
   `for_overlaps`: also where an input element lies in two or more windows on
-  average (`_many_overlaps`). Gated pooling's per-window factors (max, average,
+  average (`views.overlaps_twice`). Gated pooling's per-window factors (max, average,
   gate, gate derivative) enter the term of each of an element's windows in the
   transpose, and recomputing them there from K views each cost more than writing
   them: 3x3/2 VALID fwd+bwd on (128, 28, 28, 64) 30 -> 13.5 ms, on (256, 14, 14,
-  64) 12.8 -> 4.5 ms. Not for mixed pooling's one factor (3.9 -> 4.8 ms).
+  64) 12.8 -> 4.5 ms. Not for mixed pooling's one factor (3.9 -> 4.8 ms), nor for
+  1-D 3/2 windows (gated on (64, 1024, 64): 4.6 -> 7.8 ms when written) or stride 1,
+  whose output is as large as the input (2x2/1: 26 -> 50 ms).
   """
-  if geom.has_padding or (for_overlaps and _many_overlaps(geom)):
+  if geom.has_padding or (for_overlaps and views.overlaps_twice(geom)):
     return views.materialize(a)
   return a
-
-
-def _many_overlaps(geom: PoolGeometry) -> bool:
-  """At least two windows per input element on average, stride > 1 (the windows'
-  K elements over the prod(strides) input elements per window): 3x3/2 in 2-D and
-  up. Not 1-D 3/2 (gated fwd+bwd on (64, 1024, 64) 4.6 -> 7.8 ms when written) or
-  stride 1, whose output is as large as the input (2x2/1: 26 -> 50 ms)."""
-  phases = math.prod(geom.strides)
-  return phases > 1 and geom.window_size >= 2 * phases
 
 
 # --- one rule for the derivative of every mixture of max and average ------------------

@@ -156,6 +156,14 @@ def phase_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]
   return out
 
 
+def overlaps_twice(geom: PoolGeometry) -> bool:
+  """Every input element lies in two or more windows on average, stride > 1: a
+  window's K elements over the prod(strides) input elements each window adds
+  (3x3/2 in 2-D and up; not 1-D 3/2, not stride 1)."""
+  phases = math.prod(geom.strides)
+  return phases > 1 and geom.window_size >= 2 * phases
+
+
 def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]:
   """`padded_views(t, geom, 0)` for a map linear in `t` whose transpose (VJP) matters.
 
@@ -173,10 +181,9 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
   6.2 -> 4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 ->
   4.4; same process; with padding the two forms were within noise there).
   """
-  phases = math.prod(geom.strides)
   whole_phases = all(geom.input_shape[axis] % s == 0
                      for axis, s in zip(geom.spatial_axes, geom.strides))
-  if phases == 1 or geom.window_size < 2 * phases or not whole_phases:
+  if not overlaps_twice(geom) or not whole_phases:
     return padded_views(t, geom, 0)
   keys = [k for k, offset in enumerate(geom.window_offsets())
           if locate(geom, offset) is not None]
