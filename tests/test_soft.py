@@ -286,9 +286,10 @@ def test_lip_gradient_and_jvp_match_numpy(spatial, window, strides, padding, opt
 
 
 def test_soft_and_lip_second_order_on_overlapping_windows():
-  # Second order goes through autodiff of the factorised tangent, whose weights
-  # e^(l - shift) take the largest logit's exponential exactly at the shift
-  # (autodiff of the bounding minimum halved its derivative there).
+  # soft_pool's second order goes through autodiff of its factorised tangent, whose
+  # weights e^(x - shift) take the largest element's exponential exactly at the
+  # shift (autodiff of the bounding minimum halved its derivative there);
+  # lip_pool's through its exact per-offset tangent.
   with jax.enable_x64(True):
     rng = np.random.default_rng(25)
     x = jnp.asarray(rng.normal(size=(1, 6, 6, 2)))
