@@ -132,6 +132,18 @@ def _tangent_coefficients(p, x, y, tx, tl):
   return p * (tx + (x - y) * tl)
 
 
+def _tangent_operands(dtype, x, logits, tx, tl):
+  """The tangent rules' operands in `dtype`, with `logits` None (SoftPool) as x.
+
+  They arrive in the input's dtype (possibly float16/bfloat16) and are converted
+  inside the rules: a float32 copy made before would be a residual written to
+  memory. `tl` stays None for SoftPool.
+  """
+  cast = lambda a: None if a is None else a.astype(dtype)
+  x = cast(x)
+  return x, x if logits is None else cast(logits), cast(tx), cast(tl)
+
+
 def _tiled_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   """dy = sum_k p_k (dx_k + (x_k - y) dl_k) for windows that tile the input, with
   p_k = e^(l_k - z) (`logits` and `tl` None: SoftPool, the logits are x).
@@ -140,14 +152,13 @@ def _tiled_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   window) blocks and the transpose is one pass over the input. Called under
   `jax.checkpoint`: reverse mode keeps the inputs and `y` and recomputes `z`.
   """
-  cast = lambda a: None if a is None else a.astype(y.dtype)  # may be float16/bfloat16
-  x, logits, tx, tl = cast(x), cast(logits), cast(tx), cast(tl)
+  x, logits, tx, tl = _tangent_operands(y.dtype, x, logits, tx, tl)
   # z from strided views (one fused loop over the output; reductions over the
   # block axes would make XLA write a float32 copy of bfloat16 blocks), written
   # once: fused into the pass over the input it would be redone for every element.
-  z = views.materialize(_log_denominator(x if logits is None else logits, geom))
+  z = views.materialize(_log_denominator(logits, geom))
   values, axes = _blocks(x, geom, 0)
-  logit_blocks = _blocks(x if logits is None else logits, geom, -np.inf)[0]
+  logit_blocks = _blocks(logits, geom, -np.inf)[0]
   p = jnp.exp(logit_blocks - jnp.expand_dims(z, axes))
   tx = _blocks(tx, geom, 0)[0]
   tl = None if tl is None else _blocks(tl, geom, 0)[0]
@@ -242,10 +253,8 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   """The tangent with one weight ``p_k = e^(l_k - z_o)`` per window offset, ``z`` the
   window's log-denominator from its own maximum logit: exact for any finite input
   (`logits` and `tl` None: SoftPool, the logits are x)."""
-  cast = lambda a: None if a is None else a.astype(y.dtype)  # may be float16/bfloat16
-  x, logits, tx, tl = cast(x), cast(logits), cast(tx), cast(tl)
-  soft = logits is None
-  logits = x if soft else logits
+  soft = tl is None
+  x, logits, tx, tl = _tangent_operands(y.dtype, x, logits, tx, tl)
   # Written once: fused into every term below it would be recomputed per offset.
   z = views.materialize(_log_denominator(logits, geom))
   # The tangents' views from `views.linear_views` (the stride phases on CPU): the
