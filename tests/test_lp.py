@@ -381,9 +381,37 @@ def test_gradients_match_numpy_on_random_geometries(seed):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"p={p} mean={mean}")
 
 
-def test_factorised_and_general_backward_each_taken_where_they_should(monkeypatch):
-  # Replacing the general pass by NaNs shows which branch was taken: on CPU the
-  # factorised pass for ordinary inputs (on accelerators never), the general one for
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
+  """Both range-free forms of the gradient for a fixed p, called directly: the fused
+  one CPU takes (`_spread_grad`) and the per-offset one accelerators take
+  (`_general_backward`), on the geometries above, with all-zero windows, tiny
+  magnitudes (beyond the factorised pass's range) and p < 1."""
+  from jaxpool._src import geometry, lp
+  rng = np.random.default_rng(200 + seed)
+  if seed < len(FAST_GEOMETRIES):
+    spatial, window, strides, padding, kw = FAST_GEOMETRIES[seed]
+  else:
+    spatial, window, strides, padding, kw = _random_geometry(rng, int(rng.integers(1, 4)))
+  x = signed_away_from_zero(rng, (2, *spatial, 2))
+  x[0, ..., 0] = 0.0  # all-zero windows: gradient 0
+  x[1, ..., 1] *= np.float32(1e-30)
+  geom = geometry.resolve(x.shape, window, strides, padding, **kw)
+  combos = [(2.0, False), (3.0, True), (0.5, False), (2.5, True)]
+  for p, mean in combos[seed % 2::2]:
+    y = jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw)
+    cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    want = reference.lp_pool_grad(x, cot, p, window, strides, padding, mean=mean, **kw)
+    forms = {"spread": lp._spread_grad(jnp.asarray(x), y, cot, p, geom, mean),
+             "general": lp._general_backward(jnp.asarray(x), y, p, cot, geom, mean, False)[0]}
+    for name, got in forms.items():
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
+                                 err_msg=f"{name} p={p} mean={mean}")
+
+
+def test_factorised_and_exact_backward_each_taken_where_they_should(monkeypatch):
+  # Replacing the exact pass by NaNs shows which branch was taken: on CPU the
+  # factorised pass for ordinary inputs (on accelerators never), the exact one for
   # magnitudes whose y^(p-1) leaves [2^-90, 2^90] (lp_pool is 1-homogeneous, so the
   # gradient at s * x equals the gradient at x: the two branches must agree).
   from jaxpool._src import lp
@@ -392,15 +420,14 @@ def test_factorised_and_general_backward_each_taken_where_they_should(monkeypatc
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   args = ((3, 3), 2, "SAME", False, {})
   want = reference.lp_pool_grad(x, cot, 3.0, *args[:3])
-  general = lp._general_backward
-  monkeypatch.setattr(lp, "_general_backward",
-                      lambda xc, *a: (jnp.full_like(xc, np.nan), None))
+  exact = lp._exact_grad  # the per-backend choice of the exact form
+  monkeypatch.setattr(lp, "_exact_grad", lambda xc, *a: jnp.full_like(xc, np.nan))
   if jax.default_backend() == "cpu":
     np.testing.assert_allclose(_lp_vjp(x, cot, 3.0, *args), want, rtol=1e-4, atol=1e-5)
-  else:  # accelerators take the general pass always (fallback.fast_or_exact)
+  else:  # accelerators take the exact pass always (fallback.fast_or_exact)
     assert np.isnan(_lp_vjp(x, cot, 3.0, *args)).all()
   assert np.isnan(_lp_vjp(x * np.float32(1e30), cot, 3.0, *args)).all()
-  monkeypatch.setattr(lp, "_general_backward", general)
+  monkeypatch.setattr(lp, "_exact_grad", exact)
   for scale in (1e30, 1e-30):
     np.testing.assert_allclose(_lp_vjp(x * np.float32(scale), cot, 3.0, *args), want,
                                rtol=1e-4, atol=1e-5)

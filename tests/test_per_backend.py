@@ -77,6 +77,16 @@ def test_pool_gradients_have_no_data_dependent_branch_on_gpu(name):
   assert cpu.count("stablehlo.case") > gpu.count("stablehlo.case")
 
 
+def test_exact_lp_gradient_is_chosen_per_backend():
+  """lp's range-free gradient: the fused spread (`lp._spread_grad`) on CPU, the
+  per-offset arrays (`lp._general_backward`, one anchoring sum per offset) elsewhere."""
+  x = jnp.ones((2, 9, 9, 3))
+  l2 = jax.grad(lambda v: jnp.sum(jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME") ** 2))
+  sums = lambda text: text.count("stablehlo.reduce(")
+  # the range check's two sums (traced on GPU too, unused there); GPU: the 9 anchors
+  assert sums(_lowered(l2, "cpu", x)) == 2 and sums(_lowered(l2, "cuda", x)) == 9 + 2
+
+
 def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
   """Per-backend choice of the sum/avg tangent rule (reduce._window_sum_tangent): the
   strided views on CPU, XLA's reduce-window (transposed: pad + reduce-window) on GPU

@@ -86,6 +86,21 @@ def of_input(x: jax.Array, element: Element) -> jax.Array:
   return lax.slice(x, element.in_start, element.in_limit, element.in_strides)
 
 
+def spread(values: jax.Array, element: Element, geom: PoolGeometry, fill) -> jax.Array:
+  """Each window's value placed on the input element that is `element` of it.
+
+  Input-shaped: ``values[o]`` at the input position of `element` in window ``o``
+  (for the windows `element` covers), `fill` elsewhere. The transpose of
+  `of_input` after `of_windows`, written as one pad with interior padding, so that
+  XLA fuses it into an elementwise pass over the input: each input element reads
+  the per-window factors of the windows it lies in, and nothing output-sized is
+  written per offset.
+  """
+  config = [(start, size - limit, stride - 1) for start, limit, stride, size in
+            zip(element.in_start, element.in_limit, element.in_strides, geom.input_shape)]
+  return lax.pad(of_windows(values, element), jnp.asarray(fill, values.dtype), config)
+
+
 def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.Array]]:
   """`(k, element k of every window)` for each offset `k` some window holds inside
   the input: a strided slice of the unpadded `x`, padded with `fill` onto the
