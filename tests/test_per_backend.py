@@ -77,14 +77,21 @@ def test_pool_gradients_have_no_data_dependent_branch_on_gpu(name):
   assert cpu.count("stablehlo.case") > gpu.count("stablehlo.case")
 
 
-def test_exact_lp_gradient_is_chosen_per_backend():
+def test_exact_derivative_forms_are_chosen_per_backend():
   """lp's range-free gradient: the fused spread (`lp._spread_grad`) on CPU, the
-  per-offset arrays (`lp._general_backward`, one anchoring sum per offset) elsewhere."""
+  per-offset arrays (`lp._general_backward`, one anchoring sum per offset) elsewhere.
+  soft_pool's exact tangent: its per-offset coefficients written (a reduce-window
+  barrier each) on CPU only (`views.materialize_on_cpu`)."""
   x = jnp.ones((2, 9, 9, 3))
   l2 = jax.grad(lambda v: jnp.sum(jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME") ** 2))
   sums = lambda text: text.count("stablehlo.reduce(")
   # the range check's two sums (traced on GPU too, unused there); GPU: the 9 anchors
   assert sums(_lowered(l2, "cpu", x)) == 2 and sums(_lowered(l2, "cuda", x)) == 9 + 2
+  soft = jax.grad(lambda v: jnp.sum(jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME") ** 2))
+  barriers = lambda text: text.count("stablehlo.reduce_window")
+  # GPU: y and z only; CPU: 9 coefficients more (and the fast form's own)
+  assert barriers(_lowered(soft, "cuda", x)) == 2
+  assert barriers(_lowered(soft, "cpu", x)) >= 2 + 9
 
 
 def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():

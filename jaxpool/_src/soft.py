@@ -268,11 +268,14 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   for logit, value, t_x, t_l in zip(views.view_arrays(logits, geom, -np.inf),
                                     views.view_arrays(x, geom, 0),
                                     tangent_views(tx), tl_views):
-    # Computed once into memory: XLA would otherwise fuse every weight (an exp)
-    # into the transposed views and evaluate it for every input element.
+    # Computed once into memory on CPU: XLA would otherwise fuse every weight (an
+    # exp) into the transposed views and evaluate it for every input element. On
+    # an H100 the fused form was as fast on 3x3/2 SAME (1024, 28, 28, 64) and
+    # faster on 1-D 3/2 (0.49 -> 0.39 ms fwd+bwd) and 3x3x3/2 (3.2 -> 2.8 ms).
     if soft:  # the whole coefficient of the one tangent
-      terms.append(views.materialize(jnp.exp(logit - z) * (value - y + 1)) * t_x)
+      terms.append(views.materialize_on_cpu(jnp.exp(logit - z) * (value - y + 1)) * t_x)
     else:
+      # lip_pool: written on every backend (fused, 3% slower on an H100)
       p = views.materialize(jnp.exp(logit - z))
       terms.append(_tangent_coefficients(p, value, y, t_x, t_l))
   if not terms:

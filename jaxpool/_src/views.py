@@ -229,6 +229,18 @@ def materialize(a: jax.Array) -> jax.Array:
   return out[..., 0]
 
 
+def materialize_on_cpu(a: jax.Array) -> jax.Array:
+  """`materialize(a)` on CPU; elsewhere `a` itself, left for XLA to fuse.
+
+  For per-offset coefficients (an exponential of a window view) read by a
+  transposed view: XLA:CPU would evaluate a fused coefficient for every input
+  element and offset, while a GPU does that arithmetic for free and saves writing
+  and re-reading K output-sized arrays (`lax.platform_dependent`, resolved when the
+  program is lowered).
+  """
+  return lax.platform_dependent(a, cpu=materialize, default=lambda a: a)
+
+
 def pooled(y: jax.Array) -> jax.Array:
   """A pool's output as its rules return it: written to memory once (`materialize`).
 
