@@ -47,7 +47,6 @@ DEFAULT_POOL_OPTIONS = {
 }
 
 
-_DIMS = ("NHWC", "HWIO", "NHWC")
 
 
 class Conv(nnx.Module):
@@ -56,7 +55,8 @@ class Conv(nnx.Module):
     XLA:CPU evaluates a convolution's kernel gradient 5-150x slower inside a while
     loop (our whole epoch is one `lax.scan`) than outside one; `jaxpool._src.conv`
     computes the same gradients as ordinary forward convolutions (one matrix
-    product for the one-channel first layer).
+    product for the one-channel first layer, which also gives the bias gradient:
+    `jaxpool_conv.biased_conv`).
 
     Parameters as `nnx.Conv`: `kernel` (kh, kw, in, out) with LeCun-normal init,
     `bias` (out,) zeros; computation in `dtype`, parameters float32.
@@ -73,9 +73,8 @@ class Conv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x):
-        y = jaxpool_conv.conv_general_dilated(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
-                                      (1, 1), self.padding, dimension_numbers=_DIMS)
-        return y + self.bias[...].astype(self.dtype)
+        return jaxpool_conv.biased_conv(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
+                                        self.bias[...], self.padding)
 
 
 # Registry names that are not feature -> pooled-feature maps.

@@ -21,6 +21,11 @@ folded into the dimension numbers: 30x slower in a loop too) is written as the
 forward convolution of `g` with the explicitly flipped, in/out-swapped kernel and
 padding `(k - 1 - lo, k - 1 - hi)`.
 
+With one input channel (a first layer on grayscale images) and on CPU, the forward
+pass is a sum of shifted copies of the input times kernel rows (`_shifted_products`),
+and `biased_conv` adds a bias whose gradient comes out of the kernel gradient's
+matrix product.
+
 Only stride 1, no dilation, one feature group and channels-last layouts (flax's)
 take this path; anything else is passed to `lax.conv_general_dilated` unchanged.
 
@@ -57,33 +62,74 @@ def _forward(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
                                   precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x: jax.Array, kernel: jax.Array, pads: tuple[tuple[int, int], ...],
-          precision: Any) -> jax.Array:
-  return _forward(x, kernel, pads, precision)
+def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
+  """The convolution of a one-channel `x` as a sum of shifted copies times kernel rows.
+
+  ``y[n, s, o] = sum_a x_pad[n, s + a, 0] K[a, 0, o]``: one fused elementwise pass
+  writing the output, K multiply-adds per output element. XLA:CPU's convolution
+  with one input channel was 2.6x slower: (128, 28, 28, 1) -> 32 channels, 3x3
+  VALID, with bias and ReLU, 1.74 vs 0.67 ms.
+  """
+  nd = x.ndim - 2
+  x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+                  + [(0, 0, 0)])
+  out = tuple(size - k + 1 for size, k in zip(x_pad.shape[1:-1], kernel.shape[:nd]))
+  y = None
+  for offset in np.ndindex(*kernel.shape[:nd]):
+    shifted = x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out))]
+    term = shifted * kernel[offset][0].astype(x.dtype)  # (N, *S', 1) * (O,)
+    y = term if y is None else y + term
+  return y
 
 
-def _conv_fwd(x, kernel, pads, precision):
-  return _forward(x, kernel, pads, precision), (x, kernel)
+def _primal(x: jax.Array, kernel: jax.Array, bias: jax.Array, pads, precision) -> jax.Array:
+  """The convolution plus `bias`: for one input channel on CPU `_shifted_products`."""
+  bias = bias.astype(x.dtype)
+  if x.shape[-1] != 1 or x.dtype != kernel.dtype:
+    return _forward(x, kernel, pads, precision) + bias
+  return lax.platform_dependent(
+      x, kernel, bias, cpu=lambda x, k, b: _shifted_products(x, k, pads) + b,
+      default=lambda x, k, b: _forward(x, k, pads, precision) + b)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
+          pads: tuple[tuple[int, int], ...], precision: Any) -> jax.Array:
+  return _primal(x, kernel, bias, pads, precision)
+
+
+def _conv_fwd(x, kernel, bias, pads, precision):
+  return _primal(x, kernel, bias, pads, precision), (x, kernel, bias)
 
 
 # Bytes of one chunk of images of the kernel gradient (about a CPU's L2 cache).
 _CHUNK_BYTES = 1 << 20
 
 
-def _kernel_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision) -> jax.Array:
-  """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O)."""
+def _kernel_and_bias_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision):
+  """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O), and
+  the bias gradient db[o] = sum_{n, s} g[n, s, o]."""
   nd = x_pad.ndim - 2
   if x_pad.shape[-1] == 1:
     # One input channel (a first layer on grayscale images): one matrix product
-    # of the (N * S', K) patches of x_pad with g, 2x faster than the convolution.
+    # of the (N * S', K + 1) patches of x_pad with g, 2x faster than the
+    # convolution. The last patch column is ones, so that the product's last row
+    # is the bias gradient: as a reduction of its own, 0.45 of a 5.6 ms seed_cnn
+    # training step (profiled).
     out = g.shape[1:-1]
     patches = jnp.stack(
         [x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out)) + (0,)]
-         for offset in np.ndindex(*kernel_window)], axis=-1)
+         for offset in np.ndindex(*kernel_window)]
+        + [jnp.ones((x_pad.shape[0], *out), x_pad.dtype)], axis=-1)
     dk = lax.dot(patches.reshape(-1, patches.shape[-1]).T, g.reshape(-1, g.shape[-1]),
                  precision=precision)
-    return dk.reshape(tuple(kernel_window) + (1, g.shape[-1]))
+    return dk[:-1].reshape(tuple(kernel_window) + (1, g.shape[-1])), dk[-1]
+  return _kernel_grad(x_pad, g, kernel_window, precision), jnp.sum(g, axis=tuple(range(nd + 1)))
+
+
+def _kernel_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision) -> jax.Array:
+  """dK[a, i, o] = sum_{n, s} x_pad[n, s + a, i] g[n, s, o], shape (*k, I, O)."""
+  nd = x_pad.ndim - 2
 
   def one(xg):
     xc, gc = xg
@@ -108,7 +154,7 @@ def _kernel_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision) -> ja
   return dk.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))
 
 
-def _cpu_bwd(x, kernel, g, pads, precision):
+def _cpu_bwd(x, kernel, bias, g, pads, precision):
   nd = x.ndim - 2
   # dx: the forward convolution of g with the flipped kernel (in and out swapped).
   # What JAX's transpose rule emits instead (the same convolution with the flip and
@@ -118,20 +164,21 @@ def _cpu_bwd(x, kernel, g, pads, precision):
   dx = _forward(g, flipped, back, precision).astype(x.dtype)
   x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
                   + [(0, 0, 0)])
-  dk = _kernel_grad(x_pad, g.astype(x.dtype), kernel.shape[:nd], precision)
-  return dx, dk.astype(kernel.dtype)
+  dk, db = _kernel_and_bias_grad(x_pad, g.astype(x.dtype), kernel.shape[:nd], precision)
+  return dx, dk.astype(kernel.dtype), db.astype(bias.dtype)
 
 
-def _default_bwd(x, kernel, g, pads, precision):
-  _, vjp = jax.vjp(lambda x, k: _forward(x, k, pads, precision), x, kernel)
+def _default_bwd(x, kernel, bias, g, pads, precision):
+  _, vjp = jax.vjp(lambda x, k, b: _forward(x, k, pads, precision) + b.astype(x.dtype),
+                   x, kernel, bias)
   return vjp(g)
 
 
 def _conv_bwd(pads, precision, residuals, g):
-  x, kernel = residuals
+  x, kernel, bias = residuals
   # Only XLA:CPU needs the rewrite; other backends keep JAX's own gradient.
   return lax.platform_dependent(
-      x, kernel, g, cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
+      x, kernel, bias, g, cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
       default=functools.partial(_default_bwd, pads=pads, precision=precision))
 
 
@@ -167,9 +214,25 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count, batch_group_count=batch_group_count,
         precision=precision, **kwargs)
+  # A zero bias, whose add XLA drops and whose gradient nobody reads.
+  return _conv(lhs, rhs, jnp.zeros(rhs.shape[-1], lhs.dtype), _pads(lhs, rhs, padding),
+               precision)
+
+
+def _pads(x, kernel, padding) -> tuple[tuple[int, int], ...]:
   if isinstance(padding, str):
-    pads = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], ones, padding)
+    pads = lax.padtype_to_pads(x.shape[1:-1], kernel.shape[:-2], (1,) * (x.ndim - 2), padding)
   else:
     pads = padding
-  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-  return _conv(lhs, rhs, pads, precision)
+  return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def biased_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding) -> jax.Array:
+  """``conv(x, kernel) + bias``, stride 1, channels last (`x` of shape `(N, *S, I)`,
+  `kernel` `(*k, I, O)`, `bias` `(O,)`): `conv_general_dilated`'s gradients, with the
+  bias gradient from the kernel gradient's matrix product where that is one (one
+  input channel, on CPU). `padding`: "SAME", "VALID" or (lo, hi) pairs."""
+  if x.ndim < 3 or kernel.ndim != x.ndim or bias.shape != kernel.shape[-1:]:
+    raise ValueError(f"biased_conv: expected x (N, *S, I), kernel (*k, I, O) and bias (O,), "
+                     f"got {x.shape}, {kernel.shape} and {bias.shape}.")
+  return _conv(x, kernel, bias, _pads(x, kernel, padding), None)
