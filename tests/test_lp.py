@@ -362,15 +362,22 @@ def _lp_vjp(x, cot, p, window, strides, padding, mean, kw):
   return jax.jit(lambda x, c: jax.vjp(f, x)[1](c)[0])(x, cot)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_gradients_match_numpy_on_random_geometries(seed):
-  rng = np.random.default_rng(100 + seed)
-  if seed < len(FAST_GEOMETRIES):
-    spatial, window, strides, padding, kw = FAST_GEOMETRIES[seed]
+def _geometry_case(rng, index):
+  """FAST_GEOMETRIES[index], or a random geometry past them, and an input for it
+  with all-zero windows (channel 0 of example 0: gradient 0)."""
+  if index < len(FAST_GEOMETRIES):
+    spatial, window, strides, padding, kw = FAST_GEOMETRIES[index]
   else:
     spatial, window, strides, padding, kw = _random_geometry(rng, int(rng.integers(1, 4)))
   x = signed_away_from_zero(rng, (2, *spatial, 2))
-  x[0, ..., 0] = 0.0  # all-zero windows: gradient 0
+  x[0, ..., 0] = 0.0
+  return (window, strides, padding, kw), x
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gradients_match_numpy_on_random_geometries(seed):
+  rng = np.random.default_rng(100 + seed)
+  (window, strides, padding, kw), x = _geometry_case(rng, seed)
   combos = [(2.0, False), (3.0, True), (1.0, False), (2.5, True)]
   for p, mean in combos[seed % 2::2]:  # two of them per geometry: compiling is the cost
     y = jax.eval_shape(lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean,
@@ -389,12 +396,7 @@ def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
   magnitudes (beyond the factorised pass's range) and p < 1."""
   from jaxpool._src import geometry, lp
   rng = np.random.default_rng(200 + seed)
-  if seed < len(FAST_GEOMETRIES):
-    spatial, window, strides, padding, kw = FAST_GEOMETRIES[seed]
-  else:
-    spatial, window, strides, padding, kw = _random_geometry(rng, int(rng.integers(1, 4)))
-  x = signed_away_from_zero(rng, (2, *spatial, 2))
-  x[0, ..., 0] = 0.0  # all-zero windows: gradient 0
+  (window, strides, padding, kw), x = _geometry_case(rng, seed)
   x[1, ..., 1] *= np.float32(1e-30)
   geom = geometry.resolve(x.shape, window, strides, padding, **kw)
   combos = [(2.0, False), (3.0, True), (0.5, False), (2.5, True)]
