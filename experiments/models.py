@@ -47,8 +47,6 @@ DEFAULT_POOL_OPTIONS = {
 }
 
 
-
-
 class Conv(nnx.Module):
     """`nnx.Conv` for NHWC inputs, stride 1, with jaxpool's loop-friendly conv VJP.
 
