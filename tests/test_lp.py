@@ -49,7 +49,8 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("spatial,window,strides,padding,kw", CONFIGS)
-@pytest.mark.parametrize("p,mean", [(2, False), (3, True), (1.5, False), (math.inf, False)])
+@pytest.mark.parametrize("p,mean", [(2, False), (3, True), (4, True), (1.5, False),
+                                    (math.inf, False)])
 def test_values_match_numpy(spatial, window, strides, padding, kw, p, mean):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)

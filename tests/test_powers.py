@@ -23,3 +23,16 @@ def test_power_integral_and_float_exponents():
 def test_power_integral_p_is_an_exact_product():
   base = np.array([1.5, 3.0, 1e-3, 7.0], np.float32)
   np.testing.assert_array_equal(powers.power(jnp.asarray(base), 3.0), base * base * base)
+
+
+def test_root_of_scaled_totals():
+  """powers.root: total ** (1/p) on the range the pools' scaled totals take, [1/c, K 2^p],
+  and 0 (an all-zero window), against float64; square roots for p = 2 and 4."""
+  total = np.concatenate([[0.0], np.geomspace(1 / 27, 27 * 2.0 ** 4, 20_001)]).astype(np.float32)
+  for p in (2.0, 3.0, 4.0, 2.5, 1.5):
+    got = np.asarray(jax.jit(lambda t, p=p: powers.root(t, p))(total))
+    want = total.astype(np.float64) ** (1 / p)
+    ulps = 2 if p in (2.0, 4.0) else 8  # square roots; exp(log(total) / p)
+    np.testing.assert_allclose(got, want, rtol=ulps * np.finfo(np.float32).eps, atol=0)
+  text = jax.jit(lambda t: powers.root(t, 4.0)).lower(jnp.asarray(total)).as_text()
+  assert text.count("stablehlo.sqrt") == 2 and "stablehlo.log" not in text

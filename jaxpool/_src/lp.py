@@ -148,10 +148,8 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
-  if isinstance(p, float) and p == 2:
-    root = jnp.sqrt(total)
-  else:  # total lies in [1/c, window size * 4^p]: exp(log(total) / p) is accurate
-    root = jnp.exp(jnp.log(total) / jnp.asarray(p, total.dtype))
+  # total lies in [1/c, window size * 2^p]: its root is accurate in every form
+  root = powers.root(total, p)
   # |x| = inf makes the scaled elements NaN; the norm is inf there.
   return jnp.where(jnp.isinf(m), m, root * inv_r)
 
