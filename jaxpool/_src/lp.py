@@ -247,6 +247,29 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
       default=lambda x, yc, gc: _general_backward(x, yc, p, gc, geom, mean, False)[0])
 
 
+def _window_factors(yc, gc, geom: PoolGeometry, mean: bool):
+  """Per window, what the gradient's ratio terms need: (y > 0, r, s, w) with ``r`` a
+  power of two and ``s = 1 / (y r)`` (`_power_of_two_reciprocal`: both normal
+  numbers, ``y r`` in [1, 4)) and the weight ``w = g / c`` (0 where y = 0)."""
+  positive = yc > 0
+  r, _ = _power_of_two_reciprocal(yc)
+  s = 1 / jnp.where(positive, yc * r, 1)
+  c = _divisor(geom, mean, yc.dtype)
+  weight = jnp.where(positive, gc if c is None else gc / c, 0)
+  return positive, r, s, weight
+
+
+def _ratio_terms(x, positive, r, s, weight, p, sign: bool = False):
+  """``w q^(p-1)`` with ``q = |x| r s <= 1``, 0 where the window's y or `x` is 0
+  (times sign(x) inside the same select with `sign`); the window factors
+  (`_window_factors`) broadcast against `x`."""
+  a = jnp.abs(x)
+  nonzero = positive & (a > 0)
+  q = jnp.where(nonzero, a * r * s, 1)  # 1 where unused: no 0 ** negative
+  term = powers.power(q, p - 1) * weight
+  return jnp.where(nonzero, jnp.sign(x) * term if sign else term, 0)
+
+
 def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """The gradient in x for windows that tile the input, in one pass, for any fixed p.
 
@@ -259,16 +282,8 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """
   dtype = yc.dtype
   blocks, axes = views.window_blocks(x.astype(dtype), geom)
-  positive = yc > 0
-  r, _ = _power_of_two_reciprocal(yc)
-  s = 1 / jnp.where(positive, yc * r, 1)
-  c = _divisor(geom, mean, dtype)
-  weight = jnp.where(positive, gc if c is None else gc / c, 0)
-  r, s, weight, positive = (jnp.expand_dims(v, axes) for v in (r, s, weight, positive))
-  a = jnp.abs(blocks)
-  nonzero = positive & (a > 0)
-  q = jnp.where(nonzero, a * r * s, 1)  # 1 where unused: no 0 ** negative
-  grad = jnp.where(nonzero, jnp.sign(blocks) * powers.power(q, p - 1) * weight, 0)
+  factors = (jnp.expand_dims(v, axes) for v in _window_factors(yc, gc, geom, mean))
+  grad = _ratio_terms(blocks, *factors, p, sign=True)
   unblock = jax.linear_transpose(lambda t: views.window_blocks(t, geom)[0],
                                  jax.ShapeDtypeStruct(geom.input_shape, dtype))
   (grad_x,) = unblock(grad)
@@ -287,22 +302,15 @@ def _spread_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   (`_exact_grad`).
   """
   dtype = yc.dtype
-  positive = yc > 0
-  r, _ = _power_of_two_reciprocal(yc)
-  s = 1 / jnp.where(positive, yc * r, 1)
-  c = _divisor(geom, mean, dtype)
-  weight = jnp.where(positive, gc if c is None else gc / c, 0)
+  factors = _window_factors(yc, gc, geom, mean)
   xc = x.astype(dtype)
-  a = jnp.abs(xc)
   total = jnp.zeros(geom.input_shape, dtype)
   for offset in geom.window_offsets():
     element = views.locate(geom, offset)
     if element is None:  # this offset lies in the padding of every window
       continue
-    rk, sk, wk = (views.spread(v, element, geom, 0) for v in (r, s, weight))
-    nonzero = views.spread(positive, element, geom, False) & (a > 0)
-    q = jnp.where(nonzero, a * rk * sk, 1)  # 1 where unused: no 0 ** negative
-    total = total + jnp.where(nonzero, powers.power(q, p - 1) * wk, 0)
+    spread = [views.spread(v, element, geom, 0) for v in factors]  # 0: False for y > 0
+    total = total + _ratio_terms(xc, *spread, p)
   return (jnp.sign(xc) * total).astype(x.dtype)
 
 
