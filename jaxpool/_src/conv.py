@@ -62,6 +62,18 @@ def _forward(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
                                   precision=precision)
 
 
+def _zero_padded(x: jax.Array, pads) -> jax.Array:
+  """`x` (N, *S, C) zero-padded by `pads` ((lo, hi) per spatial dim)."""
+  return lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+                 + [(0, 0, 0)])
+
+
+def _shifted(x_pad: jax.Array, offset, out) -> jax.Array:
+  """The (N, *out, C) slice of `x_pad` starting at the kernel `offset`: the input
+  element that kernel position reads for every output position."""
+  return x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out))]
+
+
 def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
   """The convolution of a one-channel `x` as a sum of shifted copies times kernel rows.
 
@@ -71,13 +83,11 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
   VALID, with bias and ReLU, 1.74 vs 0.67 ms.
   """
   nd = x.ndim - 2
-  x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
-                  + [(0, 0, 0)])
+  x_pad = _zero_padded(x, pads)
   out = tuple(size - k + 1 for size, k in zip(x_pad.shape[1:-1], kernel.shape[:nd]))
   y = None
   for offset in np.ndindex(*kernel.shape[:nd]):
-    shifted = x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out))]
-    term = shifted * kernel[offset][0].astype(x.dtype)  # (N, *S', 1) * (O,)
+    term = _shifted(x_pad, offset, out) * kernel[offset][0].astype(x.dtype)  # (N, *S', 1) * (O,)
     y = term if y is None else y + term
   return y
 
@@ -118,8 +128,7 @@ def _kernel_and_bias_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precisi
     # training step (profiled).
     out = g.shape[1:-1]
     patches = jnp.stack(
-        [x_pad[(slice(None),) + tuple(slice(a, a + o) for a, o in zip(offset, out)) + (0,)]
-         for offset in np.ndindex(*kernel_window)]
+        [_shifted(x_pad, offset, out)[..., 0] for offset in np.ndindex(*kernel_window)]
         + [jnp.ones((x_pad.shape[0], *out), x_pad.dtype)], axis=-1)
     dk = lax.dot(patches.reshape(-1, patches.shape[-1]).T, g.reshape(-1, g.shape[-1]),
                  precision=precision)
@@ -162,8 +171,7 @@ def _cpu_bwd(x, kernel, bias, g, pads, precision):
   flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2).astype(g.dtype)
   back = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:nd], pads))
   dx = _forward(g, flipped, back, precision).astype(x.dtype)
-  x_pad = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
-                  + [(0, 0, 0)])
+  x_pad = _zero_padded(x, pads)
   dk, db = _kernel_and_bias_grad(x_pad, g.astype(x.dtype), kernel.shape[:nd], precision)
   return dx, dk.astype(kernel.dtype), db.astype(bias.dtype)
 
