@@ -178,7 +178,7 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   return jnp.zeros(out, dtype) if total is None else total
 
 
-def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype,
+def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype, *,
            differentiated: bool = False, for_overlaps: bool = False):
   """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
   0 on windows holding no input in the latter. `for_overlaps`: see `_written_once`."""
@@ -214,7 +214,7 @@ def _mixed(x, alpha, geom, count_include_pad):
 def _mixed_jvp(geom, count_include_pad, primals, tangents):
   (x, alpha), (t_x, t_alpha) = primals, tangents
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True)
   a = alpha.astype(dtype)
   y = views.pooled(_mix(big_c, mean, a))
   t_y = jnp.zeros(y.shape, dtype)
@@ -243,7 +243,8 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
   once = functools.partial(_written_once, geom=geom, for_overlaps=True)
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, True, True)
+  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True,
+                                      for_overlaps=True)
   # y, dy/dz and the K terms of the transpose all read these.
   mean = once(mean)
   g = once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
