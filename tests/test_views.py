@@ -8,6 +8,7 @@ import pytest
 
 import jax
 import jax.numpy as jnp
+from jax.test_util import check_grads
 
 from jaxpool._src import geometry
 from jaxpool._src import views
@@ -154,23 +155,87 @@ def test_window_blocks_of_tiling_windows():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8,
-                                   np.int32, np.complex64])
+                                   np.int32, np.complex64, np.bool_])
 def test_barriers_are_the_identity(dtype):
   if np.issubdtype(dtype, np.integer):
     info = np.iinfo(dtype)
     values = np.array([info.min, info.max, 0, 1, info.max - 1], dtype)
   elif dtype == np.complex64:
     values = np.array([1 + 2j, -0.0, np.inf, 3.5 - 1j, 0], dtype)
+  elif dtype == np.bool_:
+    values = np.array([True, False, False, True, True])
   else:
     values = np.array([np.nan, np.inf, -np.inf, -0.0, 1.5], np.float32)
   x = jnp.asarray(np.tile(values, (3, 1)), dtype)
-  for barrier in (views.materialize, views.pooled):
-    out = barrier(x)
-    assert out.dtype == x.dtype and out.shape == x.shape
-    as_numpy = lambda a: np.asarray(a.astype(jnp.float32) if a.dtype == jnp.bfloat16 else a)
-    np.testing.assert_array_equal(as_numpy(out), as_numpy(x))  # NaN == NaN here
-  if dtype in (np.float16, jnp.bfloat16):  # pooled moves their bits: -0.0 stays -0.0
-    np.testing.assert_array_equal(np.signbit(as_numpy(views.pooled(x))), np.signbit(as_numpy(x)))
+  as_numpy = lambda a: np.asarray(a.astype(jnp.float32) if a.dtype == jnp.bfloat16 else a)
+  # Both forms, whatever this machine's backend: the conditional (CPU) and the
+  # reduce-window (elsewhere); eagerly and compiled, with `x` as its own source and
+  # with another array as the source.
+  forms = [lambda a: views.materialize(a, a), lambda a: views.materialize(a, jnp.ones(3)),
+           lambda a: views.pooled(a, a), views._through_a_reduce_window,
+           lambda a: views._through_a_conditional(a, a)]
+  for form in forms:
+    for run in (form, jax.jit(form)):
+      out = run(x)
+      assert out.dtype == x.dtype and out.shape == x.shape
+      np.testing.assert_array_equal(as_numpy(out), as_numpy(x))  # NaN == NaN here
+  if dtype in (np.float32, np.float16, jnp.bfloat16):  # the conditional keeps -0.0's sign
+    out = jax.jit(lambda a: views._through_a_conditional(a, a))(x)
+    np.testing.assert_array_equal(np.signbit(as_numpy(out)), np.signbit(as_numpy(x)))
+
+
+def test_barriers_take_a_branch_even_where_the_predicate_holds():
+  """The conditional's predicate, ``(b | 1) == 0`` for the bits of the source's first
+  element, is never true; its other branch (an optimization barrier) is the
+  identity too, checked by calling it directly."""
+  x = jnp.asarray(np.arange(12.0).reshape(3, 4))
+  np.testing.assert_array_equal(np.asarray(jax.lax.optimization_barrier(x)), np.asarray(x))
+  for source in (jnp.zeros(2), jnp.asarray([-0.0]), jnp.asarray([np.nan]),
+                 jnp.asarray([0], jnp.uint8), jnp.asarray([False])):
+    np.testing.assert_array_equal(np.asarray(jax.jit(views.materialize)(x, source)),
+                                  np.asarray(x))
+
+
+def test_barriers_survive_xla_on_cpu():
+  """On CPU the barrier must stay a conditional in the optimized program (XLA
+  removes one whose predicate it knows or whose branches are the same), and the
+  value behind it is computed once: its producer is not fused into the readers."""
+  cpu = jax.devices("cpu")[0]  # also where another backend is the default
+  x = jax.device_put(np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32), cpu)
+
+  def program(v):
+    y = views.materialize(jnp.maximum(v[:, ::2], v[:, 1::2]) * 2.0, v)
+    return y.reshape(4, -1).sum(1), y + 1.0
+
+  text = jax.jit(program).lower(x).compile().as_text()
+  entry = text[text.index("ENTRY"):]
+  assert "conditional(" in entry
+  assert sum("maximum" in line and "fusion(" in line for line in entry.splitlines()) <= 1
+  np.testing.assert_allclose(np.asarray(jax.jit(program)(x)[1]),
+                             np.maximum(np.asarray(x)[:, ::2], np.asarray(x)[:, 1::2]) * 2 + 1)
+
+
+def test_barriers_under_vmap_and_derivatives():
+  """The barrier's derivative is the identity (to second order, both modes), and
+  under `vmap` (batched value, source or both) the batch goes through one
+  conditional: JAX's rule for a batched predicate would select between the
+  branches, which XLA fuses away."""
+  cpu = jax.devices("cpu")[0]
+  x = jax.device_put(np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32), cpu)
+  for in_axes in [(0, 0), (0, None), (None, 0)]:
+    a = x if in_axes[0] == 0 else x[0]
+    source = x if in_axes[1] == 0 else x[0]
+    out = jax.vmap(views.materialize, in_axes=in_axes)(a, source)
+    np.testing.assert_array_equal(np.asarray(out), np.broadcast_to(np.asarray(a), out.shape))
+  f = lambda v: jnp.sum(jnp.sin(views.materialize(v * 2.0, v)))
+  check_grads(f, (x[0],), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+  np.testing.assert_allclose(np.asarray(jax.grad(f)(x[0])), 2 * np.cos(2 * np.asarray(x[0])),
+                             rtol=1e-6)
+  per_example = jax.jit(jax.vmap(jax.grad(f)))
+  np.testing.assert_allclose(np.asarray(per_example(x)), 2 * np.cos(2 * np.asarray(x)),
+                             rtol=1e-6)
+  text = per_example.lower(x).compile().as_text()
+  assert text[text.index("ENTRY"):].count("conditional(") == 1
 
 
 @pytest.mark.parametrize("spatial,window,strides,expected", [

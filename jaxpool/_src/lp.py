@@ -363,7 +363,7 @@ def _lp_static(x, geom, p, mean):
 
 
 def _lp_static_fwd(x, geom, p, mean):
-  y = views.pooled(_lp_static(x, geom, p, mean))
+  y = views.pooled(_lp_static(x, geom, p, mean), x)
   return y, (x, y)
 
 
@@ -382,7 +382,7 @@ def _lp_traced(x, p, geom, mean):
 
 
 def _lp_traced_fwd(x, p, geom, mean):
-  y = views.pooled(_lp_traced(x, p, geom, mean))
+  y = views.pooled(_lp_traced(x, p, geom, mean), x)
   return y, (x, y, p)
 
 

@@ -55,7 +55,7 @@ def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   return reduce.extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
 
 
-def _written_once(a: jax.Array, geom: PoolGeometry, *,
+def _written_once(a: jax.Array, x: jax.Array, geom: PoolGeometry, *,
                   for_overlaps: bool = False) -> jax.Array:
   """`a`, written to memory once if the geometry pads, for a value with several readers.
 
@@ -74,7 +74,7 @@ def _written_once(a: jax.Array, geom: PoolGeometry, *,
   whose output is as large as the input (2x2/1: 26 -> 50 ms).
   """
   if geom.has_padding or (for_overlaps and views.overlaps_twice(geom)):
-    return views.materialize(a)
+    return views.materialize(a, x)
   return a
 
 
@@ -188,7 +188,7 @@ def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype, *,
   # ms, gated 10.9 -> 3.7 (same values: the max of bfloat16 numbers is one of them).
   raw = _max_value(x if differentiated else x.astype(dtypes.compute_dtype(x.dtype)), geom)
   if differentiated:  # the mixture and `selected_offset` both read it
-    raw = _written_once(raw, geom, for_overlaps=for_overlaps)
+    raw = _written_once(raw, x, geom, for_overlaps=for_overlaps)
   mean, inverse = _average(x, geom, count_include_pad)
   big, mean = raw.astype(dtype), mean.astype(dtype)
   empty = geom.empty_windows()
@@ -216,7 +216,7 @@ def _mixed_jvp(geom, count_include_pad, primals, tangents):
   dtype = jnp.promote_types(alpha.dtype, dtypes.compute_dtype(x.dtype))
   big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True)
   a = alpha.astype(dtype)
-  y = views.pooled(_mix(big_c, mean, a))
+  y = views.pooled(_mix(big_c, mean, a), x)
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):
     index = reduce.selected_offset(x, big, geom, "max")
@@ -242,13 +242,13 @@ def _gate_dtype(x: jax.Array, w: jax.Array):
 def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
-  once = functools.partial(_written_once, geom=geom, for_overlaps=True)
+  once = functools.partial(_written_once, x=x, geom=geom, for_overlaps=True)
   big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True,
                                       for_overlaps=True)
   # y, dy/dz and the K terms of the transpose all read these.
   mean = once(mean)
   g = once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
-  y = views.pooled(_mix(big_c, mean, g))
+  y = views.pooled(_mix(big_c, mean, g), x)
   r = once((big_c - mean) * g * (1 - g))  # dy/dz
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):

@@ -187,7 +187,8 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
     best = score if best is None else jnp.minimum(best, score)
   if best is None:  # every window lies in the padding
     return jnp.full(geom.output_shape, size, dtype)
-  return views.materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best))
+  return views.materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best),
+                           x)
 
 
 def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -241,7 +242,7 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   # transpose raises NotImplementedError with window dilation. Written to memory
   # once (`views.pooled`), which the offset pass below also wants: it re-reads y
   # through padded views (3x3/2 SAME forward+backward 1.6x faster).
-  y = views.pooled(extremum_pool(x, geom, kind))
+  y = views.pooled(extremum_pool(x, geom, kind), x)
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
 
@@ -359,7 +360,7 @@ def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:
 @_linear_window_sum.defjvp
 def _linear_window_sum_jvp(geom, primals, tangents):
   (x,), (t,) = primals, tangents
-  return views.pooled(_linear_window_sum(x, geom)), _window_sum_tangent(t, geom)
+  return views.pooled(_linear_window_sum(x, geom), x), _window_sum_tangent(t, geom)
 
 
 def _xla_rule_faster(geom: PoolGeometry) -> bool:

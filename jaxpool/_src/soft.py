@@ -156,7 +156,7 @@ def _tiled_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   # z from strided views (one fused loop over the output; reductions over the
   # block axes would make XLA write a float32 copy of bfloat16 blocks), written
   # once: fused into the pass over the input it would be redone for every element.
-  z = views.materialize(_log_denominator(logits, geom))
+  z = views.materialize(_log_denominator(logits, geom), x)
   values, axes = _blocks(x, geom, 0)
   logit_blocks = _blocks(logits, geom, -np.inf)[0]
   p = jnp.exp(logit_blocks - jnp.expand_dims(z, axes))
@@ -241,8 +241,8 @@ def _factorised_tangent(x, y, d, shift, t, geom: PoolGeometry):
   positive = d > 0  # d = 0 only for windows entirely in the padding
   # Per-window factors, materialised: fused into the transposed window sums they
   # would be recomputed once per window offset per element.
-  a = views.materialize(jnp.where(positive, 1 / jnp.where(positive, d, 1), 0))
-  v = views.materialize(y - shift)
+  a = views.materialize(jnp.where(positive, 1 / jnp.where(positive, d, 1), 0), x)
+  v = views.materialize(y - shift, x)
   et = _shifted_exp(x, shift) * t
   first = views.window_sum_by_views((1 + (x - shift)) * et, geom)
   second = views.window_sum_by_views(et, geom)
@@ -256,7 +256,7 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   soft = tl is None
   x, logits, tx, tl = _tangent_operands(y.dtype, x, logits, tx, tl)
   # Written once: fused into every term below it would be recomputed per offset.
-  z = views.materialize(_log_denominator(logits, geom))
+  z = views.materialize(_log_denominator(logits, geom), x)
   # The tangents' views from `views.linear_views` (the stride phases on CPU): the
   # transpose then sums only the terms of each element's own phase (lip_pool
   # fwd+bwd 3x3x3/2 pad 1 on (16, 16, 16, 16, 32) 25.8 -> 15.5 ms, 3x3/2 SAME on
@@ -273,10 +273,10 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
     # an H100 the fused form was as fast on 3x3/2 SAME (1024, 28, 28, 64) and
     # faster on 1-D 3/2 (0.49 -> 0.39 ms fwd+bwd) and 3x3x3/2 (3.2 -> 2.8 ms).
     if soft:  # the whole coefficient of the one tangent
-      terms.append(views.materialize_on_cpu(jnp.exp(logit - z) * (value - y + 1)) * t_x)
+      terms.append(views.materialize_on_cpu(jnp.exp(logit - z) * (value - y + 1), x) * t_x)
     else:
       # lip_pool: written on every backend (fused, 3% slower on an H100)
-      p = views.materialize(jnp.exp(logit - z))
+      p = views.materialize(jnp.exp(logit - z), x)
       terms.append(_tangent_coefficients(p, value, y, t_x, t_l))
   if not terms:
     return jnp.zeros(geom.output_shape, y.dtype)
@@ -299,7 +299,7 @@ def _lip_pool_jvp(geom, primals, tangents):
   if x.size == 0 or math.prod(geom.output_shape) == 0:
     return _lip_pool(x, logits, geom), jnp.zeros(geom.output_shape, x.dtype)
   # y written once (`views.pooled`): the tangent rule reads it.
-  y = views.pooled(_exact_average(x, logits, geom))
+  y = views.pooled(_exact_average(x, logits, geom), x)
   rule = _tiled_tangent if views.is_tiling(geom) else _exact_tangent
   return y, jax.checkpoint(functools.partial(rule, geom=geom))(x, logits, y, tx, tl)
 
@@ -327,7 +327,7 @@ def _soft_pool_jvp(geom, primals, tangents):
   # (`views.pooled`), also in float32 for half precision inputs: the cast and the
   # backward pass read it.
   if views.is_tiling(geom):
-    y = views.pooled(_exact_average(x.astype(dtype), None, geom))
+    y = views.pooled(_exact_average(x.astype(dtype), None, geom), x)
     tangent = jax.checkpoint(functools.partial(_tiled_tangent, geom=geom))(x, None, y, t, None)
     return y.astype(x.dtype), tangent.astype(x.dtype)
   y_fast, d, shift = _shifted_sums(x, geom)
@@ -336,7 +336,7 @@ def _soft_pool_jvp(geom, primals, tangents):
   # accelerators always, `fallback.fast_or_exact`).
   y = views.pooled(fallback.fast_or_exact(
       ok, lambda x, y_fast: y_fast,
-      lambda x, y_fast: _exact_average(x.astype(dtype), None, geom), x, y_fast))
+      lambda x, y_fast: _exact_average(x.astype(dtype), None, geom), x, y_fast), x)
   # Each branch under its own checkpoint: reverse mode then keeps only the operands
   # (a cond split into known and linear parts would write the other branch's
   # intermediates, or zeros of their shapes, to memory).

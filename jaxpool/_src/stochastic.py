@@ -107,7 +107,7 @@ def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     bits = jax.random.bits(key, (size,), jnp.uint32)
   # Written to memory once: fused into the draw, the flat halves are re-indexed per
   # element (measured 30x slower than the draw itself).
-  bits = views.materialize(bits.reshape(shape))
+  bits = views.materialize(bits.reshape(shape), jax.random.key_data(key))
   return lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) * np.float32(2.0**-24)
 
 
@@ -154,7 +154,7 @@ def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Ar
     before = c
   drawn = jnp.where(threshold < total, below, last)
   drawn = jnp.where(jnp.isnan(total), code_dtype(size + 1), drawn)
-  return views.materialize(drawn)
+  return views.materialize(drawn, u)
 
 
 def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
@@ -178,7 +178,7 @@ def _sample(x, u, geom):
 
 def _sample_fwd(x, u, geom):
   value, drawn = _forward(x, u, geom)
-  return views.pooled(value), drawn
+  return views.pooled(value, x), drawn
 
 
 def _sample_bwd(geom, drawn, g):

@@ -208,20 +208,91 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
   return list(zip(keys, arrays))
 
 
-def materialize(a: jax.Array) -> jax.Array:
+def materialize(a: jax.Array, source: jax.Array) -> jax.Array:
   """`a`, computed once into memory rather than fused into (and redone by) its users.
 
   XLA fuses an elementwise producer into each consumer loop, even one that reads
   every element several times (the transposed slices of an overlapping pool), and
-  drops `lax.optimization_barrier` on CPU before fusing. A reduce-window is not
-  fused into its consumers, so the identity written as a reduction over a window
-  of two (the element and one padding element) is a cheap fusion barrier: one
-  pass over `a` (1 byte per output for uint8 codes). Integers: a min with the
-  dtype's maximum as padding; inexact dtypes: a sum with a padding 0 (exact, x + 0
-  = x, -0.0 becoming 0.0, which compares equal; differentiable; real or complex).
+  drops a bare `lax.optimization_barrier` on CPU before fusing. Nothing is fused
+  across a conditional, though: on CPU `a` is returned by a `lax.cond` whose
+  branches both return it (`_through_a_conditional`), which costs the producer's
+  own write and nothing more. Elsewhere, where a conditional waits for its
+  predicate on the host, `a` goes through a reduce-window of the identity
+  (`_through_a_reduce_window`), which XLA does not fuse into its readers either.
+  Exact, differentiable, any dtype.
+
+  `source`: an array that `a` is computed from (the pool's input), whose first
+  element the conditional's predicate reads. Not `a` itself: XLA would recompute
+  that element of `a` in a second fusion, and what both fusions read (the padded
+  views of gated pooling's gate) would be written to memory first.
   """
+  if a.size == 0:
+    return a
+  if source.size == 0:
+    source = a
+  return lax.platform_dependent(
+      a, source, cpu=_through_a_conditional,
+      default=lambda a, source: _through_a_reduce_window(a))
+
+
+@jax.custom_jvp
+def _through_a_conditional(a: jax.Array, source: jax.Array) -> jax.Array:
+  """`a` as the output of a `lax.cond` both of whose branches return it.
+
+  XLA removes a conditional whose branches are the same or whose predicate it
+  knows, so one branch passes `a` through `lax.optimization_barrier` (also the
+  identity), and the predicate is ``(b | 1) == 0`` for the bits ``b`` of the first
+  element of `source`: never true, but only known when the program runs. The
+  branch taken returns its operand's buffer (no copy). This replaced the
+  reduce-window below on CPU, where that copy cost 0.3-1.4 ms per 6.4 MB array
+  (3x3/2 SAME fwd+bwd on (128, 28, 28, 64), with freed memory kept by malloc:
+  gated_pool 11.0 -> 6.9 ms, max_pool 3.1 -> 2.5).
+
+  Derivative: the identity on `a`'s tangent (no barrier there); `source` has
+  none. Under `vmap` the whole batch goes through one conditional
+  (`_batched_conditional`): JAX turns a `lax.cond` with a batched predicate into a
+  select of both branches, which XLA fuses away (vmap of gated_pool's gradient,
+  3x3/2 SAME, 4 x (32, 28, 28, 64): 61 -> 288 ms with the select).
+  """
+  return _conditional(a, source)
+
+
+@_through_a_conditional.defjvp
+def _through_a_conditional_jvp(primals, tangents):
+  a, source = primals
+  return _through_a_conditional(a, source), tangents[0]
+
+
+@jax.custom_batching.custom_vmap
+def _conditional(a: jax.Array, source: jax.Array) -> jax.Array:
+  first = jnp.ravel(source)[0]
+  if jnp.issubdtype(first.dtype, jnp.complexfloating):
+    first = jnp.real(first)
+  if jnp.issubdtype(first.dtype, jnp.floating):
+    first = lax.bitcast_convert_type(first, np.dtype(f"uint{8 * first.dtype.itemsize}"))
+  elif first.dtype == jnp.bool_:
+    first = first.astype(jnp.uint8)
+  never = (first | 1) == 0
+  return lax.cond(never, lax.optimization_barrier, lambda v: v, a)
+
+
+@_conditional.def_vmap
+def _batched_conditional(axis_size, in_batched, a, source):
+  """The batch of `a` through one conditional, its predicate from all of `source`."""
+  if not in_batched[0]:
+    a = jnp.broadcast_to(a, (axis_size, *a.shape))
+  return _conditional(a, source), True
+
+
+def _through_a_reduce_window(a: jax.Array) -> jax.Array:
+  """`a` as a reduce-window over a window of two (the element and one padding
+  element): a min with the dtype's maximum as padding for integers, an `and` with
+  True for booleans, a sum with 0 for inexact dtypes (x + 0 = x; -0.0 becomes
+  0.0, which compares equal)."""
   if jnp.issubdtype(a.dtype, jnp.integer):
     init, op = np.asarray(np.iinfo(a.dtype).max, a.dtype), lax.min
+  elif a.dtype == jnp.bool_:
+    init, op = np.asarray(True), lax.bitwise_and
   else:
     init, op = np.asarray(0, a.dtype), lax.add
   out = lax.reduce_window(a[..., None], init, op, (1,) * a.ndim + (2,),
@@ -229,8 +300,8 @@ def materialize(a: jax.Array) -> jax.Array:
   return out[..., 0]
 
 
-def materialize_on_cpu(a: jax.Array) -> jax.Array:
-  """`materialize(a)` on CPU; elsewhere `a` itself, left for XLA to fuse.
+def materialize_on_cpu(a: jax.Array, source: jax.Array) -> jax.Array:
+  """`materialize(a, source)` on CPU; elsewhere `a` itself, left for XLA to fuse.
 
   For per-offset coefficients (an exponential of a window view) read by a
   transposed view: XLA:CPU would evaluate a fused coefficient for every input
@@ -238,11 +309,12 @@ def materialize_on_cpu(a: jax.Array) -> jax.Array:
   and re-reading K output-sized arrays (`lax.platform_dependent`, resolved when the
   program is lowered).
   """
-  return lax.platform_dependent(a, cpu=materialize, default=lambda a: a)
+  return lax.platform_dependent(a, source, cpu=materialize, default=lambda a, source: a)
 
 
-def pooled(y: jax.Array) -> jax.Array:
-  """A pool's output as its rules return it: written to memory once (`materialize`).
+def pooled(y: jax.Array, source: jax.Array) -> jax.Array:
+  """A pool's output as its rules return it: written to memory once (`materialize`;
+  `source` is the pool's input).
 
   Pools whose forward pass is a fusion of strided views (max/min, sum/avg, lp,
   soft, mixed, gated, stochastic) call this on their output inside their custom
@@ -251,13 +323,8 @@ def pooled(y: jax.Array) -> jax.Array:
   flatten there (pool -> dense, as in most CNNs) makes the fusion compute every
   view in the flattened index space: seed_cnn's training step (2x2/2 pools, batch
   128) was 1.15-1.45x slower for max, avg, l2 and soft pooling. Not in the plain
-  forward pass: there it cost 0.3-0.7 ms of a 0.8-1.6 ms pool on CPU, which made
-  the forward of max/avg/l2 slower than flax's and the naive l2. A window whose
-  value is -0.0 gives +0.0 (x + 0), equal under ==; float16/bfloat16 outputs go
-  through as their bits (uint16), exactly: XLA:CPU runs a half-precision
-  reduce-window in float32 with a conversion each way, and that barrier made
-  bfloat16 max_pool forward+backward 2-2.6x slower (2x2/2 and 3x3/2 pad 1 on
-  (128, 28, 28, 64): 5.5 -> 2.1 ms and 6.4 -> 3.0 ms), l2_pool 3x3 2x (22 -> 11).
+  forward pass, where the barrier of the time (a copy) made the forward of
+  max/avg/l2 slower than flax's and the naive l2.
 
   On CPU only (`lax.platform_dependent`): on an H100 the barrier was an extra pass
   that bought nothing, forward+backward on (1024, 28, 28, 64) 2x2/2 without it:
@@ -265,15 +332,7 @@ def pooled(y: jax.Array) -> jax.Array:
   (bfloat16 0.303 -> 0.268); avg_pool and 3x3/2 SAME unchanged, and seed_cnn
   training too (757k vs 751k images/s).
   """
-  return lax.platform_dependent(y, cpu=_written_once, default=lambda y: y)
-
-
-def _written_once(y: jax.Array) -> jax.Array:
-  """`pooled` on CPU: `materialize`, through the bits for float16/bfloat16."""
-  if y.dtype in (jnp.bfloat16, jnp.float16):
-    bits = lax.bitcast_convert_type(y, jnp.uint16)
-    return lax.bitcast_convert_type(materialize(bits), y.dtype)
-  return materialize(y)
+  return lax.platform_dependent(y, source, cpu=materialize, default=lambda y, source: y)
 
 
 def is_tiling(geom: PoolGeometry) -> bool:
