@@ -65,11 +65,12 @@ def _written_once(a: jax.Array, x: jax.Array, geom: PoolGeometry, *,
   strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
 
   `for_overlaps`: also where an input element lies in two or more windows on
-  average (`views.overlaps_twice`). Gated pooling's per-window factors (max, average,
-  gate, gate derivative) enter the term of each of an element's windows in the
-  transpose, and recomputing them there from K views each cost more than writing
-  them: 3x3/2 VALID fwd+bwd on (128, 28, 28, 64) 30 -> 13.5 ms, on (256, 14, 14,
-  64) 12.8 -> 4.5 ms. Not for mixed pooling's one factor (3.9 -> 4.8 ms), nor for
+  average (`views.overlaps_twice`). Gated pooling's per-window factors (max, gate,
+  gate derivative; then also the average) enter the term of each of an element's
+  windows in the transpose, and recomputing them there from K views each cost more
+  than writing them: 3x3/2 VALID fwd+bwd on (128, 28, 28, 64) 30 -> 13.5 ms, on
+  (256, 14, 14, 64) 12.8 -> 4.5 ms (with the barrier of the time, a copy). Not for
+  mixed pooling's one factor (3.9 -> 4.8 ms), nor for
   1-D 3/2 windows (gated on (64, 1024, 64): 4.6 -> 7.8 ms when written) or stride 1,
   whose output is as large as the input (2x2/1: 26 -> 50 ms).
   """
@@ -245,11 +246,15 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   once = functools.partial(_written_once, x=x, geom=geom, for_overlaps=True)
   big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True,
                                       for_overlaps=True)
-  # y, dy/dz and the K terms of the transpose all read these.
-  mean = once(mean)
+  # y, dy/dz and the K terms of the transpose all read g. The average is read by y
+  # only (fused there): dy/dz = (max - avg) g (1 - g) = g (max - y), as
+  # max - y = (1 - g) (max - avg). Written for dy/dz too, it cost a pass of its own
+  # (fwd+bwd, same process: 3x3/2 SAME on (128, 28, 28, 64) 7.2 -> 6.7 ms, bfloat16
+  # 7.4 -> 7.0; 1-D 3/2 pad 1 on (64, 1024, 64) 12.6 -> 10.1; 2x2/2 bfloat16 5.5 ->
+  # 4.2, float32 4.4-4.9 -> 4.7-5.0, where nothing was written).
   g = once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
   y = views.pooled(_mix(big_c, mean, g), x)
-  r = once((big_c - mean) * g * (1 - g))  # dy/dz
+  r = once(g * (big_c - y))  # dy/dz
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):
     index = reduce.selected_offset(x, big, geom, "max")
