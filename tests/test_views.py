@@ -184,10 +184,11 @@ def test_barriers_are_the_identity(dtype):
     np.testing.assert_array_equal(np.signbit(as_numpy(out)), np.signbit(as_numpy(x)))
 
 
-def test_barriers_take_a_branch_even_where_the_predicate_holds():
+def test_barrier_predicate_takes_a_source_of_any_dtype():
   """The conditional's predicate, ``(b | 1) == 0`` for the bits of the source's first
-  element, is never true; its other branch (an optimization barrier) is the
-  identity too, checked by calling it directly."""
+  element (floats bitcast, booleans widened), is never true, whatever the source;
+  the branch it would take (an optimization barrier) is the identity too, checked
+  by calling it directly."""
   x = jnp.asarray(np.arange(12.0).reshape(3, 4))
   np.testing.assert_array_equal(np.asarray(jax.lax.optimization_barrier(x)), np.asarray(x))
   for source in (jnp.zeros(2), jnp.asarray([-0.0]), jnp.asarray([np.nan]),

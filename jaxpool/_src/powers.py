@@ -19,7 +19,6 @@ def power(base: jax.Array, p) -> jax.Array:
   return jnp.exp(jnp.asarray(p, base.dtype) * jnp.log(base))
 
 
-
 def root(total: jax.Array, p) -> jax.Array:
   """total ** (1 / p) for total >= 0, p > 0, as the p-norm pools take it (their
   totals are scaled into [1/c, K 2^p]).
