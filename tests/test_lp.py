@@ -391,10 +391,10 @@ def test_gradients_match_numpy_on_random_geometries(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
-  """Both range-free forms of the gradient for a fixed p, called directly: the fused
-  one CPU takes (`_spread_grad`) and the per-offset one accelerators take
-  (`_general_backward`), on the geometries above, with all-zero windows, tiny
-  magnitudes (beyond the factorised pass's range) and p < 1."""
+  """Both range-free forms of the gradient for a fixed p, called directly: the
+  transposed pass every backend takes (`_exact_grad`) and the per-offset one of a
+  traced p (`_general_backward`), on the geometries above, with all-zero windows,
+  tiny magnitudes (beyond the factorised pass's range) and p < 1."""
   from jaxpool._src import geometry, lp
   rng = np.random.default_rng(200 + seed)
   (window, strides, padding, kw), x = _geometry_case(rng, seed)
@@ -405,7 +405,7 @@ def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
     y = jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw)
     cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
     want = reference.lp_pool_grad(x, cot, p, window, strides, padding, mean=mean, **kw)
-    forms = {"spread": lp._spread_grad(jnp.asarray(x), y, cot, p, geom, mean),
+    forms = {"exact": lp._exact_grad(jnp.asarray(x), y, cot, p, geom, mean),
              "general": lp._general_backward(jnp.asarray(x), y, p, cot, geom, mean, False)[0]}
     for name, got in forms.items():
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
@@ -423,7 +423,7 @@ def test_factorised_and_exact_backward_each_taken_where_they_should(monkeypatch)
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   args = ((3, 3), 2, "SAME", False, {})
   want = reference.lp_pool_grad(x, cot, 3.0, *args[:3])
-  exact = lp._exact_grad  # the per-backend choice of the exact form
+  exact = lp._exact_grad
   monkeypatch.setattr(lp, "_exact_grad", lambda xc, *a: jnp.full_like(xc, np.nan))
   if jax.default_backend() == "cpu":
     np.testing.assert_allclose(_lp_vjp(x, cot, 3.0, *args), want, rtol=1e-4, atol=1e-5)

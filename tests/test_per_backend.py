@@ -78,15 +78,16 @@ def test_pool_gradients_have_no_data_dependent_branch_on_gpu(name):
 
 
 def test_exact_derivative_forms_are_chosen_per_backend():
-  """lp's range-free gradient: the fused spread (`lp._spread_grad`) on CPU, the
-  per-offset arrays (`lp._general_backward`, one anchoring sum per offset) elsewhere.
-  soft_pool's exact tangent: its per-offset coefficients written (a conditional
-  with an optimization barrier each) on CPU only (`views.materialize_on_cpu`)."""
+  """lp's range-free gradient (`lp._exact_grad`) is one transposed pass on every
+  backend: no per-offset arrays (which would each need an anchoring sum to be
+  written). soft_pool's exact tangent: its per-offset coefficients written (a
+  conditional with an optimization barrier each) on CPU only
+  (`views.materialize_on_cpu`)."""
   x = jnp.ones((2, 9, 9, 3))
   l2 = jax.grad(lambda v: jnp.sum(jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME") ** 2))
   sums = lambda text: text.count("stablehlo.reduce(")
-  # the range check's two sums (traced on GPU too, unused there); GPU: the 9 anchors
-  assert sums(_lowered(l2, "cpu", x)) == 2 and sums(_lowered(l2, "cuda", x)) == 9 + 2
+  # the range check's two sums only (traced on GPU too, unused there)
+  assert sums(_lowered(l2, "cpu", x)) == 2 and sums(_lowered(l2, "cuda", x)) == 2
   soft = jax.grad(lambda v: jnp.sum(jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME") ** 2))
   # GPU: z only, through a reduce-window (y's barrier, `views.pooled`, is CPU-only);
   # CPU: y, z and 9 coefficients (and the fast form's own), each a conditional with
@@ -111,20 +112,31 @@ def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
     assert xla_rule(_lowered(grad, "cuda", x)) == xla_off_cpu
 
 
-@pytest.mark.parametrize("name", ["max_pool", "mixed_pool"])
-def test_overlapping_window_gradients_take_phase_views_on_cpu_only(name):
-  """views.linear_views: the max/min gather (and mixed/gated tangents) transpose into
-  a concatenate of per-phase sums on CPU, into the measured interior-pad sum elsewhere."""
-  pool = (lambda v: jaxpool.max_pool(v, (3, 3), (2, 2), "SAME")) if name == "max_pool" else (
-      lambda v: jaxpool.mixed_pool(v, 0.5, (3, 3), (2, 2), "SAME"))
+_OVERLAPPING_3X3 = {
+    "max_pool": lambda v: jaxpool.max_pool(v, (3, 3), (2, 2), "SAME"),
+    "mixed_pool": lambda v: jaxpool.mixed_pool(v, 0.5, (3, 3), (2, 2), "SAME"),
+    "soft_pool": lambda v: jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME"),
+    "l2_pool": lambda v: jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_OVERLAPPING_3X3))
+def test_overlapping_window_gradients_take_phase_views_on_every_backend(name):
+  """views.linear_views: the max/min gather, the mixed/gated tangents, soft's exact
+  tangent and lp's exact gradient transpose into a concatenate of per-phase sums on
+  CPU and GPU alike, not into a sum of interior pads (soft and l2 take their exact
+  forms on GPU; on CPU those are the fallback branches of a conditional whose fast
+  branch, a transposed window sum, has interior pads of its own)."""
+  pool = _OVERLAPPING_3X3[name]
   # A new function per use: jit's trace cache is keyed on the function.
   make_grad = lambda: jax.grad(lambda v: jnp.sum(pool(v) ** 2))
-  grad = make_grad()
   x = jnp.ones((2, 10, 10, 3))  # sizes divisible by the strides (see the next test)
   interior = lambda text: "interior = [0, 1, 1, 0]" in text
-  cpu, gpu = _lowered(grad, "cpu", x), _lowered(grad, "cuda", x)
-  assert "stablehlo.concatenate" in cpu and not interior(cpu)
-  assert interior(gpu) and "stablehlo.concatenate" not in gpu
+  for platform in ("cpu", "cuda"):
+    text = _lowered(make_grad(), platform, x)
+    assert "stablehlo.concatenate" in text, platform
+    fast_form = platform == "cpu" and name in ("soft_pool", "l2_pool")
+    assert interior(text) == fast_form, platform
   # and the same gradient either way, here on this machine's backend
   xr = jnp.asarray(np.random.default_rng(4).normal(size=(2, 10, 10, 3)), jnp.float32)
   from jaxpool._src import views
@@ -138,7 +150,7 @@ def test_overlapping_window_gradients_take_phase_views_on_cpu_only(name):
 def test_phase_views_only_where_windows_outnumber_phases_twice_on_whole_phases():
   """1-D 3/2 windows (3 offsets, 2 phases), stride 1, and spatial sizes that the
   strides do not divide (9 with stride 2: phases of unequal length) keep the
-  strided views on CPU."""
+  strided views."""
   for shape, window, strides, padding in [((2, 17, 3), (3,), (2,), 1),
                                           ((2, 9, 9, 3), (3, 3), (1, 1), "SAME"),
                                           ((2, 9, 9, 3), (3, 3), (2, 2), "VALID"),

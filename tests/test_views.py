@@ -100,29 +100,6 @@ def test_phase_views_transpose_scatters_to_the_window_elements(spatial, window, 
 
 
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
-def test_spread_puts_window_values_on_their_elements(spatial, window, strides, padding,
-                                                     dilation, ceil_mode):
-  """spread(values, element k) holds values[o] at the element at offset k of window o
-  (at most one window per element for a fixed offset) and `fill` elsewhere."""
-  x, geom = _random_case(8, spatial, window, strides, padding, dilation, ceil_mode)
-  rng = np.random.default_rng(9)
-  values = rng.normal(size=geom.output_shape).astype(np.float32)
-  for k, offset in enumerate(geom.window_offsets()):
-    element = views.locate(geom, offset)
-    only_k = [values if j == k else np.zeros_like(values) for j in range(geom.window_size)]
-    want = _scatter_to_windows(only_k, x.shape, window, strides, padding, dilation, ceil_mode)
-    reached = _scatter_to_windows([np.ones_like(v) if j == k else v for j, v in
-                                   enumerate(np.zeros((geom.window_size, *values.shape)))],
-                                  x.shape, window, strides, padding, dilation, ceil_mode)
-    if element is None:
-      assert not reached.any()
-      continue
-    got = views.spread(jnp.asarray(values), element, geom, -7.0)
-    assert got.shape == x.shape and reached.max() == 1
-    np.testing.assert_array_equal(np.asarray(got), np.where(reached == 1, want, -7.0))
-
-
-@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
 def test_window_sums_equal_the_reference(spatial, window, strides, padding, dilation,
                                          ceil_mode):
   x, geom = _random_case(1, spatial, window, strides, padding, dilation, ceil_mode)

@@ -35,7 +35,7 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     near the float range limits (huge or tiny magnitudes, non-finite cotangents):
     a `lax.cond` on CPU; on accelerators, where a data-dependent branch waits for
     the device, the ratios always (`fallback.fast_or_exact`). The ratios' pass
-    is chosen per backend too (`_exact_grad`).
+    is one transposed pass over the input (`_exact_grad`).
 
 Forward-mode differentiation (``jax.jvp``) of `lp_pool` and `l2_pool` is not
 supported (custom VJP); `gem_pool` (custom JVPs, `global_norm.py`) supports it.
@@ -232,19 +232,35 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
 
 
 def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
-  """The gradient in x for a fixed finite p without range limits, per backend.
+  """The gradient in x for a fixed finite p, exact everywhere (no range limits).
 
-  On CPU `_spread_grad`: fused into one pass, and as the fallback branch of the
-  `lax.cond` it also made the factorised branch faster (fwd+bwd, same process,
-  (64, 1024, 64) 3/2 pad 1 l2 4.5 -> 3.1 ms, (128, 28, 28, 64) 3x3/2 SAME lp(3)
-  7.7 -> 6.2, bfloat16 11.3 -> 8.2). Elsewhere `_general_backward`'s per-offset
-  arrays: on an H100 the spread's fused pass was 1.8-4.2x slower than them (3x3/2
-  SAME on (1024, 28, 28, 64) l2 1.38 vs 0.76 ms, bfloat16 2.26 vs 0.97; 3x3x3/2
-  pad 1 8.3 vs 2.0; only 1-D 3/2 was faster, 0.40 vs 0.46).
+  ``grad_i = sign(x_i) sum_o w_o q_io^(p-1)`` over the windows ``o`` holding
+  ``x_i``, with ``q_io = |x_i| r_o s_o <= 1`` (`_window_factors`: ``r_o`` a power
+  of two, ``s_o = 1 / (y_o r_o)``). Computed as the transpose, applied to ``w``,
+  of the linear map ``t -> sum_k c_k view_k(t)`` with the per-window-offset
+  coefficients ``c_k = sign(x_k) q_k^(p-1)`` on the output grid: JAX turns it into
+  one pass over the input in which every element evaluates the terms of the
+  windows holding it, from the stride phases where they pay (`views.linear_views`);
+  nothing per offset is written. Against the previous forms, same process: on CPU
+  (the fused spread of interior-padded factors) l2 3x3/2 SAME on (128, 28, 28, 64)
+  29.4 -> 7.7 ms, bfloat16 30.8 -> 6.6, 1-D 3/2 pad 1 on (64, 1024, 64) 10.7 ->
+  2.8, 3x3x3/2 pad 1 17.9 -> 7.2; on an H100 (K per-offset arrays written) l2
+  fwd+bwd at batch 1024 0.73 -> 0.56 ms, bfloat16 0.86 -> 0.59, 3x3x3/2 1.96 -> 1.53.
   """
-  return jax.lax.platform_dependent(
-      x, yc, gc, cpu=lambda x, yc, gc: _spread_grad(x, yc, gc, p, geom, mean),
-      default=lambda x, yc, gc: _general_backward(x, yc, p, gc, geom, mean, False)[0])
+  dtype = yc.dtype
+  positive, r, s, weight = _window_factors(yc, gc, geom, mean)
+  coefficients = {k: _ratio_terms(view, positive, r, s, 1.0, p, sign=True)
+                  for k, view in views.padded_views(x.astype(dtype), geom, 0)}
+  if not coefficients:  # every window lies in the padding
+    return jnp.zeros(x.shape, x.dtype)
+
+  def tangent(t):
+    return functools.reduce(jnp.add, [coefficients[k] * view
+                                      for k, view in views.linear_views(t, geom)])
+
+  transpose = jax.linear_transpose(tangent, jax.ShapeDtypeStruct(geom.input_shape, dtype))
+  (grad_x,) = transpose(weight)
+  return grad_x.astype(x.dtype)
 
 
 def _window_factors(yc, gc, geom: PoolGeometry, mean: bool):
@@ -288,30 +304,6 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
                                  jax.ShapeDtypeStruct(geom.input_shape, dtype))
   (grad_x,) = unblock(grad)
   return grad_x.astype(x.dtype)
-
-
-def _spread_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
-  """The gradient in x for any fixed finite p, exact everywhere, in one pass.
-
-  ``grad_i = sign(x_i) sum_o w_o q_io^(p-1)`` over the windows ``o`` holding
-  ``x_i``, with ``q_io = |x_i| r_o s_o`` (as in `_tiled_grad`: ``r_o`` a power of
-  two, ``s_o = 1 / (y_o r_o)``, so ``q <= 1`` needs no range check). Each input
-  element reads its windows' factors ``r, s, w`` spread back onto it, one
-  `views.spread` per window offset, all fused into one loop over the input: no
-  per-offset arrays are written (`_general_backward` writes K of them). For CPU
-  (`_exact_grad`).
-  """
-  dtype = yc.dtype
-  factors = _window_factors(yc, gc, geom, mean)
-  xc = x.astype(dtype)
-  total = jnp.zeros(geom.input_shape, dtype)
-  for offset in geom.window_offsets():
-    element = views.locate(geom, offset)
-    if element is None:  # this offset lies in the padding of every window
-      continue
-    spread = [views.spread(v, element, geom, 0) for v in factors]  # 0: False for y > 0
-    total = total + _ratio_terms(xc, *spread, p)
-  return (jnp.sign(xc) * total).astype(x.dtype)
 
 
 def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool):

@@ -166,8 +166,8 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
       w_ordered = w if channel > window_axes[-1] else jnp.moveaxis(w, -1, 0)
       coef = coef + expand(r) * jnp.reshape(w_ordered, w_shape)
     return jnp.sum(blocks * coef, axis=tuple(window_axes))
-  # `views.linear_views`: on CPU from the stride phases of `t`, so that the
-  # transpose computes every input element from the offsets of its own phase only.
+  # `views.linear_views`: from the stride phases of `t`, so that the transpose
+  # computes every input element from the offsets of its own phase only.
   offsets = geom.window_offsets()
   total = None
   for k, view in views.linear_views(t, geom):

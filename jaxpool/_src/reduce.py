@@ -16,12 +16,12 @@ than a streaming pass on CPUs):
   * the tangent rule is `t_out[o] = t[window o, offset k[o]]` (`gather_selected`):
     for windows that tile the input (stride == window, no dilation) a reshape to
     `(out, k)` blocks and a compare with the broadcast offset code; otherwise the
-    sum over offsets of `where(k == offset, view k of t, 0)`, the views taken (on
-    CPU) from the stride phases of `t` (`views.linear_views`).
+    sum over offsets of `where(k == offset, view k of t, 0)`, the views taken
+    from the stride phases of `t` (`views.linear_views`).
 
 The rule is linear in the tangent, so JAX transposes it into the VJP by itself: a
 single select over the input for tiling windows (reshape back, no pad, no scatter),
-one pass for overlapping ones (on CPU a concatenate of per-phase sums: every input
+one pass for overlapping ones (a concatenate of per-phase sums: every input
 element computed from the offsets of its stride phase only). One rule gives
 `jvp`, `grad`, `vmap` and higher orders (the second derivative is zero almost
 everywhere, as for every piecewise-linear function), and it works with window
@@ -206,8 +206,8 @@ def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Arr
 
 def _gather_by_views(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
   """`t_out[o] = t[window o, offset index[o]]` for any geometry, from
-  `views.linear_views` (on CPU from the stride phases of `t`: the transpose
-  computes every input element from the offsets of its own phase only)."""
+  `views.linear_views` (from the stride phases of `t`: the transpose computes
+  every input element from the offsets of its own phase only)."""
   t_out = jnp.zeros(geom.output_shape, t.dtype)
   for k, view in views.linear_views(t, geom):
     t_out = t_out + jnp.where(index == k, view, jnp.zeros((), t.dtype))

@@ -257,7 +257,7 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   x, logits, tx, tl = _tangent_operands(y.dtype, x, logits, tx, tl)
   # Written once: fused into every term below it would be recomputed per offset.
   z = views.materialize(_log_denominator(logits, geom), x)
-  # The tangents' views from `views.linear_views` (the stride phases on CPU): the
+  # The tangents' views from `views.linear_views` (the stride phases): the
   # transpose then sums only the terms of each element's own phase (lip_pool
   # fwd+bwd 3x3x3/2 pad 1 on (16, 16, 16, 16, 32) 25.8 -> 15.5 ms, 3x3/2 SAME on
   # (128, 28, 28, 64) bfloat16 66 -> 59). Same offsets, in the same order, as

@@ -10,10 +10,10 @@ input: no (window x output) patch tensor, no padded copy of the input, no
 select-and-scatter. Where windows tile the input (stride == window, no
 dilation; `is_tiling`), `window_blocks` reshapes the input into (output, window)
 blocks instead, whose transpose is a plain reshape. Linear maps of the views
-whose transpose matters (the max-pool tangent gather, mixed and gated pooling's
-tangents) take them, on CPU, from the stride phases of the input instead
-(`phase_views`, `linear_views`): the transpose then evaluates only the offsets of
-each element's own phase.
+whose transpose matters (the max-pool tangent gather, mixed, gated and soft
+pooling's tangents, lp's exact gradient) take them from the stride phases of the
+input instead (`phase_views`, `linear_views`): the transpose then evaluates only
+the offsets of each element's own phase.
 
 `materialize` and `pooled` are fusion barriers: XLA fuses an elementwise producer
 into every reader, and for a view-based value with several readers (or a reader
@@ -84,21 +84,6 @@ def of_windows(values: jax.Array, element: Element) -> jax.Array:
 def of_input(x: jax.Array, element: Element) -> jax.Array:
   """Element `offset` of the windows `element` covers, a strided slice of `x`."""
   return lax.slice(x, element.in_start, element.in_limit, element.in_strides)
-
-
-def spread(values: jax.Array, element: Element, geom: PoolGeometry, fill) -> jax.Array:
-  """Each window's value placed on the input element that is `element` of it.
-
-  Input-shaped: ``values[o]`` at the input position of `element` in window ``o``
-  (for the windows `element` covers), `fill` elsewhere. The transpose of
-  `of_input` after `of_windows`, written as one pad with interior padding, so that
-  XLA fuses it into an elementwise pass over the input: each input element reads
-  the per-window factors of the windows it lies in, and nothing output-sized is
-  written per offset.
-  """
-  config = [(start, size - limit, stride - 1) for start, limit, stride, size in
-            zip(element.in_start, element.in_limit, element.in_strides, geom.input_shape)]
-  return lax.pad(of_windows(values, element), jnp.asarray(fill, values.dtype), config)
 
 
 def padded_views(x: jax.Array, geom: PoolGeometry, fill) -> list[tuple[int, jax.Array]]:
@@ -182,30 +167,28 @@ def overlaps_twice(geom: PoolGeometry) -> bool:
 def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]:
   """`padded_views(t, geom, 0)` for a map linear in `t` whose transpose (VJP) matters.
 
-  `phase_views` on CPU, where their transpose (a concatenate of per-phase sums)
-  was 1.1-1.9x faster for the max/min, mixed and gated gradients with 3x3/2
-  windows; the strided views elsewhere, whose transpose (a sum of interior pads)
-  is the form measured on an H100 (`lax.platform_dependent`, resolved when the
-  program is lowered). Only where a window has at least twice as many elements as
-  there are phases (`prod(strides)`): for 1-D 3/2 windows (1.5 terms per element
-  instead of 3) the concatenate cost more than it saved (max_pool 0.74x), and with
-  stride 1 both forms are the same shifted slices. And only where every spatial
-  size is a multiple of its stride: otherwise the phases differ in length, the
-  transpose crops the concatenate, and XLA:CPU's loop for that was slower than the
-  strided views' (max_pool 3x3/2 VALID fwd+bwd, float32: 55x55 6.2 -> 4.1 ms, 27x27
-  6.2 -> 4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 ->
-  4.4; same process; with padding the two forms were within noise there).
+  `phase_views`, whose transpose (a concatenate of per-phase sums) computes every
+  input element from the terms of its own stride phase only, where the transposed
+  strided slices evaluate all K interior-padded terms per element. Faster on both
+  backends measured, fwd+bwd of 3x3/2 SAME on (B, 28, 28, 64): on CPU 1.1-1.9x for
+  the max/min, mixed and gated gradients (B = 128); on an H100 (B = 1024) max_pool
+  0.53 -> 0.38 ms (bfloat16 0.51 -> 0.32), soft_pool 0.73 -> 0.57, and 3x3x3/2 pad 1
+  on (128, 16, 32, 32, 32) max_pool 1.93 -> 0.86, soft_pool 2.74 -> 1.57.
+  Only where a window has at least twice as many elements as there are phases
+  (`prod(strides)`): for 1-D 3/2 windows (1.5 terms per element instead of 3) the
+  concatenate cost more than it saved on CPU (max_pool 0.74x), and with stride 1
+  both forms are the same shifted slices. And only where every spatial size is a
+  multiple of its stride: otherwise the phases differ in length, the transpose
+  crops the concatenate, and XLA:CPU's loop for that was slower than the strided
+  views' (max_pool 3x3/2 VALID fwd+bwd, float32: 55x55 6.2 -> 4.1 ms, 27x27 6.2 ->
+  4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 -> 4.4;
+  same process; with padding the two forms were within noise there).
   """
   whole_phases = all(geom.input_shape[axis] % s == 0
                      for axis, s in zip(geom.spatial_axes, geom.strides))
   if not overlaps_twice(geom) or not whole_phases:
     return padded_views(t, geom, 0)
-  keys = [k for k, offset in enumerate(geom.window_offsets())
-          if locate(geom, offset) is not None]
-  arrays = lax.platform_dependent(
-      t, cpu=lambda t: [view for _, view in phase_views(t, geom)],
-      default=lambda t: view_arrays(t, geom, 0))
-  return list(zip(keys, arrays))
+  return phase_views(t, geom)
 
 
 def materialize(a: jax.Array, source: jax.Array) -> jax.Array:
