@@ -53,3 +53,20 @@ def float32_by_bits(x: jax.Array) -> jax.Array:
     return x.astype(compute_dtype(x.dtype))
   bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
   return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def selected_back(y: jax.Array, dtype) -> jax.Array:
+  """float32 `y` whose values were selected from `dtype` values (a max or a min, not
+  a sum), in `dtype`.
+
+  For bfloat16 the high half of the bits, exactly the value selected: a float32
+  holding a bfloat16 value has zero low bits, and every NaN that max/min return
+  (one of their operands, or the default quiet NaN) keeps a nonzero mantissa bit in
+  the high half. XLA:CPU rounds float32 to bfloat16 in software: max_pool 2x2/2
+  forward on (128, 28, 28, 64) bfloat16 0.57 -> 0.48 ms this way. Other dtypes:
+  `astype`.
+  """
+  if dtype != jnp.bfloat16 or y.dtype != jnp.float32:
+    return y.astype(dtype)
+  high = jax.lax.bitcast_convert_type(y, jnp.uint32) >> 16
+  return jax.lax.bitcast_convert_type(high.astype(jnp.uint16), jnp.bfloat16)

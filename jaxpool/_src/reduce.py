@@ -71,13 +71,15 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   if geom.window_size <= _VIEW_MAX_WINDOW:
     if x.dtype in (jnp.bfloat16, jnp.float16):
       # Exact in float32; XLA's CPU code for a half-float max is 1.8x slower.
-      return _extremum_by_views(x.astype(jnp.float32), geom, kind).astype(x.dtype)
+      y = _extremum_by_views(x.astype(jnp.float32), geom, kind)
+      return dtypes.selected_back(y, x.dtype)
     return _extremum_by_views(x, geom, kind)
   op = lax.max if kind == "max" else lax.min
   if x.dtype in (jnp.bfloat16, jnp.float16) and not views.is_tiling(geom):
     # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
     # is about 2x slower than converting once and reducing in float32.
-    y = geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op).astype(x.dtype)
+    y = dtypes.selected_back(
+        geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op), x.dtype)
   else:
     y = geom.reduce_window(x, _lowest(x.dtype, kind), op)
   if not jnp.issubdtype(x.dtype, jnp.floating):
