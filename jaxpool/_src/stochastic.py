@@ -168,7 +168,7 @@ def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
   for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
     value = jnp.where(drawn == k, e, value)
-  return value.astype(x.dtype), drawn
+  return dtypes.selected_back(value, x.dtype), drawn
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
