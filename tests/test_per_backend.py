@@ -80,21 +80,27 @@ def test_pool_gradients_have_no_data_dependent_branch_on_gpu(name):
 def test_exact_derivative_forms_are_chosen_per_backend():
   """lp's range-free gradient (`lp._exact_grad`) is one transposed pass on every
   backend: no per-offset arrays (which would each need an anchoring sum to be
-  written). soft_pool's exact tangent: its per-offset coefficients written (a
-  conditional with an optimization barrier each) on CPU only
-  (`views.materialize_on_cpu`)."""
+  written), except, on CPU, coefficients that take exp and log. soft_pool's exact
+  tangent: its per-offset coefficients written (a conditional with an optimization
+  barrier each) on CPU only (`views.materialize_on_cpu`)."""
   x = jnp.ones((2, 9, 9, 3))
   l2 = jax.grad(lambda v: jnp.sum(jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME") ** 2))
   sums = lambda text: text.count("stablehlo.reduce(")
   # the range check's two sums only (traced on GPU too, unused there)
   assert sums(_lowered(l2, "cpu", x)) == 2 and sums(_lowered(l2, "cuda", x)) == 2
+  # powers by exp and log (p = 0.5): the 9 per-offset coefficients written on CPU
+  # (a conditional with an optimization barrier each), fused on GPU; integer
+  # powers (l2) fused on both
+  opt_barriers = lambda text: text.count("stablehlo.optimization_barrier")
+  half = jax.grad(lambda v: jnp.sum(jaxpool.lp_pool(v, 0.5, (3, 3), (2, 2), "SAME") ** 2))
+  assert opt_barriers(_lowered(half, "cpu", x)) >= opt_barriers(_lowered(half, "cuda", x)) + 9
+  assert opt_barriers(_lowered(l2, "cpu", x)) < 9
   soft = jax.grad(lambda v: jnp.sum(jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME") ** 2))
   # GPU: z only, through a reduce-window (y's barrier, `views.pooled`, is CPU-only);
   # CPU: y, z and 9 coefficients (and the fast form's own), each a conditional with
   # an optimization barrier in one branch (`jax.checkpoint` adds its own on both)
   cpu, cuda = _lowered(soft, "cpu", x), _lowered(soft, "cuda", x)
   assert cuda.count("stablehlo.reduce_window") == 1 and "stablehlo.reduce_window" not in cpu
-  opt_barriers = lambda text: text.count("stablehlo.optimization_barrier")
   assert opt_barriers(cpu) >= opt_barriers(cuda) + 2 + 9
 
 

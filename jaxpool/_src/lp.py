@@ -244,13 +244,20 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   nothing per offset is written. Against the previous forms, same process: on CPU
   (the fused spread of interior-padded factors) l2 3x3/2 SAME on (128, 28, 28, 64)
   29.4 -> 7.7 ms, bfloat16 30.8 -> 6.6, 1-D 3/2 pad 1 on (64, 1024, 64) 10.7 ->
-  2.8, 3x3x3/2 pad 1 17.9 -> 7.2; on an H100 (K per-offset arrays written) l2
-  fwd+bwd at batch 1024 0.73 -> 0.56 ms, bfloat16 0.86 -> 0.59, 3x3x3/2 1.96 -> 1.53.
+  2.8, 3x3x3/2 pad 1 17.9 -> 7.2 (lp_pool p = 0.5, which takes this pass on CPU
+  too, fwd+bwd 250 -> 45 ms); on an H100 (K per-offset arrays written) l2 fwd+bwd
+  at batch 1024 0.73 -> 0.56 ms, bfloat16 0.86 -> 0.59, 3x3x3/2 1.96 -> 1.53.
   """
   dtype = yc.dtype
   positive, r, s, weight = _window_factors(yc, gc, geom, mean)
   coefficients = {k: _ratio_terms(view, positive, r, s, 1.0, p, sign=True)
                   for k, view in views.padded_views(x.astype(dtype), geom, 0)}
+  if not powers.is_integral(p - 1):
+    # Powers by exp and log written once per offset on CPU: fused into the
+    # transposed loop, XLA:CPU evaluated them there unvectorised (p = 0.5, 3x3/2
+    # SAME on (128, 28, 28, 64): 104 -> 29 ms); multiplications stay fused (p = 2:
+    # 6.5 ms fused, 22 written).
+    coefficients = {k: views.materialize_on_cpu(c, x) for k, c in coefficients.items()}
   if not coefficients:  # every window lies in the padding
     return jnp.zeros(x.shape, x.dtype)
 

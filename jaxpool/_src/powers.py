@@ -14,9 +14,14 @@ def power(base: jax.Array, p) -> jax.Array:
   into [0, ~1], as in the pools' scaled forms: there the absolute error of
   exp(p log r) is below max_r(r^p p |log r|) * eps = eps / e.
   """
-  if isinstance(p, float) and p.is_integer() and abs(p) <= 64:
+  if is_integral(p):
     return jax.lax.integer_pow(base, int(p))
   return jnp.exp(jnp.asarray(p, base.dtype) * jnp.log(base))
+
+
+def is_integral(p) -> bool:
+  """Whether `power` takes base ** p as multiplications (else by exp and log)."""
+  return isinstance(p, float) and p.is_integer() and abs(p) <= 64
 
 
 def root(total: jax.Array, p) -> jax.Array:
