@@ -106,9 +106,13 @@ def test_check_grads_in_x_and_p_and_second_order():
   check_grads(f, (x, jnp.float32(2.7)), order=1, modes=["rev"], atol=5e-3, rtol=5e-3)
   g = jax.jit(lambda x, p: jaxpool.lp_pool(x, p, (2, 2), 1))
   check_grads(g, (x, jnp.float32(1.3)), order=1, modes=["rev"], atol=5e-3, rtol=5e-3)
-  # Reverse-over-reverse differentiates the custom backward pass.
-  check_grads(jax.jit(lambda x: jaxpool.lp_pool(x, 3.0, (2, 2), 2)), (x,), order=2, modes=["rev"],
-              atol=1e-2, rtol=1e-2)
+  # Reverse-over-reverse differentiates the custom backward pass: the tiled one, and
+  # for overlapping windows the factorised pass (p = 3, on CPU) and the exact
+  # transposed one (p = 0.5 everywhere; p = 3 on accelerators).
+  for p, window, strides, padding in [(3.0, (2, 2), 2, "VALID"), (3.0, (3, 3), 2, "SAME"),
+                                      (0.5, (3, 3), 2, "SAME")]:
+    h = jax.jit(lambda x, p=p, w=window, s=strides, pad=padding: jaxpool.lp_pool(x, p, w, s, pad))
+    check_grads(h, (x,), order=2, modes=["rev"], atol=1e-2, rtol=1e-2)
 
 
 def test_grad_in_p_closed_form():
