@@ -44,6 +44,21 @@ def test_lp_norm_values_and_gradients(p, floor):
   np.testing.assert_allclose(grad, want_grad, rtol=2e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("p", [2.5, 4.0])
+def test_scaled_form_scales_by_the_largest_magnitude_of_either_sign(p):
+  # Huge negative values beside small positive ones: scaled by max(x) instead of
+  # max |x|, (|x| / m)^p would overflow. p = 4 reaches the scaled form through the
+  # unscaled form's range check, p = 2.5 directly.
+  rng = np.random.default_rng(6)
+  x = -(rng.uniform(1.0, 2.0, size=(3, 40, 5)) * 1e30).astype(np.float32)
+  x[:, 0, :] = 1e-3
+  x[2] *= -1  # one example of the same magnitudes, positive
+  r, grad = _run(x, p)
+  want_r, want_grad, _ = _expected(x, p)
+  np.testing.assert_allclose(r, want_r, rtol=2e-6)
+  np.testing.assert_allclose(grad, want_grad, rtol=2e-5, atol=1e-7)
+
+
 def test_unscaled_form_taken_for_ordinary_inputs_scaled_form_elsewhere(monkeypatch):
   # With the scaled form replaced by NaNs, a NaN result shows it was taken: never
   # for ordinary inputs with a fixed integral p (on CPU), always where the powers
@@ -51,7 +66,7 @@ def test_unscaled_form_taken_for_ordinary_inputs_scaled_form_elsewhere(monkeypat
   rng = np.random.default_rng(1)
   x = _ordinary(rng)
   scaled = global_norm._scaled_parts
-  nans = lambda c, p, axes: tuple(jnp.full_like(v, np.nan) for v in scaled(c, p, axes))
+  nans = lambda *args: tuple(jnp.full_like(v, np.nan) for v in scaled(*args))
   monkeypatch.setattr(global_norm, "_scaled_parts", nans)
   if jax.default_backend() == "cpu":
     r, grad = _run(x, 3.0)

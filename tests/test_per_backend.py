@@ -164,3 +164,14 @@ def test_phase_views_only_where_windows_outnumber_phases_twice_on_whole_phases()
     grad = jax.grad(lambda v: jnp.sum(jaxpool.max_pool(v, window, strides, padding) ** 2))
     cpu = _lowered(grad, "cpu", jnp.ones(shape))
     assert "stablehlo.concatenate" not in cpu and "stablehlo.split" not in cpu
+
+
+def test_global_norm_scale_from_plain_reductions_on_cpu_only():
+  """global_norm._largest_magnitude without a floor: max(max(x), -min(x)) on CPU (two
+  library reductions), one reduction of |x| elsewhere."""
+  f = lambda v: jaxpool.global_lp_pool(v, 2.5)
+  x = jnp.ones((2, 5, 5, 3))
+  cpu, cuda = _lowered(f, "cpu", x), _lowered(f, "cuda", x)
+  reduces = lambda text: text.count("stablehlo.reduce(")
+  assert reduces(cpu) == reduces(cuda) + 1  # the min beside the max
+  assert "stablehlo.minimum" in cpu and "stablehlo.minimum" not in cuda
