@@ -211,3 +211,34 @@ def test_torch_parity_output_ratio():
   ours = J(jaxpool.fractional_max_pool, (2, 3), output_ratio=(0.7, 0.6),
            samples=samples[..., ::-1].copy(), overlapping=True, channel_axis=1)(x)
   np.testing.assert_array_equal(ours, ref)
+
+
+def test_static_candidates_hold_every_start():
+  """The forward pass reads each window from static candidate positions
+  (`_candidate_starts`): every start that the float32 formula gives, for any sample,
+  must lie among them."""
+  from jaxpool._src import fractional
+  rng = np.random.default_rng(11)
+  u = np.concatenate([rng.uniform(size=4000), [0.0, np.nextafter(1.0, 0.0), 0.5]])
+  u = jnp.asarray(u, jnp.float32)
+  for L, k, o in ((28, 2, 14), (25, 2, 17), (1000, 3, 611), (97, 5, 13), (7, 3, 1),
+                  (4096, 2, 2897), (30, 2, 29)):
+    starts = np.asarray(jax.jit(lambda s: fractional.fractional_starts(s, L, o, k))(u))
+    lo, count = fractional._candidate_starts(jnp.float32, L, o, k)
+    assert ((starts >= lo) & (starts < lo + count)).all(), (L, k, o)
+
+
+def test_forward_and_differentiated_forms_agree():
+  """Forward-only calls take the static candidates; differentiated ones the per-plane
+  gathers of separable.separable_max: same values and indices, NaNs and ties included."""
+  rng = np.random.default_rng(12)
+  x = ties(rng, (2, 23, 19, 4))
+  x[0, 3, 4, 1] = np.nan
+  u = rng.uniform(size=(2, 4, 2)).astype(np.float32)
+  for overlapping in (False, True):
+    f = lambda v: jaxpool.fractional_max_pool(v, (3, 2), (9, 13), samples=u,
+                                              overlapping=overlapping, return_indices=True)
+    forward = jax.jit(f)(jnp.asarray(x))
+    (values, index), _ = jax.jit(lambda v: jax.jvp(f, (v,), (jnp.ones_like(v),)))(jnp.asarray(x))
+    np.testing.assert_array_equal(forward[0], values)
+    np.testing.assert_array_equal(forward[1], index)
