@@ -327,8 +327,9 @@ def _candidate_starts(dtype, size: int, out: int, window: int) -> tuple[np.ndarr
 
 
 def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
-  """(window maxima along the stage's axis, flat indices or None) for windows [starts, ends) (per example, channel and window, broadcast against
-  `values`): each window's first maximal element or its last NaN (PyTorch's rule).
+  """(window maxima along the stage's axis, flat indices or None) for windows
+  [starts, ends) (per example, channel and window, broadcast against `values`):
+  each window's first maximal element or its last NaN (PyTorch's rule).
 
   The windows' elements are the static candidates of `_Stage.take`, and the selection
   is an elementwise chain over them: no gather with per-plane indices, no reduction
@@ -336,7 +337,7 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
   fractional pool's forward on (128, 28, 28, 64); this form 8).
   """
   floating = jnp.issubdtype(values.dtype, jnp.floating)
-  best = best_pos = nan_pos = None
+  best = best_pos = nan = nan_pos = None
   for j in range(stage.span):
     candidate = stage.take(values, j)
     pos = stage.shaped(stage.positions(j), values.ndim)
@@ -349,11 +350,15 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
       better = inside & ((candidate > best) | (best_pos < 0))
       best = jnp.where(better, candidate, best)
       best_pos = jnp.where(better, pos, best_pos)
-    if floating:  # the last NaN
+    if floating:  # the last NaN, kept with its own bits
       is_nan = inside & jnp.isnan(candidate)
+      nan = candidate if nan is None else jnp.where(is_nan, candidate, nan)
       nan_pos = jnp.where(is_nan, pos, -1 if nan_pos is None else nan_pos)
-  selected = best_pos if nan_pos is None else jnp.where(nan_pos >= 0, nan_pos, best_pos)
-  value = _gather_selected(values, selected, stage)
+  if nan_pos is None:
+    value, selected = best, best_pos
+  else:
+    has_nan = nan_pos >= 0
+    value, selected = jnp.where(has_nan, nan, best), jnp.where(has_nan, nan_pos, best_pos)
   if not with_indices:
     return value, None
   inner = 0 if index is None else _gather_selected(index, selected, stage)
@@ -361,7 +366,7 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
 
 
 def _gather_selected(a: jax.Array, selected: jax.Array, stage: _Stage) -> jax.Array:
-  """a at the selected position of every window along the stage's axis (linear in a)."""
+  """`a` at the selected position of every window along the stage's axis."""
   out = None
   for j in range(stage.span):
     candidate = stage.take(a, j)
