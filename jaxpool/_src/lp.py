@@ -148,7 +148,7 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
-  # total lies in [1/c, window size * 2^p]: its root is accurate in every form
+  # total lies in [1/c, window size * 2^p] (4^p in the top binade): `powers.root`
   root = powers.root(total, p)
   # |x| = inf makes the scaled elements NaN; the norm is inf there.
   return jnp.where(jnp.isinf(m), m, root * inv_r)
