@@ -148,7 +148,8 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
-  # total lies in [1/c, window size * 2^p] (4^p in the top binade): `powers.root`
+  # total lies in [1/c, K 2^p] (K 4^p in the top binade), where `powers.root` is
+  # accurate
   root = powers.root(total, p)
   # |x| = inf makes the scaled elements NaN; the norm is inf there.
   return jnp.where(jnp.isinf(m), m, root * inv_r)
