@@ -35,7 +35,7 @@ def root(total: jax.Array, p) -> jax.Array:
   give 3-4); exp(log(total) / p) otherwise. XLA:CPU evaluates exp and log inside
   the pools' fused window loops far slower than a square root or a few products:
   3x3/2 SAME forward on (128, 28, 28, 64), lp_pool(p=4) 2.93 -> 1.6 ms (l2_pool
-  1.4), lp_pool(p=3) 3.4 -> 2.45 ms. (jnp.cbrt took 22 ms there.)
+  1.4), lp_pool(p=3) 3.4 -> 2.7-2.9 ms. (jnp.cbrt took 22 ms there.)
   """
   if isinstance(p, float) and p == 2:
     return jnp.sqrt(total)
