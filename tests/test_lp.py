@@ -49,8 +49,8 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("spatial,window,strides,padding,kw", CONFIGS)
-@pytest.mark.parametrize("p,mean", [(2, False), (3, True), (4, True), (1.5, False),
-                                    (math.inf, False)])
+@pytest.mark.parametrize("p,mean", [(2, False), (3, True), (4, True), (7, False),
+                                    (1.5, False), (math.inf, False)])
 def test_values_match_numpy(spatial, window, strides, padding, kw, p, mean):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
@@ -182,10 +182,20 @@ def test_float32_extreme_magnitudes_are_scaled_per_window():
   # 1e30 ** 8 overflows and 1e-30 ** 8 underflows float32; each window is scaled by
   # its own largest magnitude, also in overlapping windows of different scales.
   x = np.array([1e30, -2e30, 1e-30, 3e-30, -1e-30], np.float32).reshape(1, 5, 1)
-  got = jaxpool.lp_pool(x, 8.0, (2,), 1)
-  np.testing.assert_allclose(got, lp_reference(x.astype(np.float64), 8.0, (2,), 1), rtol=1e-5)
+  for p in (8.0, 3.0, 7.0):  # 3 and 7: the root by Newton's iteration (powers.root)
+    got = jaxpool.lp_pool(x, p, (2,), 1)
+    np.testing.assert_allclose(got, lp_reference(x.astype(np.float64), p, (2,), 1), rtol=1e-5)
   g = jax.grad(lambda x: jnp.sum(jaxpool.lp_pool(x, 8.0, (2,), 1)))(x)
   assert np.isfinite(g).all()
+
+
+def test_infinite_nan_and_zero_windows():
+  # Per window: an infinite element gives inf, a NaN gives NaN, all zeros give 0; for
+  # every root form (square root, Newton's iteration for p = 3 and 5, exp/log).
+  x = jnp.asarray([np.inf, 1.0, 0.0, 0.0, -np.inf, 2.0, np.nan, 1.0], jnp.float32)
+  for p in (2.0, 3.0, 5.0, 2.5):
+    got = np.asarray(jaxpool.lp_pool(x.reshape(1, 8, 1), p, (2,), 2))[0, :, 0]
+    assert got[0] == np.inf and got[1] == 0 and got[2] == np.inf and np.isnan(got[3]), (p, got)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
