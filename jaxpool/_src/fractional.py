@@ -250,7 +250,7 @@ def _by_candidates(x: jax.Array, u: jax.Array, config: _Config):
   """(values, flat indices or None) from static candidate windows (`_stage`)."""
   # Half precision compared in float32 (exact; XLA:CPU's half-precision compares and
   # selects convert every operand: bfloat16 forward 24 -> 17.5 ms this way).
-  values, index = (x.astype(jnp.float32) if x.dtype in (jnp.bfloat16, jnp.float16) else x), None
+  values, index = x.astype(dtypes.compute_dtype(x.dtype)), None
   for d, starts, ends in config.stages(u):
     size, k, o = config.sizes[d], config.window[d], config.outs[d]
     lo, count = _candidate_starts(u.dtype, size, o, k)

@@ -41,8 +41,7 @@ def root(total: jax.Array, p) -> jax.Array:
     return jnp.sqrt(total)
   if isinstance(p, float) and p == 4:
     return jnp.sqrt(jnp.sqrt(total))
-  if (isinstance(p, float) and p.is_integer() and 3 <= p <= _NEWTON_MAX_P
-      and total.dtype == jnp.float32):
+  if is_integral(p) and 3 <= p <= _NEWTON_MAX_P and total.dtype == jnp.float32:
     return _integral_root(total, int(p))
   return jnp.exp(jnp.log(total) / jnp.asarray(p, total.dtype))
 
