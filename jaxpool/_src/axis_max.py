@@ -16,7 +16,8 @@ rule as for the adaptive pools) is searched only by the derivative rule (a custo
 JVP, linear in the tangent, so JAX transposes it into the VJP), never in a
 forward-only call.
 
-NaN: XLA:CPU's vectorized max drops NaNs (max(-inf, NaN) = -inf), which is why the
+NaN: XLA:CPU's vectorized max drops NaNs (max(-inf, NaN) = -inf; openxla/xla issue
+21461, open; still so in jax 0.10.2 on (128, 784, 64)), which is why the
 check is needed: a plain sum over the axis is NaN wherever the max must be (and also
 where +inf meets -inf or partial sums overflow both ways); only when some sum is NaN
 is the exact per-column "holds a NaN" test computed (`fallback.fast_or_exact`).
