@@ -33,8 +33,10 @@ of page-faulted in afresh on every call), for every candidate alike, the Keras
 subprocess included; the report names the setting.
 
 Writes `benchmark.json` (every median, quartile and ratio, the device) and
-`benchmark.md` (the tables) into `--workdir`. Numbers are medians; on a shared
-machine compare the ratios, which come from one interleaved measurement.
+`benchmark.md` (the tables) into `--workdir`, after every case. While it runs, a
+progress bar on stderr counts the measurements and each one's line is printed
+above it; `--quiet` prints the lines alone (for logs). Numbers are medians; on a
+shared machine compare the ratios, which come from one interleaved measurement.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def define_flags(flag_values=flags.FLAGS):
                                   "Benchmark configuration file.", flag_values=flag_values)
   flags.DEFINE_string("workdir", "runs/benchmark", "Where the tables are written.",
                       flag_values=flag_values)
-  flags.DEFINE_bool("quiet", False, "Print only the output paths.", flag_values=flag_values)
+  flags.DEFINE_bool("quiet", False, "Log lines instead of a progress bar.",
+                   flag_values=flag_values)
   return flag_values
 
 
@@ -520,7 +523,11 @@ def _ratio(a, b):
   return None if a is None or b is None or not b else a / b
 
 
-def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict], list[dict]]:
+def benchmark_case(case: Case, names: list[str], config, log,
+                   done: Callable[[str], None] = lambda name: None
+                   ) -> tuple[list[dict], list[dict]]:
+  """The rows (and skips) of every pool in `names` on `case`; `done(name)` after each
+  pool, timed or skipped (the progress bar's step)."""
   rows, skipped = [], []
   key = jax.random.key(config.seed)
   x = jax.random.normal(key, case.shape, jnp.float32).astype(case.dtype)
@@ -534,6 +541,7 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
       skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
       log(f"  skip {name}: {skipped[-1]['reason']}")
+      done(name)
       continue
     cands = {}
     cands["fwd"], cands["fwd_bwd"] = _jax_callables(fn, x, jax.random.fold_in(key, 2))
@@ -573,6 +581,7 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
       skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
       log(f"  skip {name}: {skipped[-1]['reason']}")
+      done(name)
       continue
     med = {k: v["median_ms"] for k, v in t.items()}
     row = {"case": case.name, "shape": list(case.shape), "window": list(case.window),
@@ -594,6 +603,7 @@ def benchmark_case(case: Case, names: list[str], config, log) -> tuple[list[dict
         + (f"  torch x{row['speedup_vs_torch_fwd_bwd']:.2f}"
            if row["speedup_vs_torch_fwd_bwd"] else "")
         + f"  roofline x{row['over_roofline_fwd_bwd']:.2f}")
+    done(name)
   # each pool's fwd+bwd relative to jaxpool's max_pool on the same case and dtype
   ref = next((r["fwd_bwd_ms"] for r in rows if r["pool"] == "max_pool"), None)
   for r in rows:
@@ -989,10 +999,33 @@ def to_markdown(result: dict) -> str:
   return "\n".join(lines)
 
 
-def run(config, workdir: str, log=print) -> dict:
-  """Run the whole benchmark and write benchmark.json / benchmark.md into `workdir`."""
+def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
+  """Run the whole benchmark and write benchmark.json / benchmark.md into `workdir`.
+
+  `log(line)` reports each measurement as it is made; with `progress_bar`, a tqdm
+  bar on stderr counts the measurements (the training table, then every pool of
+  every case and dtype) and the lines are written above it.
+  """
   os.makedirs(workdir, exist_ok=True)
   names, skipped = public_pools(tuple(config.pools))
+  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  # The measurements in the order they are made; the bar names the one under way.
+  steps = ["training"] * bool(config.training.enabled) + [
+      f"{spec['name']} {dtype} {name}"
+      for spec in config.cases for dtype in config.dtypes for name in names]
+  bar = tqdm.tqdm(total=len(steps), desc="benchmark", unit="measurement",
+                  disable=not progress_bar, dynamic_ncols=True, file=sys.stderr)
+  if progress_bar:
+    log = functools.partial(_write_above, bar)
+
+  def done():
+    bar.update(1)
+    if bar.n < len(steps):
+      bar.set_postfix_str(steps[bar.n])
+
+  if steps:
+    bar.set_postfix_str(steps[0])
+
   result = {"device": device_info(), "config": config.to_dict(), "pools": names,
             "calls_per_sample": calls_per_sample(config), "rows": [], "skipped": skipped}
   log(f"device: {result['device']}")
@@ -1009,6 +1042,7 @@ def run(config, workdir: str, log=print) -> dict:
   result["training"] = {"skipped": "not run yet"}
   if config.training.enabled:  # first: it is the shortest, and the most asked-for
     result["training"] = training_throughput(config, log)
+    done()
   else:
     result["training"] = {"skipped": "config.training.enabled is False"}
   if "skipped" in result["training"]:
@@ -1017,19 +1051,25 @@ def run(config, workdir: str, log=print) -> dict:
     for dtype in config.dtypes:
       case = Case(dict(spec), dtype)
       log(f"{case.name} {case.shape} {dtype}")
-      rows, skip = benchmark_case(case, names, config, log)
+      rows, skip = benchmark_case(case, names, config, log, lambda name: done())
       result["rows"] += rows
       result["skipped"] += skip
       write()
   write()
+  bar.close()
   return result
+
+
+def _write_above(bar, *parts, **unused_print_kwargs):
+  """`print` for the log lines while the progress bar is shown: above the bar."""
+  bar.write(" ".join(str(p) for p in parts), file=sys.stdout)
 
 
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  log = (lambda *a, **k: None) if flag_values.quiet else functools.partial(print, flush=True)
-  run(flag_values.config, flag_values.workdir, log)
+  run(flag_values.config, flag_values.workdir, functools.partial(print, flush=True),
+      progress_bar=not flag_values.quiet)
   print(os.path.join(flag_values.workdir, "benchmark.md"))
   print(os.path.join(flag_values.workdir, "benchmark.json"))
 

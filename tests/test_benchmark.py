@@ -101,3 +101,38 @@ def test_targets_variant_names_the_cases_and_pools_of_the_speed_targets():
                         "mixed_pool", "gated_pool", "soft_pool"} and not skipped
   with pytest.raises(ValueError, match="unknown variant"):
     benchmark_config.get_config("fastest")
+
+
+@pytest.mark.parametrize("progress_bar", [True, False])
+def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, progress_bar):
+  """The bar's total is one step per (case, dtype, pool), a pool skipped on a case
+  included, it ends full, and every line reaches stdout with or without it."""
+  import jaxpool  # noqa: PLC0415
+  from configs import benchmark as benchmark_config  # noqa: PLC0415
+  from experiments import benchmark  # noqa: PLC0415
+
+  def unfit_builder(case, key):  # a pool whose signature does not fit any case
+    raise ValueError("no builder fits")
+
+  monkeypatch.setattr(jaxpool, "__all__", (*jaxpool.__all__, "unfit_pool"), raising=False)
+  monkeypatch.setattr(jaxpool, "unfit_pool", lambda x: x, raising=False)
+  monkeypatch.setitem(benchmark.BUILDERS, "unfit_pool", unfit_builder)
+  config = benchmark_config.get_config("quick")
+  config.cases = (*config.cases, dict(config.cases[0], name="second", window=(2, 2),
+                                      strides=(2, 2), padding="VALID"))
+  config.pools = ("max_pool", "unfit_pool")
+  config.training.enabled = False
+  config.torch = False
+  config.repeats = 1
+  result = benchmark.run(config, str(tmp_path), log=print, progress_bar=progress_bar)
+  out, err = capsys.readouterr()
+  assert [(r["case"], r["pool"]) for r in result["rows"]] == [
+      ("2d_3x3s2_same", "max_pool"), ("second", "max_pool")]
+  assert [(s["case"], s["pool"]) for s in result["skipped"]] == [
+      ("2d_3x3s2_same", "unfit_pool"), ("second", "unfit_pool")]
+  assert out.count(f"  {'max_pool':22s} fwd ") == 2
+  assert out.count("  skip unfit_pool: ValueError: no builder fits") == 2
+  if progress_bar:  # 2 cases x 1 dtype x 2 pools
+    assert "benchmark: 100%" in err and "4/4" in err
+  else:
+    assert "benchmark:" not in err
