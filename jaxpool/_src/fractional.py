@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
+from jaxpool._src import keys
 from jaxpool._src import separable
 
 
@@ -172,7 +173,7 @@ def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_r
   if (key is None) == (samples is None):
     raise ValueError(f"{fn}: give exactly one of key and samples.")
   if key is not None:
-    u = jax.random.uniform(key, sample_shape, jnp.float32)
+    u = jax.random.uniform(keys.random_key(key, fn), sample_shape, jnp.float32)
   else:
     u = jnp.asarray(samples)
     if not jnp.issubdtype(u.dtype, jnp.floating):

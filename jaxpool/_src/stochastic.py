@@ -45,9 +45,10 @@ import numpy as np
 from jax import lax
 
 from jaxpool._src import dtypes
+from jaxpool._src import geometry
+from jaxpool._src import keys
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src import geometry
 from jaxpool._src.geometry import PaddingLike, PoolGeometry
 
 
@@ -82,7 +83,8 @@ def _threefry_2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
 
 
 def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-  """float32 uniforms in [0, 1) on a 2^-24 grid, one per element of `shape`.
+  """float32 uniforms in [0, 1) on a 2^-24 grid, one per element of `shape` (`key`: one
+  typed key, `keys.random_key`).
 
   For threefry keys (JAX's default), the words `jax.extend.random.threefry_2x32`
   gives for the counters `0, 1, ..., n - 1` (each hash makes two words, of the
@@ -91,8 +93,6 @@ def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   `jax.random.bits`. The top 24 bits of each word, scaled by 2^-24, are exact in
   float32.
   """
-  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    key = jax.random.wrap_key_data(key)  # a raw uint32 key of the default impl
   size = int(np.prod(shape))
   if jax.random.key_impl(key) == "threefry2x32":
     data = jax.random.key_data(key)
@@ -283,5 +283,5 @@ def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
     raise ValueError(
         f"{fn}: key is None with deterministic=False; pass key=jax.random.key(seed) "
         "for the training draw, or deterministic=True for the evaluation formula.")
-  u = _uniforms(key, geom.output_shape)
+  u = _uniforms(keys.random_key(key, fn), geom.output_shape)
   return _sample(x, u, geom)
