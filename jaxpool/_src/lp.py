@@ -484,8 +484,25 @@ def l2_pool(inputs: Any, window_shape: Sequence[int], strides=None,
 
   (Hyvarinen & Koster 2007; Sermanet, Chintala & LeCun 2012). Unlike the naive
   ``sqrt(sum_pool(x ** 2))``, whose gradient is NaN on a window that is all zero,
-  the gradient is ``x_k / (c_o y_o)`` and 0 on such windows. Arguments, dtypes and
-  gradient rules as :func:`lp_pool`; ``jax.jvp`` is not supported.
+  the gradient is ``x_k / (c_o y_o)`` and 0 on such windows. Dtypes and gradient
+  rules as :func:`lp_pool`; ``jax.jvp`` is not supported.
+
+  Args:
+    inputs: ``(*batch, *spatial, features)``, or ``(N, C, *spatial)`` with
+      ``channel_axis=1``; a floating dtype.
+    window_shape: window size per spatial dim, e.g. ``(2, 2)``.
+    strides: stride per spatial dim, an int, or None for 1 (as Flax).
+    padding: "VALID", "SAME", an int, a sequence of ints or ``(low, high)`` pairs;
+      zero padding.
+    mean: divide the sum of squares by the window count :math:`c_o` before the root
+      (the root mean square; else :math:`c_o = 1`).
+    dilation: window dilation per spatial dim.
+    ceil_mode: PyTorch's rule for rounding the output size up.
+    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+
+  Returns:
+    The pooled array, the dtype of ``inputs``, spatial dims replaced by the output
+    sizes. Non-negative.
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
