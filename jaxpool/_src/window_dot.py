@@ -31,11 +31,15 @@ from jaxpool._src.geometry import PoolGeometry
 
 def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
                   leading: str | None = None) -> jax.Array:
-  """`weights` as a float array of shape `(*lead, *window_shape, 1 or C)`, or a ValueError.
+  """`weights` as a float array of shape `(*lead, *window_shape, 1 or C)`, or a ValueError
+  (a TypeError for complex weights).
 
   `leading` names the one leading dim (e.g. "n_leaves"); None means there is none.
   """
   w = jnp.asarray(weights)
+  if jnp.issubdtype(w.dtype, jnp.complexfloating):  # astype(float) would drop the imaginary part
+    raise TypeError(f"{fn}: {name} must be real (a float, int or bool array), got dtype "
+                    f"{w.dtype}.")
   if not jnp.issubdtype(w.dtype, jnp.floating):
     w = w.astype(jnp.result_type(float))
   channels = geom.input_shape[geom.channel_axis]
