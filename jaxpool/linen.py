@@ -497,8 +497,12 @@ class LIPLogits(nn.Module):
   bias-free ``kernel_size``-wide 'SAME' convolution with C output channels,
   instance normalisation with a learnt scale and bias (the parameters and values
   of ``nn.GroupNorm`` with one group per channel; submodules ``conv`` and
-  ``norm``) and a scaled sigmoid, so the logits lie in (0, coeff). Runs channels-last (inputs are moved there and back
-  when ``channel_axis=1``); needs one leading batch dim. Output: inputs' shape.
+  ``norm``) and a scaled sigmoid, so the logits lie in (0, coeff). The convolution's
+  gradients are computed by ``jaxpool._src.conv`` (same values, fast inside
+  ``lax.scan`` on CPU; a custom VJP, so ``jax.jvp`` through this module is not
+  supported, ``grad`` and ``vjp`` are). Runs channels-last (inputs are moved there
+  and back when ``channel_axis=1``); needs one leading batch dim. Output: inputs'
+  shape.
   """
 
   num_spatial_dims: int

@@ -580,8 +580,10 @@ class LIPLogits(nnx.Module):
   an ``nnx.GroupNorm`` with one group per channel, applied by
   ``modules.instance_norm``: the same values, faster) and a scaled sigmoid, so the
   logits lie in (0, coeff). The convolution's gradients are computed by
-  ``jaxpool._src.conv`` (same values, fast inside ``lax.scan`` on CPU). Runs channels-last (inputs are moved there and back when
-  ``channel_axis=1``); needs one leading batch dim. Output: the inputs' shape.
+  ``jaxpool._src.conv`` (same values, fast inside ``lax.scan`` on CPU; a custom VJP,
+  so ``jax.jvp`` through this module is not supported, ``grad`` and ``vjp`` are).
+  Runs channels-last (inputs are moved there and back when ``channel_axis=1``);
+  needs one leading batch dim. Output: the inputs' shape.
   """
 
   def __init__(self, num_features: int, num_spatial_dims: int, *,

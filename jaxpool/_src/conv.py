@@ -28,6 +28,7 @@ matrix product.
 
 Only stride 1, no dilation, one feature group and channels-last layouts (flax's)
 take this path; anything else is passed to `lax.conv_general_dilated` unchanged.
+The path is a custom VJP: `jax.jvp` (forward mode) through it is not supported.
 
 Example (as flax's Conv calls it):
   >>> import jax, jax.numpy as jnp
