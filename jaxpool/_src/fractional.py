@@ -135,7 +135,8 @@ def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_r
     output_size: output size per spatial dim (an int for all).
     output_ratio: output size / input size per spatial dim, in (0, 1) (a number
       for all). Exactly one of `output_size` and `output_ratio`.
-    key: a `jax.random` key for the samples.
+    key: one `jax.random` key for the samples (typed, or the uint32 data of one;
+      vmap over a batch of keys).
     samples: instead of `key`, the samples :math:`u \in [0, 1)` themselves, shape
       `(*batch, C, n)` in both layouts (batch dims of `inputs`, its channel count,
       one per spatial dim in order). PyTorch's `_random_samples` for 2-D inputs has

@@ -257,9 +257,10 @@ def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
     sizes. Non-negative (or NaN).
 
   Raises:
-    ValueError: ``key`` is None with ``deterministic=False``, and every window
-      argument the geometry rejects.
-    TypeError: non-floating inputs, a non-bool ``deterministic``.
+    ValueError: ``key`` is None with ``deterministic=False``, or a batch of keys
+      (vmap over them instead), and every window argument the geometry rejects.
+    TypeError: non-floating inputs, a non-bool ``deterministic``, a ``key`` that is
+      neither a typed key nor the uint32 data of one.
 
   Example:
     >>> import jax, jax.numpy as jnp, jaxpool
