@@ -88,17 +88,17 @@ def _largest_magnitude(x, axes, floor):
 
 
 def _scaled_parts(x, p, axes, floor):
-  """(r, b, s) for c = max(x, floor) (x without a floor): r = m * s^(1/p), b = |c| /
-  m, s = sum b^p, m = max |c| (1 if 0)."""
+  """(r, b, s, c) for c = max(x, floor) (x without a floor) in the compute dtype: r =
+  m * s^(1/p), b = |c| / m, s = sum b^p, m = max |c| (1 if 0)."""
   top = _largest_magnitude(x, axes, floor)
-  x = _clamp(x, floor)
-  a = jnp.abs(x)
-  m = jnp.where(top > 0, top, 1).astype(x.dtype)
+  c = _clamp(x, floor)
+  a = jnp.abs(c)
+  m = jnp.where(top > 0, top, 1).astype(c.dtype)
   b = a / m  # in [0, 1]: b^p neither overflows nor underflows to an all-zero sum
   s = jnp.sum(powers.power(b, p), axis=axes, keepdims=True)  # in [1, n]; 0 if x is 0
   r = m * s ** (1 / p)
   r = jnp.where(jnp.isinf(top), jnp.inf, r)  # b = inf / inf would give NaN
-  return r, b, s
+  return r, b, s, c
 
 
 def _input_derivative(x, r, p: jax.Array):
@@ -112,8 +112,7 @@ def _input_derivative(x, r, p: jax.Array):
 def _scaled_norm_jvp(axes, floor, primals, tangents):
   x, p = primals
   tx, tp = tangents
-  c = _clamp(x, floor)
-  r, b, s = _scaled_parts(x, p, axes, floor)
+  r, b, s, c = _scaled_parts(x, p, axes, floor)
   dx = _clamp_derivative(_input_derivative(c, r, p), x, floor)
   # d r / d p = r (-log(s) / p^2 + sum(b^p log b) / (p s)), with b^p log b -> 0 at b = 0.
   safe_b = jnp.where(b > 0, b, 1)
