@@ -524,9 +524,8 @@ def _ratio(a, b):
 
 
 def benchmark_case(case: Case, names: list[str], config, log,
-                   done: Callable[[str], None] = lambda name: None
-                   ) -> tuple[list[dict], list[dict]]:
-  """The rows (and skips) of every pool in `names` on `case`; `done(name)` after each
+                   done: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
+  """The rows (and skips) of every pool in `names` on `case`; `done()` after each
   pool, timed or skipped (the progress bar's step)."""
   rows, skipped = [], []
   key = jax.random.key(config.seed)
@@ -541,7 +540,7 @@ def benchmark_case(case: Case, names: list[str], config, log,
       skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
       log(f"  skip {name}: {skipped[-1]['reason']}")
-      done(name)
+      done()
       continue
     cands = {}
     cands["fwd"], cands["fwd_bwd"] = _jax_callables(fn, x, jax.random.fold_in(key, 2))
@@ -581,7 +580,7 @@ def benchmark_case(case: Case, names: list[str], config, log,
       skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
                       "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
       log(f"  skip {name}: {skipped[-1]['reason']}")
-      done(name)
+      done()
       continue
     med = {k: v["median_ms"] for k, v in t.items()}
     row = {"case": case.name, "shape": list(case.shape), "window": list(case.window),
@@ -603,7 +602,7 @@ def benchmark_case(case: Case, names: list[str], config, log,
         + (f"  torch x{row['speedup_vs_torch_fwd_bwd']:.2f}"
            if row["speedup_vs_torch_fwd_bwd"] else "")
         + f"  roofline x{row['over_roofline_fwd_bwd']:.2f}")
-    done(name)
+    done()
   # each pool's fwd+bwd relative to jaxpool's max_pool on the same case and dtype
   ref = next((r["fwd_bwd_ms"] for r in rows if r["pool"] == "max_pool"), None)
   for r in rows:
@@ -1051,7 +1050,7 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
     for dtype in config.dtypes:
       case = Case(dict(spec), dtype)
       log(f"{case.name} {case.shape} {dtype}")
-      rows, skip = benchmark_case(case, names, config, log, lambda name: done())
+      rows, skip = benchmark_case(case, names, config, log, done)
       result["rows"] += rows
       result["skipped"] += skip
       write()
