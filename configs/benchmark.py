@@ -13,13 +13,26 @@ import ml_collections
 
 
 # The pools that the speed targets of issue 8 name, and avg_pool beside max_pool.
-_TARGET_POOLS = ("max_pool", "avg_pool", "l2_pool", "lp_pool", "stochastic_pool",
-                 "mixed_pool", "gated_pool", "soft_pool")
+_TARGET_POOLS = (
+  "max_pool",
+  "avg_pool",
+  "l2_pool",
+  "lp_pool",
+  "stochastic_pool",
+  "mixed_pool",
+  "gated_pool",
+  "soft_pool",
+)
 
 
 def _case(name, shape, window, strides, padding):
-  return {"name": name, "shape": tuple(shape), "window": tuple(window),
-          "strides": tuple(strides), "padding": padding}
+  return {
+    "name": name,
+    "shape": tuple(shape),
+    "window": tuple(window),
+    "strides": tuple(strides),
+    "padding": padding,
+  }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -27,11 +40,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (B, *spatial, C) inputs. Padding: "VALID", "SAME" or an int (both sides, as
   # PyTorch, which uses the same int).
   config.cases = (
-      _case("2d_2x2s2", (128, 28, 28, 64), (2, 2), (2, 2), "VALID"),
-      _case("2d_3x3s2_same", (128, 28, 28, 64), (3, 3), (2, 2), "SAME"),
-      _case("2d_3x3s2_resnet", (32, 56, 56, 256), (3, 3), (2, 2), 1),
-      _case("1d_3s2", (64, 1024, 64), (3,), (2,), 1),
-      _case("3d_2x2x2s2", (8, 16, 32, 32, 32), (2, 2, 2), (2, 2, 2), "VALID"),
+    _case("2d_2x2s2", (128, 28, 28, 64), (2, 2), (2, 2), "VALID"),
+    _case("2d_3x3s2_same", (128, 28, 28, 64), (3, 3), (2, 2), "SAME"),
+    _case("2d_3x3s2_resnet", (32, 56, 56, 256), (3, 3), (2, 2), 1),
+    _case("1d_3s2", (64, 1024, 64), (3,), (2,), 1),
+    _case("3d_2x2x2s2", (8, 16, 32, 32, 32), (2, 2, 2), (2, 2, 2), "VALID"),
   )
   config.dtypes = ("float32", "bfloat16")
   config.pools = ()  # names from jaxpool.__all__ to run; empty: all of them
@@ -80,6 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.cases = tuple(dict(c, shape=(1024, *c["shape"][1:])) for c in config.cases[:2])
     config.pools = _TARGET_POOLS
   elif arg not in (None, ""):
-    raise ValueError(f"configs/benchmark.py: unknown variant {arg!r}; valid: '', 'quick', "
-                     "'targets' or 'accelerator'.")
+    raise ValueError(
+      f"configs/benchmark.py: unknown variant {arg!r}; valid: '', 'quick', "
+      "'targets' or 'accelerator'."
+    )
   return config

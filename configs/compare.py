@@ -50,32 +50,32 @@ import ml_collections
 # 26x26 feature map to 13x13, as 2x2 max pooling with stride 2 does.
 _SLOT = {"window_shape": (2, 2), "strides": (2, 2)}
 _SLOT_OPTIONS = {
-    "max": _SLOT,
-    "avg": _SLOT,
-    "l2": _SLOT,
-    "stochastic": _SLOT,
-    "mixed": _SLOT,
-    "gated": _SLOT,
-    "tree": _SLOT,
-    "soft": _SLOT,
-    "lip": _SLOT,
-    # Graham's fractional max pooling at ratio 1/2 keeps the slot's output size
-    # (26 -> 13) while its 2x2 windows start at pseudo-random offsets.
-    "fractional": {"window_shape": (2, 2), "output_ratio": (0.5, 0.5)},
-    # Zhang's anti-aliased pooling: dense 2x2 max (stride 1), then a 3x3 binomial
-    # blur with stride 2; its `padding` is the blur's ("reflect", Zhang's choice),
-    # set here because the model's default "VALID" means nothing to it.
-    "blur": {"window_shape": (2, 2), "strides": (2, 2), "padding": "reflect"},
+  "max": _SLOT,
+  "avg": _SLOT,
+  "l2": _SLOT,
+  "stochastic": _SLOT,
+  "mixed": _SLOT,
+  "gated": _SLOT,
+  "tree": _SLOT,
+  "soft": _SLOT,
+  "lip": _SLOT,
+  # Graham's fractional max pooling at ratio 1/2 keeps the slot's output size
+  # (26 -> 13) while its 2x2 windows start at pseudo-random offsets.
+  "fractional": {"window_shape": (2, 2), "output_ratio": (0.5, 0.5)},
+  # Zhang's anti-aliased pooling: dense 2x2 max (stride 1), then a 3x3 binomial
+  # blur with stride 2; its `padding` is the blur's ("reflect", Zhang's choice),
+  # set here because the model's default "VALID" means nothing to it.
+  "blur": {"window_shape": (2, 2), "strides": (2, 2), "padding": "reflect"},
 }
 
 # Registry names that do not belong in a 2x2 stride-2 slot, with the reason shown in
 # the results. Names matching `_EXCLUDED_PATTERNS` (global and adaptive pools, whose
 # output size does not depend on a window) are excluded too.
 _EXCLUDED = {
-    "min": "after a ReLU nearly every window's minimum is 0; no one downsamples so",
-    "sum": "4 x avg: the same network up to a scale the next Dense layer absorbs",
-    "lp": "a family that needs a choice of p; l2 (p=2) stands for it",
-    "gem": "a global pool (no window)",
+  "min": "after a ReLU nearly every window's minimum is 0; no one downsamples so",
+  "sum": "4 x avg: the same network up to a scale the next Dense layer absorbs",
+  "lp": "a family that needs a choice of p; l2 (p=2) stands for it",
+  "gem": "a global pool (no window)",
 }
 # experiments/models.py hands each pool those of these window defaults that its
 # module takes, updated by the config's options; `rngs` and `num_features` are the
@@ -83,18 +83,19 @@ _EXCLUDED = {
 _MODEL_SLOT_KEYS = ("window_shape", "strides", "padding")
 _CONTEXT_OPTIONS = ("rngs", "num_features")
 _EXCLUDED_PATTERNS = (
-    (re.compile(r"global|adaptive|pyramid|spp|gem"),
-     "global or adaptive: its output size is not set by a window"),
-    (re.compile(r"unpool|argmax"),
-     "returns or consumes argmax indices: not a layer of a plain CNN"),
+  (
+    re.compile(r"global|adaptive|pyramid|spp|gem"),
+    "global or adaptive: its output size is not set by a window",
+  ),
+  (re.compile(r"unpool|argmax"), "returns or consumes argmax indices: not a layer of a plain CNN"),
 )
 
 # MNIST test errors (fractions) in Table 2 of Zeiler & Fergus (2013), their 3-layer
 # network, no data augmentation.
 _ZEILER_FERGUS_PAPER = {"avg": 0.0083, "max": 0.0055, "stochastic": 0.0047}
 _ZEILER_FERGUS_REFERENCE = (
-    "Zeiler & Fergus, Stochastic Pooling for Regularization of Deep Convolutional "
-    "Neural Networks, ICLR 2013 (arXiv:1301.3557), MNIST test error"
+  "Zeiler & Fergus, Stochastic Pooling for Regularization of Deep Convolutional "
+  "Neural Networks, ICLR 2013 (arXiv:1301.3557), MNIST test error"
 )
 
 # The `paper` length: the paper trains to convergence without a schedule we can
@@ -118,27 +119,29 @@ def _parse(arg):
       key, value = (s.strip() for s in item.split("=", 1))
       if key not in _KEYS:
         raise ValueError(
-            f"configs/compare.py: unknown key {key!r} in {arg!r}; allowed keys: "
-            f"{', '.join(_KEYS)} (and the flags {', '.join(_FLAGS)})")
+          f"configs/compare.py: unknown key {key!r} in {arg!r}; allowed keys: "
+          f"{', '.join(_KEYS)} (and the flags {', '.join(_FLAGS)})"
+        )
       values[key] = value
     elif item in _FLAGS:
       flags.add(item)
     else:
       raise ValueError(
-          f"configs/compare.py: unknown flag {item!r} in {arg!r}; allowed flags: "
-          f"{', '.join(_FLAGS)}, and key=value for {', '.join(_KEYS)}")
+        f"configs/compare.py: unknown flag {item!r} in {arg!r}; allowed flags: "
+        f"{', '.join(_FLAGS)}, and key=value for {', '.join(_KEYS)}"
+      )
   if "paper" in flags and "zeiler_fergus" not in flags:
-    raise ValueError("configs/compare.py: 'paper' is a length of the zeiler_fergus "
-                     "study; use 'zeiler_fergus,paper'")
+    raise ValueError(
+      "configs/compare.py: 'paper' is a length of the zeiler_fergus "
+      "study; use 'zeiler_fergus,paper'"
+    )
   if "paper" in flags and "quick" in flags:
     raise ValueError("configs/compare.py: 'paper' and 'quick' exclude each other")
   if values.get("platform", "cpu") not in ("cpu", "gpu", "tpu"):
-    raise ValueError(f"configs/compare.py: platform={values['platform']!r}; "
-                     "allowed: cpu, gpu, tpu")
+    raise ValueError(f"configs/compare.py: platform={values['platform']!r}; allowed: cpu, gpu, tpu")
   for key in ("seeds", "epochs"):
     if key in values and not (values[key].isdigit() and int(values[key]) > 0):
-      raise ValueError(f"configs/compare.py: {key}={values[key]!r} must be a "
-                       "positive integer")
+      raise ValueError(f"configs/compare.py: {key}={values[key]!r} must be a positive integer")
   return flags, values
 
 
@@ -221,8 +224,7 @@ def slot_pools(names=None, info=_registry_info):
       if unknown or missing:
         why = []
         if missing:
-          why.append(f"needs {', '.join(sorted(missing))}, which the slot "
-                     "does not give")
+          why.append(f"needs {', '.join(sorted(missing))}, which the slot does not give")
         if unknown:
           why.append(f"does not take {', '.join(sorted(unknown))}")
         excluded[name] = "; ".join(why)
@@ -244,8 +246,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   base_args = [f"platform={platform}"]
   if "quick" in flags:
     base_args.append("quick")  # 1 epoch on 6,400 training images (configs/mnist.py).
-  base = _training_config("zeiler_fergus" if zeiler_fergus else "seed_cnn",
-                          ",".join(base_args))
+  base = _training_config("zeiler_fergus" if zeiler_fergus else "seed_cnn", ",".join(base_args))
 
   config = ml_collections.ConfigDict()
   config.study = "zeiler_fergus" if zeiler_fergus else "seed_cnn"
@@ -271,12 +272,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if "pools" in values:
     slot = next(iter(pools.values())) if zeiler_fergus else None
-    pools = {name: slot or _SLOT_OPTIONS.get(name, _SLOT)
-             for name in values["pools"].split("+") if name}
+    pools = {
+      name: slot or _SLOT_OPTIONS.get(name, _SLOT) for name in values["pools"].split("+") if name
+    }
     excluded = {}
 
   config.pools = ml_collections.ConfigDict(
-      {name: _pool_entry(name, options) for name, options in pools.items()})
+    {name: _pool_entry(name, options) for name, options in pools.items()}
+  )
   config.excluded = dict(excluded)
 
   num_seeds = int(values.get("seeds", 2 if "quick" in flags else 3))

@@ -21,91 +21,93 @@ PLATFORMS = ("cpu", "gpu", "tpu")
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """All fields with their defaults (the Keras MNIST example's choices)."""
-    c = ml_collections.ConfigDict()
-    c.model = "seed_cnn"
-    c.pool = "max"
-    # Keyword options for jaxpool.registry.make; empty: the model's default
-    # (2x2 stride 2 VALID for seed_cnn, 3x3 stride 2 SAME for zeiler_fergus).
-    c.pool_options = ml_collections.ConfigDict()
-    c.num_epochs = 5
-    c.batch_size = 128           # Global batch, split over all devices.
-    c.eval_batch_size = 1000
-    c.max_train_examples = 0     # 0: the whole training split.
-    c.seed = 0
-    c.optimizer = "adam"         # "adam" | "sgd" | "adadelta"
-    c.learning_rate = 1e-3
-    c.momentum = 0.9             # sgd only.
-    c.weight_decay = 0.0         # Decoupled (AdamW-style) for adam; L2 added to grads otherwise.
-    c.lr_schedule = "constant"   # "constant" | "cosine" | "warmup_cosine"
-    c.warmup_epochs = 0.0
-    c.compute_dtype = "float32"  # "float32" | "bfloat16"
-    c.platform = "cpu"
-    c.quiet = False
-    c.checkpoint_keep = 2        # Checkpoints kept in workdir/checkpoints.
+  """All fields with their defaults (the Keras MNIST example's choices)."""
+  c = ml_collections.ConfigDict()
+  c.model = "seed_cnn"
+  c.pool = "max"
+  # Keyword options for jaxpool.registry.make; empty: the model's default
+  # (2x2 stride 2 VALID for seed_cnn, 3x3 stride 2 SAME for zeiler_fergus).
+  c.pool_options = ml_collections.ConfigDict()
+  c.num_epochs = 5
+  c.batch_size = 128  # Global batch, split over all devices.
+  c.eval_batch_size = 1000
+  c.max_train_examples = 0  # 0: the whole training split.
+  c.seed = 0
+  c.optimizer = "adam"  # "adam" | "sgd" | "adadelta"
+  c.learning_rate = 1e-3
+  c.momentum = 0.9  # sgd only.
+  c.weight_decay = 0.0  # Decoupled (AdamW-style) for adam; L2 added to grads otherwise.
+  c.lr_schedule = "constant"  # "constant" | "cosine" | "warmup_cosine"
+  c.warmup_epochs = 0.0
+  c.compute_dtype = "float32"  # "float32" | "bfloat16"
+  c.platform = "cpu"
+  c.quiet = False
+  c.checkpoint_keep = 2  # Checkpoints kept in workdir/checkpoints.
 
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "mnist"
-    c.data.data_dir = ""         # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
-    c.data.raw_dir = ""          # "": $JAXPOOL_MNIST_DIR.
-    c.data.verify_md5 = True     # False only for hand-made test IDX files.
-    c.data.mock = False
-    c.data.mock_num_examples = 256
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist"
+  c.data.data_dir = ""  # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.data.raw_dir = ""  # "": $JAXPOOL_MNIST_DIR.
+  c.data.verify_md5 = True  # False only for hand-made test IDX files.
+  c.data.mock = False
+  c.data.mock_num_examples = 256
 
-    # Multi-host: jax.distributed.initialize(...) when enabled (or $JAXPOOL_DISTRIBUTED=1);
-    # empty / -1 fields let JAX detect them from the cluster environment.
-    c.distributed = ml_collections.ConfigDict()
-    c.distributed.enabled = False
-    c.distributed.coordinator_address = ""
-    c.distributed.num_processes = -1
-    c.distributed.process_id = -1
-    return c
+  # Multi-host: jax.distributed.initialize(...) when enabled (or $JAXPOOL_DISTRIBUTED=1);
+  # empty / -1 fields let JAX detect them from the cluster environment.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False
+  c.distributed.coordinator_address = ""
+  c.distributed.num_processes = -1
+  c.distributed.process_id = -1
+  return c
 
 
 def _parse_value(text: str, current):
-    if isinstance(current, bool):
-        if text.lower() in ("1", "true", "yes"):
-            return True
-        if text.lower() in ("0", "false", "no"):
-            return False
-        raise ValueError(f"expected a boolean, got {text!r}")
-    if isinstance(current, int):
-        return int(text)
-    if isinstance(current, float):
-        return float(text)
-    return text
+  if isinstance(current, bool):
+    if text.lower() in ("1", "true", "yes"):
+      return True
+    if text.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"expected a boolean, got {text!r}")
+  if isinstance(current, int):
+    return int(text)
+  if isinstance(current, float):
+    return float(text)
+  return text
 
 
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Applies a `key=value,flag,...` string to `c` (see the module docstring)."""
-    for item in filter(None, (s.strip() for s in (arg or "").split(","))):
-        if "=" not in item:
-            if item not in FLAGS:
-                raise ValueError(f"Unknown config flag {item!r}; valid flags: {list(FLAGS)} "
-                                 "(or key=value).")
-            if item == "quick":
-                c.num_epochs = 1
-                c.max_train_examples = 6400
-            elif item == "mock":
-                c.data.mock = True
-            else:
-                c.platform = item
-            continue
-        key, value = (s.strip() for s in item.split("=", 1))
-        node, *rest = key.split(".")
-        target, leaf = (c, node) if not rest else (c.get(node), rest[-1])
-        if not isinstance(target, ml_collections.ConfigDict) or leaf not in target:
-            valid = sorted(k for k in c.keys() if k != "pool_options") + [
-                f"data.{k}" for k in sorted(c.data.keys())]
-            raise ValueError(f"Unknown config key {key!r}; valid keys: {valid}.")
-        target[leaf] = _parse_value(value, target[leaf])
-    if c.platform not in PLATFORMS:
-        raise ValueError(f"config.platform={c.platform!r}; valid platforms: {list(PLATFORMS)}.")
-    if c.platform == "tpu":
-        c.compute_dtype = "bfloat16"
-    return c
+  """Applies a `key=value,flag,...` string to `c` (see the module docstring)."""
+  for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+    if "=" not in item:
+      if item not in FLAGS:
+        raise ValueError(
+          f"Unknown config flag {item!r}; valid flags: {list(FLAGS)} (or key=value)."
+        )
+      if item == "quick":
+        c.num_epochs = 1
+        c.max_train_examples = 6400
+      elif item == "mock":
+        c.data.mock = True
+      else:
+        c.platform = item
+      continue
+    key, value = (s.strip() for s in item.split("=", 1))
+    node, *rest = key.split(".")
+    target, leaf = (c, node) if not rest else (c.get(node), rest[-1])
+    if not isinstance(target, ml_collections.ConfigDict) or leaf not in target:
+      valid = sorted(k for k in c.keys() if k != "pool_options") + [
+        f"data.{k}" for k in sorted(c.data.keys())
+      ]
+      raise ValueError(f"Unknown config key {key!r}; valid keys: {valid}.")
+    target[leaf] = _parse_value(value, target[leaf])
+  if c.platform not in PLATFORMS:
+    raise ValueError(f"config.platform={c.platform!r}; valid platforms: {list(PLATFORMS)}.")
+  if c.platform == "tpu":
+    c.compute_dtype = "bfloat16"
+  return c
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The MNIST seed_cnn config, with `arg` applied (e.g. "pool=stochastic,quick")."""
-    return apply_arg(base_config(), arg)
+  """The MNIST seed_cnn config, with `arg` applied (e.g. "pool=stochastic,quick")."""
+  return apply_arg(base_config(), arg)

@@ -14,9 +14,9 @@ from configs import mnist
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = mnist.base_config()
-    c.model = "zeiler_fergus"
-    c.pool_options.window_shape = (3, 3)
-    c.pool_options.strides = (2, 2)
-    c.pool_options.padding = "SAME"
-    return mnist.apply_arg(c, arg)
+  c = mnist.base_config()
+  c.model = "zeiler_fergus"
+  c.pool_options.window_shape = (3, 3)
+  c.pool_options.strides = (2, 2)
+  c.pool_options.padding = "SAME"
+  return mnist.apply_arg(c, arg)

@@ -30,10 +30,10 @@ import os
 
 # (mallopt parameter name, its number in glibc's malloc.h, environment variable, value)
 _OPTIONS = (
-    ("M_ARENA_MAX", -8, "MALLOC_ARENA_MAX", 1),
-    ("M_MMAP_MAX", -4, "MALLOC_MMAP_MAX_", 0),
-    ("M_TRIM_THRESHOLD", -1, "MALLOC_TRIM_THRESHOLD_", 1 << 30),
-    ("M_TOP_PAD", -2, "MALLOC_TOP_PAD_", 256 << 20),
+  ("M_ARENA_MAX", -8, "MALLOC_ARENA_MAX", 1),
+  ("M_MMAP_MAX", -4, "MALLOC_MMAP_MAX_", 0),
+  ("M_TRIM_THRESHOLD", -1, "MALLOC_TRIM_THRESHOLD_", 1 << 30),
+  ("M_TOP_PAD", -2, "MALLOC_TOP_PAD_", 256 << 20),
 )
 SETTING_ENV = "JAXPOOL_MALLOC"  # "retain": `from_environment` applies the options
 _applied: dict[str, int] | None = None  # what `retain_freed_memory` set (None: not called)

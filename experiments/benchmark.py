@@ -73,18 +73,20 @@ from experiments import timing
 def define_flags(flag_values=flags.FLAGS):
   """The command-line flags, defined only when run as a program (so that importing
   this module beside experiments.train or experiments.compare defines nothing)."""
-  config_flags.DEFINE_config_file("config", "configs/benchmark.py",
-                                  "Benchmark configuration file.", flag_values=flag_values)
-  flags.DEFINE_string("workdir", "runs/benchmark", "Where the tables are written.",
-                      flag_values=flag_values)
-  flags.DEFINE_bool("quiet", False, "Log lines instead of a progress bar.",
-                   flag_values=flag_values)
+  config_flags.DEFINE_config_file(
+    "config", "configs/benchmark.py", "Benchmark configuration file.", flag_values=flag_values
+  )
+  flags.DEFINE_string(
+    "workdir", "runs/benchmark", "Where the tables are written.", flag_values=flag_values
+  )
+  flags.DEFINE_bool("quiet", False, "Log lines instead of a progress bar.", flag_values=flag_values)
   return flag_values
 
 
 # --------------------------------------------------------------------------------------
 # Cases and pool builders
 # --------------------------------------------------------------------------------------
+
 
 class Case:
   """One input shape and window: `(B, *spatial, C)`, channels last."""
@@ -141,6 +143,7 @@ def _patches(x, case: Case):
 
 def _flax():
   import flax.linen as nn  # noqa: PLC0415 - flax is an optional dependency
+
   return nn
 
 
@@ -152,14 +155,15 @@ def _classic(name):
     fn = getattr(jaxpool, name)
     nn = _flax()
     baselines = {
-        "max_pool": ("flax.linen.max_pool", lambda x: nn.max_pool(x, w, s, p)),
-        "min_pool": ("-flax.linen.max_pool(-x)", lambda x: -nn.max_pool(-x, w, s, p)),
-        "avg_pool": ("flax.linen.avg_pool", lambda x: nn.avg_pool(x, w, s, p)),
-        "sum_pool": ("lax.reduce_window(add)", lambda x: _sum_window(x, case)),
+      "max_pool": ("flax.linen.max_pool", lambda x: nn.max_pool(x, w, s, p)),
+      "min_pool": ("-flax.linen.max_pool(-x)", lambda x: -nn.max_pool(-x, w, s, p)),
+      "avg_pool": ("flax.linen.avg_pool", lambda x: nn.avg_pool(x, w, s, p)),
+      "sum_pool": ("lax.reduce_window(add)", lambda x: _sum_window(x, case)),
     }
     base_name, base = baselines[name]
     torch_key = {"max_pool": "max", "avg_pool": "avg"}.get(name)
     return (lambda x: fn(x, w, s, p)), base_name, base, torch_key
+
   return build
 
 
@@ -193,16 +197,19 @@ def _stochastic(case: Case, key):
     picked = jnp.take_along_axis(patches, draw[..., None], axis=-1)[..., 0]
     return jnp.where(total[..., 0] > 0, picked, 0).astype(x.dtype)
 
-  return (lambda x: jaxpool.stochastic_pool(x, w, s, p, key=key)), \
-      "naive patches + categorical", naive, None
+  return (
+    (lambda x: jaxpool.stochastic_pool(x, w, s, p, key=key)),
+    "naive patches + categorical",
+    naive,
+    None,
+  )
 
 
 def _mixed(case: Case, key):
   w, s, p = case.window_args()
   nn = _flax()
   naive = lambda x: 0.3 * nn.max_pool(x, w, s, p) + 0.7 * nn.avg_pool(x, w, s, p)
-  return (lambda x: jaxpool.mixed_pool(x, 0.3, w, s, p)), "flax 0.3*max + 0.7*avg", \
-      naive, None
+  return (lambda x: jaxpool.mixed_pool(x, 0.3, w, s, p)), "flax 0.3*max + 0.7*avg", naive, None
 
 
 def _gated(case: Case, key):
@@ -214,8 +221,12 @@ def _gated(case: Case, key):
     g = jax.nn.sigmoid(_patches(x, case) @ gate.reshape(-1).astype(x.dtype))
     return g * nn.max_pool(x, w, s, p) + (1 - g) * nn.avg_pool(x, w, s, p)
 
-  return (lambda x: jaxpool.gated_pool(x, gate.astype(x.dtype), w, s, p)), \
-      "patches gate + flax max/avg", naive, None
+  return (
+    (lambda x: jaxpool.gated_pool(x, gate.astype(x.dtype), w, s, p)),
+    "patches gate + flax max/avg",
+    naive,
+    None,
+  )
 
 
 def _tree(case: Case, key):
@@ -230,8 +241,12 @@ def _tree(case: Case, key):
     g = jax.nn.sigmoid(patches @ gates[0].reshape(-1).astype(x.dtype))
     return g * v[0] + (1 - g) * v[1]
 
-  return (lambda x: jaxpool.tree_pool(x, leaves.astype(x.dtype), gates.astype(x.dtype),
-                                      w, s, p)), "patches 2-leaf tree", naive, None
+  return (
+    (lambda x: jaxpool.tree_pool(x, leaves.astype(x.dtype), gates.astype(x.dtype), w, s, p)),
+    "patches 2-leaf tree",
+    naive,
+    None,
+  )
 
 
 def _soft(case: Case, key):
@@ -252,8 +267,7 @@ def _lip(case: Case, key):
     e = jnp.exp(logits - lax.stop_gradient(jnp.max(logits)))
     return _sum_window(e * x, case) / _sum_window(e, case)
 
-  return (lambda x: jaxpool.lip_pool(x, 0.5 * x, w, s, p)), "naive sum(x e^l)/sum(e^l)", \
-      naive, None
+  return (lambda x: jaxpool.lip_pool(x, 0.5 * x, w, s, p)), "naive sum(x e^l)/sum(e^l)", naive, None
 
 
 def _adaptive(kind):
@@ -268,6 +282,7 @@ def _adaptive(kind):
       pool = nn.max_pool if kind == "max" else nn.avg_pool
       base = lambda x: pool(x, window, window, "VALID")
     return (lambda x: fn(x, out)), f"flax.linen.{kind}_pool (divisible)", base, None
+
   return build
 
 
@@ -281,6 +296,7 @@ def _global(kind):
       fn = getattr(jaxpool, f"global_{kind}_pool")
       base = functools.partial(jnp.mean if kind == "avg" else jnp.max, axis=axes)
     return fn, f"jnp.{'sqrt(sum(x^2))' if kind == 'lp' else kind} over space", base, None
+
   return build
 
 
@@ -291,8 +307,12 @@ def _pyramid(case: Case, key):
 def _argmax(case: Case, key):
   w, s, p = case.window_args()
   nn = _flax()
-  return (lambda x: jaxpool.max_pool_with_argmax(x, w, s, p)[0]), "flax.linen.max_pool", \
-      (lambda x: nn.max_pool(x, w, s, p)), "max"
+  return (
+    (lambda x: jaxpool.max_pool_with_argmax(x, w, s, p)[0]),
+    "flax.linen.max_pool",
+    (lambda x: nn.max_pool(x, w, s, p)),
+    "max",
+  )
 
 
 def _unpool(case: Case, key):
@@ -307,8 +327,7 @@ def _unpool(case: Case, key):
 
 def _fractional(case: Case, key):
   w = tuple(2 for _ in case.window)
-  return (lambda x: jaxpool.fractional_max_pool(x, w, output_ratio=0.5, key=key)), "", \
-      None, None
+  return (lambda x: jaxpool.fractional_max_pool(x, w, output_ratio=0.5, key=key)), "", None, None
 
 
 def _blur(case: Case, key):
@@ -316,29 +335,29 @@ def _blur(case: Case, key):
 
 
 BUILDERS: dict[str, Callable] = {
-    "max_pool": _classic("max_pool"),
-    "min_pool": _classic("min_pool"),
-    "avg_pool": _classic("avg_pool"),
-    "sum_pool": _classic("sum_pool"),
-    "lp_pool": _lp,
-    "l2_pool": _l2,
-    "gem_pool": _gem,
-    "stochastic_pool": _stochastic,
-    "mixed_pool": _mixed,
-    "gated_pool": _gated,
-    "tree_pool": _tree,
-    "soft_pool": _soft,
-    "lip_pool": _lip,
-    "adaptive_avg_pool": _adaptive("avg"),
-    "adaptive_max_pool": _adaptive("max"),
-    "global_avg_pool": _global("avg"),
-    "global_max_pool": _global("max"),
-    "global_lp_pool": _global("lp"),
-    "spatial_pyramid_pool": _pyramid,
-    "max_pool_with_argmax": _argmax,
-    "max_unpool": _unpool,
-    "fractional_max_pool": _fractional,
-    "blur_pool": _blur,
+  "max_pool": _classic("max_pool"),
+  "min_pool": _classic("min_pool"),
+  "avg_pool": _classic("avg_pool"),
+  "sum_pool": _classic("sum_pool"),
+  "lp_pool": _lp,
+  "l2_pool": _l2,
+  "gem_pool": _gem,
+  "stochastic_pool": _stochastic,
+  "mixed_pool": _mixed,
+  "gated_pool": _gated,
+  "tree_pool": _tree,
+  "soft_pool": _soft,
+  "lip_pool": _lip,
+  "adaptive_avg_pool": _adaptive("avg"),
+  "adaptive_max_pool": _adaptive("max"),
+  "global_avg_pool": _global("avg"),
+  "global_max_pool": _global("max"),
+  "global_lp_pool": _global("lp"),
+  "spatial_pyramid_pool": _pyramid,
+  "max_pool_with_argmax": _argmax,
+  "max_unpool": _unpool,
+  "fractional_max_pool": _fractional,
+  "blur_pool": _blur,
 }
 
 
@@ -363,6 +382,7 @@ def public_pools(selected=()) -> tuple[list[str], list[dict]]:
 # --------------------------------------------------------------------------------------
 # Timed callables
 # --------------------------------------------------------------------------------------
+
 
 def _first(out):
   return out[0] if isinstance(out, tuple) else out
@@ -455,8 +475,12 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int
   F = torch.nn.functional  # noqa: N806
   torch.set_num_threads(threads)
   device = torch_device()
-  dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-           "float16": torch.float16, "float64": torch.float64}[case.dtype.name]
+  dtype = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+  }[case.dtype.name]
   b, *spatial, c = case.shape
   x = torch.randn(b, c, *spatial, dtype=dtype, device=device)
   if case.nd == 2:
@@ -499,6 +523,7 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int
       if device == "cuda":
         torch.cuda.synchronize()
       return out
+
     return run
 
   return synchronized(fwd), synchronized(fwd_bwd)
@@ -507,6 +532,7 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int
 # --------------------------------------------------------------------------------------
 # The measurement
 # --------------------------------------------------------------------------------------
+
 
 def calls_per_sample(config) -> int:
   """Calls per timed sample: `config.calls_per_sample`, or (0) 1 on CPU and 20 on an
@@ -523,8 +549,9 @@ def _ratio(a, b):
   return None if a is None or b is None or not b else a / b
 
 
-def benchmark_case(case: Case, names: list[str], config, log,
-                   done: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
+def benchmark_case(
+  case: Case, names: list[str], config, log, done: Callable[[], None] = lambda: None
+) -> tuple[list[dict], list[dict]]:
   """The rows (and skips) of every pool in `names` on `case`; `done()` after each
   pool, timed or skipped (the progress bar's step)."""
   rows, skipped = [], []
@@ -537,8 +564,14 @@ def benchmark_case(case: Case, names: list[str], config, log,
       fn, base_name, base, torch_key = BUILDERS[name](case, jax.random.fold_in(key, 1))
       y = jax.eval_shape(lambda v: _first(fn(v)), x)
     except Exception as e:  # a pool whose signature or geometry does not fit this case
-      skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
-                      "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+      skipped.append(
+        {
+          "case": case.name,
+          "dtype": case.dtype.name,
+          "pool": name,
+          "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+        }
+      )
       log(f"  skip {name}: {skipped[-1]['reason']}")
       done()
       continue
@@ -547,8 +580,9 @@ def benchmark_case(case: Case, names: list[str], config, log,
     if base is not None:
       try:
         jax.eval_shape(base, x)
-        cands["base_fwd"], cands["base_fwd_bwd"] = _jax_callables(base, x,
-                                                                  jax.random.fold_in(key, 2))
+        cands["base_fwd"], cands["base_fwd_bwd"] = _jax_callables(
+          base, x, jax.random.fold_in(key, 2)
+        )
       except Exception as e:  # noqa: BLE001 - a baseline that cannot run is reported
         log(f"  baseline of {name} failed: {type(e).__name__}: {e}")
         base_name = f"{base_name} (failed)"
@@ -560,11 +594,13 @@ def benchmark_case(case: Case, names: list[str], config, log,
         torch_fns = _torch_callables(torch_key, case, threads, calls)
       except Exception as e:  # noqa: BLE001 - e.g. a dtype torch's CPU kernel lacks
         log(f"  torch {torch_key} skipped: {type(e).__name__}: {str(e)[:120]}")
-    per_call = lambda t: {k: {m: (v / calls if m.endswith("_ms") else v)
-                              for m, v in tk.items()} for k, tk in t.items()}
+    per_call = lambda t: {
+      k: {m: (v / calls if m.endswith("_ms") else v) for m, v in tk.items()} for k, tk in t.items()
+    }
     try:
-      t = per_call(timing.compare(cands, repeats=config.repeats, warmup=config.warmup,
-                                  settle=config.settle))
+      t = per_call(
+        timing.compare(cands, repeats=config.repeats, warmup=config.warmup, settle=config.settle)
+      )
       if torch_fns is not None:
         # PyTorch in rounds of its own, beside jaxpool's forward+backward again: its
         # OpenMP threads keep spinning after each call and slow down whatever runs
@@ -572,36 +608,66 @@ def benchmark_case(case: Case, names: list[str], config, log,
         # in rounds with PyTorch's kernels).
         pair = {"fwd_bwd": cands["fwd_bwd"]}
         pair["torch_fwd"], pair["torch_fwd_bwd"] = torch_fns
-        tt = per_call(timing.compare(pair, repeats=config.repeats, warmup=config.warmup,
-                                     settle=config.settle))
+        tt = per_call(
+          timing.compare(pair, repeats=config.repeats, warmup=config.warmup, settle=config.settle)
+        )
         t["torch_fwd"], t["torch_fwd_bwd"] = tt["torch_fwd"], tt["torch_fwd_bwd"]
         t["fwd_bwd_beside_torch"] = tt["fwd_bwd"]
     except Exception as e:  # compiled but failed at run time: report, go on
-      skipped.append({"case": case.name, "dtype": case.dtype.name, "pool": name,
-                      "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+      skipped.append(
+        {
+          "case": case.name,
+          "dtype": case.dtype.name,
+          "pool": name,
+          "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+        }
+      )
       log(f"  skip {name}: {skipped[-1]['reason']}")
       done()
       continue
     med = {k: v["median_ms"] for k, v in t.items()}
-    row = {"case": case.name, "shape": list(case.shape), "window": list(case.window),
-           "strides": list(case.strides), "padding": str(case.padding),
-           "dtype": case.dtype.name, "pool": name, "baseline": base_name,
-           "timings": t}
-    for k in ("fwd", "fwd_bwd", "base_fwd", "base_fwd_bwd", "torch_fwd", "torch_fwd_bwd",
-              "fwd_bwd_beside_torch", "roof_fwd", "roof_fwd_bwd"):
+    row = {
+      "case": case.name,
+      "shape": list(case.shape),
+      "window": list(case.window),
+      "strides": list(case.strides),
+      "padding": str(case.padding),
+      "dtype": case.dtype.name,
+      "pool": name,
+      "baseline": base_name,
+      "timings": t,
+    }
+    for k in (
+      "fwd",
+      "fwd_bwd",
+      "base_fwd",
+      "base_fwd_bwd",
+      "torch_fwd",
+      "torch_fwd_bwd",
+      "fwd_bwd_beside_torch",
+      "roof_fwd",
+      "roof_fwd_bwd",
+    ):
       row[f"{k}_ms"] = med.get(k)
     row["speedup_vs_baseline_fwd"] = _ratio(med.get("base_fwd"), med["fwd"])
     row["speedup_vs_baseline_fwd_bwd"] = _ratio(med.get("base_fwd_bwd"), med["fwd_bwd"])
-    row["speedup_vs_torch_fwd_bwd"] = _ratio(med.get("torch_fwd_bwd"),
-                                             med.get("fwd_bwd_beside_torch"))
+    row["speedup_vs_torch_fwd_bwd"] = _ratio(
+      med.get("torch_fwd_bwd"), med.get("fwd_bwd_beside_torch")
+    )
     row["over_roofline_fwd_bwd"] = _ratio(med["fwd_bwd"], med["roof_fwd_bwd"])
     rows.append(row)
-    log(f"  {name:22s} fwd {med['fwd']:8.2f} ms  fwd+bwd {med['fwd_bwd']:8.2f} ms"
-        + (f"  baseline x{row['speedup_vs_baseline_fwd_bwd']:.1f}"
-           if row["speedup_vs_baseline_fwd_bwd"] else "")
-        + (f"  torch x{row['speedup_vs_torch_fwd_bwd']:.2f}"
-           if row["speedup_vs_torch_fwd_bwd"] else "")
-        + f"  roofline x{row['over_roofline_fwd_bwd']:.2f}")
+    log(
+      f"  {name:22s} fwd {med['fwd']:8.2f} ms  fwd+bwd {med['fwd_bwd']:8.2f} ms"
+      + (
+        f"  baseline x{row['speedup_vs_baseline_fwd_bwd']:.1f}"
+        if row["speedup_vs_baseline_fwd_bwd"]
+        else ""
+      )
+      + (
+        f"  torch x{row['speedup_vs_torch_fwd_bwd']:.2f}" if row["speedup_vs_torch_fwd_bwd"] else ""
+      )
+      + f"  roofline x{row['over_roofline_fwd_bwd']:.2f}"
+    )
     done()
   # each pool's fwd+bwd relative to jaxpool's max_pool on the same case and dtype
   ref = next((r["fwd_bwd_ms"] for r in rows if r["pool"] == "max_pool"), None)
@@ -613,6 +679,7 @@ def benchmark_case(case: Case, names: list[str], config, log,
 # --------------------------------------------------------------------------------------
 # Training throughput
 # --------------------------------------------------------------------------------------
+
 
 def training_throughput(config, log) -> dict:
   """Images/s of seed_cnn training (adam): jaxpool's vs flax.linen's max pool vs Keras.
@@ -632,8 +699,10 @@ def training_throughput(config, log) -> dict:
   try:
     from experiments import models  # noqa: PLC0415 - written on another branch
   except ImportError as e:
-    return {"skipped": f"experiments.models is not available in this checkout ({e}); "
-                       "the training benchmark runs once it is merged."}
+    return {
+      "skipped": f"experiments.models is not available in this checkout ({e}); "
+      "the training benchmark runs once it is merged."
+    }
   try:
     import optax  # noqa: PLC0415
     from flax import nnx  # noqa: PLC0415
@@ -670,6 +739,7 @@ def training_throughput(config, log) -> dict:
 
 def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
   from flax import nnx  # noqa: PLC0415
+
   cfg = config.training
   b, steps = cfg.batch_size, cfg.steps
   key = jax.random.key(config.seed)
@@ -697,8 +767,7 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
       carry = (params, tx.init(params))
       runners[name] = functools.partial(epoch, carry, images, labels)
   except Exception as e:  # the models module changed its interface
-    return {"skipped": f"could not build seed_cnn from experiments.models: "
-                       f"{type(e).__name__}: {e}"}
+    return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
   names = list(runners)
   for name in names:  # compile (while the Keras process traces its variants)
     jax.block_until_ready(runners[name]())
@@ -707,7 +776,7 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
     keras_result = keras.ready(timeout)
   ms = {name: [] for name in names}
   for r in range(cfg.repeats):
-    order = names[r % len(names):] + names[:r % len(names)]
+    order = names[r % len(names) :] + names[: r % len(names)]
     t = timing.compare({n: runners[n] for n in order}, repeats=1, warmup=0, settle=1)
     for name in names:
       ms[name].append(t[name]["median_ms"])
@@ -715,22 +784,31 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
       keras_result = keras.round(timeout)
   if keras is not None and keras_result is None:
     keras_result = keras.finish(timeout)
-  t = {name: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)),
-              "q1_ms": float(np.percentile(v, 25)), "q3_ms": float(np.percentile(v, 75)),
-              "repeats": len(v)} for name, v in ms.items()}
+  t = {
+    name: {
+      "median_ms": float(np.median(v)),
+      "min_ms": float(np.min(v)),
+      "q1_ms": float(np.percentile(v, 25)),
+      "q3_ms": float(np.percentile(v, 75)),
+      "repeats": len(v),
+    }
+    for name, v in ms.items()
+  }
   result = {"batch_size": b, "steps_per_call": steps, "timings": t}
   for name, v in t.items():
     result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
-  result["jaxpool_over_flax"] = (result["jaxpool.max_pool images/s"]
-                                 / result["flax.linen.max_pool images/s"])
+  result["jaxpool_over_flax"] = (
+    result["jaxpool.max_pool images/s"] / result["flax.linen.max_pool images/s"]
+  )
   if keras_result is not None:
     result.update(keras_result)
     if "keras images/s" in keras_result:
       keras_ips = keras_result["keras images/s"]
       result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras_ips
       result["flax_over_keras"] = result["flax.linen.max_pool images/s"] / keras_ips
-  log("  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()
-                                  if k.endswith("images/s")))
+  log(
+    "  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.endswith("images/s"))
+  )
   return result
 
 
@@ -761,8 +839,10 @@ def _keras_result(out: dict) -> dict:
       result[f"keras {name} images/s"] = float(v["images/s"])
     result["keras_best"] = str(out["best"])
   except (KeyError, TypeError, ValueError, AttributeError) as e:
-    return {"keras": f"failed: unexpected output of keras_throughput.py "
-                     f"({type(e).__name__}: {e}): {json.dumps(out)[:300]}"}
+    return {
+      "keras": f"failed: unexpected output of keras_throughput.py "
+      f"({type(e).__name__}: {e}): {json.dumps(out)[:300]}"
+    }
   result["keras_run"] = out
   return result
 
@@ -783,8 +863,9 @@ class _KerasProcess:
     self._stderr = tempfile.TemporaryFile(mode="w+")
     # The allocator options of this process (experiments.allocator): same for all.
     env = {**os.environ, **allocator.environment()}
-    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=self._stderr, text=True, env=env)
+    self.proc = subprocess.Popen(
+      cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
+    )
     self._lines: queue.Queue = queue.Queue()
     threading.Thread(target=self._read, daemon=True).start()
 
@@ -792,19 +873,30 @@ class _KerasProcess:
   def start(cls, config, log) -> tuple[_KerasProcess | None, dict | None]:
     cfg = config.training
     python = cfg.get("keras_python", "")
-    how = ("set --config.training.keras_python to the python of an environment that "
-           "has tensorflow")
+    how = "set --config.training.keras_python to the python of an environment that has tensorflow"
     if not python:
       if importlib.util.find_spec("tensorflow") is None:
-        return None, {"keras": f"skipped: tensorflow is not importable by "
-                               f"{sys.executable}; {how}"}
+        return None, {"keras": f"skipped: tensorflow is not importable by {sys.executable}; {how}"}
       python = sys.executable
     elif shutil.which(python) is None:
-      return None, {"keras": f"skipped: config.training.keras_python={python!r} is not "
-                             f"an executable; {how}"}
-    cmd = [python, KERAS_SCRIPT, "--serve", "--batch-size", str(cfg.batch_size),
-           "--steps", str(cfg.steps), "--settle", str(cfg.get("keras_settle", 1)),
-           "--seed", str(config.seed), "--variants", cfg.get("keras_variants", "default")]
+      return None, {
+        "keras": f"skipped: config.training.keras_python={python!r} is not an executable; {how}"
+      }
+    cmd = [
+      python,
+      KERAS_SCRIPT,
+      "--serve",
+      "--batch-size",
+      str(cfg.batch_size),
+      "--steps",
+      str(cfg.steps),
+      "--settle",
+      str(cfg.get("keras_settle", 1)),
+      "--seed",
+      str(config.seed),
+      "--variants",
+      cfg.get("keras_variants", "default"),
+    ]
     log(f"  keras: {' '.join(cmd)}")
     try:
       return cls(cmd), None
@@ -820,8 +912,9 @@ class _KerasProcess:
     self._stderr.seek(0)
     tail = " | ".join(self._stderr.read().strip().splitlines()[-3:])[-500:]
     self.close(kill=True)
-    return {"keras": f"failed: {os.path.basename(KERAS_SCRIPT)} {why}"
-                     + (f": {tail}" if tail else "")}
+    return {
+      "keras": f"failed: {os.path.basename(KERAS_SCRIPT)} {why}" + (f": {tail}" if tail else "")
+    }
 
   def _receive(self, timeout: float) -> dict | str:
     """The next JSON object the script prints, or why there is none (a str)."""
@@ -830,8 +923,7 @@ class _KerasProcess:
       try:
         line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
       except queue.Empty:
-        return (f"gave no answer within {timeout} s "
-                "(config.training.keras_timeout_s)")
+        return f"gave no answer within {timeout} s (config.training.keras_timeout_s)"
       if line is None:
         return f"exited {self.proc.wait()} early"
       obj = _last_json_object(line)
@@ -898,6 +990,7 @@ class _KerasProcess:
 # Report
 # --------------------------------------------------------------------------------------
 
+
 def device_info() -> dict:
   dev = jax.devices()[0]
   cpu = platform.processor() or ""
@@ -913,10 +1006,18 @@ def device_info() -> dict:
     load = os.getloadavg()
   except OSError:
     load = None
-  return {"platform": dev.platform, "device_kind": dev.device_kind,
-          "device_count": jax.device_count(), "cpu_model": cpu, "cpu_count": os.cpu_count(),
-          "load_average": load, "jax": jax.__version__, "python": sys.version.split()[0],
-          "torch_device": torch_device(), "malloc": allocator.describe()}
+  return {
+    "platform": dev.platform,
+    "device_kind": dev.device_kind,
+    "device_count": jax.device_count(),
+    "cpu_model": cpu,
+    "cpu_count": os.cpu_count(),
+    "load_average": load,
+    "jax": jax.__version__,
+    "python": sys.version.split()[0],
+    "torch_device": torch_device(),
+    "malloc": allocator.describe(),
+  }
 
 
 def _fmt(v, digits=2, suffix=""):
@@ -925,39 +1026,48 @@ def _fmt(v, digits=2, suffix=""):
 
 def to_markdown(result: dict) -> str:
   d = result["device"]
-  lines = ["# jaxpool benchmark", "",
-           f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
-           f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
-           f"Load average at start/end: {d.get('load_average')} / "
-           f"{result.get('load_average_end')}. malloc: {d.get('malloc', 'default')} "
-           "(experiments/allocator.py).", "",
-           f"Medians of interleaved rounds (experiments/timing.py), each timed call "
-           f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, "
-           f"milliseconds per call ({result.get('calls_per_sample', 1)} back-to-back calls "
-           f"per timed sample). PyTorch on {d.get('torch_device', 'cpu')}, in rounds of its "
-           "own beside jaxpool's fwd+bwd (`x torch` compares those two). "
-           "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
-           "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
-           "jaxpool max_pool fwd+bwd on the same case.", ""]
+  lines = [
+    "# jaxpool benchmark",
+    "",
+    f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
+    f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
+    f"Load average at start/end: {d.get('load_average')} / "
+    f"{result.get('load_average_end')}. malloc: {d.get('malloc', 'default')} "
+    "(experiments/allocator.py).",
+    "",
+    f"Medians of interleaved rounds (experiments/timing.py), each timed call "
+    f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, "
+    f"milliseconds per call ({result.get('calls_per_sample', 1)} back-to-back calls "
+    f"per timed sample). PyTorch on {d.get('torch_device', 'cpu')}, in rounds of its "
+    "own beside jaxpool's fwd+bwd (`x torch` compares those two). "
+    "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
+    "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
+    "jaxpool max_pool fwd+bwd on the same case.",
+    "",
+  ]
   by_case: dict[tuple, list] = {}
   for r in result["rows"]:
     by_case.setdefault((r["case"], str(r["shape"]), r["dtype"]), []).append(r)
   for (case, shape, dtype), rows in by_case.items():
     r0 = rows[0]
-    lines += [f"## {case} {shape} window {r0['window']} strides {r0['strides']} "
-              f"padding {r0['padding']}, {dtype}", "",
-              "| pool | fwd | fwd+bwd | baseline | base fwd | base fwd+bwd | x fwd | "
-              "x fwd+bwd | torch fwd | torch fwd+bwd | x torch | roof fwd+bwd | /roof | /max |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+      f"## {case} {shape} window {r0['window']} strides {r0['strides']} "
+      f"padding {r0['padding']}, {dtype}",
+      "",
+      "| pool | fwd | fwd+bwd | baseline | base fwd | base fwd+bwd | x fwd | "
+      "x fwd+bwd | torch fwd | torch fwd+bwd | x torch | roof fwd+bwd | /roof | /max |",
+      "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
       lines.append(
-          f"| {r['pool']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} | {r['baseline']} "
-          f"| {_fmt(r['base_fwd_ms'])} | {_fmt(r['base_fwd_bwd_ms'])} "
-          f"| {_fmt(r['speedup_vs_baseline_fwd'], 1, 'x')} "
-          f"| {_fmt(r['speedup_vs_baseline_fwd_bwd'], 1, 'x')} "
-          f"| {_fmt(r['torch_fwd_ms'])} | {_fmt(r['torch_fwd_bwd_ms'])} "
-          f"| {_fmt(r['speedup_vs_torch_fwd_bwd'], 2, 'x')} | {_fmt(r['roof_fwd_bwd_ms'])} "
-          f"| {_fmt(r['over_roofline_fwd_bwd'], 2)} | {_fmt(r['fwd_bwd_over_max_pool'], 2)} |")
+        f"| {r['pool']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} | {r['baseline']} "
+        f"| {_fmt(r['base_fwd_ms'])} | {_fmt(r['base_fwd_bwd_ms'])} "
+        f"| {_fmt(r['speedup_vs_baseline_fwd'], 1, 'x')} "
+        f"| {_fmt(r['speedup_vs_baseline_fwd_bwd'], 1, 'x')} "
+        f"| {_fmt(r['torch_fwd_ms'])} | {_fmt(r['torch_fwd_bwd_ms'])} "
+        f"| {_fmt(r['speedup_vs_torch_fwd_bwd'], 2, 'x')} | {_fmt(r['roof_fwd_bwd_ms'])} "
+        f"| {_fmt(r['over_roofline_fwd_bwd'], 2)} | {_fmt(r['fwd_bwd_over_max_pool'], 2)} |"
+      )
     lines.append("")
   tr = result.get("training", {})
   lines += ["## Training throughput (seed_cnn, adam)", ""]
@@ -968,26 +1078,34 @@ def to_markdown(result: dict) -> str:
     lines += ["| model | images/s | / keras |", "|---|---:|---:|"]
     for k, v in tr.items():
       if k.endswith("images/s"):
-        name = k[:-len(" images/s")]
+        name = k[: -len(" images/s")]
         if name == "keras":
           name = f"keras (fastest: {tr.get('keras_best')})"
         lines.append(f"| {name} | {v:.0f} | {_fmt(_ratio(v, keras), 2, 'x')} |")
     lines.append("")
-    lines.append(f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
-                 + (f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
-                    f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
-                    if tr.get("jaxpool_over_keras") else f"; keras: {tr.get('keras', '')}"))
+    lines.append(
+      f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
+      + (
+        f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
+        f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
+        if tr.get("jaxpool_over_keras")
+        else f"; keras: {tr.get('keras', '')}"
+      )
+    )
     run = tr.get("keras_run")
     if run:
       rounds = next(iter(tr.get("timings", {}).values()), {}).get("repeats")
-      lines += ["", f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
-                "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
-                f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
-                f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
-                "(experiments/keras_throughput.py) that runs one round of its variants "
-                "after each JAX round: one epoch of "
-                f"{run.get('steps_per_call')} steps per timed call, after "
-                f"{run.get('settle')} untimed. Medians of {rounds} rounds."]
+      lines += [
+        "",
+        f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
+        "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
+        f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
+        f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
+        "(experiments/keras_throughput.py) that runs one round of its variants "
+        "after each JAX round: one epoch of "
+        f"{run.get('steps_per_call')} steps per timed call, after "
+        f"{run.get('settle')} untimed. Medians of {rounds} rounds.",
+      ]
   lines.append("")
   if result["skipped"]:
     lines += ["## Skipped", ""]
@@ -1008,12 +1126,22 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
   os.makedirs(workdir, exist_ok=True)
   names, skipped = public_pools(tuple(config.pools))
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+
   # The measurements in the order they are made; the bar names the one under way.
   steps = ["training"] * bool(config.training.enabled) + [
-      f"{spec['name']} {dtype} {name}"
-      for spec in config.cases for dtype in config.dtypes for name in names]
-  bar = tqdm.tqdm(total=len(steps), desc="benchmark", unit="measurement",
-                  disable=not progress_bar, dynamic_ncols=True, file=sys.stderr)
+    f"{spec['name']} {dtype} {name}"
+    for spec in config.cases
+    for dtype in config.dtypes
+    for name in names
+  ]
+  bar = tqdm.tqdm(
+    total=len(steps),
+    desc="benchmark",
+    unit="measurement",
+    disable=not progress_bar,
+    dynamic_ncols=True,
+    file=sys.stderr,
+  )
   if progress_bar:
     log = functools.partial(_write_above, bar)
 
@@ -1025,9 +1153,16 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
   if steps:
     bar.set_postfix_str(steps[0])
 
-  result = {"device": device_info(), "config": config.to_dict(), "pools": names,
-            "calls_per_sample": calls_per_sample(config), "rows": [], "skipped": skipped}
+  result = {
+    "device": device_info(),
+    "config": config.to_dict(),
+    "pools": names,
+    "calls_per_sample": calls_per_sample(config),
+    "rows": [],
+    "skipped": skipped,
+  }
   log(f"device: {result['device']}")
+
   def write():  # after every case, so a long run that is stopped keeps its tables
     try:
       result["load_average_end"] = os.getloadavg()
@@ -1067,8 +1202,12 @@ def _write_above(bar, *parts, **unused_print_kwargs):
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run(flag_values.config, flag_values.workdir, functools.partial(print, flush=True),
-      progress_bar=not flag_values.quiet)
+  run(
+    flag_values.config,
+    flag_values.workdir,
+    functools.partial(print, flush=True),
+    progress_bar=not flag_values.quiet,
+  )
   print(os.path.join(flag_values.workdir, "benchmark.md"))
   print(os.path.join(flag_values.workdir, "benchmark.json"))
 

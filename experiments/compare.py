@@ -61,6 +61,7 @@ _VOLATILE_KEYS = ("quiet",)
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """One (pool, seed) run of a study."""
+
   label: str  # The pool's key in `config.pools` (usually its registry name).
   pool: str  # Registry name.
   options: dict  # Keyword options for `registry.make`.
@@ -74,6 +75,7 @@ class Cell:
 def train_and_evaluate(config, workdir):
   """`experiments.train.train_and_evaluate`, imported on first use (tests swap it)."""
   from experiments import train  # pylint: disable=g-import-not-at-top
+
   return train.train_and_evaluate(config, workdir)
 
 
@@ -84,8 +86,7 @@ def plan(config) -> list[Cell]:
     for label, entry in config.pools.items():
       options = entry.options
       options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
-      cells.append(Cell(label=label, pool=entry.name, options=options,
-                        seed=int(seed)))
+      cells.append(Cell(label=label, pool=entry.name, options=options, seed=int(seed)))
   return cells
 
 
@@ -125,8 +126,7 @@ def _write_json(path, obj):
 
 
 def _now():
-  return datetime.datetime.now(datetime.timezone.utc).strftime(
-      "%Y-%m-%d %H:%M:%S UTC")
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def is_complete(celldir: str) -> bool:
@@ -142,16 +142,19 @@ def _check_same_cell(celldir, cell_cfg):
     return
   strip = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE_KEYS}
   if strip(old) != strip(new):
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in _VOLATILE_KEYS and old.get(k) != new.get(k))
+    diff = sorted(
+      k for k in set(old) | set(new) if k not in _VOLATILE_KEYS and old.get(k) != new.get(k)
+    )
     raise ValueError(
-        f"{celldir} was trained with a different config (keys that differ: "
-        f"{', '.join(diff)}); use a new --workdir for a new study, or delete "
-        "that cell to retrain it")
+      f"{celldir} was trained with a different config (keys that differ: "
+      f"{', '.join(diff)}); use a new --workdir for a new study, or delete "
+      "that cell to retrain it"
+    )
 
 
-def run_study(config, workdir: str, *, quiet: bool = False, command=None,
-              train_fn=None) -> list[dict]:
+def run_study(
+  config, workdir: str, *, quiet: bool = False, command=None, train_fn=None
+) -> list[dict]:
   """Runs every missing cell of the study, then writes tables and plots.
 
   Args:
@@ -168,8 +171,7 @@ def run_study(config, workdir: str, *, quiet: bool = False, command=None,
   os.makedirs(os.path.join(workdir, CELLS_DIR), exist_ok=True)
   cells = plan(config)
   if not cells:
-    raise ValueError("the study has no cells: config.pools and config.seeds must "
-                     "be non-empty")
+    raise ValueError("the study has no cells: config.pools and config.seeds must be non-empty")
   _record_study(workdir, config, cells, command)
 
   # Validate every cell up front, so a config clash stops before hours of work.
@@ -181,6 +183,7 @@ def run_study(config, workdir: str, *, quiet: bool = False, command=None,
     todo.append((cell, celldir, cfg))
 
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+
   bar = tqdm.tqdm(todo, desc="study", unit="cell", disable=quiet, position=0)
   counts = {"skipped": 0, "completed": 0, "failed": 0}
   for cell, celldir, cfg in bar:
@@ -199,16 +202,18 @@ def run_study(config, workdir: str, *, quiet: bool = False, command=None,
       # for the table; the other cells still run. Ctrl-C is not an Exception.
       counts["failed"] += 1
       message = f"{type(e).__name__}: {e}"
-      logging.error("cell %s failed after %.0f s: %s", cell.dirname,
-                    time.time() - start, message)
-      _write_json(os.path.join(celldir, ERROR_FILE), {
-          "error": message, "traceback": traceback.format_exc(), "time": _now()})
+      logging.error("cell %s failed after %.0f s: %s", cell.dirname, time.time() - start, message)
+      _write_json(
+        os.path.join(celldir, ERROR_FILE),
+        {"error": message, "traceback": traceback.format_exc(), "time": _now()},
+      )
     else:
       if not is_complete(celldir):
         counts["failed"] += 1
         message = f"training returned without writing a completed {SUMMARY_FILE}"
-        _write_json(os.path.join(celldir, ERROR_FILE),
-                    {"error": message, "traceback": "", "time": _now()})
+        _write_json(
+          os.path.join(celldir, ERROR_FILE), {"error": message, "traceback": "", "time": _now()}
+        )
       else:
         counts["completed"] += 1
         if os.path.exists(os.path.join(celldir, ERROR_FILE)):
@@ -216,8 +221,13 @@ def run_study(config, workdir: str, *, quiet: bool = False, command=None,
       logging.info("cell %s done in %.0f s", cell.dirname, time.time() - start)
     write_tables(workdir)  # Partial results are readable while the study runs.
   bar.close()
-  logging.info("study %s: %d cells trained, %d failed, %d already complete",
-               workdir, counts["completed"], counts["failed"], counts["skipped"])
+  logging.info(
+    "study %s: %d cells trained, %d failed, %d already complete",
+    workdir,
+    counts["completed"],
+    counts["failed"],
+    counts["skipped"],
+  )
   study = _read_json(os.path.join(workdir, STUDY_FILE))
   study["finished_at"] = _now()
   _write_json(os.path.join(workdir, STUDY_FILE), study)
@@ -238,18 +248,25 @@ def _record_study(workdir, config, cells, command):
   argv = _command_line(command)
   history = list(old.get("history", []))
   if old.get("command"):
-    history.append({"command": old["command"], "started_at": old.get("started_at"),
-                    "finished_at": old.get("finished_at")})
-  _write_json(path, {
+    history.append(
+      {
+        "command": old["command"],
+        "started_at": old.get("started_at"),
+        "finished_at": old.get("finished_at"),
+      }
+    )
+  _write_json(
+    path,
+    {
       "command": shlex.join(argv),
       "argv": argv,
       "started_at": _now(),
       "finished_at": None,
       "config": _jsonable(config),
-      "cells": [dataclasses.asdict(c) | {"dir": os.path.join(CELLS_DIR, c.dirname)}
-                for c in cells],
+      "cells": [dataclasses.asdict(c) | {"dir": os.path.join(CELLS_DIR, c.dirname)} for c in cells],
       "history": history,
-  })
+    },
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -281,8 +298,9 @@ def load_cells(workdir):
   study = _read_json(os.path.join(workdir, STUDY_FILE))
   if study is None:
     raise FileNotFoundError(
-        f"no {STUDY_FILE} in {workdir!r}: run the study first (without "
-        "--report-only), or point --workdir at a study folder")
+      f"no {STUDY_FILE} in {workdir!r}: run the study first (without "
+      "--report-only), or point --workdir at a study folder"
+    )
   cells = []
   for c in study["cells"]:
     celldir = os.path.join(workdir, c["dir"])
@@ -294,9 +312,15 @@ def load_cells(workdir):
       status = "failed"
     else:
       status = "pending"
-    cells.append(dict(c, status=status, summary=summary or {},
-                      error=(error or {}).get("error", ""),
-                      metrics=_read_metrics(os.path.join(celldir, METRICS_FILE))))
+    cells.append(
+      dict(
+        c,
+        status=status,
+        summary=summary or {},
+        error=(error or {}).get("error", ""),
+        metrics=_read_metrics(os.path.join(celldir, METRICS_FILE)),
+      )
+    )
   return study, cells
 
 
@@ -316,7 +340,7 @@ def _pct(v):
 
 def aggregate(study, cells):
   """Per-pool rows (errors in %), sorted by final test error (failed pools last)."""
-  paper = (study["config"].get("paper_test_error") or {})
+  paper = study["config"].get("paper_test_error") or {}
   labels = []
   for c in cells:
     if c["label"] not in labels:
@@ -330,12 +354,17 @@ def aggregate(study, cells):
     test = [_pct(v) for v in get("final_test_error")]
     train = [_pct(v) for v in get("final_train_error")]
     gaps = [t - r for t, r in zip(test, train) if t is not None and r is not None]
-    backends = sorted({f"{x.get('backend', '?')} / {x.get('device_kind', '?')}"
-                       f" x{x.get('device_count', '?')}" for x in s})
+    backends = sorted(
+      {
+        f"{x.get('backend', '?')} / {x.get('device_kind', '?')} x{x.get('device_count', '?')}"
+        for x in s
+      }
+    )
     params = sorted({int(x["num_params"]) for x in s if x.get("num_params")})
     platforms = sorted({str(x.get("platform")) for x in s if x.get("platform")})
     failed = [c for c in mine if c["status"] == "failed"]
-    rows.append({
+    rows.append(
+      {
         "pool": label,
         "registry_name": mine[0]["pool"],
         "options": json.dumps(mine[0]["options"], sort_keys=True),
@@ -357,9 +386,9 @@ def aggregate(study, cells):
         "paper_test_error": _pct(paper.get(label, paper.get(mine[0]["pool"]))),
         "test_errors": " ".join(f"{v:.2f}" for v in test if v is not None),
         "errors": " | ".join(f"{c['dir']}: {c['error']}" for c in failed),
-    })
-  rows.sort(key=lambda r: (r["test_error_mean"] is None,
-                           r["test_error_mean"] or 0.0, r["pool"]))
+      }
+    )
+  rows.sort(key=lambda r: (r["test_error_mean"] is None, r["test_error_mean"] or 0.0, r["pool"]))
   return rows
 
 
@@ -367,17 +396,50 @@ def aggregate(study, cells):
 # Writing tables and plots.
 
 _CSV_FIELDS = (
-    "pool", "registry_name", "options", "seeds_completed", "seeds_failed",
-    "seeds_pending", "test_error_mean", "test_error_std", "test_errors",
-    "best_test_error_mean", "best_epochs", "train_error_mean", "gap_mean",
-    "num_epochs", "seconds_per_epoch", "images_per_second", "num_params",
-    "backend_device", "platform", "paper_test_error", "errors")
+  "pool",
+  "registry_name",
+  "options",
+  "seeds_completed",
+  "seeds_failed",
+  "seeds_pending",
+  "test_error_mean",
+  "test_error_std",
+  "test_errors",
+  "best_test_error_mean",
+  "best_epochs",
+  "train_error_mean",
+  "gap_mean",
+  "num_epochs",
+  "seconds_per_epoch",
+  "images_per_second",
+  "num_params",
+  "backend_device",
+  "platform",
+  "paper_test_error",
+  "errors",
+)
 _CELL_FIELDS = (
-    "pool", "registry_name", "seed", "status", "final_test_error",
-    "best_test_error", "best_epoch", "final_train_error", "num_epochs",
-    "seconds_per_epoch", "images_per_second", "total_seconds", "compile_seconds",
-    "num_params",
-    "backend", "device_kind", "device_count", "platform", "error", "dir")
+  "pool",
+  "registry_name",
+  "seed",
+  "status",
+  "final_test_error",
+  "best_test_error",
+  "best_epoch",
+  "final_train_error",
+  "num_epochs",
+  "seconds_per_epoch",
+  "images_per_second",
+  "total_seconds",
+  "compile_seconds",
+  "num_params",
+  "backend",
+  "device_kind",
+  "device_count",
+  "platform",
+  "error",
+  "dir",
+)
 
 
 def _fmt(v, digits=2):
@@ -392,7 +454,7 @@ def _fmt_int(v):
 
 def _one_line(text, limit=160):
   text = " ".join(str(text).split())
-  return text if len(text) <= limit else text[:limit - 1] + "…"
+  return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_tables(workdir):
@@ -409,12 +471,21 @@ def write_tables(workdir):
     w.writeheader()
     for c in cells:
       s = c["summary"]
-      w.writerow({
-          "pool": c["label"], "registry_name": c["pool"], "seed": c["seed"],
-          "status": c["status"], "error": c["error"], "dir": c["dir"],
-          **{k: s.get(k, "") for k in _CELL_FIELDS
-             if k not in ("pool", "registry_name", "seed", "status", "error",
-                          "dir")}})
+      w.writerow(
+        {
+          "pool": c["label"],
+          "registry_name": c["pool"],
+          "seed": c["seed"],
+          "status": c["status"],
+          "error": c["error"],
+          "dir": c["dir"],
+          **{
+            k: s.get(k, "")
+            for k in _CELL_FIELDS
+            if k not in ("pool", "registry_name", "seed", "status", "error", "dir")
+          },
+        }
+      )
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown(study, cells, rows))
   return rows
@@ -425,34 +496,43 @@ def markdown(study, cells, rows) -> str:
   config = study["config"]
   base = config.get("base", {})
   has_paper = any(r["paper_test_error"] is not None for r in rows)
-  n = {s: sum(c["status"] == s for c in cells)
-       for s in ("completed", "failed", "pending")}
+  n = {s: sum(c["status"] == s for c in cells) for s in ("completed", "failed", "pending")}
   seeds = config.get("seeds", [])
-  title = {"seed_cnn": "the seed CNN",
-           "zeiler_fergus": "the Zeiler & Fergus network"}.get(
-               config.get("study"), config.get("study", "?"))
+  title = {"seed_cnn": "the seed CNN", "zeiler_fergus": "the Zeiler & Fergus network"}.get(
+    config.get("study"), config.get("study", "?")
+  )
   out = [f"# Pooling comparison on MNIST: {title}", ""]
   out.append(f"Command: `{study['command']}`  ")
-  out.append(f"Started {study.get('started_at')}, finished "
-             f"{study.get('finished_at') or '(not yet)'}; platform preset "
-             f"`{config.get('platform', base.get('platform', '?'))}`.  ")
-  out.append(f"Sweep: {len(rows)} pools x {len(seeds)} seeds "
-             f"({', '.join(map(str, seeds))}), {base.get('num_epochs', '?')} epochs "
-             f"each, model `{base.get('model', '?')}`, optimizer "
-             f"`{base.get('optimizer', '?')}` (lr {base.get('learning_rate', '?')}), "
-             f"batch {base.get('batch_size', '?')}, compute "
-             f"`{base.get('compute_dtype', '?')}`.  ")
-  out.append(f"Cells: {n['completed']} completed, {n['failed']} failed, "
-             f"{n['pending']} pending.")
+  out.append(
+    f"Started {study.get('started_at')}, finished "
+    f"{study.get('finished_at') or '(not yet)'}; platform preset "
+    f"`{config.get('platform', base.get('platform', '?'))}`.  "
+  )
+  out.append(
+    f"Sweep: {len(rows)} pools x {len(seeds)} seeds "
+    f"({', '.join(map(str, seeds))}), {base.get('num_epochs', '?')} epochs "
+    f"each, model `{base.get('model', '?')}`, optimizer "
+    f"`{base.get('optimizer', '?')}` (lr {base.get('learning_rate', '?')}), "
+    f"batch {base.get('batch_size', '?')}, compute "
+    f"`{base.get('compute_dtype', '?')}`.  "
+  )
+  out.append(f"Cells: {n['completed']} completed, {n['failed']} failed, {n['pending']} pending.")
   out.append("")
   header = ["Pool", "Test error (%)"]
   if has_paper:
     header.append("Paper (%)")
-  header += ["Best (%) @ epoch", "Train error (%)", "Gap (pp)", "s / epoch",
-             "images / s", "Params", "Backend / device", "Seeds ok / failed"]
+  header += [
+    "Best (%) @ epoch",
+    "Train error (%)",
+    "Gap (pp)",
+    "s / epoch",
+    "images / s",
+    "Params",
+    "Backend / device",
+    "Seeds ok / failed",
+  ]
   out.append("| " + " | ".join(header) + " |")
-  out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header)))
-             + "|")
+  out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
   for r in rows:
     if r["test_error_mean"] is None:
       test = "failed" if r["seeds_failed"] else "pending"
@@ -466,32 +546,38 @@ def markdown(study, cells, rows) -> str:
     best = _fmt(r["best_test_error_mean"])
     if r["best_epochs"]:
       best += f" @ {r['best_epochs'].replace(' ', ', ')}"
-    cols += [best, _fmt(r["train_error_mean"]), _fmt(r["gap_mean"]),
-             _fmt(r["seconds_per_epoch"], 1), _fmt_int(r["images_per_second"]),
-             " ".join(f"{int(p):,}" for p in r["num_params"].split()) or "–",
-             r["backend_device"] or "–",
-             f"{r['seeds_completed']} / {r['seeds_failed']}"
-             + (f" ({r['seeds_pending']} pending)" if r["seeds_pending"] else "")]
+    cols += [
+      best,
+      _fmt(r["train_error_mean"]),
+      _fmt(r["gap_mean"]),
+      _fmt(r["seconds_per_epoch"], 1),
+      _fmt_int(r["images_per_second"]),
+      " ".join(f"{int(p):,}" for p in r["num_params"].split()) or "–",
+      r["backend_device"] or "–",
+      f"{r['seeds_completed']} / {r['seeds_failed']}"
+      + (f" ({r['seeds_pending']} pending)" if r["seeds_pending"] else ""),
+    ]
     out.append("| " + " | ".join(cols) + " |")
   out.append("")
   out.append(
-      "Test error: after the last epoch, mean ± sample standard deviation over "
-      "seeds. Best: the lowest test error over epochs (mean over seeds) and the "
-      "epoch of each seed. Train error: as the training run reports it, the mean "
-      "over the last epoch's steps in train mode (with a stochastic pool's noise). "
-      "Gap: test minus train error, in percentage points (a smaller gap is the "
-      "regularising effect). Seconds per epoch (training and evaluation, without "
-      "compilation) and images/s as the training run measured them.")
+    "Test error: after the last epoch, mean ± sample standard deviation over "
+    "seeds. Best: the lowest test error over epochs (mean over seeds) and the "
+    "epoch of each seed. Train error: as the training run reports it, the mean "
+    "over the last epoch's steps in train mode (with a stochastic pool's noise). "
+    "Gap: test minus train error, in percentage points (a smaller gap is the "
+    "regularising effect). Seconds per epoch (training and evaluation, without "
+    "compilation) and images/s as the training run measured them."
+  )
   if has_paper and config.get("paper_reference"):
     out.append(f"Paper: {config['paper_reference']}.")
-  out += ["", "![test error per epoch](curves.png)", "",
-          "![final test error](final.png)", ""]
+  out += ["", "![test error per epoch](curves.png)", "", "![final test error](final.png)", ""]
   failed = [c for c in cells if c["status"] == "failed"]
   if failed:
     out += ["## Failed cells", ""]
     for c in failed:
-      out.append(f"- `{c['dir']}`: {_one_line(c['error'])} "
-                 f"(traceback in `{c['dir']}/{ERROR_FILE}`)")
+      out.append(
+        f"- `{c['dir']}`: {_one_line(c['error'])} (traceback in `{c['dir']}/{ERROR_FILE}`)"
+      )
     out.append("")
   excluded = config.get("excluded") or {}
   if excluded:
@@ -501,10 +587,8 @@ def markdown(study, cells, rows) -> str:
     out.append("")
   out += ["## Options of each pool", ""]
   for r in sorted(rows, key=lambda r: r["pool"]):
-    out.append(f"- `{r['pool']}`: `registry.make({r['registry_name']!r}, "
-               f"**{r['options']})`")
-  out += ["", "## Config", "", "```json", json.dumps(config, indent=2,
-                                                      sort_keys=True), "```", ""]
+    out.append(f"- `{r['pool']}`: `registry.make({r['registry_name']!r}, **{r['options']})`")
+  out += ["", "## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
   if study.get("history"):
     out += ["## Earlier commands on this workdir", ""]
     out += [f"- `{h['command']}` ({h.get('started_at')})" for h in study["history"]]
@@ -516,8 +600,11 @@ def _curves(cells, labels):
   """label -> (epochs, mean, lo, hi) of test error in %, over completed seeds."""
   curves = {}
   for label in labels:
-    runs = [c["metrics"] for c in cells
-            if c["label"] == label and c["status"] == "completed" and c["metrics"]]
+    runs = [
+      c["metrics"]
+      for c in cells
+      if c["label"] == label and c["status"] == "completed" and c["metrics"]
+    ]
     if not runs:
       continue
     by_epoch = {}
@@ -527,9 +614,12 @@ def _curves(cells, labels):
           by_epoch.setdefault(int(m["epoch"]), []).append(100.0 * m["test_error"])
     epochs = sorted(by_epoch)
     vals = [np.asarray(by_epoch[e]) for e in epochs]
-    curves[label] = (np.asarray(epochs), np.array([v.mean() for v in vals]),
-                     np.array([v.min() for v in vals]),
-                     np.array([v.max() for v in vals]))
+    curves[label] = (
+      np.asarray(epochs),
+      np.array([v.mean() for v in vals]),
+      np.array([v.min() for v in vals]),
+      np.array([v.max() for v in vals]),
+    )
   return curves
 
 
@@ -542,6 +632,7 @@ def _use_log_scale(values) -> bool:
 def plot(workdir, study=None, cells=None, rows=None):
   """curves.png and final.png; returns their paths."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -552,11 +643,9 @@ def plot(workdir, study=None, cells=None, rows=None):
   if len(labels) <= 10:
     palette = [plt.get_cmap("tab10")(i) for i in range(10)]
   else:  # The strong tab20 colours first, then their light partners.
-    palette = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) +
-               list(range(1, 20, 2))]
+    palette = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
   colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-  paper = {r["pool"]: r["paper_test_error"] for r in rows
-           if r["paper_test_error"] is not None}
+  paper = {r["pool"]: r["paper_test_error"] for r in rows if r["paper_test_error"] is not None}
   num_seeds = len(study["config"].get("seeds", []))
   title = study["config"].get("study", "")
 
@@ -566,16 +655,29 @@ def plot(workdir, study=None, cells=None, rows=None):
   plotted = list(paper.values())
   for label, (epochs, mean, lo, hi) in curves.items():
     final = mean[-1]
-    ax.plot(epochs, mean, color=colour[label], lw=1.8, marker="o" if
-            len(epochs) <= 12 else None, ms=3, label=f"{label} ({final:.2f}%)")
+    ax.plot(
+      epochs,
+      mean,
+      color=colour[label],
+      lw=1.8,
+      marker="o" if len(epochs) <= 12 else None,
+      ms=3,
+      label=f"{label} ({final:.2f}%)",
+    )
     if len(epochs):
       ax.fill_between(epochs, lo, hi, color=colour[label], alpha=0.15, lw=0)
     plotted += list(mean) + list(lo) + list(hi)
   for label, value in paper.items():
     ax.axhline(value, color=colour[label], ls="--", lw=1)
-    ax.annotate(f"paper {label} {value:.2f}%", (1.0, value),
-                xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                fontsize=8, color=colour[label])
+    ax.annotate(
+      f"paper {label} {value:.2f}%",
+      (1.0, value),
+      xycoords=("axes fraction", "data"),
+      ha="right",
+      va="bottom",
+      fontsize=8,
+      color=colour[label],
+    )
   if _use_log_scale(plotted):
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -584,15 +686,14 @@ def plot(workdir, study=None, cells=None, rows=None):
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("epoch")
   ax.set_ylabel("test error (%)")
-  ax.set_title(f"MNIST test error per epoch, {title}: mean over {num_seeds} "
-               "seeds, band min–max")
+  ax.set_title(f"MNIST test error per epoch, {title}: mean over {num_seeds} seeds, band min–max")
   ax.grid(True, which="both", alpha=0.3)
   if curves:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-              title="pool (final)", frameon=False)
+    ax.legend(
+      loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="pool (final)", frameon=False
+    )
   else:
-    ax.text(0.5, 0.5, "no completed cells yet", transform=ax.transAxes,
-            ha="center")
+    ax.text(0.5, 0.5, "no completed cells yet", transform=ax.transAxes, ha="center")
   curves_path = os.path.join(workdir, "curves.png")
   fig.savefig(curves_path, dpi=120)
   plt.close(fig)
@@ -600,31 +701,53 @@ def plot(workdir, study=None, cells=None, rows=None):
   # Final test error, sorted, with error bars and one dot per seed. Points, not
   # bars from zero: on MNIST the pools differ by tenths of a percent.
   done = [r for r in rows if r["test_error_mean"] is not None]
-  fig, ax = plt.subplots(figsize=(8, max(2.8, 1.4 + 0.45 * len(done))),
-                         layout="constrained")
+  fig, ax = plt.subplots(figsize=(8, max(2.8, 1.4 + 0.45 * len(done))), layout="constrained")
   y = np.arange(len(done))[::-1]  # Best on top.
   for yi, r in zip(y, done):
     c = colour[r["pool"]]
     seeds = [float(v) for v in r["test_errors"].split()]
     ax.plot(seeds, [yi] * len(seeds), "o", color=c, ms=4, alpha=0.5)
-    ax.errorbar(r["test_error_mean"], yi, xerr=r["test_error_std"] or 0.0,
-                fmt="s", color=c, ms=7, capsize=4, lw=1.8)
+    ax.errorbar(
+      r["test_error_mean"],
+      yi,
+      xerr=r["test_error_std"] or 0.0,
+      fmt="s",
+      color=c,
+      ms=7,
+      capsize=4,
+      lw=1.8,
+    )
     text = f"{r['test_error_mean']:.2f}"
     if r["test_error_std"] is not None:
       text += f" ± {r['test_error_std']:.2f}"
-    ax.annotate(text, (r["test_error_mean"], yi), xytext=(0, 7),
-                textcoords="offset points", ha="center", fontsize=8)
+    ax.annotate(
+      text,
+      (r["test_error_mean"], yi),
+      xytext=(0, 7),
+      textcoords="offset points",
+      ha="center",
+      fontsize=8,
+    )
     if r["pool"] in paper:
-      ax.plot([paper[r["pool"]]], [yi], "D", mfc="white", mec="k", ms=7,
-              label="paper" if r["pool"] == next(iter(paper)) else None)
+      ax.plot(
+        [paper[r["pool"]]],
+        [yi],
+        "D",
+        mfc="white",
+        mec="k",
+        ms=7,
+        label="paper" if r["pool"] == next(iter(paper)) else None,
+      )
   ax.set_yticks(y, [r["pool"] for r in done])
   ax.set_ylim(-0.7, len(done) - 0.3)
   ax.margins(x=0.15)
   ax.set_xlabel("final test error (%)")
   failed = [r["pool"] for r in rows if r["test_error_mean"] is None]
-  ax.set_title(f"Final MNIST test error, {title}: mean ± std over seeds, "
-               "dots: seeds" + (f"\nno result: {', '.join(failed)}" if failed
-                               else ""), fontsize=10)
+  ax.set_title(
+    f"Final MNIST test error, {title}: mean ± std over seeds, "
+    "dots: seeds" + (f"\nno result: {', '.join(failed)}" if failed else ""),
+    fontsize=10,
+  )
   ax.grid(True, axis="x", alpha=0.3)
   if paper:
     ax.legend(loc="lower right", fontsize=8)
@@ -645,17 +768,22 @@ def report(workdir) -> list[dict]:
 # ----------------------------------------------------------------------------
 # Command line.
 
+
 def define_flags(flag_values=flags.FLAGS):
   """The command-line flags, defined only when run as a program (so that importing
   this module beside experiments.train or experiments.benchmark defines nothing)."""
   config_flags.DEFINE_config_file(
-      "config", None, "The study config, e.g. configs/compare.py:quick.",
-      flag_values=flag_values, lock_config=False)
+    "config",
+    None,
+    "The study config, e.g. configs/compare.py:quick.",
+    flag_values=flag_values,
+    lock_config=False,
+  )
   flags.DEFINE_string("workdir", None, "The study folder.", flag_values=flag_values)
-  flags.DEFINE_bool("report-only", False, "Only rebuild tables and plots from the workdir.",
-                    flag_values=flag_values)
-  flags.DEFINE_bool("quiet", False, "Log lines instead of progress bars.",
-                    flag_values=flag_values)
+  flags.DEFINE_bool(
+    "report-only", False, "Only rebuild tables and plots from the workdir.", flag_values=flag_values
+  )
+  flags.DEFINE_bool("quiet", False, "Log lines instead of progress bars.", flag_values=flag_values)
   return flag_values
 
 
@@ -663,12 +791,14 @@ class _LibraryInfoFilter:
   """Drops INFO lines of checkpointing and dataset libraries (dozens per epoch)
   so that the study's own log lines stay readable; warnings still pass."""
 
-  _NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}",
-            f"{os.sep}etils{os.sep}")
+  _NOISY = (
+    f"{os.sep}orbax{os.sep}",
+    f"{os.sep}tensorflow_datasets{os.sep}",
+    f"{os.sep}etils{os.sep}",
+  )
 
   def filter(self, record):
-    return record.levelno >= 30 or not any(s in record.pathname
-                                           for s in self._NOISY)
+    return record.levelno >= 30 or not any(s in record.pathname for s in self._NOISY)
 
 
 def main(argv, flag_values=flags.FLAGS):
@@ -688,8 +818,11 @@ def main(argv, flag_values=flags.FLAGS):
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()
   # The table, for the terminal (the rest is in results.md).
-  print("\n".join(line for line in text.splitlines()
-                  if line.startswith("|") or line.startswith("Cells:")))
+  print(
+    "\n".join(
+      line for line in text.splitlines() if line.startswith("|") or line.startswith("Cells:")
+    )
+  )
   print(f"\nresults: {os.path.join(workdir, 'results.md')}")
 
 

@@ -80,8 +80,10 @@ def variant_names(spec: str) -> list[str]:
   names = [v.strip() for v in spec.split(",") if v.strip()]
   unknown = [v for v in names if v not in every]
   if unknown or not names:
-    raise ValueError(f"--variants: unknown {unknown or spec!r}; valid: 'default', 'all' "
-                     f"or comma-separated names among {every}")
+    raise ValueError(
+      f"--variants: unknown {unknown or spec!r}; valid: 'default', 'all' "
+      f"or comma-separated names among {every}"
+    )
   return list(dict.fromkeys(names))
 
 
@@ -90,14 +92,19 @@ def _parse(argv):
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--steps", type=int, default=50, help="train steps per timed epoch")
   p.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
-  p.add_argument("--settle", type=int, default=1,
-                 help="untimed epochs right before each timed one")
+  p.add_argument("--settle", type=int, default=1, help="untimed epochs right before each timed one")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--variants", default="default",
-                 help="'default', 'all' or comma-separated names (see the docstring)")
-  p.add_argument("--serve", action="store_true",
-                 help="after tracing, print {'ready': [...]}, then run one round per "
-                      "'round' line on stdin and print its times, until 'done' or EOF")
+  p.add_argument(
+    "--variants",
+    default="default",
+    help="'default', 'all' or comma-separated names (see the docstring)",
+  )
+  p.add_argument(
+    "--serve",
+    action="store_true",
+    help="after tracing, print {'ready': [...]}, then run one round per "
+    "'round' line on stdin and print its times, until 'done' or EOF",
+  )
   args = p.parse_args(argv)
   for name in ("batch_size", "steps", "repeats"):
     if getattr(args, name) < 1:
@@ -131,10 +138,13 @@ def main(argv=None) -> dict:
   rng = np.random.default_rng(args.seed)
   images = rng.random((n, 28, 28, 1), dtype=np.float32)
   labels = rng.integers(0, 10, n).astype(np.int32)
-  dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(b).cache()
-             .prefetch(tf.data.AUTOTUNE))
-  stacked = (tf.constant(images.reshape(steps, b, 28, 28, 1)),
-             tf.constant(labels.reshape(steps, b)))
+  dataset = (
+    tf.data.Dataset.from_tensor_slices((images, labels)).batch(b).cache().prefetch(tf.data.AUTOTUNE)
+  )
+  stacked = (
+    tf.constant(images.reshape(steps, b, 28, 28, 1)),
+    tf.constant(labels.reshape(steps, b)),
+  )
 
   class EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
@@ -144,14 +154,16 @@ def main(argv=None) -> dict:
       self.last = time.perf_counter() - self.start
 
   def model_and_loss():
-    model = keras.Sequential([
+    model = keras.Sequential(
+      [
         keras.Input((28, 28, 1)),
         keras.layers.Conv2D(32, 3, padding="valid", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
         keras.layers.Dense(128, activation="relu"),
         keras.layers.Dense(10),
-    ])
+      ]
+    )
     return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
   def build(name) -> tuple:
@@ -161,6 +173,7 @@ def main(argv=None) -> dict:
     model, loss = model_and_loss()
     optimizer = keras.optimizers.Adam(1e-3)
     if base == "tf_function":
+
       def one_step(x, y):
         with tf.GradientTape() as tape:
           value = loss(y, model(x, training=True))
@@ -186,10 +199,17 @@ def main(argv=None) -> dict:
 
       return run
     spe = steps if base.endswith("_spe") else 1
-    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=spe,
-                  **({"jit_compile": True} if xla else {}))
-    data = ({"x": dataset, "shuffle": False} if base.startswith("fit_tfdata")
-            else {"x": images, "y": labels, "batch_size": b, "shuffle": False})
+    model.compile(
+      optimizer=optimizer,
+      loss=loss,
+      steps_per_execution=spe,
+      **({"jit_compile": True} if xla else {}),
+    )
+    data = (
+      {"x": dataset, "shuffle": False}
+      if base.startswith("fit_tfdata")
+      else {"x": images, "y": labels, "batch_size": b, "shuffle": False}
+    )
 
     def run(epochs):
       timer = EpochTimer()
@@ -206,7 +226,7 @@ def main(argv=None) -> dict:
   times = {name: [] for name in names}
 
   def one_round(r):
-    order = names[r % len(names):] + names[:r % len(names)]
+    order = names[r % len(names) :] + names[: r % len(names)]
     out = {}
     for name in order:
       out[name] = runs[name](1 + args.settle)
@@ -232,25 +252,33 @@ def main(argv=None) -> dict:
   for name in names:
     med = _median(times[name])
     ms = sorted(1e3 * t for t in times[name])
-    variants[name] = {"median_ms": 1e3 * med, "min_ms": ms[0],
-                      "q1_ms": _median(ms[:(len(ms) + 1) // 2]),
-                      "q3_ms": _median(ms[len(ms) // 2:]),
-                      "first_epoch_ms": 1e3 * first_s[name],
-                      "images/s": n / med, "repeats": len(times[name])}
+    variants[name] = {
+      "median_ms": 1e3 * med,
+      "min_ms": ms[0],
+      "q1_ms": _median(ms[: (len(ms) + 1) // 2]),
+      "q3_ms": _median(ms[len(ms) // 2 :]),
+      "first_epoch_ms": 1e3 * first_s[name],
+      "images/s": n / med,
+      "repeats": len(times[name]),
+    }
   best = max(variants, key=lambda k: variants[k]["images/s"])
   return {
-      "tensorflow": tf.__version__,
-      "keras": getattr(keras, "__version__", None) or keras.version(),
-      "python": sys.version.split()[0],
-      "threads": {
-          "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-          "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-          "cpu_count": os.cpu_count(),
-          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (on)"),
-      },
-      "batch_size": b, "steps_per_call": steps, "settle": args.settle,
-      "interleaved_with_caller": bool(args.serve),
-      "variants": variants, "best": best, "images/s": variants[best]["images/s"],
+    "tensorflow": tf.__version__,
+    "keras": getattr(keras, "__version__", None) or keras.version(),
+    "python": sys.version.split()[0],
+    "threads": {
+      "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+      "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+      "cpu_count": os.cpu_count(),
+      "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (on)"),
+    },
+    "batch_size": b,
+    "steps_per_call": steps,
+    "settle": args.settle,
+    "interleaved_with_caller": bool(args.serve),
+    "variants": variants,
+    "best": best,
+    "images/s": variants[best]["images/s"],
   }
 
 

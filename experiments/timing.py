@@ -26,13 +26,20 @@ def _block(value):
   """Wait for `value`'s computation: jax arrays (any pytree) or plain values."""
   try:
     import jax  # noqa: PLC0415 - keep this module importable without jax loaded
+
     return jax.block_until_ready(value)
   except ImportError:  # pragma: no cover
     return value
 
 
-def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15,
-            warmup: int = 1, settle: int = 0, min_round_s: float = 0.0) -> dict[str, dict[str, float]]:
+def compare(
+  candidates: Mapping[str, Callable[[], object]],
+  *,
+  repeats: int = 15,
+  warmup: int = 1,
+  settle: int = 0,
+  min_round_s: float = 0.0,
+) -> dict[str, dict[str, float]]:
   """Median / min / quartiles (milliseconds) of each zero-argument callable.
 
   Args:
@@ -54,7 +61,7 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15
   times = {name: [] for name in names}
   start = time.perf_counter()
   for r in range(repeats):
-    order = names[r % len(names):] + names[:r % len(names)]
+    order = names[r % len(names) :] + names[: r % len(names)]
     for name in order:
       for _ in range(settle):
         _block(candidates[name]())
@@ -66,7 +73,11 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, repeats: int = 15
   out = {}
   for name, ts in times.items():
     ms = np.asarray(ts) * 1e3
-    out[name] = {"median_ms": float(np.median(ms)), "min_ms": float(ms.min()),
-                 "q1_ms": float(np.percentile(ms, 25)), "q3_ms": float(np.percentile(ms, 75)),
-                 "repeats": int(ms.size)}
+    out[name] = {
+      "median_ms": float(np.median(ms)),
+      "min_ms": float(ms.min()),
+      "q1_ms": float(np.percentile(ms, 25)),
+      "q3_ms": float(np.percentile(ms, 75)),
+      "repeats": int(ms.size),
+    }
   return out

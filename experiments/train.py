@@ -59,484 +59,559 @@ DISTRIBUTED_ENV = "JAXPOOL_DISTRIBUTED"
 
 # ---------------------------------------------------------------------------- config
 
+
 def _default_config() -> ml_collections.ConfigDict:
-    from configs import mnist
-    return mnist.base_config()
+  from configs import mnist
+
+  return mnist.base_config()
 
 
 def _check_keys(config, default, prefix=""):
-    for key in config.keys():
-        if key not in default:
-            raise ValueError(f"Unknown config key {prefix + key!r}; valid keys: "
-                             f"{sorted(prefix + k for k in default.keys())}.")
-        sub, ref = config[key], default[key]
-        if isinstance(ref, ml_collections.ConfigDict) and key != "pool_options":
-            _check_keys(sub, ref, prefix + key + ".")
+  for key in config.keys():
+    if key not in default:
+      raise ValueError(
+        f"Unknown config key {prefix + key!r}; valid keys: "
+        f"{sorted(prefix + k for k in default.keys())}."
+      )
+    sub, ref = config[key], default[key]
+    if isinstance(ref, ml_collections.ConfigDict) and key != "pool_options":
+      _check_keys(sub, ref, prefix + key + ".")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError (naming the field and the valid choices) for a bad config."""
-    from jaxpool import registry
-    _check_keys(config, _default_config())
-    if config.model not in models.MODELS:
-        raise ValueError(f"config.model={config.model!r}; valid models: {list(models.MODELS)}.")
-    if config.pool not in registry.names():
-        raise ValueError(f"config.pool={config.pool!r} is not a registered pool; valid pool "
-                         f"names: {registry.names()}.")
-    for field, valid in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("compute_dtype", COMPUTE_DTYPES)):
-        if config[field] not in valid:
-            raise ValueError(f"config.{field}={config[field]!r}; valid: {list(valid)}.")
-    for field in ("num_epochs", "batch_size", "eval_batch_size"):
-        if not isinstance(config[field], int) or config[field] < 1:
-            raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
+  """Raises ValueError (naming the field and the valid choices) for a bad config."""
+  from jaxpool import registry
+
+  _check_keys(config, _default_config())
+  if config.model not in models.MODELS:
+    raise ValueError(f"config.model={config.model!r}; valid models: {list(models.MODELS)}.")
+  if config.pool not in registry.names():
+    raise ValueError(
+      f"config.pool={config.pool!r} is not a registered pool; valid pool names: {registry.names()}."
+    )
+  for field, valid in (
+    ("optimizer", OPTIMIZERS),
+    ("lr_schedule", LR_SCHEDULES),
+    ("compute_dtype", COMPUTE_DTYPES),
+  ):
+    if config[field] not in valid:
+      raise ValueError(f"config.{field}={config[field]!r}; valid: {list(valid)}.")
+  for field in ("num_epochs", "batch_size", "eval_batch_size"):
+    if not isinstance(config[field], int) or config[field] < 1:
+      raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
 
 
 def _check_divisible(config, num_devices: int) -> None:
-    for field in ("batch_size", "eval_batch_size"):
-        if config[field] % num_devices:
-            raise ValueError(
-                f"config.{field}={config[field]} is not divisible by the number of devices "
-                f"({num_devices}); the global batch is split evenly over the data-parallel "
-                f"mesh. Use a multiple of {num_devices}.")
+  for field in ("batch_size", "eval_batch_size"):
+    if config[field] % num_devices:
+      raise ValueError(
+        f"config.{field}={config[field]} is not divisible by the number of devices "
+        f"({num_devices}); the global batch is split evenly over the data-parallel "
+        f"mesh. Use a multiple of {num_devices}."
+      )
 
 
 def maybe_initialize_distributed(config) -> None:
-    """`jax.distributed.initialize` when config.distributed.enabled or $JAXPOOL_DISTRIBUTED=1."""
-    enabled = config.distributed.enabled or os.environ.get(DISTRIBUTED_ENV, "") in ("1", "true")
-    if not enabled or (getattr(jax.distributed, "is_initialized", lambda: False)()):
-        return
-    d = config.distributed
-    jax.distributed.initialize(
-        coordinator_address=d.coordinator_address or None,
-        num_processes=d.num_processes if d.num_processes > 0 else None,
-        process_id=d.process_id if d.process_id >= 0 else None)
+  """`jax.distributed.initialize` when config.distributed.enabled or $JAXPOOL_DISTRIBUTED=1."""
+  enabled = config.distributed.enabled or os.environ.get(DISTRIBUTED_ENV, "") in ("1", "true")
+  if not enabled or (getattr(jax.distributed, "is_initialized", lambda: False)()):
+    return
+  d = config.distributed
+  jax.distributed.initialize(
+    coordinator_address=d.coordinator_address or None,
+    num_processes=d.num_processes if d.num_processes > 0 else None,
+    process_id=d.process_id if d.process_id >= 0 else None,
+  )
 
 
 # ------------------------------------------------------------------------- optimizer
 
-def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax optimizer of the config, with its learning-rate schedule.
 
-    adam: `optax.adamw` when weight_decay > 0 (decoupled decay), else `optax.adam`;
-    sgd: `optax.sgd(momentum=config.momentum)`; adadelta: `optax.adadelta(rho=0.95,
-    eps=1e-7)` (the older Keras example, learning rate 1.0). For sgd and adadelta
-    weight decay adds `weight_decay * params` to the gradients (L2).
-    """
-    total = max(1, config.num_epochs * steps_per_epoch)
-    lr = config.learning_rate
-    if config.lr_schedule == "constant":
-        schedule = optax.constant_schedule(lr)
-    elif config.lr_schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(lr, total)
-    else:
-        warmup = int(config.warmup_epochs * steps_per_epoch)
-        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
-    if config.optimizer == "adam":
-        if config.weight_decay > 0:
-            return optax.adamw(schedule, weight_decay=config.weight_decay)
-        return optax.adam(schedule)
-    decay = ([optax.add_decayed_weights(config.weight_decay)]
-             if config.weight_decay > 0 else [])
-    if config.optimizer == "sgd":
-        return optax.chain(*decay, optax.sgd(schedule, momentum=config.momentum or None))
-    return optax.chain(*decay, optax.adadelta(schedule, rho=0.95, eps=1e-7))
+def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+  """The optax optimizer of the config, with its learning-rate schedule.
+
+  adam: `optax.adamw` when weight_decay > 0 (decoupled decay), else `optax.adam`;
+  sgd: `optax.sgd(momentum=config.momentum)`; adadelta: `optax.adadelta(rho=0.95,
+  eps=1e-7)` (the older Keras example, learning rate 1.0). For sgd and adadelta
+  weight decay adds `weight_decay * params` to the gradients (L2).
+  """
+  total = max(1, config.num_epochs * steps_per_epoch)
+  lr = config.learning_rate
+  if config.lr_schedule == "constant":
+    schedule = optax.constant_schedule(lr)
+  elif config.lr_schedule == "cosine":
+    schedule = optax.cosine_decay_schedule(lr, total)
+  else:
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
+  if config.optimizer == "adam":
+    if config.weight_decay > 0:
+      return optax.adamw(schedule, weight_decay=config.weight_decay)
+    return optax.adam(schedule)
+  decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay > 0 else []
+  if config.optimizer == "sgd":
+    return optax.chain(*decay, optax.sgd(schedule, momentum=config.momentum or None))
+  return optax.chain(*decay, optax.adadelta(schedule, rho=0.95, eps=1e-7))
 
 
 # ------------------------------------------------------------------------ the steps
 
+
 def _epoch_key(seed: int, epoch) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), epoch)
+  return jax.random.fold_in(jax.random.key(seed), epoch)
 
 
 def _scale(images_u8, dtype):
-    return images_u8.astype(dtype) * jnp.asarray(1.0 / 255.0, dtype)
+  return images_u8.astype(dtype) * jnp.asarray(1.0 / 255.0, dtype)
 
 
 def _loss_and_errors(logits, labels):
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    errors = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
-    return losses, errors
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  errors = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  return losses, errors
 
 
 class Trainer:
-    """The compiled pieces of a run: state creation, one training epoch, evaluation."""
+  """The compiled pieces of a run: state creation, one training epoch, evaluation."""
 
-    def __init__(self, config, mesh: Mesh, num_train: int, num_test: int):
-        self.config = config
-        self.mesh = mesh
-        self.replicated = NamedSharding(mesh, P())
-        self.batch_sharded = NamedSharding(mesh, P("data"))
-        self.batch_size = config.batch_size
-        self.steps = num_train // config.batch_size
-        if self.steps < 1:
-            raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
-                             f"{num_train} training examples.")
-        self.num_train = num_train
-        self.num_test = num_test
-        self.eval_batches = math.ceil(num_test / config.eval_batch_size)
-        self.dtype = jnp.dtype(config.compute_dtype)
-        self.tx = make_optimizer(config, self.steps)
-        self.graphdefs = None  # (train, eval), set by the first trace of `_create`.
+  def __init__(self, config, mesh: Mesh, num_train: int, num_test: int):
+    self.config = config
+    self.mesh = mesh
+    self.replicated = NamedSharding(mesh, P())
+    self.batch_sharded = NamedSharding(mesh, P("data"))
+    self.batch_size = config.batch_size
+    self.steps = num_train // config.batch_size
+    if self.steps < 1:
+      raise ValueError(
+        f"config.batch_size={config.batch_size} is larger than the {num_train} training examples."
+      )
+    self.num_train = num_train
+    self.num_test = num_test
+    self.eval_batches = math.ceil(num_test / config.eval_batch_size)
+    self.dtype = jnp.dtype(config.compute_dtype)
+    self.tx = make_optimizer(config, self.steps)
+    self.graphdefs = None  # (train, eval), set by the first trace of `_create`.
 
-    def _build(self):
-        # Initialisation keys: folds that no epoch index reaches.
-        key = jax.random.key(self.config.seed)
-        rngs = nnx.Rngs(params=jax.random.fold_in(key, 2**31 - 1),
-                        pooling=jax.random.fold_in(key, 2**31 - 2))
-        return models.build_model(self.config.model, pool=self.config.pool,
-                                  pool_options=self.config.pool_options.to_dict(),
-                                  compute_dtype=self.config.compute_dtype, rngs=rngs)
+  def _build(self):
+    # Initialisation keys: folds that no epoch index reaches.
+    key = jax.random.key(self.config.seed)
+    rngs = nnx.Rngs(
+      params=jax.random.fold_in(key, 2**31 - 1), pooling=jax.random.fold_in(key, 2**31 - 2)
+    )
+    return models.build_model(
+      self.config.model,
+      pool=self.config.pool,
+      pool_options=self.config.pool_options.to_dict(),
+      compute_dtype=self.config.compute_dtype,
+      rngs=rngs,
+    )
 
-    def _create(self):
-        model = self._build()
-        model.train()
-        gd_train, params, rest = nnx.split(model, nnx.Param, ...)
-        model.eval()
-        gd_eval = nnx.graphdef(model)
-        self.graphdefs = (gd_train, gd_eval)
-        return {"params": params, "rest": rest, "opt_state": self.tx.init(params)}
+  def _create(self):
+    model = self._build()
+    model.train()
+    gd_train, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    gd_eval = nnx.graphdef(model)
+    self.graphdefs = (gd_train, gd_eval)
+    return {"params": params, "rest": rest, "opt_state": self.tx.init(params)}
 
-    def create_state(self):
-        """The initial state (replicated), computed inside jit (multi-host safe)."""
-        return jax.jit(self._create, out_shardings=self.replicated)()
+  def create_state(self):
+    """The initial state (replicated), computed inside jit (multi-host safe)."""
+    return jax.jit(self._create, out_shardings=self.replicated)()
 
-    def abstract_state(self):
-        return jax.eval_shape(self._create)
+  def abstract_state(self):
+    return jax.eval_shape(self._create)
 
-    def _train_epoch(self, state, images, labels, epoch):
-        gd_train, _ = self.graphdefs
-        key = _epoch_key(self.config.seed, epoch)
-        used = self.steps * self.batch_size
-        order = jax.random.permutation(jax.random.fold_in(key, 0), images.shape[0])
-        order = order[:used].reshape(self.steps, self.batch_size)
-        pool_key = jax.random.fold_in(key, 1)
+  def _train_epoch(self, state, images, labels, epoch):
+    gd_train, _ = self.graphdefs
+    key = _epoch_key(self.config.seed, epoch)
+    used = self.steps * self.batch_size
+    order = jax.random.permutation(jax.random.fold_in(key, 0), images.shape[0])
+    order = order[:used].reshape(self.steps, self.batch_size)
+    pool_key = jax.random.fold_in(key, 1)
 
-        def step(carry, inputs):
-            params, rest, opt_state = carry
-            idx, i = inputs
-            idx = jax.lax.with_sharding_constraint(idx, self.batch_sharded)
-            x = _scale(images[idx], self.dtype)
-            y = labels[idx]
-            # Fresh pooling keys for this step, derived from (seed, epoch, step).
-            model = nnx.merge(gd_train, params, rest)
-            nnx.reseed(model, pooling=jax.random.fold_in(pool_key, i))
+    def step(carry, inputs):
+      params, rest, opt_state = carry
+      idx, i = inputs
+      idx = jax.lax.with_sharding_constraint(idx, self.batch_sharded)
+      x = _scale(images[idx], self.dtype)
+      y = labels[idx]
+      # Fresh pooling keys for this step, derived from (seed, epoch, step).
+      model = nnx.merge(gd_train, params, rest)
+      nnx.reseed(model, pooling=jax.random.fold_in(pool_key, i))
 
-            def loss_fn(m):
-                losses, errors = _loss_and_errors(m(x), y)
-                return losses.mean(), errors.sum()
+      def loss_fn(m):
+        losses, errors = _loss_and_errors(m(x), y)
+        return losses.mean(), errors.sum()
 
-            # nnx.value_and_grad: gradients w.r.t. the nnx.Param leaves; the rng
-            # counters that random pools advance stay in `model`.
-            (loss, errors), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-            _, _, rest = nnx.split(model, nnx.Param, ...)
-            updates, opt_state = self.tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, rest, opt_state), (loss, errors)
+      # nnx.value_and_grad: gradients w.r.t. the nnx.Param leaves; the rng
+      # counters that random pools advance stay in `model`.
+      (loss, errors), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+      _, _, rest = nnx.split(model, nnx.Param, ...)
+      updates, opt_state = self.tx.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      return (params, rest, opt_state), (loss, errors)
 
-        carry = (state["params"], state["rest"], state["opt_state"])
-        (params, rest, opt_state), (losses, errors) = jax.lax.scan(
-            step, carry, (order, jnp.arange(self.steps)))
-        new_state = {"params": params, "rest": rest, "opt_state": opt_state}
-        return new_state, {"loss": losses.mean(), "error": errors.sum() / used}
+    carry = (state["params"], state["rest"], state["opt_state"])
+    (params, rest, opt_state), (losses, errors) = jax.lax.scan(
+      step, carry, (order, jnp.arange(self.steps))
+    )
+    new_state = {"params": params, "rest": rest, "opt_state": opt_state}
+    return new_state, {"loss": losses.mean(), "error": errors.sum() / used}
 
-    def _evaluate(self, state, images, labels):
-        _, gd_eval = self.graphdefs
-        n, eb = images.shape[0], self.config.eval_batch_size
-        index = jnp.arange(self.eval_batches * eb).reshape(self.eval_batches, eb)
-        model = nnx.merge(gd_eval, state["params"], state["rest"])
+  def _evaluate(self, state, images, labels):
+    _, gd_eval = self.graphdefs
+    n, eb = images.shape[0], self.config.eval_batch_size
+    index = jnp.arange(self.eval_batches * eb).reshape(self.eval_batches, eb)
+    model = nnx.merge(gd_eval, state["params"], state["rest"])
 
-        def batch(totals, idx):
-            valid = (idx < n).astype(jnp.float32)
-            idx = jax.lax.with_sharding_constraint(jnp.minimum(idx, n - 1), self.batch_sharded)
-            losses, errors = _loss_and_errors(model(_scale(images[idx], self.dtype)),
-                                              labels[idx])
-            return (totals[0] + (losses * valid).sum(), totals[1] + (errors * valid).sum()), None
+    def batch(totals, idx):
+      valid = (idx < n).astype(jnp.float32)
+      idx = jax.lax.with_sharding_constraint(jnp.minimum(idx, n - 1), self.batch_sharded)
+      losses, errors = _loss_and_errors(model(_scale(images[idx], self.dtype)), labels[idx])
+      return (totals[0] + (losses * valid).sum(), totals[1] + (errors * valid).sum()), None
 
-        (loss, errors), _ = jax.lax.scan(batch, (jnp.float32(0), jnp.float32(0)), index)
-        return {"loss": loss / n, "error": errors / n}
+    (loss, errors), _ = jax.lax.scan(batch, (jnp.float32(0), jnp.float32(0)), index)
+    return {"loss": loss / n, "error": errors / n}
 
-    def compile(self, state, train_x, train_y, test_x, test_y):
-        """AOT-compiles the epoch and the evaluation (state donated)."""
-        epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
-        train = jax.jit(self._train_epoch, donate_argnums=0,
-                        out_shardings=(self.replicated, self.replicated))
-        evaluate = jax.jit(self._evaluate, out_shardings=self.replicated)
-        return (train.lower(state, train_x, train_y, epoch).compile(),
-                evaluate.lower(state, test_x, test_y).compile())
+  def compile(self, state, train_x, train_y, test_x, test_y):
+    """AOT-compiles the epoch and the evaluation (state donated)."""
+    epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
+    train = jax.jit(
+      self._train_epoch, donate_argnums=0, out_shardings=(self.replicated, self.replicated)
+    )
+    evaluate = jax.jit(self._evaluate, out_shardings=self.replicated)
+    return (
+      train.lower(state, train_x, train_y, epoch).compile(),
+      evaluate.lower(state, test_x, test_y).compile(),
+    )
 
 
 # ----------------------------------------------------------------- state <-> storage
 
+
 def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _to_storable(state):
-    """nnx.State -> plain nested dicts of arrays (typed PRNG keys as their raw data)."""
-    def conv(x):
-        return jax.random.key_data(x) if _is_key(x) else x
-    return jax.tree.map(conv, {"params": nnx.to_pure_dict(state["params"]),
-                               "rest": nnx.to_pure_dict(state["rest"]),
-                               "opt_state": jax.tree.leaves(state["opt_state"])})
+  """nnx.State -> plain nested dicts of arrays (typed PRNG keys as their raw data)."""
+
+  def conv(x):
+    return jax.random.key_data(x) if _is_key(x) else x
+
+  return jax.tree.map(
+    conv,
+    {
+      "params": nnx.to_pure_dict(state["params"]),
+      "rest": nnx.to_pure_dict(state["rest"]),
+      "opt_state": jax.tree.leaves(state["opt_state"]),
+    },
+  )
 
 
 def _from_storable(stored, like):
-    params, rest = like["params"], like["rest"]
-    rest_dict = nnx.to_pure_dict(rest)
-    stored_rest = jax.tree.map(
-        lambda ref, x: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
-        if _is_key(ref) else x, rest_dict, stored["rest"])
-    nnx.replace_by_pure_dict(params, stored["params"])
-    nnx.replace_by_pure_dict(rest, stored_rest)
-    opt_state = jax.tree.unflatten(jax.tree.structure(like["opt_state"]),
-                                   jax.tree.leaves(stored["opt_state"]))
-    return {"params": params, "rest": rest, "opt_state": opt_state}
+  params, rest = like["params"], like["rest"]
+  rest_dict = nnx.to_pure_dict(rest)
+  stored_rest = jax.tree.map(
+    lambda ref, x: (
+      jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)) if _is_key(ref) else x
+    ),
+    rest_dict,
+    stored["rest"],
+  )
+  nnx.replace_by_pure_dict(params, stored["params"])
+  nnx.replace_by_pure_dict(rest, stored_rest)
+  opt_state = jax.tree.unflatten(
+    jax.tree.structure(like["opt_state"]), jax.tree.leaves(stored["opt_state"])
+  )
+  return {"params": params, "rest": rest, "opt_state": opt_state}
 
 
 class Checkpoints:
-    """orbax checkpoints of (state, metrics history), one per epoch, atomic."""
+  """orbax checkpoints of (state, metrics history), one per epoch, atomic."""
 
-    def __init__(self, directory: str, keep: int):
-        import orbax.checkpoint as ocp
-        self.ocp = ocp
-        self.manager = ocp.CheckpointManager(
-            directory, item_names=("state", "history"),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False,
-                cleanup_tmp_directories=True))
+  def __init__(self, directory: str, keep: int):
+    import orbax.checkpoint as ocp
 
-    def latest(self) -> int | None:
-        return self.manager.latest_step()
+    self.ocp = ocp
+    self.manager = ocp.CheckpointManager(
+      directory,
+      item_names=("state", "history"),
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=True,
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=True,
+      ),
+    )
 
-    def save(self, epoch: int, state, history: list[dict]) -> None:
-        ocp = self.ocp
-        self.manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_storable(state)),
-            history=ocp.args.JsonSave({"epochs": history})))
-        self.manager.wait_until_finished()
+  def latest(self) -> int | None:
+    return self.manager.latest_step()
 
-    def restore(self, epoch: int, like) -> tuple[Any, list[dict]]:
-        ocp = self.ocp
-        target = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-            _to_storable(like))
-        out = self.manager.restore(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), history=ocp.args.JsonRestore()))
-        return _from_storable(out["state"], like), list(out["history"]["epochs"])
+  def save(self, epoch: int, state, history: list[dict]) -> None:
+    ocp = self.ocp
+    self.manager.save(
+      epoch,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_to_storable(state)),
+        history=ocp.args.JsonSave({"epochs": history}),
+      ),
+    )
+    self.manager.wait_until_finished()
 
-    def close(self):
-        self.manager.close()
+  def restore(self, epoch: int, like) -> tuple[Any, list[dict]]:
+    ocp = self.ocp
+    target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _to_storable(like)
+    )
+    out = self.manager.restore(
+      epoch,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), history=ocp.args.JsonRestore()
+      ),
+    )
+    return _from_storable(out["state"], like), list(out["history"]["epochs"])
+
+  def close(self):
+    self.manager.close()
 
 
 # ------------------------------------------------------------------------- the run
 
+
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
 
 
 def _on_device(array: np.ndarray, sharding) -> jax.Array:
-    """A host array, identical on every process, as one global replicated array."""
-    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+  """A host array, identical on every process, as one global replicated array."""
+  return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains and evaluates `config` in `workdir` (resuming it); returns the summary.
+  """Trains and evaluates `config` in `workdir` (resuming it); returns the summary.
 
-    Writes `config.json` (at start), `metrics.jsonl` (one JSON object per epoch:
-    epoch, train_loss, train_error, test_loss, test_error, seconds,
-    images_per_second), TensorBoard events in `tensorboard/`, orbax checkpoints in
-    `checkpoints/`, and `summary.json` (final_test_error, best_test_error,
-    best_epoch, final_train_error, total_seconds, seconds_per_epoch,
-    images_per_second, compile_seconds, num_params, device_kind, device_count,
-    backend, jax_version, flax_version, pool, model, seed, num_epochs, platform,
-    completed=True). Errors are fractions in [0, 1]. Train loss/error are the means
-    over the epoch's steps, in train mode. `seconds` is the wall time of the
-    epoch's training and evaluation, `images_per_second` counts the training images
-    over the training part; summary's `images_per_second` and `seconds_per_epoch`
-    average the epochs of all sessions (compilation excluded, see compile_seconds).
+  Writes `config.json` (at start), `metrics.jsonl` (one JSON object per epoch:
+  epoch, train_loss, train_error, test_loss, test_error, seconds,
+  images_per_second), TensorBoard events in `tensorboard/`, orbax checkpoints in
+  `checkpoints/`, and `summary.json` (final_test_error, best_test_error,
+  best_epoch, final_train_error, total_seconds, seconds_per_epoch,
+  images_per_second, compile_seconds, num_params, device_kind, device_count,
+  backend, jax_version, flax_version, pool, model, seed, num_epochs, platform,
+  completed=True). Errors are fractions in [0, 1]. Train loss/error are the means
+  over the epoch's steps, in train mode. `seconds` is the wall time of the
+  epoch's training and evaluation, `images_per_second` counts the training images
+  over the training part; summary's `images_per_second` and `seconds_per_epoch`
+  average the epochs of all sessions (compilation excluded, see compile_seconds).
 
-    Raises:
-      ValueError: bad config (unknown key, pool, model, indivisible batch, ...).
-      data.MnistDataError: MNIST missing or corrupt.
-      FloatingPointError: non-finite loss (the last good checkpoint is kept).
-    """
-    validate_config(config)
-    maybe_initialize_distributed(config)
-    devices = jax.devices()
-    _check_divisible(config, len(devices))
-    mesh = Mesh(np.asarray(devices), ("data",))
-    writer_process = jax.process_index() == 0
-    workdir = os.path.abspath(workdir)
-    if writer_process:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  Raises:
+    ValueError: bad config (unknown key, pool, model, indivisible batch, ...).
+    data.MnistDataError: MNIST missing or corrupt.
+    FloatingPointError: non-finite loss (the last good checkpoint is kept).
+  """
+  validate_config(config)
+  maybe_initialize_distributed(config)
+  devices = jax.devices()
+  _check_divisible(config, len(devices))
+  mesh = Mesh(np.asarray(devices), ("data",))
+  writer_process = jax.process_index() == 0
+  workdir = os.path.abspath(workdir)
+  if writer_process:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
-    splits = data_lib.load(config.data)
-    train_split, test_split = splits["train"], splits["test"]
-    if config.max_train_examples > 0:
-        train_split = data_lib.Split(train_split.images[:config.max_train_examples],
-                                     train_split.labels[:config.max_train_examples])
-    trainer = Trainer(config, mesh, len(train_split), len(test_split))
-    repl = trainer.replicated
-    train_x, train_y = (_on_device(train_split.images, repl), _on_device(train_split.labels, repl))
-    test_x, test_y = (_on_device(test_split.images, repl), _on_device(test_split.labels, repl))
+  splits = data_lib.load(config.data)
+  train_split, test_split = splits["train"], splits["test"]
+  if config.max_train_examples > 0:
+    train_split = data_lib.Split(
+      train_split.images[: config.max_train_examples],
+      train_split.labels[: config.max_train_examples],
+    )
+  trainer = Trainer(config, mesh, len(train_split), len(test_split))
+  repl = trainer.replicated
+  train_x, train_y = (_on_device(train_split.images, repl), _on_device(train_split.labels, repl))
+  test_x, test_y = (_on_device(test_split.images, repl), _on_device(test_split.labels, repl))
 
-    state = trainer.create_state()
-    num_params = int(sum(x.size for x in jax.tree.leaves(state["params"])))
-    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
-    start_epoch, history = 0, []
-    latest = checkpoints.latest()
-    if latest is not None:
-        try:
-            state, history = checkpoints.restore(latest, state)
-        except ValueError as e:
-            raise ValueError(
-                f"The checkpoint of epoch {latest} in {workdir} does not match this config "
-                f"(model, pool or optimizer changed?); use a new workdir. ({e})") from e
-        start_epoch = latest
-        logging.info("Resuming %s after epoch %d.", workdir, latest)
-
-    t0 = time.perf_counter()
-    train_epoch, evaluate = trainer.compile(state, train_x, train_y, test_x, test_y)
-    compile_seconds = time.perf_counter() - t0
-
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    tb = None
-    if writer_process:
-        with open(metrics_path, "w") as f:  # Rewritten from the checkpoint's history.
-            f.writelines(json.dumps(record) + "\n" for record in history)
-        from tensorboardX import SummaryWriter
-        tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_epoch + 1)
-
-    from tqdm import tqdm
-    bar = tqdm(total=config.num_epochs, initial=start_epoch, unit="epoch", dynamic_ncols=True,
-               disable=config.quiet or not writer_process, file=sys.stderr)
-    used = trainer.steps * trainer.batch_size
+  state = trainer.create_state()
+  num_params = int(sum(x.size for x in jax.tree.leaves(state["params"])))
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
+  start_epoch, history = 0, []
+  latest = checkpoints.latest()
+  if latest is not None:
     try:
-        for epoch in range(start_epoch, config.num_epochs):
-            t_start = time.perf_counter()
-            state, train_metrics = train_epoch(state, train_x, train_y, jnp.int32(epoch))
-            train_metrics = jax.device_get(train_metrics)
-            t_train = time.perf_counter() - t_start
-            test_metrics = jax.device_get(evaluate(state, test_x, test_y))
-            seconds = time.perf_counter() - t_start
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": float(train_metrics["loss"]),
-                "train_error": float(train_metrics["error"]),
-                "test_loss": float(test_metrics["loss"]),
-                "test_error": float(test_metrics["error"]),
-                "seconds": seconds,
-                "images_per_second": used / t_train,
-            }
-            if not all(math.isfinite(record[k]) for k in ("train_loss", "test_loss")):
-                kept = (f"the last good checkpoint (epoch {epoch}) is kept" if epoch
-                        else "no checkpoint was written")
-                raise FloatingPointError(
-                    f"Non-finite loss in epoch {epoch + 1} (train_loss={record['train_loss']}, "
-                    f"test_loss={record['test_loss']}); stopping, {kept} in "
-                    f"{os.path.join(workdir, 'checkpoints')}. Lower config.learning_rate "
-                    f"(now {config.learning_rate}) or change the optimizer.")
-            history.append(record)
-            checkpoints.save(epoch + 1, state, history)
-            if writer_process:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                for k, v in record.items():
-                    if k != "epoch":
-                        tb.add_scalar(k, v, epoch + 1)
-                tb.flush()
-            logging.info("epoch %d: %s", epoch + 1, record)
-            bar.set_postfix(train_error=f"{record['train_error']:.4f}",
-                            test_error=f"{record['test_error']:.4f}",
-                            img_s=f"{record['images_per_second']:.0f}")
-            bar.update(1)
-    finally:
-        bar.close()
-        checkpoints.close()
-        if tb is not None:
-            tb.close()
+      state, history = checkpoints.restore(latest, state)
+    except ValueError as e:
+      raise ValueError(
+        f"The checkpoint of epoch {latest} in {workdir} does not match this config "
+        f"(model, pool or optimizer changed?); use a new workdir. ({e})"
+      ) from e
+    start_epoch = latest
+    logging.info("Resuming %s after epoch %d.", workdir, latest)
 
-    best = min(history, key=lambda r: r["test_error"])
-    seconds = [r["seconds"] for r in history]
-    import flax
-    summary = {
-        "final_test_error": history[-1]["test_error"],
-        "final_train_error": history[-1]["train_error"],
-        "best_test_error": best["test_error"],
-        "best_epoch": best["epoch"],
-        "total_seconds": float(sum(seconds) + compile_seconds),
-        "seconds_per_epoch": float(np.mean(seconds)),
-        "images_per_second": float(np.mean([r["images_per_second"] for r in history])),
-        "compile_seconds": compile_seconds,
-        "num_params": num_params,
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "process_count": jax.process_count(),
-        "backend": jax.default_backend(),
-        "jax_version": jax.__version__,
-        "flax_version": flax.__version__,
-        "pool": config.pool,
-        "model": config.model,
-        "seed": config.seed,
-        "num_epochs": config.num_epochs,
-        "platform": config.platform,
-        "completed": True,
-    }
-    if writer_process:
-        _write_json(os.path.join(workdir, "summary.json"), summary)
-    return summary
+  t0 = time.perf_counter()
+  train_epoch, evaluate = trainer.compile(state, train_x, train_y, test_x, test_y)
+  compile_seconds = time.perf_counter() - t0
+
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  tb = None
+  if writer_process:
+    with open(metrics_path, "w") as f:  # Rewritten from the checkpoint's history.
+      f.writelines(json.dumps(record) + "\n" for record in history)
+    from tensorboardX import SummaryWriter
+
+    tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_epoch + 1)
+
+  from tqdm import tqdm
+
+  bar = tqdm(
+    total=config.num_epochs,
+    initial=start_epoch,
+    unit="epoch",
+    dynamic_ncols=True,
+    disable=config.quiet or not writer_process,
+    file=sys.stderr,
+  )
+  used = trainer.steps * trainer.batch_size
+  try:
+    for epoch in range(start_epoch, config.num_epochs):
+      t_start = time.perf_counter()
+      state, train_metrics = train_epoch(state, train_x, train_y, jnp.int32(epoch))
+      train_metrics = jax.device_get(train_metrics)
+      t_train = time.perf_counter() - t_start
+      test_metrics = jax.device_get(evaluate(state, test_x, test_y))
+      seconds = time.perf_counter() - t_start
+      record = {
+        "epoch": epoch + 1,
+        "train_loss": float(train_metrics["loss"]),
+        "train_error": float(train_metrics["error"]),
+        "test_loss": float(test_metrics["loss"]),
+        "test_error": float(test_metrics["error"]),
+        "seconds": seconds,
+        "images_per_second": used / t_train,
+      }
+      if not all(math.isfinite(record[k]) for k in ("train_loss", "test_loss")):
+        kept = (
+          f"the last good checkpoint (epoch {epoch}) is kept"
+          if epoch
+          else "no checkpoint was written"
+        )
+        raise FloatingPointError(
+          f"Non-finite loss in epoch {epoch + 1} (train_loss={record['train_loss']}, "
+          f"test_loss={record['test_loss']}); stopping, {kept} in "
+          f"{os.path.join(workdir, 'checkpoints')}. Lower config.learning_rate "
+          f"(now {config.learning_rate}) or change the optimizer."
+        )
+      history.append(record)
+      checkpoints.save(epoch + 1, state, history)
+      if writer_process:
+        with open(metrics_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+          if k != "epoch":
+            tb.add_scalar(k, v, epoch + 1)
+        tb.flush()
+      logging.info("epoch %d: %s", epoch + 1, record)
+      bar.set_postfix(
+        train_error=f"{record['train_error']:.4f}",
+        test_error=f"{record['test_error']:.4f}",
+        img_s=f"{record['images_per_second']:.0f}",
+      )
+      bar.update(1)
+  finally:
+    bar.close()
+    checkpoints.close()
+    if tb is not None:
+      tb.close()
+
+  best = min(history, key=lambda r: r["test_error"])
+  seconds = [r["seconds"] for r in history]
+  import flax
+
+  summary = {
+    "final_test_error": history[-1]["test_error"],
+    "final_train_error": history[-1]["train_error"],
+    "best_test_error": best["test_error"],
+    "best_epoch": best["epoch"],
+    "total_seconds": float(sum(seconds) + compile_seconds),
+    "seconds_per_epoch": float(np.mean(seconds)),
+    "images_per_second": float(np.mean([r["images_per_second"] for r in history])),
+    "compile_seconds": compile_seconds,
+    "num_params": num_params,
+    "device_kind": devices[0].device_kind,
+    "device_count": len(devices),
+    "process_count": jax.process_count(),
+    "backend": jax.default_backend(),
+    "jax_version": jax.__version__,
+    "flax_version": flax.__version__,
+    "pool": config.pool,
+    "model": config.model,
+    "seed": config.seed,
+    "num_epochs": config.num_epochs,
+    "platform": config.platform,
+    "completed": True,
+  }
+  if writer_process:
+    _write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
 
 
 # ------------------------------------------------------------------------------ CLI
 
+
 def _define_flags():
-    from ml_collections import config_flags
-    config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mnist.py:pool=avg.",
-                                    lock_config=True)
-    flags.DEFINE_string("workdir", None, "Run directory (resumed when it has checkpoints).")
-    flags.DEFINE_bool("quiet", False, "No progress bar (for logs).")
-    flags.mark_flags_as_required(["config", "workdir"])
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/mnist.py:pool=avg.", lock_config=True
+  )
+  flags.DEFINE_string("workdir", None, "Run directory (resumed when it has checkpoints).")
+  flags.DEFINE_bool("quiet", False, "No progress bar (for logs).")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = flags.FLAGS.config
-    if flags.FLAGS.quiet:
-        with config.unlocked():
-            config.quiet = True
-    logging.set_verbosity(logging.INFO)
-    pylogging.getLogger("absl").setLevel(pylogging.INFO)
-    summary = train_and_evaluate(config, flags.FLAGS.workdir)
-    if jax.process_index() == 0:
-        print(json.dumps(summary, sort_keys=True))
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = flags.FLAGS.config
+  if flags.FLAGS.quiet:
+    with config.unlocked():
+      config.quiet = True
+  logging.set_verbosity(logging.INFO)
+  pylogging.getLogger("absl").setLevel(pylogging.INFO)
+  summary = train_and_evaluate(config, flags.FLAGS.workdir)
+  if jax.process_index() == 0:
+    print(json.dumps(summary, sort_keys=True))
 
 
 def check_override_flags(argv) -> None:
-    """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
-    an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
-    default = _default_config()
-    valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
-    valid += sorted(f"{k}.{sub}" for k, v in default.items()
-                    if isinstance(v, ml_collections.ConfigDict) for sub in v.keys())
-    for arg in argv[1:]:
-        if not arg.startswith("--config."):
-            continue
-        key = arg[len("--config."):].split("=", 1)[0]
-        if key.startswith("pool_options.") or key in valid:
-            continue
-        raise ValueError(f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} "
-                         "(and pool_options.<option>).")
+  """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
+  an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
+  default = _default_config()
+  valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
+  valid += sorted(
+    f"{k}.{sub}"
+    for k, v in default.items()
+    if isinstance(v, ml_collections.ConfigDict)
+    for sub in v.keys()
+  )
+  for arg in argv[1:]:
+    if not arg.startswith("--config."):
+      continue
+    key = arg[len("--config.") :].split("=", 1)[0]
+    if key.startswith("pool_options.") or key in valid:
+      continue
+    raise ValueError(
+      f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} (and pool_options.<option>)."
+    )
 
 
 if __name__ == "__main__":
-    check_override_flags(sys.argv)
-    _define_flags()
-    app.run(main)
+  check_override_flags(sys.argv)
+  _define_flags()
+  app.run(main)

@@ -73,15 +73,26 @@ class _WindowPool(nn.Module):
 
   def _window(self) -> dict[str, Any]:
     """Arguments of the function after `inputs` and the op-specific positionals."""
-    return dict(window_shape=self.window_shape, strides=self.strides,
-                padding=self.padding, dilation=self.dilation,
-                ceil_mode=self.ceil_mode, channel_axis=self.channel_axis)
+    return dict(
+      window_shape=self.window_shape,
+      strides=self.strides,
+      padding=self.padding,
+      dilation=self.dilation,
+      ceil_mode=self.ceil_mode,
+      channel_axis=self.channel_axis,
+    )
 
   def _geometry(self, x, fn: str) -> geometry.PoolGeometry:
-    return geometry.resolve(jnp.shape(x), self.window_shape, self.strides,
-                            self.padding, dilation=self.dilation,
-                            ceil_mode=self.ceil_mode, channel_axis=self.channel_axis,
-                            fn=fn)
+    return geometry.resolve(
+      jnp.shape(x),
+      self.window_shape,
+      self.strides,
+      self.padding,
+      dilation=self.dilation,
+      ceil_mode=self.ceil_mode,
+      channel_axis=self.channel_axis,
+      fn=fn,
+    )
 
 
 def _num_channels(x, channel_axis: int) -> int:
@@ -95,9 +106,10 @@ def _pooling_key(module: nn.Module, name: str) -> jax.Array:
   fallback = module.is_initializing() and module.has_rng("params")
   if not (module.has_rng(RNG_STREAM) or fallback):
     raise ValueError(
-        f"{name} needs a random key when deterministic=False: pass "
-        f"rngs={{'{RNG_STREAM}': key}} to init/apply, or call it with "
-        f"deterministic=True (eval).")
+      f"{name} needs a random key when deterministic=False: pass "
+      f"rngs={{'{RNG_STREAM}': key}} to init/apply, or call it with "
+      f"deterministic=True (eval)."
+    )
   return module.make_rng(RNG_STREAM)
 
 
@@ -153,8 +165,12 @@ class AvgPool(_WindowPool):
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.avg_pool(inputs, count_include_pad=self.count_include_pad,
-                            divisor_override=self.divisor_override, **self._window())
+    return jaxpool.avg_pool(
+      inputs,
+      count_include_pad=self.count_include_pad,
+      divisor_override=self.divisor_override,
+      **self._window(),
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -239,9 +255,14 @@ class GeMPool(nn.Module):
     p = self.p
     if self.learn_p:
       p = self.param("p", lambda _: jnp.asarray(self.p, jnp.float32))
-    return jaxpool.gem_pool(inputs, p, eps=self.eps, keepdims=self.keepdims,
-                            num_spatial_dims=self.num_spatial_dims,
-                            channel_axis=self.channel_axis)
+    return jaxpool.gem_pool(
+      inputs,
+      p,
+      eps=self.eps,
+      keepdims=self.keepdims,
+      num_spatial_dims=self.num_spatial_dims,
+      channel_axis=self.channel_axis,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -279,8 +300,7 @@ class StochasticPool(_WindowPool):
     if deterministic:
       return jaxpool.stochastic_pool(inputs, deterministic=True, **self._window())
     key = _pooling_key(self, "StochasticPool")
-    return jaxpool.stochastic_pool(inputs, key=key, deterministic=False,
-                                   **self._window())
+    return jaxpool.stochastic_pool(inputs, key=key, deterministic=False, **self._window())
 
 
 class FractionalMaxPool(nn.Module):
@@ -320,9 +340,15 @@ class FractionalMaxPool(nn.Module):
     else:
       key = _pooling_key(self, "FractionalMaxPool")
     return jaxpool.fractional_max_pool(
-        inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
-        channel_axis=self.channel_axis)
+      inputs,
+      self.window_shape,
+      self.output_size,
+      output_ratio=self.output_ratio,
+      key=key,
+      overlapping=self.overlapping,
+      return_indices=self.return_indices,
+      channel_axis=self.channel_axis,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -371,28 +397,36 @@ class MixedPool(_WindowPool):
   @nn.compact
   def __call__(self, inputs, deterministic: Optional[bool] = None):
     if self.stochastic:
-      deterministic = nn.merge_param("deterministic", self.deterministic,
-                                     deterministic)
+      deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
       if deterministic:
         alpha = jnp.asarray(0.5, jnp.float32)
       else:
         alpha = _m.yu_alpha(_pooling_key(self, "MixedPool"))
-      return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
-                                **self._window())
+      return jaxpool.mixed_pool(
+        inputs, alpha, count_include_pad=self.count_include_pad, **self._window()
+      )
     region = self.region_shape
     if self.granularity == "region":
       region = self._geometry(inputs, "MixedPool").output_spatial
       if self.region_shape is not None and tuple(self.region_shape) != region:
-        raise ValueError(f"MixedPool: region_shape={tuple(self.region_shape)} but the "
-                         f"output spatial shape is {region}.")
-    shape = _m.mixed_alpha_shape(self.granularity, region_shape=region,
-                                 num_features=_num_channels(inputs, self.channel_axis),
-                                 channel_axis=self.channel_axis)
+        raise ValueError(
+          f"MixedPool: region_shape={tuple(self.region_shape)} but the "
+          f"output spatial shape is {region}."
+        )
+    shape = _m.mixed_alpha_shape(
+      self.granularity,
+      region_shape=region,
+      num_features=_num_channels(inputs, self.channel_axis),
+      channel_axis=self.channel_axis,
+    )
     logit0 = _m.logit(self.alpha_init)
-    alpha_logit = self.param("alpha_logit", nn.initializers.constant(logit0), shape,
-                             jnp.float32)
-    return jaxpool.mixed_pool(inputs, jax.nn.sigmoid(alpha_logit),
-                              count_include_pad=self.count_include_pad, **self._window())
+    alpha_logit = self.param("alpha_logit", nn.initializers.constant(logit0), shape, jnp.float32)
+    return jaxpool.mixed_pool(
+      inputs,
+      jax.nn.sigmoid(alpha_logit),
+      count_include_pad=self.count_include_pad,
+      **self._window(),
+    )
 
 
 class GatedPool(_WindowPool):
@@ -417,11 +451,13 @@ class GatedPool(_WindowPool):
 
   @nn.compact
   def __call__(self, inputs):
-    shape = _m.gate_shape(self.window_shape, self.granularity,
-                          _num_channels(inputs, self.channel_axis), "GatedPool")
+    shape = _m.gate_shape(
+      self.window_shape, self.granularity, _num_channels(inputs, self.channel_axis), "GatedPool"
+    )
     gate = self.param("gate", self.gate_init, shape, jnp.float32)
-    return jaxpool.gated_pool(inputs, gate, count_include_pad=self.count_include_pad,
-                              **self._window())
+    return jaxpool.gated_pool(
+      inputs, gate, count_include_pad=self.count_include_pad, **self._window()
+    )
 
 
 class TreePool(_WindowPool):
@@ -453,10 +489,12 @@ class TreePool(_WindowPool):
   @nn.compact
   def __call__(self, inputs):
     n = _m.tree_leaves(self.levels)
-    filt = _m.gate_shape(self.window_shape, self.granularity,
-                         _num_channels(inputs, self.channel_axis), "TreePool")
+    filt = _m.gate_shape(
+      self.window_shape, self.granularity, _num_channels(inputs, self.channel_axis), "TreePool"
+    )
     leaf_init = self.leaf_init or nn.initializers.normal(
-        1.0 / math.sqrt(math.prod(self.window_shape)))
+      1.0 / math.sqrt(math.prod(self.window_shape))
+    )
     leaves = self.param("leaves", leaf_init, (n,) + filt, jnp.float32)
     gates = self.param("gates", self.gate_init, (n - 1,) + filt, jnp.float32)
     return jaxpool.tree_pool(inputs, leaves, gates, **self._window())
@@ -515,10 +553,15 @@ class LIPLogits(nn.Module):
   def __call__(self, inputs):
     c = _num_channels(inputs, self.channel_axis)
     h = _m.channels_last(inputs, self.channel_axis)
-    h = nn.Conv(c, (self.kernel_size,) * self.num_spatial_dims, padding="SAME",
-                use_bias=False, name="conv",
-                # Same values and gradients; ones XLA:CPU runs fast in loops.
-                conv_general_dilated=_conv.conv_general_dilated)(h)
+    h = nn.Conv(
+      c,
+      (self.kernel_size,) * self.num_spatial_dims,
+      padding="SAME",
+      use_bias=False,
+      name="conv",
+      # Same values and gradients; ones XLA:CPU runs fast in loops.
+      conv_general_dilated=_conv.conv_general_dilated,
+    )(h)
     h = _InstanceNorm(name="norm")(h)
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
 
@@ -541,9 +584,13 @@ class LIPPool(_WindowPool):
 
   @nn.compact
   def __call__(self, inputs):
-    logits = LIPLogits(len(self.window_shape), kernel_size=self.kernel_size,
-                       coeff=self.coeff, channel_axis=self.channel_axis,
-                       name="logits")(inputs)
+    logits = LIPLogits(
+      len(self.window_shape),
+      kernel_size=self.kernel_size,
+      coeff=self.coeff,
+      channel_axis=self.channel_axis,
+      name="logits",
+    )(inputs)
     return jaxpool.lip_pool(inputs, logits, **self._window())
 
 
@@ -567,8 +614,7 @@ class AdaptiveAvgPool(nn.Module):
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.adaptive_avg_pool(inputs, self.output_size,
-                                     channel_axis=self.channel_axis)
+    return jaxpool.adaptive_avg_pool(inputs, self.output_size, channel_axis=self.channel_axis)
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
@@ -583,9 +629,9 @@ class AdaptiveMaxPool(AdaptiveAvgPool):
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.adaptive_max_pool(inputs, self.output_size,
-                                     return_indices=self.return_indices,
-                                     channel_axis=self.channel_axis)
+    return jaxpool.adaptive_max_pool(
+      inputs, self.output_size, return_indices=self.return_indices, channel_axis=self.channel_axis
+    )
 
 
 class GlobalAvgPool(nn.Module):
@@ -604,8 +650,9 @@ class GlobalAvgPool(nn.Module):
   channel_axis: int = -1
 
   def _options(self):
-    return dict(keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims,
-                channel_axis=self.channel_axis)
+    return dict(
+      keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
+    )
 
   @nn.compact
   def __call__(self, inputs):
@@ -650,8 +697,9 @@ class SpatialPyramidPool(nn.Module):
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.spatial_pyramid_pool(inputs, self.levels, mode=self.mode,
-                                        channel_axis=self.channel_axis)
+    return jaxpool.spatial_pyramid_pool(
+      inputs, self.levels, mode=self.mode, channel_axis=self.channel_axis
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -686,8 +734,7 @@ class MaxUnpool(nn.Module):
   @nn.compact
   def __call__(self, values, indices, output_shape: Optional[Shape] = None):
     output_shape = nn.merge_param("output_shape", self.output_shape, output_shape)
-    return jaxpool.max_unpool(values, indices, output_shape,
-                              channel_axis=self.channel_axis)
+    return jaxpool.max_unpool(values, indices, output_shape, channel_axis=self.channel_axis)
 
 
 class BlurPool(nn.Module):
@@ -712,6 +759,12 @@ class BlurPool(nn.Module):
 
   @nn.compact
   def __call__(self, inputs):
-    return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
-                             pool=self.pool, window_shape=self.window_shape,
-                             padding=self.padding, channel_axis=self.channel_axis)
+    return jaxpool.blur_pool(
+      inputs,
+      self.strides,
+      filter_size=self.filter_size,
+      pool=self.pool,
+      window_shape=self.window_shape,
+      padding=self.padding,
+      channel_axis=self.channel_axis,
+    )

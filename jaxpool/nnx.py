@@ -58,9 +58,10 @@ def _freeze(value):
 def _check_num_features(module: str, num_features):
   if not geometry.is_int(num_features) or num_features < 1:
     raise ValueError(
-        f"{module}: num_features must be a positive int (the number of channels of "
-        f"the inputs, needed because NNX creates per-channel parameters eagerly), "
-        f"got {num_features!r}.")
+      f"{module}: num_features must be a positive int (the number of channels of "
+      f"the inputs, needed because NNX creates per-channel parameters eagerly), "
+      f"got {num_features!r}."
+    )
 
 
 def _fork_stream(rngs, module: str):
@@ -71,8 +72,9 @@ def _fork_stream(rngs, module: str):
     return rngs.fork()
   if rngs is None:
     return nnx.data(None)
-  raise TypeError(f"{module}: rngs must be an nnx.Rngs, an nnx.RngStream or None, "
-                  f"got {type(rngs).__name__}.")
+  raise TypeError(
+    f"{module}: rngs must be an nnx.Rngs, an nnx.RngStream or None, got {type(rngs).__name__}."
+  )
 
 
 class _Random(nnx.Module):
@@ -86,9 +88,10 @@ class _Random(nnx.Module):
       return bool(deterministic)
     if self.deterministic is None:
       raise ValueError(
-          f"{type(self).__name__}: deterministic is None; call model.train() / "
-          f"model.eval(), set deterministic= in the constructor, or pass "
-          f"deterministic= to the call.")
+        f"{type(self).__name__}: deterministic is None; call model.train() / "
+        f"model.eval(), set deterministic= in the constructor, or pass "
+        f"deterministic= to the call."
+      )
     return bool(self.deterministic)
 
   def _key(self, rngs) -> jax.Array:
@@ -97,17 +100,19 @@ class _Random(nnx.Module):
     name = type(self).__name__
     if rngs is None:
       raise ValueError(
-          f"{name} needs random keys when deterministic=False: build it with "
-          f"rngs=nnx.Rngs(...) (stream '{RNG_STREAM}' or the default stream), pass "
-          f"rngs= to the call, or switch it to evaluation with model.eval().")
+        f"{name} needs random keys when deterministic=False: build it with "
+        f"rngs=nnx.Rngs(...) (stream '{RNG_STREAM}' or the default stream), pass "
+        f"rngs= to the call, or switch it to evaluation with model.eval()."
+      )
     if isinstance(rngs, nnx.Rngs):
       return rngs[RNG_STREAM]()
     if isinstance(rngs, nnx.RngStream):
       return rngs()
     if isinstance(rngs, jax.Array):
       return rngs
-    raise TypeError(f"{name}: rngs must be an nnx.Rngs, an nnx.RngStream or a key, "
-                    f"got {type(rngs).__name__}.")
+    raise TypeError(
+      f"{name}: rngs must be an nnx.Rngs, an nnx.RngStream or a key, got {type(rngs).__name__}."
+    )
 
 
 class _WindowPool(nnx.Module):
@@ -122,8 +127,7 @@ class _WindowPool(nnx.Module):
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
-  def _set_window(self, window_shape, strides, padding, dilation, ceil_mode,
-                  channel_axis):
+  def _set_window(self, window_shape, strides, padding, dilation, ceil_mode, channel_axis):
     self.window_shape = _freeze(window_shape)
     self.strides = _freeze(strides)
     self.padding = _freeze(padding)
@@ -132,15 +136,26 @@ class _WindowPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def _window(self) -> dict[str, Any]:
-    return dict(window_shape=self.window_shape, strides=self.strides,
-                padding=self.padding, dilation=self.dilation,
-                ceil_mode=self.ceil_mode, channel_axis=self.channel_axis)
+    return dict(
+      window_shape=self.window_shape,
+      strides=self.strides,
+      padding=self.padding,
+      dilation=self.dilation,
+      ceil_mode=self.ceil_mode,
+      channel_axis=self.channel_axis,
+    )
 
   def _geometry(self, x, fn: str) -> geometry.PoolGeometry:
-    return geometry.resolve(jnp.shape(x), self.window_shape, self.strides,
-                            self.padding, dilation=self.dilation,
-                            ceil_mode=self.ceil_mode, channel_axis=self.channel_axis,
-                            fn=fn)
+    return geometry.resolve(
+      jnp.shape(x),
+      self.window_shape,
+      self.strides,
+      self.padding,
+      dilation=self.dilation,
+      ceil_mode=self.ceil_mode,
+      channel_axis=self.channel_axis,
+      fn=fn,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -158,8 +173,16 @@ class MaxPool(_WindowPool):
     (1, 2, 2, 1)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
 
   def __call__(self, inputs):
@@ -190,22 +213,37 @@ class AvgPool(_WindowPool):
     (and the window arguments of :class:`MaxPool`)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID",
-               count_include_pad: bool = True, *, divisor_override=None,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    count_include_pad: bool = True,
+    *,
+    divisor_override=None,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.count_include_pad = count_include_pad
     self.divisor_override = divisor_override
 
   def __call__(self, inputs):
-    return jaxpool.avg_pool(inputs, count_include_pad=self.count_include_pad,
-                            divisor_override=self.divisor_override, **self._window())
+    return jaxpool.avg_pool(
+      inputs,
+      count_include_pad=self.count_include_pad,
+      divisor_override=self.divisor_override,
+      **self._window(),
+    )
 
 
 def _need_rngs(rngs, module: str):
   if not isinstance(rngs, nnx.Rngs):
-    raise TypeError(f"{module}: rngs must be an nnx.Rngs (it initialises the "
-                    f"parameters), got {type(rngs).__name__}.")
+    raise TypeError(
+      f"{module}: rngs must be an nnx.Rngs (it initialises the "
+      f"parameters), got {type(rngs).__name__}."
+    )
 
 
 def _param_key(rngs):
@@ -237,16 +275,27 @@ class LpPool(_WindowPool):
     3.0
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               p: float = 2.0, mean: bool = False, learn_p: bool = False,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
-               rngs: Optional[nnx.Rngs] = None):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    p: float = 2.0,
+    mean: bool = False,
+    learn_p: bool = False,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: Optional[nnx.Rngs] = None,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.p = p
     self.mean = mean
     self.learn_p = learn_p
-    self.raw_p = (nnx.Param(jnp.asarray(_m.raw_from_p(p, "LpPool"), jnp.float32))
-                  if learn_p else None)
+    self.raw_p = (
+      nnx.Param(jnp.asarray(_m.raw_from_p(p, "LpPool"), jnp.float32)) if learn_p else None
+    )
 
   def p_value(self):
     """The exponent in use: ``1 + softplus(raw_p)`` if learnt, else ``p``."""
@@ -262,9 +311,17 @@ class L2Pool(_WindowPool):
   Args: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               mean: bool = False, dilation=None, ceil_mode: bool = False,
-               channel_axis: int = -1):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    mean: bool = False,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.mean = mean
 
@@ -289,9 +346,17 @@ class GeMPool(nnx.Module):
     rngs: accepted for uniformity (the initialisation is constant).
   """
 
-  def __init__(self, *, p: float = 3.0, learn_p: bool = True, eps: float = 1e-6,
-               keepdims: bool = False, num_spatial_dims: Optional[int] = None,
-               channel_axis: int = -1, rngs: Optional[nnx.Rngs] = None):
+  def __init__(
+    self,
+    *,
+    p: float = 3.0,
+    learn_p: bool = True,
+    eps: float = 1e-6,
+    keepdims: bool = False,
+    num_spatial_dims: Optional[int] = None,
+    channel_axis: int = -1,
+    rngs: Optional[nnx.Rngs] = None,
+  ):
     self.learn_p = learn_p
     self.p = nnx.Param(jnp.asarray(p, jnp.float32)) if learn_p else p
     self.eps = eps
@@ -301,9 +366,14 @@ class GeMPool(nnx.Module):
 
   def __call__(self, inputs):
     p = self.p[...] if self.learn_p else self.p
-    return jaxpool.gem_pool(inputs, p, eps=self.eps, keepdims=self.keepdims,
-                            num_spatial_dims=self.num_spatial_dims,
-                            channel_axis=self.channel_axis)
+    return jaxpool.gem_pool(
+      inputs,
+      p,
+      eps=self.eps,
+      keepdims=self.keepdims,
+      num_spatial_dims=self.num_spatial_dims,
+      channel_axis=self.channel_axis,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -336,10 +406,18 @@ class StochasticPool(_WindowPool, _Random):
     (1, 2, 2, 1)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               deterministic: Optional[bool] = False, dilation=None,
-               ceil_mode: bool = False, channel_axis: int = -1,
-               rngs: nnx.Rngs | nnx.RngStream | None = None):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    deterministic: Optional[bool] = False,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs | nnx.RngStream | None = None,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.deterministic = deterministic
     self.rngs = _fork_stream(rngs, "StochasticPool")
@@ -348,8 +426,7 @@ class StochasticPool(_WindowPool, _Random):
     if self._resolve(deterministic):
       return jaxpool.stochastic_pool(inputs, deterministic=True, **self._window())
     key = self._key(rngs)
-    return jaxpool.stochastic_pool(inputs, key=key, deterministic=False,
-                                   **self._window())
+    return jaxpool.stochastic_pool(inputs, key=key, deterministic=False, **self._window())
 
 
 class FractionalMaxPool(_Random):
@@ -371,11 +448,19 @@ class FractionalMaxPool(_Random):
     eval_seed: the seed of the evaluation key.
   """
 
-  def __init__(self, window_shape: Shape, output_size=None, *, output_ratio=None,
-               overlapping: bool = False, return_indices: bool = False,
-               channel_axis: int = -1,
-               deterministic: Optional[bool] = False, eval_seed: int = 0,
-               rngs: nnx.Rngs | nnx.RngStream | None = None):
+  def __init__(
+    self,
+    window_shape: Shape,
+    output_size=None,
+    *,
+    output_ratio=None,
+    overlapping: bool = False,
+    return_indices: bool = False,
+    channel_axis: int = -1,
+    deterministic: Optional[bool] = False,
+    eval_seed: int = 0,
+    rngs: nnx.Rngs | nnx.RngStream | None = None,
+  ):
     self.window_shape = _freeze(window_shape)
     self.output_size = _freeze(output_size)
     self.output_ratio = _freeze(output_ratio)
@@ -392,9 +477,15 @@ class FractionalMaxPool(_Random):
     else:
       key = self._key(rngs)
     return jaxpool.fractional_max_pool(
-        inputs, self.window_shape, self.output_size, output_ratio=self.output_ratio,
-        key=key, overlapping=self.overlapping, return_indices=self.return_indices,
-        channel_axis=self.channel_axis)
+      inputs,
+      self.window_shape,
+      self.output_size,
+      output_ratio=self.output_ratio,
+      key=key,
+      overlapping=self.overlapping,
+      return_indices=self.return_indices,
+      channel_axis=self.channel_axis,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -431,13 +522,24 @@ class MixedPool(_WindowPool, _Random):
     (and the window arguments of :class:`MaxPool`)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               granularity: str = "layer", alpha_init: float = 0.5,
-               count_include_pad: bool = True,
-               num_features: Optional[int] = None, region_shape=None,
-               stochastic: bool = False, deterministic: Optional[bool] = False,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
-               rngs: nnx.Rngs | nnx.RngStream | None = None):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    granularity: str = "layer",
+    alpha_init: float = 0.5,
+    count_include_pad: bool = True,
+    num_features: Optional[int] = None,
+    region_shape=None,
+    stochastic: bool = False,
+    deterministic: Optional[bool] = False,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs | nnx.RngStream | None = None,
+  ):
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.granularity = granularity
     self.alpha_init = alpha_init
@@ -455,10 +557,12 @@ class MixedPool(_WindowPool, _Random):
     if granularity == "channel":
       _check_num_features("MixedPool", num_features)
     if granularity == "region" and region_shape is None:
-      raise ValueError("MixedPool: granularity='region' needs region_shape (the "
-                       "output spatial shape), got None.")
-    shape = _m.mixed_alpha_shape(granularity, num_features=num_features,
-                                 region_shape=region_shape, channel_axis=channel_axis)
+      raise ValueError(
+        "MixedPool: granularity='region' needs region_shape (the output spatial shape), got None."
+      )
+    shape = _m.mixed_alpha_shape(
+      granularity, num_features=num_features, region_shape=region_shape, channel_axis=channel_axis
+    )
     self.alpha_logit = nnx.Param(jnp.full(shape, _m.logit(alpha_init), jnp.float32))
 
   def alpha(self, *, deterministic: Optional[bool] = None, rngs=None):
@@ -471,8 +575,9 @@ class MixedPool(_WindowPool, _Random):
 
   def __call__(self, inputs, *, deterministic: Optional[bool] = None, rngs=None):
     alpha = self.alpha(deterministic=deterministic, rngs=rngs)
-    return jaxpool.mixed_pool(inputs, alpha, count_include_pad=self.count_include_pad,
-                              **self._window())
+    return jaxpool.mixed_pool(
+      inputs, alpha, count_include_pad=self.count_include_pad, **self._window()
+    )
 
 
 class GatedPool(_WindowPool):
@@ -492,11 +597,21 @@ class GatedPool(_WindowPool):
     (and the window arguments of :class:`MaxPool`)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               granularity: str = "layer", num_features: Optional[int] = None,
-               gate_init=nnx.initializers.zeros, count_include_pad: bool = True,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    granularity: str = "layer",
+    num_features: Optional[int] = None,
+    gate_init=nnx.initializers.zeros,
+    count_include_pad: bool = True,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs,
+  ):
     _need_rngs(rngs, "GatedPool")
     self.count_include_pad = count_include_pad
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
@@ -508,8 +623,9 @@ class GatedPool(_WindowPool):
     self.gate = nnx.Param(gate_init(rngs.params(), shape, jnp.float32))
 
   def __call__(self, inputs):
-    return jaxpool.gated_pool(inputs, self.gate[...],
-                              count_include_pad=self.count_include_pad, **self._window())
+    return jaxpool.gated_pool(
+      inputs, self.gate[...], count_include_pad=self.count_include_pad, **self._window()
+    )
 
 
 class TreePool(_WindowPool):
@@ -534,11 +650,22 @@ class TreePool(_WindowPool):
     (and the window arguments of :class:`MaxPool`)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               levels: int = 2, granularity: str = "layer",
-               num_features: Optional[int] = None, leaf_init=None,
-               gate_init=nnx.initializers.zeros, dilation=None,
-               ceil_mode: bool = False, channel_axis: int = -1, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    levels: int = 2,
+    granularity: str = "layer",
+    num_features: Optional[int] = None,
+    leaf_init=None,
+    gate_init=nnx.initializers.zeros,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs,
+  ):
     _need_rngs(rngs, "TreePool")
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.levels = levels
@@ -548,14 +675,12 @@ class TreePool(_WindowPool):
     if granularity == "channel":
       _check_num_features("TreePool", num_features)
     filt = _m.gate_shape(window_shape, granularity, num_features, "TreePool")
-    leaf_init = leaf_init or nnx.initializers.normal(
-        1.0 / math.sqrt(math.prod(window_shape)))
+    leaf_init = leaf_init or nnx.initializers.normal(1.0 / math.sqrt(math.prod(window_shape)))
     self.leaves = nnx.Param(leaf_init(rngs.params(), (n,) + filt, jnp.float32))
     self.gates = nnx.Param(gate_init(rngs.params(), (n - 1,) + filt, jnp.float32))
 
   def __call__(self, inputs):
-    return jaxpool.tree_pool(inputs, self.leaves[...], self.gates[...],
-                             **self._window())
+    return jaxpool.tree_pool(inputs, self.leaves[...], self.gates[...], **self._window())
 
 
 # --------------------------------------------------------------------------------
@@ -586,17 +711,29 @@ class LIPLogits(nnx.Module):
   needs one leading batch dim. Output: the inputs' shape.
   """
 
-  def __init__(self, num_features: int, num_spatial_dims: int, *,
-               kernel_size: int = 3, coeff: float = 12.0, channel_axis: int = -1,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_features: int,
+    num_spatial_dims: int,
+    *,
+    kernel_size: int = 3,
+    coeff: float = 12.0,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs,
+  ):
     _check_num_features("LIPPool", num_features)
     self.coeff = coeff
     self.channel_axis = channel_axis
-    self.conv = nnx.Conv(num_features, num_features,
-                         (kernel_size,) * num_spatial_dims, padding="SAME",
-                         use_bias=False, rngs=rngs,
-                         # Same values and gradients; ones XLA:CPU runs fast in loops.
-                         conv_general_dilated=_conv.conv_general_dilated)
+    self.conv = nnx.Conv(
+      num_features,
+      num_features,
+      (kernel_size,) * num_spatial_dims,
+      padding="SAME",
+      use_bias=False,
+      rngs=rngs,
+      # Same values and gradients; ones XLA:CPU runs fast in loops.
+      conv_general_dilated=_conv.conv_general_dilated,
+    )
     self.norm = nnx.GroupNorm(num_features, num_groups=num_features, rngs=rngs)
 
   def __call__(self, inputs):
@@ -621,17 +758,32 @@ class LIPPool(_WindowPool):
     (and the window arguments of :class:`MaxPool`)
   """
 
-  def __init__(self, window_shape: Shape, strides=None, padding="VALID", *,
-               num_features: int, kernel_size: int = 3, coeff: float = 12.0,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    num_features: int,
+    kernel_size: int = 3,
+    coeff: float = 12.0,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+    rngs: nnx.Rngs,
+  ):
     _need_rngs(rngs, "LIPPool")
     self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
     self.kernel_size = kernel_size
     self.coeff = coeff
-    self.logits = LIPLogits(num_features, len(self.window_shape),
-                            kernel_size=kernel_size, coeff=coeff,
-                            channel_axis=channel_axis, rngs=rngs)
+    self.logits = LIPLogits(
+      num_features,
+      len(self.window_shape),
+      kernel_size=kernel_size,
+      coeff=coeff,
+      channel_axis=channel_axis,
+      rngs=rngs,
+    )
 
   def __call__(self, inputs):
     return jaxpool.lip_pool(inputs, self.logits(inputs), **self._window())
@@ -656,8 +808,7 @@ class AdaptiveAvgPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
-    return jaxpool.adaptive_avg_pool(inputs, self.output_size,
-                                     channel_axis=self.channel_axis)
+    return jaxpool.adaptive_avg_pool(inputs, self.output_size, channel_axis=self.channel_axis)
 
 
 class AdaptiveMaxPool(AdaptiveAvgPool):
@@ -667,15 +818,14 @@ class AdaptiveMaxPool(AdaptiveAvgPool):
   of :class:`AdaptiveAvgPool`.
   """
 
-  def __init__(self, output_size, *, return_indices: bool = False,
-               channel_axis: int = -1):
+  def __init__(self, output_size, *, return_indices: bool = False, channel_axis: int = -1):
     super().__init__(output_size, channel_axis=channel_axis)
     self.return_indices = return_indices
 
   def __call__(self, inputs):
-    return jaxpool.adaptive_max_pool(inputs, self.output_size,
-                                     return_indices=self.return_indices,
-                                     channel_axis=self.channel_axis)
+    return jaxpool.adaptive_max_pool(
+      inputs, self.output_size, return_indices=self.return_indices, channel_axis=self.channel_axis
+    )
 
 
 class GlobalAvgPool(nnx.Module):
@@ -688,15 +838,17 @@ class GlobalAvgPool(nnx.Module):
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
-  def __init__(self, *, keepdims: bool = False, num_spatial_dims: Optional[int] = None,
-               channel_axis: int = -1):
+  def __init__(
+    self, *, keepdims: bool = False, num_spatial_dims: Optional[int] = None, channel_axis: int = -1
+  ):
     self.keepdims = keepdims
     self.num_spatial_dims = num_spatial_dims
     self.channel_axis = channel_axis
 
   def _options(self):
-    return dict(keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims,
-                channel_axis=self.channel_axis)
+    return dict(
+      keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
+    )
 
   def __call__(self, inputs):
     return jaxpool.global_avg_pool(inputs, **self._options())
@@ -715,10 +867,17 @@ class GlobalLpPool(GlobalAvgPool):
   Args: ``p`` (default 2) and those of :class:`GlobalAvgPool`.
   """
 
-  def __init__(self, *, p: float = 2.0, keepdims: bool = False,
-               num_spatial_dims: Optional[int] = None, channel_axis: int = -1):
-    super().__init__(keepdims=keepdims, num_spatial_dims=num_spatial_dims,
-                     channel_axis=channel_axis)
+  def __init__(
+    self,
+    *,
+    p: float = 2.0,
+    keepdims: bool = False,
+    num_spatial_dims: Optional[int] = None,
+    channel_axis: int = -1,
+  ):
+    super().__init__(
+      keepdims=keepdims, num_spatial_dims=num_spatial_dims, channel_axis=channel_axis
+    )
     self.p = p
 
   def __call__(self, inputs):
@@ -740,8 +899,9 @@ class SpatialPyramidPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
-    return jaxpool.spatial_pyramid_pool(inputs, self.levels, mode=self.mode,
-                                        channel_axis=self.channel_axis)
+    return jaxpool.spatial_pyramid_pool(
+      inputs, self.levels, mode=self.mode, channel_axis=self.channel_axis
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -775,10 +935,10 @@ class MaxUnpool(nnx.Module):
   def __call__(self, values, indices, output_shape=None):
     output_shape = self.output_shape if output_shape is None else output_shape
     if output_shape is None:
-      raise ValueError("MaxUnpool: output_shape is None; give it to the constructor "
-                       "or to the call.")
-    return jaxpool.max_unpool(values, indices, output_shape,
-                              channel_axis=self.channel_axis)
+      raise ValueError(
+        "MaxUnpool: output_shape is None; give it to the constructor or to the call."
+      )
+    return jaxpool.max_unpool(values, indices, output_shape, channel_axis=self.channel_axis)
 
 
 class BlurPool(nnx.Module):
@@ -793,8 +953,16 @@ class BlurPool(nnx.Module):
     channel_axis: -1 (channels last) or 1 (channels first).
   """
 
-  def __init__(self, strides, *, filter_size: int = 3, pool: str = "max",
-               window_shape=None, padding: str = "reflect", channel_axis: int = -1):
+  def __init__(
+    self,
+    strides,
+    *,
+    filter_size: int = 3,
+    pool: str = "max",
+    window_shape=None,
+    padding: str = "reflect",
+    channel_axis: int = -1,
+  ):
     self.strides = _freeze(strides)
     self.filter_size = filter_size
     self.pool = pool
@@ -803,6 +971,12 @@ class BlurPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
-    return jaxpool.blur_pool(inputs, self.strides, filter_size=self.filter_size,
-                             pool=self.pool, window_shape=self.window_shape,
-                             padding=self.padding, channel_axis=self.channel_axis)
+    return jaxpool.blur_pool(
+      inputs,
+      self.strides,
+      filter_size=self.filter_size,
+      pool=self.pool,
+      window_shape=self.window_shape,
+      padding=self.padding,
+      channel_axis=self.channel_axis,
+    )

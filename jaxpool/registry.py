@@ -29,8 +29,7 @@ import importlib
 import inspect
 from typing import Any, NamedTuple
 
-__all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS",
-           "SLOT_NAMES_EXCLUDED"]
+__all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS", "SLOT_NAMES_EXCLUDED"]
 
 APIS = ("nnx", "linen")
 CONTEXT_OPTIONS = ("rngs", "num_features")
@@ -38,43 +37,52 @@ CONTEXT_OPTIONS = ("rngs", "num_features")
 
 class Entry(NamedTuple):
   """One registered pool: the function name in `jaxpool` and the module name."""
+
   function: str
   module: str
   summary: str
 
 
 _ENTRIES: dict[str, Entry] = {
-    "max": Entry("max_pool", "MaxPool", "max of every window"),
-    "min": Entry("min_pool", "MinPool", "min of every window"),
-    "sum": Entry("sum_pool", "SumPool", "sum of every window"),
-    "avg": Entry("avg_pool", "AvgPool", "mean of every window"),
-    "lp": Entry("lp_pool", "LpPool", "(sum |x|^p)^(1/p) per window, p fixed or learnt"),
-    "l2": Entry("l2_pool", "L2Pool", "sqrt(sum x^2) per window"),
-    "gem": Entry("gem_pool", "GeMPool", "global generalized mean, learnt p"),
-    "stochastic": Entry("stochastic_pool", "StochasticPool",
-                        "one element drawn per window (train), weighted mean (eval)"),
-    "mixed": Entry("mixed_pool", "MixedPool",
-                   "alpha max + (1 - alpha) avg, alpha learnt or random"),
-    "gated": Entry("gated_pool", "GatedPool", "max/avg mix gated by the window"),
-    "tree": Entry("tree_pool", "TreePool", "binary tree of learnt pooling filters"),
-    "soft": Entry("soft_pool", "SoftPool", "softmax-weighted sum of every window"),
-    "lip": Entry("lip_pool", "LIPPool", "weights from a learnt logit network"),
-    "adaptive_avg": Entry("adaptive_avg_pool", "AdaptiveAvgPool",
-                          "mean over PyTorch's adaptive windows"),
-    "adaptive_max": Entry("adaptive_max_pool", "AdaptiveMaxPool",
-                          "max over PyTorch's adaptive windows"),
-    "global_avg": Entry("global_avg_pool", "GlobalAvgPool", "mean over all positions"),
-    "global_max": Entry("global_max_pool", "GlobalMaxPool", "max over all positions"),
-    "global_lp": Entry("global_lp_pool", "GlobalLpPool", "Lp norm over all positions"),
-    "spp": Entry("spatial_pyramid_pool", "SpatialPyramidPool",
-                 "concatenated adaptive pools, flattened"),
-    "max_argmax": Entry("max_pool_with_argmax", "MaxPoolWithArgmax",
-                        "max pool returning (values, indices)"),
-    "max_unpool": Entry("max_unpool", "MaxUnpool",
-                        "scatter (values, indices) back: the inverse of max_argmax"),
-    "fractional": Entry("fractional_max_pool", "FractionalMaxPool",
-                        "max over pseudo-random fractional windows"),
-    "blur": Entry("blur_pool", "BlurPool", "anti-aliased downsampling"),
+  "max": Entry("max_pool", "MaxPool", "max of every window"),
+  "min": Entry("min_pool", "MinPool", "min of every window"),
+  "sum": Entry("sum_pool", "SumPool", "sum of every window"),
+  "avg": Entry("avg_pool", "AvgPool", "mean of every window"),
+  "lp": Entry("lp_pool", "LpPool", "(sum |x|^p)^(1/p) per window, p fixed or learnt"),
+  "l2": Entry("l2_pool", "L2Pool", "sqrt(sum x^2) per window"),
+  "gem": Entry("gem_pool", "GeMPool", "global generalized mean, learnt p"),
+  "stochastic": Entry(
+    "stochastic_pool",
+    "StochasticPool",
+    "one element drawn per window (train), weighted mean (eval)",
+  ),
+  "mixed": Entry("mixed_pool", "MixedPool", "alpha max + (1 - alpha) avg, alpha learnt or random"),
+  "gated": Entry("gated_pool", "GatedPool", "max/avg mix gated by the window"),
+  "tree": Entry("tree_pool", "TreePool", "binary tree of learnt pooling filters"),
+  "soft": Entry("soft_pool", "SoftPool", "softmax-weighted sum of every window"),
+  "lip": Entry("lip_pool", "LIPPool", "weights from a learnt logit network"),
+  "adaptive_avg": Entry(
+    "adaptive_avg_pool", "AdaptiveAvgPool", "mean over PyTorch's adaptive windows"
+  ),
+  "adaptive_max": Entry(
+    "adaptive_max_pool", "AdaptiveMaxPool", "max over PyTorch's adaptive windows"
+  ),
+  "global_avg": Entry("global_avg_pool", "GlobalAvgPool", "mean over all positions"),
+  "global_max": Entry("global_max_pool", "GlobalMaxPool", "max over all positions"),
+  "global_lp": Entry("global_lp_pool", "GlobalLpPool", "Lp norm over all positions"),
+  "spp": Entry(
+    "spatial_pyramid_pool", "SpatialPyramidPool", "concatenated adaptive pools, flattened"
+  ),
+  "max_argmax": Entry(
+    "max_pool_with_argmax", "MaxPoolWithArgmax", "max pool returning (values, indices)"
+  ),
+  "max_unpool": Entry(
+    "max_unpool", "MaxUnpool", "scatter (values, indices) back: the inverse of max_argmax"
+  ),
+  "fractional": Entry(
+    "fractional_max_pool", "FractionalMaxPool", "max over pseudo-random fractional windows"
+  ),
+  "blur": Entry("blur_pool", "BlurPool", "anti-aliased downsampling"),
 }
 
 SLOT_NAMES_EXCLUDED = ("max_argmax", "max_unpool")
@@ -96,8 +104,9 @@ def names(*, layers_only: bool = False) -> list[str]:
 
 def _entry(name: str) -> Entry:
   if not isinstance(name, str) or name not in _ENTRIES:
-    raise ValueError(f"registry: unknown pool name {name!r}; valid names are: "
-                     f"{', '.join(names())}.")
+    raise ValueError(
+      f"registry: unknown pool name {name!r}; valid names are: {', '.join(names())}."
+    )
   return _ENTRIES[name]
 
 
@@ -112,9 +121,11 @@ def _options(cls, api: str) -> tuple[list[str], list[str]]:
   """(all option names, required option names) of a module class."""
   if api == "linen":
     fields = [f for f in dataclasses.fields(cls) if f.name != "parent" and f.init]
-    required = [f.name for f in fields
-                if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]
+    required = [
+      f.name
+      for f in fields
+      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     return [f.name for f in fields], required
   params = list(inspect.signature(cls.__init__).parameters.values())[1:]
   params = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -125,8 +136,7 @@ def _options(cls, api: str) -> tuple[list[str], list[str]]:
 def info(name: str) -> dict[str, Any]:
   """What a name builds: function, module name, summary and the options per API."""
   entry = _entry(name)
-  out = dict(name=name, function=entry.function, module=entry.module,
-             summary=entry.summary)
+  out = dict(name=name, function=entry.function, module=entry.module, summary=entry.summary)
   for api in APIS:
     options, required = _options(_module_class(name, api), api)
     out[f"{api}_options"] = options
@@ -161,13 +171,15 @@ def make(name: str, api: str = "nnx", **options):
   unknown = sorted(k for k in options if k not in valid and k not in CONTEXT_OPTIONS)
   if unknown:
     raise ValueError(
-        f"registry.make({name!r}, api={api!r}): unknown option(s) {unknown}; valid "
-        f"options are: {', '.join(valid)} (and the context options "
-        f"{', '.join(CONTEXT_OPTIONS)}, dropped where unused).")
+      f"registry.make({name!r}, api={api!r}): unknown option(s) {unknown}; valid "
+      f"options are: {', '.join(valid)} (and the context options "
+      f"{', '.join(CONTEXT_OPTIONS)}, dropped where unused)."
+    )
   missing = [k for k in required if k not in options]
   if missing:
     raise ValueError(
-        f"registry.make({name!r}, api={api!r}): missing required option(s) "
-        f"{missing}; valid options are: {', '.join(valid)}.")
+      f"registry.make({name!r}, api={api!r}): missing required option(s) "
+      f"{missing}; valid options are: {', '.join(valid)}."
+    )
   kwargs = {k: v for k, v in options.items() if k in valid}
   return cls(**kwargs)

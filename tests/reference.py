@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def output_size(size: int, window: int, stride: int, lo: int, hi: int, dilation: int,
-                ceil_mode: bool) -> int:
+def output_size(
+  size: int, window: int, stride: int, lo: int, hi: int, dilation: int, ceil_mode: bool
+) -> int:
   """PyTorch's pooling output size, with asymmetric padding."""
   effective = dilation * (window - 1) + 1
   span = size + lo + hi - effective
@@ -67,8 +68,10 @@ def window_layout(spatial, window, strides, padding, dilation, ceil_mode):
   n = len(spatial)
   strides, dilation = per_dim(strides, n), per_dim(dilation, n)
   pads = resolve_padding(padding, spatial, window, strides, dilation)
-  outs = [output_size(L, k, s, lo, hi, d, ceil_mode)
-          for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)]
+  outs = [
+    output_size(L, k, s, lo, hi, d, ceil_mode)
+    for L, k, s, (lo, hi), d in zip(spatial, window, strides, pads, dilation)
+  ]
   return strides, dilation, pads, outs
 
 
@@ -77,17 +80,25 @@ def window_members(o, window, strides, dilation, pads, spatial):
   its count of elements inside the input or the declared padding."""
   inputs, declared = [], 0
   for k in itertools.product(*map(range, window)):
-    pos = tuple(oi * s - lo + ki * d
-                for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+    pos = tuple(
+      oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation)
+    )
     if all(0 <= p < L for p, L in zip(pos, spatial)):
       inputs.append(pos)
     declared += all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
   return inputs, declared
 
 
-def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VALID", *,
-                dilation=None, ceil_mode: bool = False,
-                reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
+def window_pool(
+  x: np.ndarray,
+  window: Sequence[int],
+  strides=None,
+  padding="VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+):
   """Apply `reduce` to every window of a channels-last `(B, *spatial, C)` array.
 
   `reduce(values, in_input, in_padding)` gets, for one output position, the window
@@ -98,8 +109,9 @@ def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VAL
   """
   x = np.asarray(x)
   spatial = x.shape[1:-1]
-  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
-                                                dilation, ceil_mode)
+  strides, dilation, pads, outs = window_layout(
+    spatial, window, strides, padding, dilation, ceil_mode
+  )
   result = np.zeros((x.shape[0], *outs, x.shape[-1]), dtype=np.float64)
   for o in itertools.product(*map(range, outs)):
     values, in_input, in_padding = [], [], []
@@ -107,12 +119,16 @@ def window_pool(x: np.ndarray, window: Sequence[int], strides=None, padding="VAL
       pos = [oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation)]
       inside = all(0 <= p < L for p, L in zip(pos, spatial))
       declared = all(-lo <= p < L + hi for p, L, (lo, hi) in zip(pos, spatial, pads))
-      values.append(x[(slice(None), *pos, slice(None))] if inside
-                    else np.zeros((x.shape[0], x.shape[-1]), x.dtype))
+      values.append(
+        x[(slice(None), *pos, slice(None))]
+        if inside
+        else np.zeros((x.shape[0], x.shape[-1]), x.dtype)
+      )
       in_input.append(inside)
       in_padding.append(declared)
     result[(slice(None), *o, slice(None))] = reduce(
-        np.stack(values), np.array(in_input), np.array(in_padding))
+      np.stack(values), np.array(in_input), np.array(in_padding)
+    )
   return result
 
 
@@ -126,27 +142,32 @@ def _extremum(values, in_input, sign):
 
 
 def max_pool(x, window, strides=None, padding="VALID", **kw):
-  return window_pool(x, window, strides, padding, **kw,
-                     reduce=lambda v, inside, _: _extremum(v, inside, 1))
+  return window_pool(
+    x, window, strides, padding, **kw, reduce=lambda v, inside, _: _extremum(v, inside, 1)
+  )
 
 
 def min_pool(x, window, strides=None, padding="VALID", **kw):
-  return window_pool(x, window, strides, padding, **kw,
-                     reduce=lambda v, inside, _: _extremum(v, inside, -1))
+  return window_pool(
+    x, window, strides, padding, **kw, reduce=lambda v, inside, _: _extremum(v, inside, -1)
+  )
 
 
 def sum_pool(x, window, strides=None, padding="VALID", **kw):
-  return window_pool(x, window, strides, padding, **kw,
-                     reduce=lambda v, inside, _: v.astype(np.float64).sum(axis=0))
+  return window_pool(
+    x, window, strides, padding, **kw, reduce=lambda v, inside, _: v.astype(np.float64).sum(axis=0)
+  )
 
 
-def avg_pool(x, window, strides=None, padding="VALID", count_include_pad=True,
-             divisor_override=None, **kw):
+def avg_pool(
+  x, window, strides=None, padding="VALID", count_include_pad=True, divisor_override=None, **kw
+):
   def reduce(v, inside, declared):
     total = v.astype(np.float64).sum(axis=0)
     if divisor_override is not None:
       return total / divisor_override
     return total / (declared.sum() if count_include_pad else inside.sum())
+
   return window_pool(x, window, strides, padding, **kw, reduce=reduce)
 
 
@@ -161,13 +182,15 @@ def max_pool_grad(x, cotangent, window, strides=None, padding="VALID", sign=1, *
   grad = np.zeros_like(x)
   spatial = x.shape[1:-1]
   strides, dilation, pads, outs = window_layout(
-      spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False))
+    spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False)
+  )
   for b, c in itertools.product(range(x.shape[0]), range(x.shape[-1])):
     for o in itertools.product(*map(range, outs)):
       best, best_pos = None, None
       for k in itertools.product(*map(range, window)):
-        pos = tuple(oi * s - lo + ki * d
-                    for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+        pos = tuple(
+          oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation)
+        )
         if not all(0 <= p < L for p, L in zip(pos, spatial)):
           continue
         v = x[(b, *pos, c)]
@@ -181,6 +204,7 @@ def max_pool_grad(x, cotangent, window, strides=None, padding="VALID", sign=1, *
 
 
 # --- adaptive, argmax, unpool and fractional windows (issue 4) ----------------------
+
 
 def select_max(values: Sequence[float]) -> tuple[float, int]:
   """PyTorch's kernel loop: (value, position) of the first maximum or the last NaN."""
@@ -202,7 +226,7 @@ def box_pool(x, windows, reduce):
   """
   x = np.asarray(x)
   spatial = x.shape[1:-1]
-  plane_strides = [int(np.prod(spatial[d + 1:])) for d in range(len(spatial))]
+  plane_strides = [int(np.prod(spatial[d + 1 :])) for d in range(len(spatial))]
   B, C = x.shape[0], x.shape[-1]
   result = None
   for b, c in itertools.product(range(B), range(C)):
@@ -219,8 +243,9 @@ def box_pool(x, windows, reduce):
 
 def adaptive_windows(size: int, out: int) -> list[list[int]]:
   """PyTorch's adaptive windows: [floor(i L / o), ceil((i + 1) L / o))."""
-  return [list(range(math.floor(i * size / out), math.ceil((i + 1) * size / out)))
-          for i in range(out)]
+  return [
+    list(range(math.floor(i * size / out), math.ceil((i + 1) * size / out))) for i in range(out)
+  ]
 
 
 def adaptive_avg_pool(x, out):
@@ -236,18 +261,18 @@ def adaptive_max_pool(x, out):
   return values, indices.astype(np.int64)
 
 
-def max_pool_argmax(x, window, strides=None, padding="VALID", *, dilation=None,
-                    ceil_mode=False):
+def max_pool_argmax(x, window, strides=None, padding="VALID", *, dilation=None, ceil_mode=False):
   """Indices of PyTorch's max_pool(return_indices=True), channels-last; -1 if empty."""
   x = np.asarray(x)
   spatial = x.shape[1:-1]
-  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
-                                                dilation, ceil_mode)
-  windows = [[[o * s - lo + k * d for k in range(kk) if 0 <= o * s - lo + k * d < L]
-              for o in range(out)]
-             for L, kk, s, (lo, _), d, out in zip(spatial, window, strides, pads, dilation, outs)]
-  return box_pool(x, windows,
-                  lambda v, flat: flat[select_max(v)[1]] if v else -1).astype(np.int64)
+  strides, dilation, pads, outs = window_layout(
+    spatial, window, strides, padding, dilation, ceil_mode
+  )
+  windows = [
+    [[o * s - lo + k * d for k in range(kk) if 0 <= o * s - lo + k * d < L] for o in range(out)]
+    for L, kk, s, (lo, _), d, out in zip(spatial, window, strides, pads, dilation, outs)
+  ]
+  return box_pool(x, windows, lambda v, flat: flat[select_max(v)[1]] if v else -1).astype(np.int64)
 
 
 def max_unpool(values, indices, output_shape):
@@ -294,6 +319,7 @@ def fractional_max_pool(x, window, outs, samples, overlapping):
           end = min(end, starts[i + 1])
         result.append(list(range(s, end)))
       return result
+
     return windows
 
   windows = [windows_of(d) for d in range(len(spatial))]
@@ -317,8 +343,16 @@ def scatter_grad(shape, indices, cotangent):
   return grad.reshape(shape)
 
 
-def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_include_pad=True,
-                  divisor_override=None, **kw):
+def avg_pool_grad(
+  x,
+  cotangent,
+  window,
+  strides=None,
+  padding="VALID",
+  count_include_pad=True,
+  divisor_override=None,
+  **kw,
+):
   """Gradient of sum(cotangent * avg_pool(x)): each output's cotangent divided by its
   divisor goes to every in-input element of its window; overlapping windows add up.
 
@@ -329,7 +363,8 @@ def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_inc
   grad = np.zeros_like(x)
   spatial = x.shape[1:-1]
   strides, dilation, pads, outs = window_layout(
-      spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False))
+    spatial, window, strides, padding, kw.get("dilation"), kw.get("ceil_mode", False)
+  )
   for o in itertools.product(*map(range, outs)):
     inputs, declared = window_members(o, window, strides, dilation, pads, spatial)
     if divisor_override is not None:
@@ -342,6 +377,7 @@ def avg_pool_grad(x, cotangent, window, strides=None, padding="VALID", count_inc
 
 
 # --- mixed / gated / tree, soft / LIP, blur (issue 4) -----------------------------
+
 
 def _sigmoid(z):
   return 1.0 / (1.0 + np.exp(-z))
@@ -365,6 +401,7 @@ def gated_pool(x, gate, window, strides=None, padding="VALID", count_include_pad
     big = _extremum(v, inside, 1)
     mean = v.sum(axis=0) / (declared.sum() if count_include_pad else inside.sum())
     return gate_value * big + (1 - gate_value) * mean
+
   return window_pool(x, window, strides, padding, **kw, reduce=reduce)
 
 
@@ -382,7 +419,9 @@ def tree_pool(x, leaves, gates, window, strides=None, padding="VALID", **kw):
         return (v[i - (n_leaves - 1)] * values).sum(axis=0)
       g = _sigmoid((w[i] * values).sum(axis=0))
       return g * node(2 * i + 1) + (1 - g) * node(2 * i + 2)
+
     return node(0)
+
   return window_pool(x, window, strides, padding, **kw, reduce=reduce)
 
 
@@ -400,6 +439,7 @@ def lip_pool(x, logits, window, strides=None, padding="VALID", **kw):
       weights = np.exp(ell - ell.max(axis=0))
       out[:, :channels] = (weights * values).sum(axis=0) / weights.sum(axis=0)
     return out
+
   stacked = np.concatenate([x, logits], axis=-1)  # one window loop sees both arrays
   return window_pool(stacked, window, strides, padding, **kw, reduce=reduce)[..., :channels]
 
@@ -430,14 +470,21 @@ def blur_pool(x, strides, filter_size=3, pool="max", window=None, padding="refle
   for _ in range(n - 1):
     kernel = np.multiply.outer(kernel, row)
   flat = (kernel / kernel.sum()).reshape(-1, 1, 1)
-  return window_pool(x, (filter_size,) * n, strides, "VALID",
-                     reduce=lambda v, inside, _: (flat * v.astype(np.float64)).sum(axis=0))
+  return window_pool(
+    x,
+    (filter_size,) * n,
+    strides,
+    "VALID",
+    reduce=lambda v, inside, _: (flat * v.astype(np.float64)).sum(axis=0),
+  )
 
 
 # --- gradients of lp_pool and soft_pool (issue 8) ---------------------------------
 
-def window_grad(x, cotangent, window, strides=None, padding="VALID", *, dilation=None,
-                ceil_mode=False, local_grad):
+
+def window_grad(
+  x, cotangent, window, strides=None, padding="VALID", *, dilation=None, ceil_mode=False, local_grad
+):
   """Gradient of sum(cotangent * pool(x)) for a pool defined window by window.
 
   `local_grad(values, declared)` gets the window's in-input elements `(K_in, B, C)`
@@ -449,8 +496,9 @@ def window_grad(x, cotangent, window, strides=None, padding="VALID", *, dilation
   cotangent = np.asarray(cotangent, np.float64)
   grad = np.zeros_like(x)
   spatial = x.shape[1:-1]
-  strides, dilation, pads, outs = window_layout(spatial, window, strides, padding,
-                                                dilation, ceil_mode)
+  strides, dilation, pads, outs = window_layout(
+    spatial, window, strides, padding, dilation, ceil_mode
+  )
   for o in itertools.product(*map(range, outs)):
     inputs, declared = window_members(o, window, strides, dilation, pads, spatial)
     if not inputs:
@@ -464,21 +512,25 @@ def window_grad(x, cotangent, window, strides=None, padding="VALID", *, dilation
 
 def lp_pool_grad(x, cotangent, p, window, strides=None, padding="VALID", mean=False, **kw):
   """Gradient of lp_pool: sign(x) |x|^(p-1) y^(1-p) / c per window; 0 if y = 0."""
+
   def local_grad(v, declared):
     c = declared if mean else 1
     y = ((np.abs(v) ** p).sum(axis=0) / c) ** (1 / p)
     safe = np.where(y > 0, y, 1.0)
     return np.where(y > 0, np.sign(v) * np.abs(v) ** (p - 1) * safe ** (1 - p) / c, 0.0)
+
   return window_grad(x, cotangent, window, strides, padding, **kw, local_grad=local_grad)
 
 
 def soft_pool_grad(x, cotangent, window, strides=None, padding="VALID", **kw):
   """Gradient of soft_pool: softmax(v)_k (1 + v_k - y) per window (in-input elements)."""
+
   def local_grad(v, declared):
     w = np.exp(v - v.max(axis=0))
     prob = w / w.sum(axis=0)
     y = (prob * v).sum(axis=0)
     return prob * (1 + v - y)
+
   return window_grad(x, cotangent, window, strides, padding, **kw, local_grad=local_grad)
 
 
@@ -495,9 +547,15 @@ def lip_pool_grad(x, logits, cotangent, window, strides=None, padding="VALID", *
     prob = w / w.sum(axis=0)
     y = (prob * values).sum(axis=0)
     return np.concatenate([prob, prob * (values - y)], axis=-1)
-  cotangent = np.asarray(cotangent, np.float64)
-  grad = window_grad(np.concatenate([x, logits], axis=-1),
-                     np.concatenate([cotangent, cotangent], axis=-1), window, strides,
-                     padding, **kw, local_grad=local_grad)
-  return grad[..., :channels], grad[..., channels:]
 
+  cotangent = np.asarray(cotangent, np.float64)
+  grad = window_grad(
+    np.concatenate([x, logits], axis=-1),
+    np.concatenate([cotangent, cotangent], axis=-1),
+    window,
+    strides,
+    padding,
+    **kw,
+    local_grad=local_grad,
+  )
+  return grad[..., :channels], grad[..., channels:]

@@ -23,12 +23,12 @@ def _perm(rng, shape):
 
 # Spatial shape -> output_size, channels-last inputs (B, *spatial, C).
 CONFIGS = [
-    ((7,), (3,)),            # 1-d, not divisible
-    ((5,), (8,)),            # output larger than input
-    ((7, 9), (3, 4)),
-    ((6, 10), (None, 3)),    # None keeps a dim
-    ((5, 4), (7, 2)),        # larger in one dim, divisible in the other
-    ((4, 5, 6), (3, 2, 4)),  # 3-d
+  ((7,), (3,)),  # 1-d, not divisible
+  ((5,), (8,)),  # output larger than input
+  ((7, 9), (3, 4)),
+  ((6, 10), (None, 3)),  # None keeps a dim
+  ((5, 4), (7, 2)),  # larger in one dim, divisible in the other
+  ((4, 5, 6), (3, 2, 4)),  # 3-d
 ]
 
 
@@ -37,8 +37,9 @@ def test_adaptive_matches_loop_reference(spatial, out):
   rng = np.random.default_rng(len(spatial) * 100 + sum(spatial))
   x = ties(rng, (2, *spatial, 3), magnitude=3)
   full = tuple(L if o is None else o for L, o in zip(spatial, out))
-  np.testing.assert_allclose(J(jaxpool.adaptive_avg_pool, out)(x),
-                             reference.adaptive_avg_pool(x, full), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    J(jaxpool.adaptive_avg_pool, out)(x), reference.adaptive_avg_pool(x, full), rtol=1e-6, atol=1e-6
+  )
   values, indices = J(jaxpool.adaptive_max_pool, out, return_indices=True)(x)
   ref_values, ref_indices = reference.adaptive_max_pool(x, full)
   np.testing.assert_array_equal(values, ref_values)
@@ -46,19 +47,24 @@ def test_adaptive_matches_loop_reference(spatial, out):
   assert indices.dtype == jnp.int32
 
 
-@pytest.mark.parametrize("spatial,out", [((12, 8), (3, 2)),    # divisible: max_pool path
-                                         ((16, 16), (1, 1))])  # divisible, big window
+@pytest.mark.parametrize(
+  "spatial,out",
+  [
+    ((12, 8), (3, 2)),  # divisible: max_pool path
+    ((16, 16), (1, 1)),
+  ],
+)  # divisible, big window
 def test_adaptive_divisible_paths(spatial, out):
   rng = np.random.default_rng(1)
   x = ties(rng, (2, *spatial, 2), magnitude=3)
-  np.testing.assert_allclose(J(jaxpool.adaptive_avg_pool, out)(x),
-                             reference.adaptive_avg_pool(x, out), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    J(jaxpool.adaptive_avg_pool, out)(x), reference.adaptive_avg_pool(x, out), rtol=1e-6, atol=1e-6
+  )
   ref_values, ref_indices = reference.adaptive_max_pool(x, out)
   np.testing.assert_array_equal(J(jaxpool.adaptive_max_pool, out)(x), ref_values)
   ct = rng.normal(size=ref_values.shape).astype(np.float32)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.adaptive_max_pool(v, out) * ct)))(x)
-  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct),
-                             rtol=1e-6)
+  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct), rtol=1e-6)
 
 
 def test_adaptive_identity_and_layouts():
@@ -71,27 +77,28 @@ def test_adaptive_identity_and_layouts():
   xt = np.moveaxis(x, -1, 1)
   for fn in (jaxpool.adaptive_avg_pool, jaxpool.adaptive_max_pool):
     y = J(fn, (3, 4))(x)
-    np.testing.assert_allclose(J(fn, (3, 4), channel_axis=1)(xt), np.moveaxis(y, -1, 1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(J(fn, (3, 4), channel_axis=1)(xt), np.moveaxis(y, -1, 1), rtol=1e-6)
     np.testing.assert_allclose(J(fn, (3, 4))(x[None])[0], y, rtol=1e-6)
-    np.testing.assert_allclose(J(fn, 3)(x[:, :, :4]), J(fn, (3, 3))(x[:, :, :4]),
-                               rtol=1e-6)  # an int: every spatial dim
+    np.testing.assert_allclose(
+      J(fn, 3)(x[:, :, :4]), J(fn, (3, 3))(x[:, :, :4]), rtol=1e-6
+    )  # an int: every spatial dim
 
 
 def test_adaptive_gradients():
   rng = np.random.default_rng(3)
   x = _perm(rng, (1, 7, 5, 2))
-  check_grads(J(jaxpool.adaptive_avg_pool, (3, 4)), (x,), order=1,
-              modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
-  check_grads(J(jaxpool.adaptive_max_pool, (3, 4)), (x,), order=1,
-              modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
+  check_grads(
+    J(jaxpool.adaptive_avg_pool, (3, 4)), (x,), order=1, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2
+  )
+  check_grads(
+    J(jaxpool.adaptive_max_pool, (3, 4)), (x,), order=1, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2
+  )
   # Ties: the first maximal element in row-major order gets the whole cotangent.
   x = ties(rng, (2, 7, 5, 3), magnitude=3)
   ct = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.adaptive_max_pool(v, (3, 4)) * ct)))(x)
   _, ref_indices = reference.adaptive_max_pool(x, (3, 4))
-  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct),
-                             rtol=1e-6)
+  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct), rtol=1e-6)
   # The average's gradient is exact: each window spreads its cotangent evenly.
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.adaptive_avg_pool(v, (3, 4)) * ct)))(x)
   expected = np.zeros_like(x, np.float64)
@@ -125,11 +132,13 @@ def test_adaptive_nan_inf_dtypes():
   for fn in (jaxpool.adaptive_avg_pool, jaxpool.adaptive_max_pool):
     y = J(fn, (4, 3))(x)
     assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(y, np.float32),
-                               reference.adaptive_avg_pool(np.asarray(x, np.float32), (4, 3))
-                               if fn is jaxpool.adaptive_avg_pool else
-                               reference.adaptive_max_pool(np.asarray(x, np.float32), (4, 3))[0],
-                               rtol=1e-2)
+    np.testing.assert_allclose(
+      np.asarray(y, np.float32),
+      reference.adaptive_avg_pool(np.asarray(x, np.float32), (4, 3))
+      if fn is jaxpool.adaptive_avg_pool
+      else reference.adaptive_max_pool(np.asarray(x, np.float32), (4, 3))[0],
+      rtol=1e-2,
+    )
 
 
 def test_max_pools_over_wide_channels_propagate_nan():
@@ -150,8 +159,7 @@ def test_adaptive_jit_vmap():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(3, 2, 7, 5, 2)).astype(np.float32)
   for fn in (jaxpool.adaptive_avg_pool, jaxpool.adaptive_max_pool):
-    np.testing.assert_allclose(jax.jit(jax.vmap(J(fn, (3, 2))))(x), J(fn, (3, 2))(x),
-                               rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.vmap(J(fn, (3, 2))))(x), J(fn, (3, 2))(x), rtol=1e-6)
 
 
 def test_adaptive_bad_arguments():
@@ -178,6 +186,7 @@ def test_adaptive_bad_arguments():
 
 # --- global pools -------------------------------------------------------------------
 
+
 def test_global_pools_match_numpy():
   rng = np.random.default_rng(6)
   x = rng.normal(size=(2, 5, 4, 3)).astype(np.float32)
@@ -191,8 +200,11 @@ def test_global_pools_match_numpy():
   np.testing.assert_array_equal(J(jaxpool.global_lp_pool, np.inf)(x), np.abs(x).max(axis=(1, 2)))
   # keepdims, channels first, explicit num_spatial_dims with more or fewer batch dims.
   xt = np.moveaxis(x, -1, 1)
-  for fn, args in ((jaxpool.global_avg_pool, ()), (jaxpool.global_max_pool, ()),
-                   (jaxpool.global_lp_pool, (3.0,))):
+  for fn, args in (
+    (jaxpool.global_avg_pool, ()),
+    (jaxpool.global_max_pool, ()),
+    (jaxpool.global_lp_pool, (3.0,)),
+  ):
     y = J(fn, *args)(x)
     kept = J(fn, *args, keepdims=True)(x)
     assert kept.shape == (2, 1, 1, 3)
@@ -202,8 +214,9 @@ def test_global_pools_match_numpy():
     np.testing.assert_allclose(kept[:, :, 0, 0], y, rtol=1e-6)
     np.testing.assert_allclose(J(fn, *args, num_spatial_dims=2)(x[0]), y[0], rtol=1e-6)
     # num_spatial_dims=1: the first spatial dim is another batch dim.
-    np.testing.assert_allclose(J(fn, *args, num_spatial_dims=1)(x)[:, 0],
-                               J(fn, *args)(x[:, 0]), rtol=1e-6)
+    np.testing.assert_allclose(
+      J(fn, *args, num_spatial_dims=1)(x)[:, 0], J(fn, *args)(x[:, 0]), rtol=1e-6
+    )
 
 
 def test_global_max_gradient_first_tie():
@@ -217,14 +230,14 @@ def test_global_max_gradient_first_tie():
 def test_global_lp_numerics():
   rng = np.random.default_rng(7)
   x = rng.normal(size=(2, 4, 3, 2)).astype(np.float32)
-  check_grads(J(jaxpool.global_lp_pool, 1.5), (x,), order=1, modes=("fwd", "rev"),
-              atol=2e-2, rtol=2e-2)
+  check_grads(
+    J(jaxpool.global_lp_pool, 1.5), (x,), order=1, modes=("fwd", "rev"), atol=2e-2, rtol=2e-2
+  )
   # Gradient in closed form: sign(x) (|x| / y)^(p - 1), for several p in one compilation.
   grad_fn = jax.jit(jax.grad(lambda v, q: jnp.sum(jaxpool.global_lp_pool(v, q))))
   for p in (0.5, 1.0, 3.0):
     y = (np.abs(x.astype(np.float64)) ** p).sum(axis=(1, 2), keepdims=True) ** (1 / p)
-    np.testing.assert_allclose(grad_fn(x, p), np.sign(x) * (np.abs(x) / y) ** (p - 1),
-                               rtol=1e-4)
+    np.testing.assert_allclose(grad_fn(x, p), np.sign(x) * (np.abs(x) / y) ** (p - 1), rtol=1e-4)
   # Huge and tiny magnitudes: no overflow or underflow of |x|^p.
   f = J(jaxpool.global_lp_pool, 4.0)
   for scale in (1e30, 1e-30):
@@ -243,15 +256,21 @@ def test_global_lp_numerics():
   # Traced p: the derivative in p matches finite differences (float64 for accuracy).
   with jax.enable_x64(True):
     x64 = jnp.asarray(x, jnp.float64)
-    check_grads(jax.jit(lambda q: jnp.sum(jaxpool.global_lp_pool(x64, q))),
-                (jnp.float64(2.5),), order=1, modes=("fwd", "rev"))
+    check_grads(
+      jax.jit(lambda q: jnp.sum(jaxpool.global_lp_pool(x64, q))),
+      (jnp.float64(2.5),),
+      order=1,
+      modes=("fwd", "rev"),
+    )
   # bfloat16 computes in float32, no overflow at 1e4.
   xb = jnp.asarray(x * 1e4, jnp.bfloat16)
   y = J(jaxpool.global_lp_pool, 2.0)(xb)
   assert y.dtype == jnp.bfloat16
-  np.testing.assert_allclose(np.asarray(y, np.float32),
-                             np.sqrt((np.asarray(xb, np.float64) ** 2).sum(axis=(1, 2))),
-                             rtol=1e-2)
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32),
+    np.sqrt((np.asarray(xb, np.float64) ** 2).sum(axis=(1, 2))),
+    rtol=1e-2,
+  )
 
 
 def test_global_bad_arguments():
@@ -274,6 +293,7 @@ def test_global_bad_arguments():
 
 # --- spatial pyramid ------------------------------------------------------------------
 
+
 def test_spatial_pyramid_pool():
   rng = np.random.default_rng(8)
   x = ties(rng, (2, 7, 6, 3), magnitude=3)
@@ -284,18 +304,26 @@ def test_spatial_pyramid_pool():
   for level in (1, 2, 3):
     ref, _ = reference.adaptive_max_pool(x, (level, level))
     block = np.moveaxis(ref, -1, 1).reshape(2, -1)
-    np.testing.assert_array_equal(y[:, offset:offset + block.shape[1]], block)
+    np.testing.assert_array_equal(y[:, offset : offset + block.shape[1]], block)
     offset += block.shape[1]
   avg = J(jaxpool.spatial_pyramid_pool, (2, (1, 3)), mode="avg")(x)
   np.testing.assert_allclose(
-      avg, np.concatenate([np.moveaxis(reference.adaptive_avg_pool(x, g), -1, 1).reshape(2, -1)
-                           for g in ((2, 2), (1, 3))], axis=1), rtol=1e-6)
+    avg,
+    np.concatenate(
+      [
+        np.moveaxis(reference.adaptive_avg_pool(x, g), -1, 1).reshape(2, -1)
+        for g in ((2, 2), (1, 3))
+      ],
+      axis=1,
+    ),
+    rtol=1e-6,
+  )
   xt = np.moveaxis(x, -1, 1)
-  np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, (1, 2, 3), channel_axis=1)(xt),
-                                y)
+  np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, (1, 2, 3), channel_axis=1)(xt), y)
   # Any input size gives the same length.
-  shape = jax.eval_shape(J(jaxpool.spatial_pyramid_pool, (1, 2, 3)),
-                         jax.ShapeDtypeStruct((2, 3, 11, 3), jnp.float32)).shape
+  shape = jax.eval_shape(
+    J(jaxpool.spatial_pyramid_pool, (1, 2, 3)), jax.ShapeDtypeStruct((2, 3, 11, 3), jnp.float32)
+  ).shape
   assert shape == y.shape
   with pytest.raises(ValueError, match="mode"):
     jaxpool.spatial_pyramid_pool(x, mode="min")
@@ -307,8 +335,13 @@ def test_spatial_pyramid_pool():
 
 # --- PyTorch parity ---------------------------------------------------------------------
 
-TORCH_CONFIGS = [((9,), (4,)), ((5,), (7,)), ((7, 9), (3, 5)), ((5, 6), (8, 4)),
-                 ((4, 5, 7), (3, 2, 3))]
+TORCH_CONFIGS = [
+  ((9,), (4,)),
+  ((5,), (7,)),
+  ((7, 9), (3, 5)),
+  ((5, 6), (8, 4)),
+  ((4, 5, 7), (3, 2, 3)),
+]
 
 
 @pytest.mark.parametrize("spatial,out", TORCH_CONFIGS)
@@ -321,8 +354,12 @@ def test_torch_parity(spatial, out):
   x[0, 0, 0] = np.nan  # NaN propagation and the last-NaN index
   avg = getattr(F, f"adaptive_avg_pool{n}d")
   mx = getattr(F, f"adaptive_max_pool{n}d")
-  np.testing.assert_allclose(J(jaxpool.adaptive_avg_pool, out, channel_axis=1)(x),
-                             avg(torch.tensor(x), out).numpy(), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    J(jaxpool.adaptive_avg_pool, out, channel_axis=1)(x),
+    avg(torch.tensor(x), out).numpy(),
+    rtol=1e-6,
+    atol=1e-6,
+  )
   ref_values, ref_indices = mx(torch.tensor(x), out, return_indices=True)
   values, indices = J(jaxpool.adaptive_max_pool, out, return_indices=True, channel_axis=1)(x)
   np.testing.assert_array_equal(values, ref_values.numpy())
@@ -332,13 +369,15 @@ def test_torch_parity(spatial, out):
   ct = rng.normal(size=ref_values.shape).astype(np.float32)
   tx = torch.tensor(x, requires_grad=True)
   (mx(tx, out) * torch.tensor(ct)).sum().backward()
-  grad = jax.jit(jax.grad(
-      lambda v: jnp.sum(jaxpool.adaptive_max_pool(v, out, channel_axis=1) * ct)))(x)
+  grad = jax.jit(
+    jax.grad(lambda v: jnp.sum(jaxpool.adaptive_max_pool(v, out, channel_axis=1) * ct))
+  )(x)
   np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-6)
   tx = torch.tensor(x, requires_grad=True)
   (avg(tx, out) * torch.tensor(ct)).sum().backward()
-  grad = jax.jit(jax.grad(
-      lambda v: jnp.sum(jaxpool.adaptive_avg_pool(v, out, channel_axis=1) * ct)))(x)
+  grad = jax.jit(
+    jax.grad(lambda v: jnp.sum(jaxpool.adaptive_avg_pool(v, out, channel_axis=1) * ct))
+  )(x)
   np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -347,8 +386,9 @@ def test_torch_parity_pyramid_and_global():
   F = torch.nn.functional
   rng = np.random.default_rng(10)
   x = rng.normal(size=(2, 3, 9, 7)).astype(np.float32)
-  expected = torch.cat([F.adaptive_max_pool2d(torch.tensor(x), l).flatten(1)
-                        for l in (1, 2, 4)], 1).numpy()
+  expected = torch.cat(
+    [F.adaptive_max_pool2d(torch.tensor(x), l).flatten(1) for l in (1, 2, 4)], 1
+  ).numpy()
   np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, channel_axis=1)(x), expected)
   lp = F.lp_pool2d(torch.tensor(np.abs(x)), 3.0, (9, 7)).numpy()[:, :, 0, 0]
   np.testing.assert_allclose(J(jaxpool.global_lp_pool, 3.0, channel_axis=1)(x), lp, rtol=1e-5)

@@ -13,34 +13,43 @@ import pytest
 from experiments import allocator
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ALL = {"M_ARENA_MAX": 1, "M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": 1 << 30,
-        "M_TOP_PAD": 256 << 20}
+_ALL = {"M_ARENA_MAX": 1, "M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": 1 << 30, "M_TOP_PAD": 256 << 20}
 
-pytestmark = pytest.mark.skipif(allocator._glibc_mallopt() is None,
-                                reason="the options are glibc's; this C library has none")
+pytestmark = pytest.mark.skipif(
+  allocator._glibc_mallopt() is None, reason="the options are glibc's; this C library has none"
+)
 
 
 def _run(env_extra: dict[str, str]) -> dict:
   """from_environment() in a new interpreter; what it set, says and passes on."""
-  code = ("import json; from experiments import allocator\n"
-          "try:\n  applied = allocator.from_environment()\n"
-          "except ValueError as e:\n  applied = str(e)\n"
-          "print(json.dumps({'applied': applied, 'describe': allocator.describe(), "
-          "'environment': allocator.environment()}))")
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith("MALLOC_") and k != allocator.SETTING_ENV}
+  code = (
+    "import json; from experiments import allocator\n"
+    "try:\n  applied = allocator.from_environment()\n"
+    "except ValueError as e:\n  applied = str(e)\n"
+    "print(json.dumps({'applied': applied, 'describe': allocator.describe(), "
+    "'environment': allocator.environment()}))"
+  )
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith("MALLOC_") and k != allocator.SETTING_ENV
+  }
   env.update(env_extra)
-  out = subprocess.run([sys.executable, "-c", code], cwd=_ROOT, env=env, check=True,
-                       capture_output=True, text=True)
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=_ROOT, env=env, check=True, capture_output=True, text=True
+  )
   return json.loads(out.stdout)
 
 
 def test_retain_sets_every_option_and_passes_them_to_subprocesses():
   got = _run({"JAXPOOL_MALLOC": "retain"})
   assert got["applied"] == _ALL
-  assert got["environment"] == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
-                                "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
-                                "MALLOC_TOP_PAD_": str(256 << 20)}
+  assert got["environment"] == {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+  }
   assert got["describe"].startswith("retain freed memory: M_ARENA_MAX=1")
 
 

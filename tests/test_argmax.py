@@ -18,12 +18,12 @@ except ImportError:  # tests/ itself on sys.path
 
 # (spatial, window, strides, padding, options)
 CONFIGS = [
-    ((9,), (3,), 2, "VALID", {}),
-    ((8, 7), (2, 2), 2, "VALID", {}),
-    ((7, 8), (3, 3), 2, 1, {"ceil_mode": True}),
-    ((8, 9), (2, 3), (1, 2), ((1, 0), (2, 1)), {"dilation": (2, 1)}),
-    ((6, 7), (3, 2), 1, "SAME", {}),
-    ((4, 5, 6), (2, 3, 2), (2, 1, 2), 1, {"ceil_mode": True}),
+  ((9,), (3,), 2, "VALID", {}),
+  ((8, 7), (2, 2), 2, "VALID", {}),
+  ((7, 8), (3, 3), 2, 1, {"ceil_mode": True}),
+  ((8, 9), (2, 3), (1, 2), ((1, 0), (2, 1)), {"dilation": (2, 1)}),
+  ((6, 7), (3, 2), 1, "SAME", {}),
+  ((4, 5, 6), (2, 3, 2), (2, 1, 2), 1, {"ceil_mode": True}),
 ]
 
 
@@ -32,17 +32,22 @@ def test_argmax_matches_loop_reference(spatial, window, strides, padding, option
   rng = np.random.default_rng(sum(spatial))
   x = ties(rng, (2, *spatial, 3))
   values, indices = J(jaxpool.max_pool_with_argmax, window, strides, padding, **options)(x)
-  np.testing.assert_array_equal(values, reference.max_pool(x, window, strides, padding,
-                                                           **options))
+  np.testing.assert_array_equal(values, reference.max_pool(x, window, strides, padding, **options))
   ref_indices = reference.max_pool_argmax(x, window, strides, padding, **options)
   np.testing.assert_array_equal(indices, ref_indices)
   assert indices.dtype == jnp.int32
   # The values' gradient is max_pool's: to the selected element.
   ct = rng.normal(size=values.shape).astype(np.float32)
-  grad = jax.jit(jax.grad(lambda v: jnp.sum(
-      jaxpool.max_pool_with_argmax(v, window, strides, padding, **options)[0] * ct)))(x)
-  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct),
-                             rtol=1e-5, atol=1e-6)
+  grad = jax.jit(
+    jax.grad(
+      lambda v: jnp.sum(
+        jaxpool.max_pool_with_argmax(v, window, strides, padding, **options)[0] * ct
+      )
+    )
+  )(x)
+  np.testing.assert_allclose(
+    grad, reference.scatter_grad(x.shape, ref_indices, ct), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_argmax_layouts_nan_integers():
@@ -91,8 +96,9 @@ def test_unpool_round_trip():
   assert mask.sum() == values.size
   # Channels first.
   vt, it = J(jaxpool.max_pool_with_argmax, (2, 2), 2, channel_axis=1)(np.moveaxis(x, -1, 1))
-  np.testing.assert_array_equal(J(jaxpool.max_unpool, (6, 8), channel_axis=1)(vt, it),
-                                np.moveaxis(restored, -1, 1))
+  np.testing.assert_array_equal(
+    J(jaxpool.max_unpool, (6, 8), channel_axis=1)(vt, it), np.moveaxis(restored, -1, 1)
+  )
   # A larger output plane (PyTorch's output_size): indices keep their flat meaning.
   big = J(jaxpool.max_unpool, (7, 9))(values, indices)
   np.testing.assert_array_equal(big, reference.max_unpool(values, indices, (7, 9)))
@@ -107,8 +113,9 @@ def test_unpool_reference_duplicates_and_gradient():
   # Gradient: each written position's cotangent goes to the value written there.
   ct = rng.normal(size=out.shape).astype(np.float32)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.max_unpool(v, indices, (3, 4)) * ct)))(values)
-  winners = reference.max_unpool(np.arange(values.size, dtype=np.float64).reshape(values.shape)
-                                 + 1, indices, (3, 4))
+  winners = reference.max_unpool(
+    np.arange(values.size, dtype=np.float64).reshape(values.shape) + 1, indices, (3, 4)
+  )
   expected = np.zeros(values.size)
   expected[winners[winners > 0].astype(int) - 1] = ct[winners > 0]
   np.testing.assert_array_equal(grad, expected.reshape(values.shape))
@@ -148,10 +155,10 @@ def test_unpool_bad_arguments():
 
 # (window, stride, padding, dilation, ceil_mode), valid for torch on a (9, 8) input.
 TORCH_CONFIGS = [
-    ((2, 2), (2, 2), 0, 1, False),
-    ((3, 3), (2, 2), 1, 1, True),
-    ((3, 2), (2, 1), (1, 0), (2, 1), False),
-    ((2, 3), (3, 2), (1, 1), (1, 2), True),
+  ((2, 2), (2, 2), 0, 1, False),
+  ((3, 3), (2, 2), 1, 1, True),
+  ((3, 2), (2, 1), (1, 0), (2, 1), False),
+  ((2, 3), (3, 2), (1, 1), (1, 2), True),
 ]
 
 
@@ -162,19 +169,28 @@ def test_torch_parity_2d(window, stride, padding, dilation, ceil_mode):
   rng = np.random.default_rng(4)
   x = ties(rng, (2, 3, 9, 8))
   x[0, 0, 1, 1] = x[1, 2, 4, 4] = np.nan
-  ref_values, ref_indices = F.max_pool2d(torch.tensor(x), window, stride, padding, dilation,
-                                         ceil_mode=ceil_mode, return_indices=True)
+  ref_values, ref_indices = F.max_pool2d(
+    torch.tensor(x), window, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
+  )
   pad = padding if isinstance(padding, int) else tuple(padding)
-  values, indices = J(jaxpool.max_pool_with_argmax, window, stride, pad, dilation=dilation,
-                      ceil_mode=ceil_mode, channel_axis=1)(x)
+  values, indices = J(
+    jaxpool.max_pool_with_argmax,
+    window,
+    stride,
+    pad,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=1,
+  )(x)
   np.testing.assert_array_equal(values, ref_values.numpy())
   np.testing.assert_array_equal(indices, ref_indices.numpy())
   # max_unpool2d, with the pooled plane as output (duplicates from overlapping windows
   # carry equal values, so PyTorch's result is well defined).
   # (torch's kernel directly: F.max_unpool2d limits output_size around its default.)
   ref_out = torch.ops.aten.max_unpool2d(ref_values, ref_indices, [9, 8])
-  np.testing.assert_array_equal(J(jaxpool.max_unpool, (9, 8), channel_axis=1)(values, indices),
-                                ref_out.numpy())
+  np.testing.assert_array_equal(
+    J(jaxpool.max_unpool, (9, 8), channel_axis=1)(values, indices), ref_out.numpy()
+  )
 
 
 def test_torch_parity_1d_3d_and_unpool_gradient():
@@ -196,7 +212,11 @@ def test_torch_parity_1d_3d_and_unpool_gradient():
   ct = rng.normal(size=x.shape).astype(np.float32)
   tv = rv.clone().requires_grad_(True)
   (F.max_unpool2d(tv, ri, 2, 2, output_size=(6, 8)) * torch.tensor(ct)).sum().backward()
-  grad = jax.jit(jax.grad(lambda v: jnp.sum(
-      jaxpool.max_unpool(v, ri.numpy().astype(np.int32), (6, 8), channel_axis=1) * ct)))(
-          rv.numpy())
+  grad = jax.jit(
+    jax.grad(
+      lambda v: jnp.sum(
+        jaxpool.max_unpool(v, ri.numpy().astype(np.int32), (6, 8), channel_axis=1) * ct
+      )
+    )
+  )(rv.numpy())
   np.testing.assert_allclose(grad, tv.grad.numpy(), rtol=1e-6)

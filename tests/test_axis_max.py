@@ -39,12 +39,12 @@ def test_first_max_ties_nan_inf(axis, absolute):
   rng = np.random.default_rng(axis)
   x = ties(rng, (5, 7, 6))
   moved = np.moveaxis(x, axis, -1)  # a view: edits below land in x
-  moved[0, 0, :] = np.nan                                 # all NaN: the last one
-  moved[0, 1, [1, 3]] = np.nan                            # two NaNs among ties
+  moved[0, 0, :] = np.nan  # all NaN: the last one
+  moved[0, 1, [1, 3]] = np.nan  # two NaNs among ties
   moved[1, 0, :] = [np.inf, -np.inf] * (moved.shape[-1] // 2) + [0] * (moved.shape[-1] % 2)
-  moved[1, 1, :] = -np.inf                                # every element -inf
-  moved[1, 2, :] = 0.0                                    # all zeros
-  moved[2, 0, :] = np.float32(3e38)                       # sums overflow both ways
+  moved[1, 1, :] = -np.inf  # every element -inf
+  moved[1, 2, :] = 0.0  # all zeros
+  moved[2, 0, :] = np.float32(3e38)  # sums overflow both ways
   moved[2, 0, ::2] = np.float32(-3e38)
   values, grad = _run(x, axis, absolute)
   want_values, want_grad, _ = _expected(x, axis, absolute)
@@ -82,7 +82,7 @@ def test_first_max_integers_and_bfloat16():
 def test_first_max_long_axis_uses_exact_index():
   # 2 * length >= 2^24: float scores would no longer be exact; the index must still
   # be the first maximum, far along the axis.
-  n = 2 ** 23 + 5
+  n = 2**23 + 5
   x = np.zeros((1, n, 1), np.float32)
   x[0, [n - 4, n - 2], 0] = 1.0
   _, grad = _run(x, 1)
@@ -93,5 +93,4 @@ def test_first_max_gradients_and_second_order():
   rng = np.random.default_rng(3)
   x = rng.normal(size=(3, 8, 4)).astype(np.float32)  # no ties: the max is differentiable
   for absolute in (False, True):
-    check_grads(lambda v: axis_max.first_max(v, 1, absolute), (x,), order=2,
-                modes=("fwd", "rev"))
+    check_grads(lambda v: axis_max.first_max(v, 1, absolute), (x,), order=2, modes=("fwd", "rev"))

@@ -22,14 +22,27 @@ _SOME = ("max_pool", "avg_pool", "l2_pool", "stochastic_pool", "mixed_pool", "so
 
 def test_quick_benchmark_writes_both_files(tmp_path):
   import jaxpool  # noqa: PLC0415
+
   workdir = tmp_path / "bench"
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   pools = tuple(n for n in _SOME if n in jaxpool.__all__)
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark.py:quick",
-       f"--workdir={workdir}", "--quiet", f"--config.pools={pools!r}",
-       "--config.calls_per_sample=2"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      "--config=configs/benchmark.py:quick",
+      f"--workdir={workdir}",
+      "--quiet",
+      f"--config.pools={pools!r}",
+      "--config.calls_per_sample=2",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((workdir / "benchmark.json").read_text())
   markdown = (workdir / "benchmark.md").read_text()
@@ -48,8 +61,7 @@ def test_quick_benchmark_writes_both_files(tmp_path):
   for r in max_rows:
     assert r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["roof_fwd_bwd_ms"] > 0
     assert r["base_fwd_bwd_ms"] > 0 and r["baseline"] == "flax.linen.max_pool"
-    assert r["speedup_vs_baseline_fwd_bwd"] == pytest.approx(
-        r["base_fwd_bwd_ms"] / r["fwd_bwd_ms"])
+    assert r["speedup_vs_baseline_fwd_bwd"] == pytest.approx(r["base_fwd_bwd_ms"] / r["fwd_bwd_ms"])
     assert r["fwd_bwd_over_max_pool"] == pytest.approx(1.0)
   assert "training" in result
   assert "| max_pool |" in markdown and "flax.linen.max_pool" in markdown
@@ -59,12 +71,15 @@ def test_quick_benchmark_writes_both_files(tmp_path):
 def test_public_pools_skips_unknown_and_missing(monkeypatch):
   import jaxpool  # noqa: PLC0415
   from experiments import benchmark  # noqa: PLC0415
+
   monkeypatch.setattr(jaxpool, "__all__", (*jaxpool.__all__, "fancy_pool"), raising=False)
   monkeypatch.setattr(jaxpool, "fancy_pool", lambda x: x, raising=False)
   names, skipped = benchmark.public_pools()
   assert "max_pool" in names and "fancy_pool" not in names
-  assert {"pool": "fancy_pool",
-          "reason": "no argument builder in experiments/benchmark.py"} in skipped
+  assert {
+    "pool": "fancy_pool",
+    "reason": "no argument builder in experiments/benchmark.py",
+  } in skipped
   names, skipped = benchmark.public_pools(("max_pool", "not_yet_merged_pool"))
   assert names == ["max_pool"]
   assert skipped[-1]["pool"] == "not_yet_merged_pool"
@@ -76,10 +91,16 @@ def test_every_public_pool_has_working_builders():
   import jax  # noqa: PLC0415
   import jaxpool  # noqa: PLC0415
   from experiments import benchmark  # noqa: PLC0415
+
   names, skipped = benchmark.public_pools()
   assert not skipped, skipped
-  spec = {"name": "t", "shape": (2, 8, 8, 4), "window": (3, 3), "strides": (2, 2),
-          "padding": "SAME"}
+  spec = {
+    "name": "t",
+    "shape": (2, 8, 8, 4),
+    "window": (3, 3),
+    "strides": (2, 2),
+    "padding": "SAME",
+  }
   for dtype in ("float32", "bfloat16"):
     case = benchmark.Case(spec, dtype)
     x = jax.ShapeDtypeStruct(case.shape, case.dtype)
@@ -94,11 +115,24 @@ def test_every_public_pool_has_working_builders():
 def test_targets_variant_names_the_cases_and_pools_of_the_speed_targets():
   from configs import benchmark as benchmark_config  # noqa: PLC0415
   from experiments import benchmark  # noqa: PLC0415
+
   config = benchmark_config.get_config("targets")
   assert [c["name"] for c in config.cases] == ["2d_2x2s2", "2d_3x3s2_same"]
   names, skipped = benchmark.public_pools(tuple(config.pools))
-  assert set(names) == {"max_pool", "avg_pool", "l2_pool", "lp_pool", "stochastic_pool",
-                        "mixed_pool", "gated_pool", "soft_pool"} and not skipped
+  assert (
+    set(names)
+    == {
+      "max_pool",
+      "avg_pool",
+      "l2_pool",
+      "lp_pool",
+      "stochastic_pool",
+      "mixed_pool",
+      "gated_pool",
+      "soft_pool",
+    }
+    and not skipped
+  )
   with pytest.raises(ValueError, match="unknown variant"):
     benchmark_config.get_config("fastest")
 
@@ -118,8 +152,10 @@ def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, pr
   monkeypatch.setattr(jaxpool, "unfit_pool", lambda x: x, raising=False)
   monkeypatch.setitem(benchmark.BUILDERS, "unfit_pool", unfit_builder)
   config = benchmark_config.get_config("quick")
-  config.cases = (*config.cases, dict(config.cases[0], name="second", window=(2, 2),
-                                      strides=(2, 2), padding="VALID"))
+  config.cases = (
+    *config.cases,
+    dict(config.cases[0], name="second", window=(2, 2), strides=(2, 2), padding="VALID"),
+  )
   config.pools = ("max_pool", "unfit_pool")
   config.training.enabled = False
   config.torch = False
@@ -127,9 +163,13 @@ def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, pr
   result = benchmark.run(config, str(tmp_path), log=print, progress_bar=progress_bar)
   out, err = capsys.readouterr()
   assert [(r["case"], r["pool"]) for r in result["rows"]] == [
-      ("2d_3x3s2_same", "max_pool"), ("second", "max_pool")]
+    ("2d_3x3s2_same", "max_pool"),
+    ("second", "max_pool"),
+  ]
   assert [(s["case"], s["pool"]) for s in result["skipped"]] == [
-      ("2d_3x3s2_same", "unfit_pool"), ("second", "unfit_pool")]
+    ("2d_3x3s2_same", "unfit_pool"),
+    ("second", "unfit_pool"),
+  ]
   assert out.count(f"  {'max_pool':22s} fwd ") == 2
   assert out.count("  skip unfit_pool: ValueError: no builder fits") == 2
   if progress_bar:  # 2 cases x 1 dtype x 2 pools

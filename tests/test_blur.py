@@ -19,7 +19,9 @@ def distinct(shape, seed=0, scale=1.0):
   return (rng.permutation(int(np.prod(shape))).reshape(shape) - np.prod(shape) / 2) * scale
 
 
-@pytest.mark.parametrize("filter_size,pool,padding,strides", [
+@pytest.mark.parametrize(
+  "filter_size,pool,padding,strides",
+  [
     (3, "max", "reflect", 2),
     (1, "none", "reflect", 2),
     (4, "avg", "replicate", (2, 3)),
@@ -27,11 +29,13 @@ def distinct(shape, seed=0, scale=1.0):
     (7, "none", "reflect", 3),
     (2, "max", "reflect", 1),
     (6, "avg", "reflect", (3, 2)),
-])
+  ],
+)
 def test_matches_reference(filter_size, pool, padding, strides):
   x = distinct((2, 11, 10, 3), scale=0.01)
-  y = jaxpool.blur_pool(x.astype(np.float32), strides, filter_size=filter_size, pool=pool,
-                        padding=padding)
+  y = jaxpool.blur_pool(
+    x.astype(np.float32), strides, filter_size=filter_size, pool=pool, padding=padding
+  )
   expected = reference.blur_pool(x, strides, filter_size, pool, padding=padding)
   assert y.shape == expected.shape
   np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
@@ -43,9 +47,11 @@ def test_filter_is_the_normalised_binomial(filter_size):
   x = np.zeros((1, 9, 9, 1), np.float32)
   x[0, 4, 4, 0] = 1
   y = np.asarray(jaxpool.blur_pool(x, 1, filter_size=filter_size, pool="none", padding="zero"))
-  row = np.array([math.comb(filter_size - 1, i) for i in range(filter_size)]) / 2**(filter_size - 1)
+  row = np.array([math.comb(filter_size - 1, i) for i in range(filter_size)]) / 2 ** (
+    filter_size - 1
+  )
   lo = (filter_size - 1) // 2  # the filter's centre sits at offset lo
-  window = y[0, 4 - (filter_size - 1 - lo):4 + lo + 1, 4 - (filter_size - 1 - lo):4 + lo + 1, 0]
+  window = y[0, 4 - (filter_size - 1 - lo) : 4 + lo + 1, 4 - (filter_size - 1 - lo) : 4 + lo + 1, 0]
   np.testing.assert_allclose(window, np.outer(row, row)[::-1, ::-1], rtol=1e-6, atol=1e-8)
   np.testing.assert_allclose(y.sum(), 1.0, rtol=1e-6)
 
@@ -67,18 +73,21 @@ def test_shift_by_the_stride_shifts_the_output(pool):
   y1 = np.asarray(blur(x[:, :-stride]))
   y2 = np.asarray(blur(x[:, stride:]))  # the same image shifted up by one stride
   margin = f  # rows whose filter reaches into the padding differ
-  np.testing.assert_allclose(y2[:, margin:-margin], y1[:, margin + 1:-margin + 1], rtol=1e-6,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    y2[:, margin:-margin], y1[:, margin + 1 : -margin + 1], rtol=1e-6, atol=1e-6
+  )
   y3 = np.asarray(blur(x[:, :, stride:]))
   y4 = np.asarray(blur(x[:, :, :-stride]))
-  np.testing.assert_allclose(y3[:, :, margin:-margin], y4[:, :, margin + 1:-margin + 1],
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    y3[:, :, margin:-margin], y4[:, :, margin + 1 : -margin + 1], rtol=1e-6, atol=1e-6
+  )
 
 
 def test_filter_size_one_without_pool_is_subsampling():
   x = np.random.default_rng(2).normal(size=(2, 7, 9, 3)).astype(np.float32)
-  np.testing.assert_array_equal(jaxpool.blur_pool(x, (2, 3), filter_size=1, pool="none"),
-                                x[:, ::2, ::3])
+  np.testing.assert_array_equal(
+    jaxpool.blur_pool(x, (2, 3), filter_size=1, pool="none"), x[:, ::2, ::3]
+  )
   first = jaxpool.blur_pool(np.moveaxis(x, -1, 1), 2, filter_size=1, pool="none", channel_axis=1)
   np.testing.assert_array_equal(first, np.moveaxis(x, -1, 1)[:, :, ::2, ::2])
 
@@ -95,8 +104,9 @@ def test_channels_first_layouts_and_other_ranks():
   # 1-D, window 3 for the dense max.
   x1 = distinct((2, 13, 2), seed=3, scale=0.01)
   y1 = jaxpool.blur_pool(x1.astype(np.float32), 3, filter_size=4, window_shape=(3,))
-  np.testing.assert_allclose(y1, reference.blur_pool(x1, 3, 4, "max", window=(3,)), rtol=RTOL,
-                             atol=ATOL)
+  np.testing.assert_allclose(
+    y1, reference.blur_pool(x1, 3, 4, "max", window=(3,)), rtol=RTOL, atol=ATOL
+  )
 
 
 def test_grads():
@@ -111,18 +121,21 @@ def test_bfloat16():
   x = np.random.default_rng(4).normal(size=(2, 8, 8, 3)).astype(np.float32)
   y16 = jaxpool.blur_pool(jnp.asarray(x, jnp.bfloat16), 2)
   assert y16.dtype == jnp.bfloat16
-  np.testing.assert_allclose(np.asarray(y16, np.float32), jaxpool.blur_pool(x, 2), rtol=2e-2,
-                             atol=2e-2)
+  np.testing.assert_allclose(
+    np.asarray(y16, np.float32), jaxpool.blur_pool(x, 2), rtol=2e-2, atol=2e-2
+  )
 
 
 def test_bad_arguments_raise_clear_errors():
   x = jnp.zeros((1, 8, 8, 3))
   for bad in (0, 8, 2.5, "3"):
-    with pytest.raises(ValueError,
-                       match=f"blur_pool: filter_size must be an int from 1 to 7, got {bad!r}"):
+    with pytest.raises(
+      ValueError, match=f"blur_pool: filter_size must be an int from 1 to 7, got {bad!r}"
+    ):
       jaxpool.blur_pool(x, 2, filter_size=bad)
-  with pytest.raises(ValueError,
-                     match=r"blur_pool: pool must be one of \('max', 'avg', 'none'\), got 'min'"):
+  with pytest.raises(
+    ValueError, match=r"blur_pool: pool must be one of \('max', 'avg', 'none'\), got 'min'"
+  ):
     jaxpool.blur_pool(x, 2, pool="min")
   with pytest.raises(ValueError, match="blur_pool: padding must be one of .*got 'circular'"):
     jaxpool.blur_pool(x, 2, padding="circular")
@@ -149,8 +162,7 @@ def test_padding_wider_than_the_image(padding):
   # Filter 7 pads 3 on each side of dims of size 1 to 4: numpy.pad's repeated reflection.
   x = distinct((2, 4, 3, 2), seed=6, scale=0.01)
   for pool, strides in [("none", (1, 2)), ("max", 1), ("avg", (2, 1))]:
-    y = jaxpool.blur_pool(x.astype(np.float32), strides, filter_size=7, pool=pool,
-                          padding=padding)
+    y = jaxpool.blur_pool(x.astype(np.float32), strides, filter_size=7, pool=pool, padding=padding)
     expected = reference.blur_pool(x, strides, 7, pool, padding=padding)
     np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
 
@@ -163,8 +175,7 @@ def test_output_shapes_over_random_configurations():
     strides = tuple(int(v) for v in rng.integers(1, 4, size=n))
     pool = str(rng.choice(["max", "avg", "none"]))
     filter_size = int(rng.integers(1, 8))
-    y = jaxpool.blur_pool(jnp.ones((1, *spatial, 2)), strides, filter_size=filter_size,
-                          pool=pool)
+    y = jaxpool.blur_pool(jnp.ones((1, *spatial, 2)), strides, filter_size=filter_size, pool=pool)
     k = 1 if pool == "none" else 2
     assert y.shape == (1, *[(L - k) // s + 1 for L, s in zip(spatial, strides)], 2)
     np.testing.assert_allclose(y, 1.0, rtol=1e-6)  # reflection keeps constants constant

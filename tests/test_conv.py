@@ -12,7 +12,9 @@ from jaxpool._src import conv
 DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-@pytest.mark.parametrize("shape,kernel,padding", [
+@pytest.mark.parametrize(
+  "shape,kernel,padding",
+  [
     ((2, 9, 3), (3, 3, 4), "SAME"),
     ((2, 6, 5, 3), (3, 3, 3, 2), "SAME"),
     ((2, 6, 5, 3), (2, 3, 3, 2), "VALID"),
@@ -21,7 +23,8 @@ DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHW
     ((2, 9, 9, 1), (3, 3, 1, 4), "VALID"),  # one input channel: the patches product
     ((2, 7, 6, 1), (4, 3, 1, 2), "SAME"),
     ((3, 10, 1), (4, 1, 5), ((1, 2),)),
-])
+  ],
+)
 def test_values_and_gradients_match_lax(shape, kernel, padding):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=shape), jnp.float32)
@@ -39,12 +42,15 @@ def test_values_and_gradients_match_lax(shape, kernel, padding):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,kernel,padding", [
+@pytest.mark.parametrize(
+  "shape,kernel,padding",
+  [
     ((3, 9, 8, 1), (3, 3, 1, 5), "VALID"),  # one input channel: bias from the patches product
     ((2, 7, 6, 1), (2, 3, 1, 2), ((1, 0), (2, 1))),
     ((2, 6, 5, 3), (3, 3, 3, 2), "SAME"),
     ((3, 10, 1), (4, 1, 3), "SAME"),
-])
+  ],
+)
 def test_biased_conv_matches_lax_plus_bias(shape, kernel, padding):
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.normal(size=shape), jnp.float32)
@@ -53,13 +59,13 @@ def test_biased_conv_matches_lax_plus_bias(shape, kernel, padding):
   dims = DIMS[len(shape) - 2]
   ones = (1,) * (len(shape) - 2)
   ref = lambda x, k, b: lax.conv_general_dilated(x, k, ones, padding, dimension_numbers=dims) + b
-  np.testing.assert_allclose(conv.biased_conv(x, k, b, padding), ref(x, k, b), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(conv.biased_conv(x, k, b, padding), ref(x, k, b), rtol=1e-5, atol=1e-5)
   g = jnp.asarray(rng.normal(size=ref(x, k, b).shape), jnp.float32)
   loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)) * g)
   want = jax.grad(loss(ref), argnums=(0, 1, 2))(x, k, b)
-  got = jax.jit(jax.grad(loss(lambda x, k, b: conv.biased_conv(x, k, b, padding)),
-                         argnums=(0, 1, 2)))(x, k, b)
+  got = jax.jit(
+    jax.grad(loss(lambda x, k, b: conv.biased_conv(x, k, b, padding)), argnums=(0, 1, 2))
+  )(x, k, b)
   for a, w in zip(got, want):
     np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="bias"):
@@ -75,11 +81,14 @@ def test_inside_scan_and_fallback_for_strides():
   def descend(f):
     def body(k, _):
       return k - 0.1 * jax.grad(lambda k: jnp.sum(f(x, k) ** 2))(k), None
+
     return jax.jit(lambda k: lax.scan(body, k, None, length=3)[0])(k)
 
   for strides in [(1, 1), (2, 1)]:  # (2, 1) takes lax's own path
-    ref = descend(lambda x, k: lax.conv_general_dilated(x, k, strides, "SAME",
-                                                        dimension_numbers=dims))
-    new = descend(lambda x, k: conv.conv_general_dilated(x, k, strides, "SAME",
-                                                         dimension_numbers=dims))
+    ref = descend(
+      lambda x, k: lax.conv_general_dilated(x, k, strides, "SAME", dimension_numbers=dims)
+    )
+    new = descend(
+      lambda x, k: conv.conv_general_dilated(x, k, strides, "SAME", dimension_numbers=dims)
+    )
     np.testing.assert_allclose(new, ref, rtol=1e-4, atol=1e-4)

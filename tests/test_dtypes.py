@@ -9,7 +9,7 @@ from jaxpool._src import dtypes
 
 def test_float32_by_bits_is_astype_for_every_bfloat16():
   # All 65536 bit patterns: zeros of both signs, subnormals, infinities, NaNs.
-  bits = np.arange(2 ** 16, dtype=np.uint32).astype(np.uint16)
+  bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
   x = jnp.asarray(bits).view(jnp.bfloat16)
   got, want = np.asarray(dtypes.float32_by_bits(x)), np.asarray(x.astype(jnp.float32))
   assert got.dtype == np.float32
@@ -29,7 +29,7 @@ def test_float32_by_bits_other_dtypes_as_compute_dtype():
 def test_selected_back_returns_every_bfloat16_bit_pattern():
   """Every bfloat16 (NaN payloads, infinities, -0.0, subnormals) in float32 comes back
   bit for bit, also through a jitted max, as `astype` would give it."""
-  patterns = np.arange(2 ** 16, dtype=np.uint32).astype(np.uint16)
+  patterns = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
   x = jnp.asarray(patterns.view(jnp.bfloat16))
   wide = x.astype(jnp.float32)  # an independent widening: XLA's convert
   back = dtypes.selected_back(wide, jnp.bfloat16)

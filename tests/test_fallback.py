@@ -60,8 +60,8 @@ def test_differentiable_and_transposable():
     np.testing.assert_allclose(np.asarray(g), want, rtol=1e-6)
   # linear branches: transposed by JAX (soft_pool's tangent rule relies on it)
   (t,) = jax.linear_transpose(
-      lambda v: fallback.fast_or_exact(jnp.asarray(False), lambda a: 2 * a, lambda a: 3 * a, v),
-      x)(jnp.ones(4))
+    lambda v: fallback.fast_or_exact(jnp.asarray(False), lambda a: 2 * a, lambda a: 3 * a, v), x
+  )(jnp.ones(4))
   np.testing.assert_allclose(np.asarray(t), 3.0)
 
 

@@ -15,41 +15,52 @@ import jaxpool
 
 flax_pooling = pytest.importorskip("flax.linen.pooling")
 
-PAIRS = {"max_pool": (jaxpool.max_pool, flax_pooling.max_pool),
-         "min_pool": (jaxpool.min_pool, flax_pooling.min_pool),
-         "avg_pool": (jaxpool.avg_pool, flax_pooling.avg_pool)}
+PAIRS = {
+  "max_pool": (jaxpool.max_pool, flax_pooling.max_pool),
+  "min_pool": (jaxpool.min_pool, flax_pooling.min_pool),
+  "avg_pool": (jaxpool.avg_pool, flax_pooling.avg_pool),
+}
 
 # (name, input shape, positional args after inputs, keyword args)
 CALLS = [
-    ("max_pool", (2, 6, 7, 3), ((2, 2),), {}),
-    ("max_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME"), {}),
-    ("max_pool", (2, 6, 7, 3), ((3, 2),), dict(strides=(1, 2), padding=((1, 0), (2, 1)))),
-    ("max_pool", (6, 7, 3), ((2, 3),), dict(strides=(2, 1), padding="same")),        # no batch
-    ("max_pool", (2, 3, 6, 5, 2), ((2, 2),), dict(strides=None, padding="VALID")),   # 2 batch
-    ("max_pool", (2, 9, 2), ((4,),), dict(strides=(3,), padding="SAME_LOWER")),
-    ("max_pool", (1, 4, 5, 6, 2), ((2, 3, 2),), dict(strides=(1, 2, 2), padding="SAME")),
-    ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[[1, 1], [0, 1]])),           # lists
-    ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=np.array([[1, 0], [1, 1]]))),  # array
-    ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[np.array([0, 1]), (1, 0)])),
-    ("min_pool", (2, 6, 7, 3), ((3, 3),), dict(strides=(2, 2), padding="SAME")),
-    ("min_pool", (7, 2), ((3,),), dict(padding=((2, 1),))),
-    ("min_pool", (3, 2, 5, 2), ((2,),), {}),
-    ("avg_pool", (2, 6, 7, 3), ((2, 2),), {}),
-    ("avg_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME", False), {}),                 # positional
-    ("avg_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME"), dict(count_include_pad=True)),
-    ("avg_pool", (2, 6, 7, 3), ((3, 2),), dict(padding=((1, 2), (0, 1)), count_include_pad=False)),
-    ("avg_pool", (2, 6, 7, 3), ((3, 2),), dict(padding=((1, 2), (0, 1)), count_include_pad=True)),
-    ("avg_pool", (6, 7, 3), ((2, 2),), dict(strides=(2, 2), padding="SAME",
-                                           count_include_pad=False)),             # no batch
-    ("avg_pool", (2, 2, 6, 5, 3), ((3, 2),), dict(padding="SAME", count_include_pad=False)),
-    ("avg_pool", (1, 4, 5, 6, 2), ((2, 3, 2),), dict(strides=(2, 1, 2), padding="SAME",
-                                                    count_include_pad=False)),
-    ("avg_pool", (2, 9, 2), ((4,),), dict(strides=(2,), padding=((3, 1),))),
+  ("max_pool", (2, 6, 7, 3), ((2, 2),), {}),
+  ("max_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME"), {}),
+  ("max_pool", (2, 6, 7, 3), ((3, 2),), dict(strides=(1, 2), padding=((1, 0), (2, 1)))),
+  ("max_pool", (6, 7, 3), ((2, 3),), dict(strides=(2, 1), padding="same")),  # no batch
+  ("max_pool", (2, 3, 6, 5, 2), ((2, 2),), dict(strides=None, padding="VALID")),  # 2 batch
+  ("max_pool", (2, 9, 2), ((4,),), dict(strides=(3,), padding="SAME_LOWER")),
+  ("max_pool", (1, 4, 5, 6, 2), ((2, 3, 2),), dict(strides=(1, 2, 2), padding="SAME")),
+  ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[[1, 1], [0, 1]])),  # lists
+  ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=np.array([[1, 0], [1, 1]]))),  # array
+  ("max_pool", (2, 6, 7, 3), ((2, 2),), dict(padding=[np.array([0, 1]), (1, 0)])),
+  ("min_pool", (2, 6, 7, 3), ((3, 3),), dict(strides=(2, 2), padding="SAME")),
+  ("min_pool", (7, 2), ((3,),), dict(padding=((2, 1),))),
+  ("min_pool", (3, 2, 5, 2), ((2,),), {}),
+  ("avg_pool", (2, 6, 7, 3), ((2, 2),), {}),
+  ("avg_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME", False), {}),  # positional
+  ("avg_pool", (2, 6, 7, 3), ((3, 3), (2, 2), "SAME"), dict(count_include_pad=True)),
+  ("avg_pool", (2, 6, 7, 3), ((3, 2),), dict(padding=((1, 2), (0, 1)), count_include_pad=False)),
+  ("avg_pool", (2, 6, 7, 3), ((3, 2),), dict(padding=((1, 2), (0, 1)), count_include_pad=True)),
+  (
+    "avg_pool",
+    (6, 7, 3),
+    ((2, 2),),
+    dict(strides=(2, 2), padding="SAME", count_include_pad=False),
+  ),  # no batch
+  ("avg_pool", (2, 2, 6, 5, 3), ((3, 2),), dict(padding="SAME", count_include_pad=False)),
+  (
+    "avg_pool",
+    (1, 4, 5, 6, 2),
+    ((2, 3, 2),),
+    dict(strides=(2, 1, 2), padding="SAME", count_include_pad=False),
+  ),
+  ("avg_pool", (2, 9, 2), ((4,),), dict(strides=(2,), padding=((3, 1),))),
 ]
 
 
-@pytest.mark.parametrize("name, shape, args, kwargs", CALLS,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CALLS)])
+@pytest.mark.parametrize(
+  "name, shape, args, kwargs", CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CALLS)]
+)
 def test_values_and_gradients_equal_flax(name, shape, args, kwargs):
   ours, theirs = PAIRS[name]
   rng = np.random.default_rng(len(shape) * 31 + len(args))
@@ -77,8 +88,9 @@ def test_half_precision_equals_flax(dtype):
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 5, 3)), dtype)
   for name in ("max_pool", "min_pool"):
     ours, theirs = PAIRS[name]
-    np.testing.assert_array_equal(ours(x, (3, 2), (2, 1), "SAME"),
-                                  theirs(x, (3, 2), (2, 1), "SAME"))
+    np.testing.assert_array_equal(
+      ours(x, (3, 2), (2, 1), "SAME"), theirs(x, (3, 2), (2, 1), "SAME")
+    )
   # Flax sums in the input dtype, jaxpool in float32: equal up to one rounding.
   ours, theirs = PAIRS["avg_pool"]
   y1, y2 = ours(x, (3, 2), (2, 1), "SAME"), theirs(x, (3, 2), (2, 1), "SAME")

@@ -18,10 +18,10 @@ except ImportError:  # tests/ itself on sys.path
 
 # (spatial, window, output size)
 CONFIGS = [
-    ((11,), (2,), (7,)),
-    ((9, 12), (3, 2), (4, 8)),     # steps smaller than the window, and gaps
-    ((13, 8), (2, 3), (3, 6)),     # steps larger than a 2-window: skipped elements
-    ((6, 7, 5), (2, 2, 2), (4, 5, 3)),
+  ((11,), (2,), (7,)),
+  ((9, 12), (3, 2), (4, 8)),  # steps smaller than the window, and gaps
+  ((13, 8), (2, 3), (3, 6)),  # steps larger than a 2-window: skipped elements
+  ((6, 7, 5), (2, 2, 2), (4, 5, 3)),
 ]
 
 
@@ -31,17 +31,29 @@ def test_matches_loop_reference(spatial, window, out, overlapping):
   rng = np.random.default_rng(sum(spatial) + overlapping)
   x = ties(rng, (2, *spatial, 3))
   samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
-  values, indices = J(jaxpool.fractional_max_pool, window, out, samples=samples,
-                      overlapping=overlapping, return_indices=True)(x)
+  values, indices = J(
+    jaxpool.fractional_max_pool,
+    window,
+    out,
+    samples=samples,
+    overlapping=overlapping,
+    return_indices=True,
+  )(x)
   ref_values, ref_indices = reference.fractional_max_pool(x, window, out, samples, overlapping)
   np.testing.assert_array_equal(values, ref_values)
   np.testing.assert_array_equal(indices, ref_indices)
   # Gradient: to the selected element of each window.
   ct = rng.normal(size=values.shape).astype(np.float32)
-  grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.fractional_max_pool(
-      v, window, out, samples=samples, overlapping=overlapping) * ct)))(x)
-  np.testing.assert_allclose(grad, reference.scatter_grad(x.shape, ref_indices, ct),
-                             rtol=1e-5, atol=1e-6)
+  grad = jax.jit(
+    jax.grad(
+      lambda v: jnp.sum(
+        jaxpool.fractional_max_pool(v, window, out, samples=samples, overlapping=overlapping) * ct
+      )
+    )
+  )(x)
+  np.testing.assert_allclose(
+    grad, reference.scatter_grad(x.shape, ref_indices, ct), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_sequence_properties():
@@ -62,8 +74,13 @@ def test_ratio_half_on_even_sizes():
   # Documented shape: int(L * ratio) per dim; with window 2 and steps of exactly 2,
   # both variants are the 2 x 2 max pool with stride 2.
   for overlapping in (True, False):
-    y = J(jaxpool.fractional_max_pool, (2, 2), output_ratio=0.5, key=jax.random.key(0),
-          overlapping=overlapping)(x)
+    y = J(
+      jaxpool.fractional_max_pool,
+      (2, 2),
+      output_ratio=0.5,
+      key=jax.random.key(0),
+      overlapping=overlapping,
+    )(x)
     assert y.shape == (2, 4, 6, 3)
     np.testing.assert_array_equal(y, J(jaxpool.max_pool, (2, 2), 2)(x))
   y = J(jaxpool.fractional_max_pool, (2, 2), output_ratio=(0.5, 0.75), key=jax.random.key(0))(x)
@@ -78,22 +95,25 @@ def test_disjoint_regions_tile_the_input():
   # output is the max of the input.
   rng = np.random.default_rng(3)
   x = rng.normal(size=(3, 25, 4)).astype(np.float32)
-  y, idx = J(jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1),
-             return_indices=True)(x)
+  y, idx = J(
+    jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1), return_indices=True
+  )(x)
   for b in range(3):
     for c in range(4):
       assert len(set(idx[b, :, c].tolist())) == idx.shape[1]
   np.testing.assert_array_equal(y.max(axis=1), x.max(axis=1))
   # Overlapping windows cover at least as much: the outputs dominate the disjoint ones.
-  yo = J(jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1),
-         overlapping=True)(x)
+  yo = J(
+    jaxpool.fractional_max_pool, (2,), output_ratio=0.7, key=jax.random.key(1), overlapping=True
+  )(x)
   assert (yo >= y).all() and (yo > y).any()
 
 
 def test_key_determinism_and_per_plane_samples():
   x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 20, 20, 3)).astype(np.float32))
-  f = jax.jit(lambda v, key: jaxpool.fractional_max_pool(v, (2, 2), (13, 13), key=key,
-                                                         return_indices=True))
+  f = jax.jit(
+    lambda v, key: jaxpool.fractional_max_pool(v, (2, 2), (13, 13), key=key, return_indices=True)
+  )
   y1, i1 = f(x, jax.random.key(7))
   y2, i2 = f(x, jax.random.key(7))
   np.testing.assert_array_equal(y1, y2)
@@ -106,12 +126,14 @@ def test_key_determinism_and_per_plane_samples():
   assert (i[0, ..., 0] != i[1, ..., 0]).any() and (i[0, ..., 0] != i[0, ..., 1]).any()
   # The key path equals the samples path with jax.random.uniform's draws.
   u = jax.random.uniform(jax.random.key(7), (2, 3, 2), jnp.float32)
-  np.testing.assert_array_equal(
-      J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u)(x), y1)
+  np.testing.assert_array_equal(J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u)(x), y1)
   # Channels first: the same samples, (N, C, n), give the transposed result.
   np.testing.assert_array_equal(
-      J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u, channel_axis=1)(
-          jnp.moveaxis(x, -1, 1)), jnp.moveaxis(y1, -1, 1))
+    J(jaxpool.fractional_max_pool, (2, 2), (13, 13), samples=u, channel_axis=1)(
+      jnp.moveaxis(x, -1, 1)
+    ),
+    jnp.moveaxis(y1, -1, 1),
+  )
 
 
 def test_gradients_and_dtypes():
@@ -119,9 +141,14 @@ def test_gradients_and_dtypes():
   x = (rng.permutation(2 * 9 * 8 * 2).reshape(2, 9, 8, 2) / 10).astype(np.float32)
   u = rng.uniform(size=(2, 2, 2)).astype(np.float32)
   for overlapping in (True, False):
-    check_grads(J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u,
-                  overlapping=overlapping), (x,), order=1, modes=("fwd", "rev"),
-                atol=1e-2, rtol=1e-2)
+    check_grads(
+      J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u, overlapping=overlapping),
+      (x,),
+      order=1,
+      modes=("fwd", "rev"),
+      atol=1e-2,
+      rtol=1e-2,
+    )
   xi = rng.integers(0, 100, (2, 9, 8, 2)).astype(np.int32)
   yi = J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u)(xi)
   assert yi.dtype == jnp.int32
@@ -130,8 +157,9 @@ def test_gradients_and_dtypes():
   yb = J(jaxpool.fractional_max_pool, (2, 2), (6, 5), samples=u)(xb)
   assert yb.dtype == jnp.bfloat16
   np.testing.assert_array_equal(
-      np.asarray(yb, np.float32),
-      reference.fractional_max_pool(np.asarray(xb, np.float32), (2, 2), (6, 5), u, False)[0])
+    np.asarray(yb, np.float32),
+    reference.fractional_max_pool(np.asarray(xb, np.float32), (2, 2), (6, 5), u, False)[0],
+  )
 
 
 def test_bad_arguments():
@@ -170,9 +198,11 @@ def test_bad_arguments():
 
 # --- PyTorch parity ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("spatial,window,out", [((10, 9), (2, 2), (6, 5)),
-                                                ((11, 12), (3, 2), (5, 8)),
-                                                ((7, 6, 8), (2, 3, 2), (4, 3, 5))])
+
+@pytest.mark.parametrize(
+  "spatial,window,out",
+  [((10, 9), (2, 2), (6, 5)), ((11, 12), (3, 2), (5, 8)), ((7, 6, 8), (2, 3, 2), (4, 3, 5))],
+)
 def test_torch_parity(spatial, window, out):
   torch = pytest.importorskip("torch")
   F = torch.nn.functional
@@ -182,21 +212,40 @@ def test_torch_parity(spatial, window, out):
   x[0, 0, 0] = np.nan
   samples = rng.uniform(size=(2, 3, n)).astype(np.float32)
   pool = getattr(F, f"fractional_max_pool{n}d")
-  ref_values, ref_indices = pool(torch.tensor(x), window, output_size=out, return_indices=True,
-                                 _random_samples=torch.tensor(samples))
+  ref_values, ref_indices = pool(
+    torch.tensor(x),
+    window,
+    output_size=out,
+    return_indices=True,
+    _random_samples=torch.tensor(samples),
+  )
   # PyTorch's 2-d samples list the width first; its 3-d samples are in (T, H, W) order.
   ours = samples[..., ::-1].copy() if n == 2 else samples
-  values, indices = J(jaxpool.fractional_max_pool, window, out, samples=ours, overlapping=True,
-                      return_indices=True, channel_axis=1)(x)
+  values, indices = J(
+    jaxpool.fractional_max_pool,
+    window,
+    out,
+    samples=ours,
+    overlapping=True,
+    return_indices=True,
+    channel_axis=1,
+  )(x)
   np.testing.assert_array_equal(values, ref_values.numpy())
   np.testing.assert_array_equal(indices, ref_indices.numpy())
   x = ties(rng, (2, 3, *spatial))
   ct = rng.normal(size=ref_values.shape).astype(np.float32)
   tx = torch.tensor(x, requires_grad=True)
-  (pool(tx, window, output_size=out, _random_samples=torch.tensor(samples))
-   * torch.tensor(ct)).sum().backward()
-  grad = jax.jit(jax.grad(lambda v: jnp.sum(jaxpool.fractional_max_pool(
-      v, window, out, samples=ours, overlapping=True, channel_axis=1) * ct)))(x)
+  (
+    pool(tx, window, output_size=out, _random_samples=torch.tensor(samples)) * torch.tensor(ct)
+  ).sum().backward()
+  grad = jax.jit(
+    jax.grad(
+      lambda v: jnp.sum(
+        jaxpool.fractional_max_pool(v, window, out, samples=ours, overlapping=True, channel_axis=1)
+        * ct
+      )
+    )
+  )(x)
   np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -206,10 +255,17 @@ def test_torch_parity_output_ratio():
   rng = np.random.default_rng(7)
   x = rng.normal(size=(1, 2, 13, 11)).astype(np.float32)
   samples = rng.uniform(size=(1, 2, 2)).astype(np.float32)
-  ref = F.fractional_max_pool2d(torch.tensor(x), (2, 3), output_ratio=(0.7, 0.6),
-                                _random_samples=torch.tensor(samples)).numpy()
-  ours = J(jaxpool.fractional_max_pool, (2, 3), output_ratio=(0.7, 0.6),
-           samples=samples[..., ::-1].copy(), overlapping=True, channel_axis=1)(x)
+  ref = F.fractional_max_pool2d(
+    torch.tensor(x), (2, 3), output_ratio=(0.7, 0.6), _random_samples=torch.tensor(samples)
+  ).numpy()
+  ours = J(
+    jaxpool.fractional_max_pool,
+    (2, 3),
+    output_ratio=(0.7, 0.6),
+    samples=samples[..., ::-1].copy(),
+    overlapping=True,
+    channel_axis=1,
+  )(x)
   np.testing.assert_array_equal(ours, ref)
 
 
@@ -218,11 +274,19 @@ def test_static_candidates_hold_every_start():
   (`_candidate_starts`): every start that the float32 formula gives, for any sample,
   must lie among them."""
   from jaxpool._src import fractional
+
   rng = np.random.default_rng(11)
   u = np.concatenate([rng.uniform(size=4000), [0.0, np.nextafter(1.0, 0.0), 0.5]])
   u = jnp.asarray(u, jnp.float32)
-  for L, k, o in ((28, 2, 14), (25, 2, 17), (1000, 3, 611), (97, 5, 13), (7, 3, 1),
-                  (4096, 2, 2897), (30, 2, 29)):
+  for L, k, o in (
+    (28, 2, 14),
+    (25, 2, 17),
+    (1000, 3, 611),
+    (97, 5, 13),
+    (7, 3, 1),
+    (4096, 2, 2897),
+    (30, 2, 29),
+  ):
     starts = np.asarray(jax.jit(lambda s: fractional.fractional_starts(s, L, o, k))(u))
     lo, count = fractional._candidate_starts(jnp.float32, L, o, k)
     assert ((starts >= lo) & (starts < lo + count)).all(), (L, k, o)
@@ -236,8 +300,9 @@ def test_forward_and_differentiated_forms_agree():
   x[0, 3, 4, 1] = np.nan
   u = rng.uniform(size=(2, 4, 2)).astype(np.float32)
   for overlapping in (False, True):
-    f = lambda v: jaxpool.fractional_max_pool(v, (3, 2), (9, 13), samples=u,
-                                              overlapping=overlapping, return_indices=True)
+    f = lambda v: jaxpool.fractional_max_pool(
+      v, (3, 2), (9, 13), samples=u, overlapping=overlapping, return_indices=True
+    )
     forward = jax.jit(f)(jnp.asarray(x))
     (values, index), _ = jax.jit(lambda v: jax.jvp(f, (v,), (jnp.ones_like(v),)))(jnp.asarray(x))
     np.testing.assert_array_equal(forward[0], values)

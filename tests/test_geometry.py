@@ -21,83 +21,143 @@ resolve = geometry.resolve
 # (input_shape, window_shape, strides, padding, options, exception, fragments that
 # the message must contain: the argument's name and the value received).
 ERRORS = [
-    # wrong rank
-    ((4, 4), (2, 2), None, "VALID", {}, ValueError, ["inputs", "(4, 4)", "rank"]),
-    ((4,), (2,), None, "VALID", {}, ValueError, ["inputs", "(4,)", "rank"]),
-    # window_shape: type, emptiness, non-int entries, zero/negative entries
-    ((1, 4, 4, 1), 2, None, "VALID", {}, TypeError, ["window_shape", "2"]),
-    ((1, 4, 4, 1), "22", None, "VALID", {}, TypeError, ["window_shape", "'22'"]),
-    ((1, 4, 4, 1), (), None, "VALID", {}, ValueError, ["window_shape", "()"]),
-    ((1, 4, 4, 1), (2.0, 2), None, "VALID", {}, TypeError, ["window_shape", "(2.0, 2)"]),
-    ((1, 4, 4, 1), (True, 2), None, "VALID", {}, TypeError, ["window_shape", "(True, 2)"]),
-    ((1, 4, 4, 1), (0, 2), None, "VALID", {}, ValueError, ["window_shape", "(0, 2)", ">= 1"]),
-    ((1, 4, 4, 1), (2, -1), None, "VALID", {}, ValueError, ["window_shape", "(2, -1)"]),
-    # strides
-    ((1, 4, 4, 1), (2, 2), 0, "VALID", {}, ValueError, ["strides", "(0, 0)", ">= 1"]),
-    ((1, 4, 4, 1), (2, 2), (1, -2), "VALID", {}, ValueError, ["strides", "(1, -2)"]),
-    ((1, 4, 4, 1), (2, 2), 2.0, "VALID", {}, TypeError, ["strides", "2.0"]),
-    ((1, 4, 4, 1), (2, 2), True, "VALID", {}, TypeError, ["strides", "True"]),
-    ((1, 4, 4, 1), (2, 2), (2, 2.0), "VALID", {}, TypeError, ["strides", "(2, 2.0)"]),
-    ((1, 4, 4, 1), (2, 2), (2, 2, 2), "VALID", {}, ValueError, ["strides", "(2, 2, 2)", "2"]),
-    ((1, 4, 4, 1), (2, 2), "2", "VALID", {}, TypeError, ["strides", "'2'"]),
-    # dilation
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": 0}, ValueError, ["dilation", "(0, 0)"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": (1, 0)}, ValueError,
-     ["dilation", "(1, 0)"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": 1.5}, TypeError, ["dilation", "1.5"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": (1,)}, ValueError, ["dilation", "(1,)"]),
-    # window larger than the padded input (dilation counts)
-    ((1, 4, 4, 1), (5, 2), None, "VALID", {}, ValueError, ["window_shape=(5, 2)", "(4, 4)"]),
-    ((1, 4, 4, 1), (3, 2), None, "VALID", {"dilation": 2}, ValueError,
-     ["window_shape=(3, 2)", "dilation=(2, 2)", "(4, 4)"]),
-    ((1, 3, 1), (6,), None, ((1, 1),), {}, ValueError, ["window_shape=(6,)", "((1, 1),)"]),
-    # padding: unknown string, wrong type, wrong length, non-int, negative, bad pairs
-    ((1, 4, 4, 1), (2, 2), None, "FULL", {}, ValueError, ["padding", "'FULL'", "VALID"]),
-    ((1, 4, 4, 1), (2, 2), None, 1.0, {}, TypeError, ["padding", "1.0"]),
-    ((1, 4, 4, 1), (2, 2), None, True, {}, TypeError, ["padding", "True"]),
-    ((1, 4, 4, 1), (2, 2), None, None, {}, TypeError, ["padding", "None"]),
-    ((1, 4, 4, 1), (2, 2), None, (1, 1, 1), {}, ValueError, ["padding", "(1, 1, 1)"]),
-    ((1, 4, 1), (2,), None, (1, 2), {}, ValueError, ["padding", "(1, 2)", "((1, 2),)"]),
-    ((1, 4, 4, 1), (2, 2), None, (1, 1.0), {}, TypeError, ["padding", "(1, 1.0)"]),
-    ((1, 4, 4, 1), (2, 2), None, -1, {}, ValueError, ["padding", "-1", "non-negative"]),
-    ((1, 4, 4, 1), (2, 2), None, (0, -1), {}, ValueError, ["padding", "(0, -1)"]),
-    ((1, 4, 4, 1), (2, 2), None, ((0, 0), (-1, 0)), {}, ValueError,
-     ["padding", "((0, 0), (-1, 0))"]),
-    ((1, 4, 4, 1), (2, 2), None, ((1, 1),), {}, ValueError, ["padding", "((1, 1),)"]),
-    ((1, 4, 4, 1), (2, 2), None, ((1, 1, 1), (1, 1)), {}, TypeError,
-     ["padding", "((1, 1, 1), (1, 1))"]),
-    ((1, 4, 4, 1), (2, 2), None, ((1, 1.5), (1, 1)), {}, TypeError,
-     ["padding", "((1, 1.5), (1, 1))"]),
-    ((1, 4, 4, 1), (2, 2), None, ((1, 1), 1), {}, TypeError, ["padding", "((1, 1), 1)"]),
-    ((1, 4, 4, 1), (2, 2), None, ("ab", (1, 1)), {}, TypeError, ["padding", "('ab', (1, 1))"]),
-    ((1, 4, 4, 1), (2, 2), None, ((True, 0), (0, 0)), {}, TypeError,
-     ["padding", "((True, 0), (0, 0))"]),
-    # ceil_mode
-    ((1, 4, 4, 1), (2, 2), None, "SAME", {"ceil_mode": True}, ValueError,
-     ["ceil_mode", "'SAME'"]),
-    ((1, 4, 4, 1), (2, 2), None, "same_lower", {"ceil_mode": True}, ValueError,
-     ["ceil_mode", "'same_lower'"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"ceil_mode": 1}, TypeError, ["ceil_mode", "1"]),
-    # channel_axis
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": 2}, ValueError,
-     ["channel_axis", "2", "(1, 4, 4, 1)"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": 0}, ValueError,
-     ["channel_axis", "0"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": -2}, ValueError,
-     ["channel_axis", "-2"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": 1.0}, ValueError,
-     ["channel_axis", "1.0"]),
-    ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": True}, ValueError,
-     ["channel_axis", "True"]),
-    ((3, 4, 4), (2, 2), None, "VALID", {"channel_axis": 1}, ValueError,
-     ["channel_axis=1", "(3, 4, 4)", "rank 4"]),
-    ((2, 3, 4, 4, 4), (2, 2), None, "VALID", {"channel_axis": 1}, ValueError,
-     ["channel_axis=1", "(2, 3, 4, 4, 4)"]),
+  # wrong rank
+  ((4, 4), (2, 2), None, "VALID", {}, ValueError, ["inputs", "(4, 4)", "rank"]),
+  ((4,), (2,), None, "VALID", {}, ValueError, ["inputs", "(4,)", "rank"]),
+  # window_shape: type, emptiness, non-int entries, zero/negative entries
+  ((1, 4, 4, 1), 2, None, "VALID", {}, TypeError, ["window_shape", "2"]),
+  ((1, 4, 4, 1), "22", None, "VALID", {}, TypeError, ["window_shape", "'22'"]),
+  ((1, 4, 4, 1), (), None, "VALID", {}, ValueError, ["window_shape", "()"]),
+  ((1, 4, 4, 1), (2.0, 2), None, "VALID", {}, TypeError, ["window_shape", "(2.0, 2)"]),
+  ((1, 4, 4, 1), (True, 2), None, "VALID", {}, TypeError, ["window_shape", "(True, 2)"]),
+  ((1, 4, 4, 1), (0, 2), None, "VALID", {}, ValueError, ["window_shape", "(0, 2)", ">= 1"]),
+  ((1, 4, 4, 1), (2, -1), None, "VALID", {}, ValueError, ["window_shape", "(2, -1)"]),
+  # strides
+  ((1, 4, 4, 1), (2, 2), 0, "VALID", {}, ValueError, ["strides", "(0, 0)", ">= 1"]),
+  ((1, 4, 4, 1), (2, 2), (1, -2), "VALID", {}, ValueError, ["strides", "(1, -2)"]),
+  ((1, 4, 4, 1), (2, 2), 2.0, "VALID", {}, TypeError, ["strides", "2.0"]),
+  ((1, 4, 4, 1), (2, 2), True, "VALID", {}, TypeError, ["strides", "True"]),
+  ((1, 4, 4, 1), (2, 2), (2, 2.0), "VALID", {}, TypeError, ["strides", "(2, 2.0)"]),
+  ((1, 4, 4, 1), (2, 2), (2, 2, 2), "VALID", {}, ValueError, ["strides", "(2, 2, 2)", "2"]),
+  ((1, 4, 4, 1), (2, 2), "2", "VALID", {}, TypeError, ["strides", "'2'"]),
+  # dilation
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": 0}, ValueError, ["dilation", "(0, 0)"]),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": (1, 0)}, ValueError, ["dilation", "(1, 0)"]),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": 1.5}, TypeError, ["dilation", "1.5"]),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"dilation": (1,)}, ValueError, ["dilation", "(1,)"]),
+  # window larger than the padded input (dilation counts)
+  ((1, 4, 4, 1), (5, 2), None, "VALID", {}, ValueError, ["window_shape=(5, 2)", "(4, 4)"]),
+  (
+    (1, 4, 4, 1),
+    (3, 2),
+    None,
+    "VALID",
+    {"dilation": 2},
+    ValueError,
+    ["window_shape=(3, 2)", "dilation=(2, 2)", "(4, 4)"],
+  ),
+  ((1, 3, 1), (6,), None, ((1, 1),), {}, ValueError, ["window_shape=(6,)", "((1, 1),)"]),
+  # padding: unknown string, wrong type, wrong length, non-int, negative, bad pairs
+  ((1, 4, 4, 1), (2, 2), None, "FULL", {}, ValueError, ["padding", "'FULL'", "VALID"]),
+  ((1, 4, 4, 1), (2, 2), None, 1.0, {}, TypeError, ["padding", "1.0"]),
+  ((1, 4, 4, 1), (2, 2), None, True, {}, TypeError, ["padding", "True"]),
+  ((1, 4, 4, 1), (2, 2), None, None, {}, TypeError, ["padding", "None"]),
+  ((1, 4, 4, 1), (2, 2), None, (1, 1, 1), {}, ValueError, ["padding", "(1, 1, 1)"]),
+  ((1, 4, 1), (2,), None, (1, 2), {}, ValueError, ["padding", "(1, 2)", "((1, 2),)"]),
+  ((1, 4, 4, 1), (2, 2), None, (1, 1.0), {}, TypeError, ["padding", "(1, 1.0)"]),
+  ((1, 4, 4, 1), (2, 2), None, -1, {}, ValueError, ["padding", "-1", "non-negative"]),
+  ((1, 4, 4, 1), (2, 2), None, (0, -1), {}, ValueError, ["padding", "(0, -1)"]),
+  ((1, 4, 4, 1), (2, 2), None, ((0, 0), (-1, 0)), {}, ValueError, ["padding", "((0, 0), (-1, 0))"]),
+  ((1, 4, 4, 1), (2, 2), None, ((1, 1),), {}, ValueError, ["padding", "((1, 1),)"]),
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    ((1, 1, 1), (1, 1)),
+    {},
+    TypeError,
+    ["padding", "((1, 1, 1), (1, 1))"],
+  ),
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    ((1, 1.5), (1, 1)),
+    {},
+    TypeError,
+    ["padding", "((1, 1.5), (1, 1))"],
+  ),
+  ((1, 4, 4, 1), (2, 2), None, ((1, 1), 1), {}, TypeError, ["padding", "((1, 1), 1)"]),
+  ((1, 4, 4, 1), (2, 2), None, ("ab", (1, 1)), {}, TypeError, ["padding", "('ab', (1, 1))"]),
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    ((True, 0), (0, 0)),
+    {},
+    TypeError,
+    ["padding", "((True, 0), (0, 0))"],
+  ),
+  # ceil_mode
+  ((1, 4, 4, 1), (2, 2), None, "SAME", {"ceil_mode": True}, ValueError, ["ceil_mode", "'SAME'"]),
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    "same_lower",
+    {"ceil_mode": True},
+    ValueError,
+    ["ceil_mode", "'same_lower'"],
+  ),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"ceil_mode": 1}, TypeError, ["ceil_mode", "1"]),
+  # channel_axis
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    "VALID",
+    {"channel_axis": 2},
+    ValueError,
+    ["channel_axis", "2", "(1, 4, 4, 1)"],
+  ),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": 0}, ValueError, ["channel_axis", "0"]),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": -2}, ValueError, ["channel_axis", "-2"]),
+  ((1, 4, 4, 1), (2, 2), None, "VALID", {"channel_axis": 1.0}, ValueError, ["channel_axis", "1.0"]),
+  (
+    (1, 4, 4, 1),
+    (2, 2),
+    None,
+    "VALID",
+    {"channel_axis": True},
+    ValueError,
+    ["channel_axis", "True"],
+  ),
+  (
+    (3, 4, 4),
+    (2, 2),
+    None,
+    "VALID",
+    {"channel_axis": 1},
+    ValueError,
+    ["channel_axis=1", "(3, 4, 4)", "rank 4"],
+  ),
+  (
+    (2, 3, 4, 4, 4),
+    (2, 2),
+    None,
+    "VALID",
+    {"channel_axis": 1},
+    ValueError,
+    ["channel_axis=1", "(2, 3, 4, 4, 4)"],
+  ),
 ]
 
 
-@pytest.mark.parametrize("shape, window, strides, padding, options, error, fragments",
-                         ERRORS, ids=[f"error{i}" for i in range(len(ERRORS))])
+@pytest.mark.parametrize(
+  "shape, window, strides, padding, options, error, fragments",
+  ERRORS,
+  ids=[f"error{i}" for i in range(len(ERRORS))],
+)
 def test_validation_errors(shape, window, strides, padding, options, error, fragments):
   with pytest.raises(error) as info:
     resolve(shape, window, strides, padding, fn="my_pool", **options)
@@ -124,16 +184,16 @@ def test_errors_are_raised_by_the_public_functions_at_trace_time():
 def test_output_shape_grid_matches_pytorch_rule():
   checked = 0
   for size, window, stride, lo, hi, dilation, ceil_mode in itertools.product(
-      range(1, 9), range(1, 5), range(1, 4), range(0, 3), range(0, 3), range(1, 3),
-      (False, True)):
+    range(1, 9), range(1, 5), range(1, 4), range(0, 3), range(0, 3), range(1, 3), (False, True)
+  ):
     effective = dilation * (window - 1) + 1
     if size + lo + hi < effective:
       continue
-    geom = resolve((2, size, 3), (window,), stride, ((lo, hi),), dilation=dilation,
-                   ceil_mode=ceil_mode)
+    geom = resolve(
+      (2, size, 3), (window,), stride, ((lo, hi),), dilation=dilation, ceil_mode=ceil_mode
+    )
     expected = reference.output_size(size, window, stride, lo, hi, dilation, ceil_mode)
-    assert geom.output_spatial == (expected,), (size, window, stride, lo, hi, dilation,
-                                                ceil_mode)
+    assert geom.output_spatial == (expected,), (size, window, stride, lo, hi, dilation, ceil_mode)
     assert geom.output_shape == (2, expected, 3)
     # The change to the high padding makes the last window end at the padded end,
     # and lax.reduce_window's floor rule on lax_padding gives the same size.
@@ -147,23 +207,27 @@ def test_output_shape_grid_matches_pytorch_rule():
   assert checked > 1000
 
 
-@pytest.mark.parametrize("shape, window, channel_axis, spatial_axes, channel, out", [
-    ((5, 6, 3), (2, 3), -1, (0, 1), 2, (4, 4, 3)),               # no batch dim
-    ((2, 5, 6, 3), (2, 3), -1, (1, 2), 3, (2, 4, 4, 3)),         # one batch dim
-    ((4, 2, 5, 6, 3), (2, 3), -1, (2, 3), 4, (4, 2, 4, 4, 3)),   # two batch dims
-    ((4, 2, 5, 6, 3), (2, 3), 4, (2, 3), 4, (4, 2, 4, 4, 3)),    # last axis by index
-    ((2, 3, 5, 6), (2, 3), 1, (2, 3), 1, (2, 3, 4, 4)),          # PyTorch layout
+@pytest.mark.parametrize(
+  "shape, window, channel_axis, spatial_axes, channel, out",
+  [
+    ((5, 6, 3), (2, 3), -1, (0, 1), 2, (4, 4, 3)),  # no batch dim
+    ((2, 5, 6, 3), (2, 3), -1, (1, 2), 3, (2, 4, 4, 3)),  # one batch dim
+    ((4, 2, 5, 6, 3), (2, 3), -1, (2, 3), 4, (4, 2, 4, 4, 3)),  # two batch dims
+    ((4, 2, 5, 6, 3), (2, 3), 4, (2, 3), 4, (4, 2, 4, 4, 3)),  # last axis by index
+    ((2, 3, 5, 6), (2, 3), 1, (2, 3), 1, (2, 3, 4, 4)),  # PyTorch layout
     ((2, 3, 5), (2,), 1, (2,), 1, (2, 3, 4)),
     ((2, 3, 5, 6, 7), (2, 3, 4), 1, (2, 3, 4), 1, (2, 3, 4, 4, 4)),
     ((7, 3), (2,), -1, (0,), 1, (6, 3)),
-])
+  ],
+)
 def test_layouts(shape, window, channel_axis, spatial_axes, channel, out):
   geom = resolve(shape, window, channel_axis=channel_axis)
   assert geom.spatial_axes == spatial_axes
   assert geom.channel_axis == channel
   assert geom.output_shape == out
   assert geom.window_dimensions == tuple(
-      window[spatial_axes.index(a)] if a in spatial_axes else 1 for a in range(len(shape)))
+    window[spatial_axes.index(a)] if a in spatial_axes else 1 for a in range(len(shape))
+  )
 
 
 def test_padding_forms_are_equivalent():
@@ -178,8 +242,9 @@ def test_padding_forms_are_equivalent():
   assert resolve(shape, window, padding=1).padding == ((1, 1), (1, 1))
   assert resolve(shape, window, padding=np.int64(1)).padding == ((1, 1), (1, 1))
   assert resolve(shape, window, padding="valid").padding == ((0, 0), (0, 0))
-  assert resolve(shape, window, padding="same").padding == resolve(
-      shape, window, padding="SAME").padding
+  assert (
+    resolve(shape, window, padding="same").padding == resolve(shape, window, padding="SAME").padding
+  )
 
 
 def test_integer_like_arguments():
@@ -191,8 +256,9 @@ def test_integer_like_arguments():
 
 
 def test_same_padding_equals_xla():
-  for size, window, stride, dilation in itertools.product(range(1, 10), range(1, 6),
-                                                          range(1, 4), range(1, 3)):
+  for size, window, stride, dilation in itertools.product(
+    range(1, 10), range(1, 6), range(1, 4), range(1, 3)
+  ):
     effective = dilation * (window - 1) + 1
     for kind in ("SAME", "SAME_LOWER"):
       geom = resolve((1, size, 1), (window,), stride, kind, dilation=dilation)
@@ -200,19 +266,31 @@ def test_same_padding_equals_xla():
       assert geom.padding == tuple(map(tuple, expected)), (size, window, stride, dilation)
       assert geom.output_spatial == (-(-size // stride),)
       assert geom.lax_padding[1] == geom.padding[0]
-    assert resolve((1, size, 1), (window,), stride, "SAME",
-                   dilation=dilation).padding == (reference.same_padding(
-                       size, window, stride, dilation),)
+    assert resolve((1, size, 1), (window,), stride, "SAME", dilation=dilation).padding == (
+      reference.same_padding(size, window, stride, dilation),
+    )
 
 
 def test_same_padding_equals_lax_reduce_window_shape():
   x = np.zeros((2, 7, 5, 3), np.float32)
-  for window, stride, dilation in [((3, 2), (2, 2), (1, 1)), ((4, 3), (3, 1), (2, 2)),
-                                   ((7, 5), (1, 4), (1, 1))]:
+  for window, stride, dilation in [
+    ((3, 2), (2, 2), (1, 1)),
+    ((4, 3), (3, 1), (2, 2)),
+    ((7, 5), (1, 4), (1, 1)),
+  ]:
     geom = resolve(x.shape, window, stride, "SAME", dilation=dilation)
-    y = jax.eval_shape(lambda x: jax.lax.reduce_window(
-        x, 0.0, jax.lax.add, (1, *window, 1), (1, *stride, 1), "SAME",
-        window_dilation=(1, *dilation, 1)), x)
+    y = jax.eval_shape(
+      lambda x: jax.lax.reduce_window(
+        x,
+        0.0,
+        jax.lax.add,
+        (1, *window, 1),
+        (1, *stride, 1),
+        "SAME",
+        window_dilation=(1, *dilation, 1),
+      ),
+      x,
+    )
     assert geom.output_shape == y.shape
     assert geom.lax_padding[1:3] == geom.padding
 
@@ -229,15 +307,17 @@ def test_window_counts_and_bounds():
   # and the last one ends at 5 = size + hi: no overhang. With window 2 and
   # ceil_mode the last window [5, 6] starts at size + lo - 1 ... checked numerically.
   for size, window, stride, lo, hi, ceil_mode in itertools.product(
-      range(2, 7), range(1, 4), range(1, 3), range(2), range(2), (False, True)):
+    range(2, 7), range(1, 4), range(1, 3), range(2), range(2), (False, True)
+  ):
     if size + lo + hi < window:
       continue
     geom = resolve((1, size, 1), (window,), stride, ((lo, hi),), ceil_mode=ceil_mode)
     starts = np.arange(geom.output_spatial[0]) * stride - lo
     pos = starts[:, None] + np.arange(window)[None, :]
     np.testing.assert_array_equal(geom.window_counts(False), ((pos >= 0) & (pos < size)).sum(1))
-    np.testing.assert_array_equal(geom.window_counts(True),
-                                  ((pos >= -lo) & (pos < size + hi)).sum(1))
+    np.testing.assert_array_equal(
+      geom.window_counts(True), ((pos >= -lo) & (pos < size + hi)).sum(1)
+    )
     assert geom.has_padding == bool(((pos < 0) | (pos >= size)).any())
     for k in range(window):
       mask = geom.in_bounds((k,))

@@ -74,8 +74,13 @@ def test_unscaled_form_taken_for_ordinary_inputs_scaled_form_elsewhere(monkeypat
     assert np.isfinite(grad).all()
   zero_plane = x.copy()
   zero_plane[1, :, 2] = 0.0
-  for data, p in ((x * np.float32(1e30), 4.0), (x * np.float32(1e-30), 4.0),
-                  (x * np.float32(1e-20), 2.0), (zero_plane, 2.0), (x, 2.5)):
+  for data, p in (
+    (x * np.float32(1e30), 4.0),
+    (x * np.float32(1e-30), 4.0),
+    (x * np.float32(1e-20), 2.0),
+    (zero_plane, 2.0),
+    (x, 2.5),
+  ):
     assert np.isnan(_run(data, p)[0]).all()
   monkeypatch.setattr(global_norm, "_scaled_parts", scaled)
   # The norm is 1-homogeneous and its gradient 0-homogeneous: the scaled form must
@@ -115,6 +120,8 @@ def test_half_precision_inputs_give_the_float32_norm_and_gradient():
       assert r.dtype == jnp.float32 and grad.dtype == dtype
       np.testing.assert_allclose(r, r32, rtol=1e-6)
       w = np.arange(1.0, r.size + 1).reshape(r.shape)
-      np.testing.assert_allclose(np.asarray(grad, np.float32),
-                                 np.asarray(jnp.asarray(grad32 / w.reshape(3, 1, 5), dtype),
-                                            np.float32), rtol=1e-2)
+      np.testing.assert_allclose(
+        np.asarray(grad, np.float32),
+        np.asarray(jnp.asarray(grad32 / w.reshape(3, 1, 5), dtype), np.float32),
+        rtol=1e-2,
+      )

@@ -29,6 +29,7 @@ SCRIPT = os.path.join(ROOT, "experiments", "keras_throughput.py")
 
 def _config(**training):
   from configs import benchmark as benchmark_config  # noqa: PLC0415
+
   config = benchmark_config.get_config("quick")
   for k, v in training.items():
     config.training[k] = v
@@ -40,12 +41,16 @@ def _fake_python(tmp_path, body: str) -> str:
   `fake keras_throughput.py --serve ...` and runs `body` with `argv` (everything
   after the script path), `emit(obj)` (one JSON line on stdout) and sys in scope."""
   path = tmp_path / "fake_python"
-  path.write_text(f"#!{sys.executable}\n" + textwrap.dedent("""\
+  path.write_text(
+    f"#!{sys.executable}\n"
+    + textwrap.dedent("""\
       import json, sys, time
       argv = sys.argv[2:]
       def emit(obj):
         print(json.dumps(obj), flush=True)
-      """) + textwrap.dedent(body))
+      """)
+    + textwrap.dedent(body)
+  )
   path.chmod(path.stat().st_mode | stat.S_IXUSR)
   return str(path)
 
@@ -73,23 +78,32 @@ emit({"tensorflow": "fake", "keras": "fake", "argv": argv, "variants": variants,
 
 def test_skipped_without_tensorflow_or_without_an_interpreter(monkeypatch):
   from experiments import benchmark  # noqa: PLC0415
+
   real = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec",
-                      lambda name, *a: None if name == "tensorflow" else real(name, *a))
+  monkeypatch.setattr(
+    importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a)
+  )
   proc, result = benchmark._KerasProcess.start(_config(keras_python=""), print)
   assert proc is None
   assert result["keras"].startswith("skipped: tensorflow is not importable by")
   assert "keras_python" in result["keras"]  # says what to set
   proc, result = benchmark._KerasProcess.start(
-      _config(keras_python="/nonexistent/bin/python"), print)
+    _config(keras_python="/nonexistent/bin/python"), print
+  )
   assert proc is None
   assert "'/nonexistent/bin/python' is not an executable" in result["keras"]
 
 
 def test_protocol_rounds_and_parsing_with_a_fake_interpreter(tmp_path):
   from experiments import benchmark  # noqa: PLC0415
-  config = _config(keras_python=_fake_python(tmp_path, _SERVING), batch_size=16, steps=3,
-                   keras_settle=2, keras_variants="fit_numpy,tf_function")
+
+  config = _config(
+    keras_python=_fake_python(tmp_path, _SERVING),
+    batch_size=16,
+    steps=3,
+    keras_settle=2,
+    keras_variants="fit_numpy,tf_function",
+  )
   proc, result = benchmark._KerasProcess.start(config, lambda *a: None)
   assert result is None
   try:
@@ -107,12 +121,18 @@ def test_protocol_rounds_and_parsing_with_a_fake_interpreter(tmp_path):
   argv = result["keras_run"]["argv"]
   assert argv[0] == "--serve"
   opts = dict(zip(argv[1::2], argv[2::2]))
-  assert opts == {"--batch-size": "16", "--steps": "3", "--settle": "2",
-                  "--seed": str(config.seed), "--variants": "fit_numpy,tf_function"}
+  assert opts == {
+    "--batch-size": "16",
+    "--steps": "3",
+    "--settle": "2",
+    "--seed": str(config.seed),
+    "--variants": "fit_numpy,tf_function",
+  }
 
 
 def test_a_failing_or_silent_interpreter_is_reported_not_fatal(tmp_path):
   from experiments import benchmark  # noqa: PLC0415
+
   crash = _fake_python(tmp_path, "sys.stderr.write('ImportError: boom\\n'); sys.exit(3)\n")
   proc, _ = benchmark._KerasProcess.start(_config(keras_python=crash), lambda *a: None)
   result = proc.ready(timeout=60)
@@ -138,11 +158,22 @@ def test_training_table_with_the_fake_keras(tmp_path):
   workdir = tmp_path / "bench"
   fake = _fake_python(tmp_path, _SERVING)
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark.py:quick",
-       f"--workdir={workdir}", "--quiet", "--config.cases=()",
-       f"--config.training.keras_python={fake}"],
-      cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      "--config=configs/benchmark.py:quick",
+      f"--workdir={workdir}",
+      "--quiet",
+      "--config.cases=()",
+      f"--config.training.keras_python={fake}",
+    ],
+    cwd=ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((workdir / "benchmark.json").read_text())
   markdown = (workdir / "benchmark.md").read_text()
@@ -153,8 +184,12 @@ def test_training_table_with_the_fake_keras(tmp_path):
   assert rounds == result["config"]["training"]["repeats"]
   # the fake's best is 2000 images/s per round answered: one round per JAX round
   assert tr["keras images/s"] == 2000.0 * rounds
-  assert tr["jaxpool_over_keras"] == pytest.approx(tr["jaxpool.max_pool images/s"] / (2000.0 * rounds))
-  assert tr["flax_over_keras"] == pytest.approx(tr["flax.linen.max_pool images/s"] / (2000.0 * rounds))
+  assert tr["jaxpool_over_keras"] == pytest.approx(
+    tr["jaxpool.max_pool images/s"] / (2000.0 * rounds)
+  )
+  assert tr["flax_over_keras"] == pytest.approx(
+    tr["flax.linen.max_pool images/s"] / (2000.0 * rounds)
+  )
   assert "| keras (fastest: tf_function) |" in markdown
   assert f"jaxpool / keras: {tr['jaxpool_over_keras']:.2f}x" in markdown
 
@@ -179,16 +214,24 @@ def test_script_variants_and_arguments():
   with pytest.raises(SystemExit):
     kt._parse(["--variants", "nope"])
   with open(SCRIPT) as f:  # runs under a python without jax: imports none of it
-    assert not re.search(r"^\s*(import|from)\s+(jax|jaxpool|experiments|flax)\b",
-                         f.read(), re.MULTILINE)
+    assert not re.search(
+      r"^\s*(import|from)\s+(jax|jaxpool|experiments|flax)\b", f.read(), re.MULTILINE
+    )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
-                    reason="tensorflow is importable here: the no-tensorflow path is not")
+@pytest.mark.skipif(
+  importlib.util.find_spec("tensorflow") is not None,
+  reason="tensorflow is importable here: the no-tensorflow path is not",
+)
 @pytest.mark.parametrize("serve", [False, True])
 def test_script_without_tensorflow_prints_a_skip(serve):
-  proc = subprocess.run([sys.executable, SCRIPT, "--steps", "2"] + ["--serve"] * serve,
-                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+  proc = subprocess.run(
+    [sys.executable, SCRIPT, "--steps", "2"] + ["--serve"] * serve,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    stdin=subprocess.DEVNULL,
+  )
   assert proc.returncode == 0, proc.stderr
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["skipped"].startswith(f"tensorflow is not importable by {sys.executable}")
@@ -223,8 +266,7 @@ def test_script_with_tensorflow_trains_and_times_each_variant():
       out["jax_imported"] = "jax" in sys.modules
       print(json.dumps(out))
       """)
-  proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300,
-                        cwd=ROOT)
+  proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert list(out["variants"]) == ["fit_numpy", "fit_tfdata_spe", "tf_function"]

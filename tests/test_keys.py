@@ -11,21 +11,25 @@ from jaxpool._src import keys
 X = jnp.arange(2 * 6 * 6 * 3, dtype=jnp.float32).reshape(2, 6, 6, 3) % 7
 
 POOLS = {
-    "stochastic_pool": lambda x, key: jaxpool.stochastic_pool(x, (2, 2), 2, key=key),
-    "fractional_max_pool": lambda x, key: jaxpool.fractional_max_pool(
-        x, (2, 2), output_size=4, key=key),
+  "stochastic_pool": lambda x, key: jaxpool.stochastic_pool(x, (2, 2), 2, key=key),
+  "fractional_max_pool": lambda x, key: jaxpool.fractional_max_pool(
+    x, (2, 2), output_size=4, key=key
+  ),
 }
 
 
 @pytest.mark.parametrize("name", POOLS)
-@pytest.mark.parametrize("bad,received", [
+@pytest.mark.parametrize(
+  "bad,received",
+  [
     (0, "got 0."),
     (1.5, "got 1.5."),
     ([0, 1], "got [0, 1]."),
     (jnp.zeros(2, jnp.float32), "dtype float32 and shape (2,)"),
     (jnp.zeros(3, jnp.uint32), "dtype uint32 and shape (3,)"),
     (jnp.zeros((2, 2), jnp.uint32), "dtype uint32 and shape (2, 2)"),  # raw key batch
-])
+  ],
+)
 def test_a_bad_key_raises_naming_the_argument_and_what_it_got(name, bad, received):
   with pytest.raises(TypeError) as info:
     POOLS[name](X, bad)
@@ -52,10 +56,10 @@ def test_raw_and_typed_keys_of_one_seed_draw_the_same(name):
   np.testing.assert_array_equal(POOLS[name](X, np.asarray(jax.random.PRNGKey(5))), typed)
   np.testing.assert_array_equal(jax.jit(POOLS[name])(X, jax.random.key(5)), typed)
   # different seeds draw differently somewhere (6 x 6 x 3 x 2 values, ties aside)
-  assert not np.array_equal(POOLS[name](X + jnp.arange(X.size).reshape(X.shape) * 1e-3,
-                                        jax.random.key(6)),
-                            POOLS[name](X + jnp.arange(X.size).reshape(X.shape) * 1e-3,
-                                        jax.random.key(5)))
+  assert not np.array_equal(
+    POOLS[name](X + jnp.arange(X.size).reshape(X.shape) * 1e-3, jax.random.key(6)),
+    POOLS[name](X + jnp.arange(X.size).reshape(X.shape) * 1e-3, jax.random.key(5)),
+  )
 
 
 def test_random_key_returns_one_typed_key():

@@ -13,6 +13,7 @@ from flax import nnx
 import jaxpool
 from jaxpool import linen as jpl
 from jaxpool import registry
+
 try:
   from tests import module_cases as mc
 except ImportError:  # tests/ itself on sys.path
@@ -50,8 +51,9 @@ EAGER = ["max", "avg_nchw", "lp_learn", "mixed_layer", "gated_layer", "soft", "b
 @pytest.mark.parametrize("case", mc.params_of_case([c for c in mc.CASES if c.id in EAGER]))
 def test_eager_matches_jit(case):
   module, variables, x = init_apply(case)
-  mc.tree_allclose(module.apply(variables, x), jax.jit(module.apply)(variables, x),
-                   rtol=1e-5, atol=1e-6)
+  mc.tree_allclose(
+    module.apply(variables, x), jax.jit(module.apply)(variables, x), rtol=1e-5, atol=1e-6
+  )
 
 
 @pytest.mark.parametrize("case", mc.params_of_case(mc.EVAL_CASES))
@@ -70,6 +72,7 @@ def test_deterministic_matches_deterministic_function(case):
 
 # --- parameters ------------------------------------------------------------------
 
+
 def _skip_unless_merged(case_id):
   (c,) = [c for c in mc.CASES if c.id == case_id]
   missing = [f for f in c.needs if not hasattr(jaxpool, f)]
@@ -77,7 +80,9 @@ def _skip_unless_merged(case_id):
     pytest.skip(f"jaxpool.{missing} not merged into this branch yet")
 
 
-@pytest.mark.parametrize("case,expected", [
+@pytest.mark.parametrize(
+  "case,expected",
+  [
     ("lp_learn", {"raw_p": ()}),
     ("gem", {"p": ()}),
     ("mixed_layer", {"alpha_logit": ()}),
@@ -86,11 +91,11 @@ def _skip_unless_merged(case_id):
     ("mixed_region_nchw", {"alpha_logit": (4,)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
     ("gated_channel", {"gate": (3, 3, 3)}),
-    ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters
+    ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),  # 27 parameters
     ("tree_channel3", {"leaves": (4, 2, 2, 3), "gates": (3, 2, 2, 3)}),
-    ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)},
-                        "norm": {"scale": (3,), "bias": (3,)}}}),
-])
+    ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)}, "norm": {"scale": (3,), "bias": (3,)}}}),
+  ],
+)
 def test_parameter_shapes(case, expected):
   _skip_unless_merged(case)
   # Shapes come from init alone (jax.eval_shape), without the pooling function.
@@ -99,19 +104,28 @@ def test_parameter_shapes(case, expected):
   assert jax.tree.map(lambda a: tuple(a.shape), dict(variables["params"])) == expected
 
 
-@pytest.mark.parametrize("module,read,expected", [
-    (jpl.LpPool((2, 2), p=3.0, learn_p=True),
-     lambda p: 1 + jax.nn.softplus(p["raw_p"]), 3.0),
-    (jpl.GeMPool(), lambda p: p["p"], 3.0),                        # Radenović et al.
-    (jpl.MixedPool((2, 2), granularity="channel"),
-     lambda p: jax.nn.sigmoid(p["alpha_logit"]), [0.5] * 3),       # Lee et al.
+@pytest.mark.parametrize(
+  "module,read,expected",
+  [
+    (jpl.LpPool((2, 2), p=3.0, learn_p=True), lambda p: 1 + jax.nn.softplus(p["raw_p"]), 3.0),
+    (jpl.GeMPool(), lambda p: p["p"], 3.0),  # Radenović et al.
+    (
+      jpl.MixedPool((2, 2), granularity="channel"),
+      lambda p: jax.nn.sigmoid(p["alpha_logit"]),
+      [0.5] * 3,
+    ),  # Lee et al.
     (jpl.GatedPool((2, 2)), lambda p: p["gate"], np.zeros((2, 2, 1))),
-])
+  ],
+)
 def test_initial_values_as_papers(module, read, expected):
   # jax.eval_shape would give shapes only; init runs the (constant) initialisers.
   # The pooling function runs too, so the case needs it merged.
-  fn = {"LpPool": "lp_pool", "GeMPool": "gem_pool", "MixedPool": "mixed_pool",
-        "GatedPool": "gated_pool"}[type(module).__name__]
+  fn = {
+    "LpPool": "lp_pool",
+    "GeMPool": "gem_pool",
+    "MixedPool": "mixed_pool",
+    "GatedPool": "gated_pool",
+  }[type(module).__name__]
   if not hasattr(jaxpool, fn):
     pytest.skip(f"jaxpool.{fn} not merged into this branch yet")
   params = module.init(KEY, mc.positive_inputs())["params"]
@@ -144,27 +158,39 @@ def test_same_parameters_as_nnx_twin(case):
   # The Linen module and its NNX twin hold the same parameters with the same
   # meaning: NNX's parameters plugged into Linen give NNX's output.
   x = mc.input_for(case)
-  twin = registry.make(case.name, api="nnx", rngs=nnx.Rngs(3), num_features=3,
-                       **case.options)
+  twin = registry.make(case.name, api="nnx", rngs=nnx.Rngs(3), num_features=3, **case.options)
   p = nnx.to_pure_dict(nnx.state(twin, nnx.Param))
   module = build(case)
-  np.testing.assert_allclose(jax.jit(module.apply)({"params": p}, x),
-                             nnx.jit(lambda m, v: m(v))(twin, x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    jax.jit(module.apply)({"params": p}, x),
+    nnx.jit(lambda m, v: m(v))(twin, x),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 # --- randomness ------------------------------------------------------------------
 
-@pytest.mark.parametrize("cid,name,opts,fn,args,kw", [
-    pytest.param(*r, id=r[0], marks=pytest.mark.skipif(
-        not hasattr(jaxpool, r[3]), reason="function not merged yet"))
-    for r in mc.RANDOM_CASES])
+
+@pytest.mark.parametrize(
+  "cid,name,opts,fn,args,kw",
+  [
+    pytest.param(
+      *r,
+      id=r[0],
+      marks=pytest.mark.skipif(not hasattr(jaxpool, r[3]), reason="function not merged yet"),
+    )
+    for r in mc.RANDOM_CASES
+  ],
+)
 def test_random_module(cid, name, opts, fn, args, kw):
   x = mc.positive_inputs()
   module = registry.make(name, api="linen", **opts)
   # init in training mode with a single key (make_rng falls back to "params").
   variables = jax.jit(lambda k: module.init(k, x, deterministic=False))(KEY)
-  apply = jax.jit(lambda key: module.apply(variables, x, deterministic=False,
-                                           rngs={"pooling": key}))
+  apply = jax.jit(
+    lambda key: module.apply(variables, x, deterministic=False, rngs={"pooling": key})
+  )
   keys = jax.random.split(jax.random.key(1), 4)
   ys = [apply(k) for k in keys]
   # Deterministic given the rng.
@@ -184,8 +210,11 @@ def test_random_module(cid, name, opts, fn, args, kw):
 @pytest.mark.skipif(not hasattr(jaxpool, "stochastic_pool"), reason="not merged yet")
 def test_stochastic_training_outputs_are_window_elements():
   x = mc.positive_inputs()
-  y = np.asarray(jpl.StochasticPool((2, 2), (2, 2), deterministic=False).apply(
-      {}, x, rngs={"pooling": jax.random.key(4)}))
+  y = np.asarray(
+    jpl.StochasticPool((2, 2), (2, 2), deterministic=False).apply(
+      {}, x, rngs={"pooling": jax.random.key(4)}
+    )
+  )
   windows = np.asarray(x).reshape(2, 3, 2, 3, 2, 3).transpose(0, 1, 3, 5, 2, 4)
   windows = windows.reshape(2, 3, 3, 3, 4)
   assert np.all(np.any(windows == y[..., None], axis=-1))
@@ -215,9 +244,9 @@ def test_missing_rng_and_flag_errors():
     pool.apply({}, x, deterministic=False)
   with pytest.raises(ValueError, match="needs a random key"):
     jpl.MixedPool((2, 2), stochastic=True).apply({}, x, deterministic=False)
-  with pytest.raises(ValueError, match="deterministic"):   # neither flag given
+  with pytest.raises(ValueError, match="deterministic"):  # neither flag given
     pool.apply({}, x)
-  with pytest.raises(ValueError, match="deterministic"):   # both given
+  with pytest.raises(ValueError, match="deterministic"):  # both given
     jpl.StochasticPool((2, 2), deterministic=True).apply({}, x, deterministic=True)
 
 
@@ -239,6 +268,7 @@ def test_bad_arguments():
 
 # --- composition ------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not hasattr(jaxpool, "mixed_pool"), reason="not merged yet")
 def test_nn_scan_and_nn_jit():
   class Body(nn.Module):
@@ -246,8 +276,7 @@ def test_nn_scan_and_nn_jit():
     def __call__(self, x, _):
       return jpl.MixedPool((3, 3), padding="SAME", granularity="channel")(x), None
 
-  Stack = nn.scan(Body, variable_axes={"params": 0}, split_rngs={"params": True},
-                  length=3)
+  Stack = nn.scan(Body, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
   x = mc.inputs()
   stack = Stack()
   variables = stack.init(KEY, x, None)
@@ -262,10 +291,12 @@ def test_nn_scan_and_nn_jit():
   Jitted = nn.jit(jpl.MixedPool)
   jm = Jitted((3, 3), padding="SAME", granularity="channel")
   v = {"params": {"alpha_logit": logits[0]}}
-  np.testing.assert_allclose(jm.apply(v, x),
-                             jpl.MixedPool((3, 3), padding="SAME",
-                                           granularity="channel").apply(v, x),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    jm.apply(v, x),
+    jpl.MixedPool((3, 3), padding="SAME", granularity="channel").apply(v, x),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 @pytest.mark.skipif(not hasattr(jaxpool, "tree_pool"), reason="not merged yet")
@@ -285,8 +316,11 @@ def test_serialization_round_trip():
 @pytest.mark.parametrize("name", registry.names())
 def test_repr(name):
   info = registry.info(name)
-  opts = {k: v for k, v in dict(window_shape=(2, 2), output_size=2, strides=2).items()
-          if k in info["linen_options"]}
+  opts = {
+    k: v
+    for k, v in dict(window_shape=(2, 2), output_size=2, strides=2).items()
+    if k in info["linen_options"]
+  }
   text = repr(registry.make(name, api="linen", **opts))
   assert text.startswith(info["module"] + "(")
 

@@ -25,8 +25,7 @@ def test_instance_norm_matches_groupnorm_values_and_grads(shape):
   new = lambda x, s, b: jnp.sum(jnp.sin(modules.instance_norm(x, s, b, gn.epsilon)) * w)
   args = (x, gn.scale[...], gn.bias[...])
   np.testing.assert_allclose(modules.instance_norm(x, *args[1:]), gn(x), rtol=1e-5, atol=1e-5)
-  for a, b in zip(jax.grad(new, argnums=(0, 1, 2))(*args),
-                  jax.grad(ref, argnums=(0, 1, 2))(*args)):
+  for a, b in zip(jax.grad(new, argnums=(0, 1, 2))(*args), jax.grad(ref, argnums=(0, 1, 2))(*args)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -45,7 +44,8 @@ def test_linen_and_nnx_logits_keep_groupnorm_parameters_and_values():
   assert jax.tree.map(jnp.shape, params["logits"]["norm"]) == want
   # Same logits as conv -> flax GroupNorm -> 12 sigmoid with the same parameters.
   h = nn.Conv(4, (3, 3), padding="SAME", use_bias=False).apply(
-      {"params": params["logits"]["conv"]}, x)
+    {"params": params["logits"]["conv"]}, x
+  )
   h = nn.GroupNorm(num_groups=4).apply({"params": params["logits"]["norm"]}, h)
   want = 12 * jax.nn.sigmoid(h)
   got = jl.LIPLogits(2).apply({"params": params["logits"]}, x)

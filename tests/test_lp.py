@@ -15,20 +15,22 @@ from tests import reference
 
 def lp_reference(x, p, window, strides=None, padding="VALID", mean=False, **kw):
   """(sum |x|^p / c)^(1/p) per window in float64, by plain loops."""
+
   def reduce(v, inside, declared):
     mag = np.abs(v.astype(np.float64))
     if p == math.inf:
       return mag.max(axis=0)
-    total = (mag ** p).sum(axis=0)
+    total = (mag**p).sum(axis=0)
     if mean:
       total = total / declared.sum()
     return total ** (1 / p)
+
   return reference.window_pool(x, window, strides, padding, **kw, reduce=reduce)
 
 
 def gem_reference(x, p, eps, axes):
   c = np.maximum(np.asarray(x, np.float64), eps)
-  return np.mean(c ** p, axis=axes) ** (1 / p)
+  return np.mean(c**p, axis=axes) ** (1 / p)
 
 
 def signed_away_from_zero(rng, shape, low=0.5, high=2.0):
@@ -37,20 +39,21 @@ def signed_away_from_zero(rng, shape, low=0.5, high=2.0):
 
 
 CONFIGS = [
-    # (spatial shape, window, strides, padding, extra kwargs)
-    ((7,), (3,), 2, "VALID", {}),
-    ((6, 5), (2, 2), 2, "VALID", {}),
-    ((6, 5), (3, 3), 2, "SAME", {}),
-    ((5, 6), (3, 2), (1, 2), ((1, 0), (2, 1)), {}),
-    ((7, 7), (2, 3), 2, 1, {"ceil_mode": True}),
-    ((8, 6), (2, 2), 1, "VALID", {"dilation": (2, 1)}),
-    ((4, 4, 5), (2, 2, 3), (2, 1, 2), "VALID", {}),
+  # (spatial shape, window, strides, padding, extra kwargs)
+  ((7,), (3,), 2, "VALID", {}),
+  ((6, 5), (2, 2), 2, "VALID", {}),
+  ((6, 5), (3, 3), 2, "SAME", {}),
+  ((5, 6), (3, 2), (1, 2), ((1, 0), (2, 1)), {}),
+  ((7, 7), (2, 3), 2, 1, {"ceil_mode": True}),
+  ((8, 6), (2, 2), 1, "VALID", {"dilation": (2, 1)}),
+  ((4, 4, 5), (2, 2, 3), (2, 1, 2), "VALID", {}),
 ]
 
 
 @pytest.mark.parametrize("spatial,window,strides,padding,kw", CONFIGS)
-@pytest.mark.parametrize("p,mean", [(2, False), (3, True), (4, True), (7, False),
-                                    (1.5, False), (math.inf, False)])
+@pytest.mark.parametrize(
+  "p,mean", [(2, False), (3, True), (4, True), (7, False), (1.5, False), (math.inf, False)]
+)
 def test_values_match_numpy(spatial, window, strides, padding, kw, p, mean):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
@@ -65,35 +68,43 @@ def test_traced_p_values_and_layouts():
   x = rng.normal(size=(2, 3, 6, 5)).astype(np.float32)  # (N, C, H, W)
   want = lp_reference(np.moveaxis(x, 1, -1), 2.5, (2, 2), 2, "VALID", mean=True)
   got = jax.jit(lambda x, p: jaxpool.lp_pool(x, p, (2, 2), 2, mean=True, channel_axis=1))(
-      x, jnp.float32(2.5))
+    x, jnp.float32(2.5)
+  )
   np.testing.assert_allclose(np.moveaxis(got, 1, -1), want, rtol=2e-5)
   # Two batch dims and no batch dim, channels last.
   xl = np.moveaxis(x, 1, -1)
   got2 = jaxpool.lp_pool(xl.reshape(1, 2, 6, 5, 3), 2.5, (2, 2), 2, mean=True)
   np.testing.assert_allclose(got2[0], want, rtol=2e-5)
-  np.testing.assert_allclose(jaxpool.lp_pool(xl[0], 2.5, (2, 2), 2, mean=True), want[0],
-                             rtol=2e-5)
+  np.testing.assert_allclose(jaxpool.lp_pool(xl[0], 2.5, (2, 2), 2, mean=True), want[0], rtol=2e-5)
 
 
 def test_l2_pool_and_closed_forms():
   rng = np.random.default_rng(2)
   x = rng.normal(size=(2, 6, 6, 2)).astype(np.float32)
-  np.testing.assert_array_equal(jaxpool.l2_pool(x, (3, 3), 2, 1),
-                                jaxpool.lp_pool(x, 2.0, (3, 3), 2, 1))
+  np.testing.assert_array_equal(
+    jaxpool.l2_pool(x, (3, 3), 2, 1), jaxpool.lp_pool(x, 2.0, (3, 3), 2, 1)
+  )
   # mean=True with p=1 is avg_pool of |x| (count_include_pad, as avg_pool's default).
-  np.testing.assert_allclose(jaxpool.lp_pool(x, 1, (3, 3), 2, 1, mean=True),
-                             jaxpool.avg_pool(np.abs(x), (3, 3), 2, 1), rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxpool.lp_pool(x, 1, (3, 3), 2, 1, mean=True),
+    jaxpool.avg_pool(np.abs(x), (3, 3), 2, 1),
+    rtol=1e-6,
+  )
   # p=inf is max_pool of |x|.
-  np.testing.assert_array_equal(jaxpool.lp_pool(x, math.inf, (3, 3), 2),
-                                jaxpool.max_pool(np.abs(x), (3, 3), 2))
+  np.testing.assert_array_equal(
+    jaxpool.lp_pool(x, math.inf, (3, 3), 2), jaxpool.max_pool(np.abs(x), (3, 3), 2)
+  )
 
 
-@pytest.mark.parametrize("p,mean,window,strides,padding,kw", [
+@pytest.mark.parametrize(
+  "p,mean,window,strides,padding,kw",
+  [
     (2.0, False, (3, 3), 2, "SAME", {}),
     (3.0, True, (2, 2), 1, 1, {}),
     (1.5, False, (2, 3), (2, 1), "VALID", {"dilation": (1, 2)}),
     (0.7, True, (2, 2), 2, "VALID", {"ceil_mode": True}),
-])
+  ],
+)
 def test_check_grads_in_x(p, mean, window, strides, padding, kw):
   x = signed_away_from_zero(np.random.default_rng(3), (1, 5, 7, 2))
   f = jax.jit(lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw))
@@ -109,8 +120,11 @@ def test_check_grads_in_x_and_p_and_second_order():
   # Reverse-over-reverse differentiates the custom backward pass: the tiled one, and
   # for overlapping windows the factorised pass (p = 3, on CPU) and the exact
   # transposed one (p = 0.5 everywhere; p = 3 on accelerators).
-  for p, window, strides, padding in [(3.0, (2, 2), 2, "VALID"), (3.0, (3, 3), 2, "SAME"),
-                                      (0.5, (3, 3), 2, "SAME")]:
+  for p, window, strides, padding in [
+    (3.0, (2, 2), 2, "VALID"),
+    (3.0, (3, 3), 2, "SAME"),
+    (0.5, (3, 3), 2, "SAME"),
+  ]:
     h = jax.jit(lambda x, p=p, w=window, s=strides, pad=padding: jaxpool.lp_pool(x, p, w, s, pad))
     check_grads(h, (x,), order=2, modes=["rev"], atol=1e-2, rtol=1e-2)
 
@@ -118,9 +132,10 @@ def test_check_grads_in_x_and_p_and_second_order():
 def test_grad_in_p_closed_form():
   # One window [a, b]: y = (a^p + b^p)^(1/p), dy/dp from the textbook derivative.
   a, b, p = 1.5, 2.5, 3.0
-  y = (a ** p + b ** p) ** (1 / p)
-  dydp = y * (-math.log(a ** p + b ** p) / p ** 2
-              + (a ** p * math.log(a) + b ** p * math.log(b)) / (p * (a ** p + b ** p)))
+  y = (a**p + b**p) ** (1 / p)
+  dydp = y * (
+    -math.log(a**p + b**p) / p**2 + (a**p * math.log(a) + b**p * math.log(b)) / (p * (a**p + b**p))
+  )
   x = jnp.array([[a], [-b]])
   got = jax.grad(lambda p: jaxpool.lp_pool(x, p, (2,))[0, 0])(jnp.float32(p))
   np.testing.assert_allclose(got, dydp, rtol=1e-5)
@@ -136,7 +151,7 @@ def test_zero_windows_have_zero_finite_gradient():
     return (jax.jit(grad) if jit else grad)(jnp.asarray(x))
 
   # The naive formula is NaN on the all-zero windows ...
-  naive = grads(lambda x: jnp.sqrt(jaxpool.sum_pool(x ** 2, (2, 2), 2)), jit=False)
+  naive = grads(lambda x: jnp.sqrt(jaxpool.sum_pool(x**2, (2, 2), 2)), jit=False)
   assert np.isnan(naive[0, 2:, 2:]).all()
   # ... lp_pool is exactly 0 there and equal to x / y * cot in the non-zero window.
   for p, mean in [(2.0, False), (3.0, True), (0.5, False), (math.inf, False)]:
@@ -147,7 +162,8 @@ def test_zero_windows_have_zero_finite_gradient():
   np.testing.assert_allclose(g2[0, :2, :2, 0], x[0, :2, :2, 0] / math.sqrt(14.25), rtol=1e-6)
   # A traced p: finite gradients in x and p, exactly 0 for an all-zero input.
   gx, gp = jax.grad(lambda x, p: jnp.sum(jaxpool.lp_pool(x, p, (2, 2), 2)), (0, 1))(
-      jnp.zeros((1, 4, 4, 1)), jnp.float32(2.0))
+    jnp.zeros((1, 4, 4, 1)), jnp.float32(2.0)
+  )
   assert (gx == 0).all() and gp == 0
   # Zero elements inside a non-zero window get 0, also for p < 1 (no 0 ** negative).
   gx = jax.grad(lambda x: jaxpool.lp_pool(x, 0.5, (2,))[0, 0])(jnp.array([[0.0], [2.0]]))
@@ -164,16 +180,16 @@ def test_p_inf_gradient_goes_to_first_largest_magnitude_with_sign():
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_large_values_do_not_overflow(dtype):
   rng = np.random.default_rng(5)
-  x = (rng.uniform(0.1, 1.0, (2, 4, 4, 2)) * rng.choice([-1e4, 1e4], (2, 4, 4, 2)))
+  x = rng.uniform(0.1, 1.0, (2, 4, 4, 2)) * rng.choice([-1e4, 1e4], (2, 4, 4, 2))
   x = np.asarray(jnp.asarray(x, dtype).astype(jnp.float32))  # exactly representable
   xh = jnp.asarray(x, dtype)
   for p in (2.0, 8.0):
     got = jax.jit(lambda x: jaxpool.lp_pool(x, p, (2, 2), 2))(xh)
     assert got.dtype == dtype
-    np.testing.assert_allclose(got.astype(np.float32), lp_reference(x, p, (2, 2), 2),
-                               rtol=1e-2)
-  g = jax.jit(jax.grad(
-      lambda x, p: jnp.sum(jaxpool.lp_pool(x, p, (2, 2), 2).astype(jnp.float32)), (0, 1)))(xh, jnp.float32(8.0))
+    np.testing.assert_allclose(got.astype(np.float32), lp_reference(x, p, (2, 2), 2), rtol=1e-2)
+  g = jax.jit(
+    jax.grad(lambda x, p: jnp.sum(jaxpool.lp_pool(x, p, (2, 2), 2).astype(jnp.float32)), (0, 1))
+  )(xh, jnp.float32(8.0))
   assert g[0].dtype == dtype and np.isfinite(np.asarray(g[0], np.float32)).all()
   assert np.isfinite(g[1])
 
@@ -209,9 +225,9 @@ def test_pytorch_parity_values_and_gradients():
   F = torch.nn.functional
   rng = np.random.default_rng(6)
   cases = [  # (torch fn, spatial, kernel, stride)
-      (F.lp_pool1d, (9,), 3, 2),
-      (F.lp_pool2d, (7, 6), (2, 3), (2, 1)),
-      (F.lp_pool3d, (4, 5, 4), 2, 2),
+    (F.lp_pool1d, (9,), 3, 2),
+    (F.lp_pool2d, (7, 6), (2, 3), (2, 1)),
+    (F.lp_pool3d, (4, 5, 4), 2, 2),
   ]
   for fn, spatial, kernel, stride in cases:
     n = len(spatial)
@@ -227,12 +243,21 @@ def test_pytorch_parity_values_and_gradients():
       np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("p,err", [
-    (0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), (True, TypeError),
-    ("2", TypeError), (np.ones(2, np.float32), ValueError), (np.int32(2), None),
-    (jnp.array(2), TypeError), (jnp.float32(-1.0), ValueError),
+@pytest.mark.parametrize(
+  "p,err",
+  [
+    (0, ValueError),
+    (-1.0, ValueError),
+    (float("nan"), ValueError),
+    (True, TypeError),
+    ("2", TypeError),
+    (np.ones(2, np.float32), ValueError),
+    (np.int32(2), None),
+    (jnp.array(2), TypeError),
+    (jnp.float32(-1.0), ValueError),
     (jnp.float32(np.inf), ValueError),
-])
+  ],
+)
 def test_p_validation(p, err):
   x = jnp.ones((1, 4, 1))
   if err is None:
@@ -290,15 +315,22 @@ def test_gem_values_layouts_keepdims():
   # p = 1 on positive inputs is the mean; eps clamps negative values.
   pos = np.abs(x) + 0.1
   np.testing.assert_allclose(jaxpool.gem_pool(pos, 1), pos.mean(axis=(1, 2)), rtol=1e-5)
-  np.testing.assert_allclose(jaxpool.gem_pool(-np.abs(x), 2.0, eps=0.5), np.full((2, 3), 0.5),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    jaxpool.gem_pool(-np.abs(x), 2.0, eps=0.5), np.full((2, 3), 0.5), rtol=1e-6
+  )
 
 
 def test_gem_gradients_in_x_and_p():
   rng = np.random.default_rng(9)
   x = rng.uniform(0.5, 2.0, (2, 3, 4, 2)).astype(np.float32)
-  check_grads(jax.jit(jaxpool.gem_pool), (x, jnp.float32(3.0)), order=1,
-              modes=["fwd", "rev"], atol=5e-3, rtol=5e-3)
+  check_grads(
+    jax.jit(jaxpool.gem_pool),
+    (x, jnp.float32(3.0)),
+    order=1,
+    modes=["fwd", "rev"],
+    atol=5e-3,
+    rtol=5e-3,
+  )
   # Zeros and negatives: finite, 0 where clamped.
   z = jnp.asarray(x).at[0].set(0.0).at[1, 0].set(-1.0)
   gx, gp = jax.grad(lambda x, p: jnp.sum(jaxpool.gem_pool(x, p)), (0, 1))(z, jnp.float32(3.0))
@@ -343,7 +375,8 @@ def test_nan_cotangent_stays_in_its_window():
   cot[0, 0, 1, 0] = np.nan
   for p in (2.0, 3.5):
     g = jax.jit(lambda x, cot: jax.vjp(lambda x: jaxpool.lp_pool(x, p, (2, 2), 2), x)[1](cot)[0])(
-        x, cot)
+      x, cot
+    )
     nan = np.isnan(np.asarray(g))[0, :, :, 0]
     want = np.zeros((4, 4), bool)
     want[:2, 2:] = True
@@ -352,6 +385,7 @@ def test_nan_cotangent_stays_in_its_window():
 
 # --- the factorised backward pass (issue 8) -----------------------------------------
 
+
 def _random_geometry(rng, nd):
   """Window, strides, dilation, padding, ceil_mode: overlapping, tiling and gapped."""
   window = tuple(int(v) for v in rng.integers(1, 4, nd))
@@ -359,16 +393,21 @@ def _random_geometry(rng, nd):
   dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
   spatial = tuple(d * (w - 1) + 1 + int(rng.integers(1, 4)) for w, d in zip(window, dilation))
   padding = tuple((int(rng.integers(0, w)), int(rng.integers(0, w))) for w in window)
-  return spatial, window, strides, padding, {"dilation": dilation,
-                                             "ceil_mode": bool(rng.integers(0, 2))}
+  return (
+    spatial,
+    window,
+    strides,
+    padding,
+    {"dilation": dilation, "ceil_mode": bool(rng.integers(0, 2))},
+  )
 
 
 FAST_GEOMETRIES = [  # the benchmark's two cases, tiling with padding / ceil_mode, 1-D, 3-D
-    ((8, 8), (2, 2), 2, "VALID", {}),
-    ((7, 8), (3, 3), 2, "SAME", {}),
-    ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),
-    ((9,), (3,), 3, ((2, 1),), {}),
-    ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {}),
+  ((8, 8), (2, 2), 2, "VALID", {}),
+  ((7, 8), (3, 3), 2, "SAME", {}),
+  ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),
+  ((9,), (3,), 3, ((2, 1),), {}),
+  ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {}),
 ]
 
 
@@ -394,9 +433,10 @@ def test_gradients_match_numpy_on_random_geometries(seed):
   rng = np.random.default_rng(100 + seed)
   (window, strides, padding, kw), x = _geometry_case(rng, seed)
   combos = [(2.0, False), (3.0, True), (1.0, False), (2.5, True)]
-  for p, mean in combos[seed % 2::2]:  # two of them per geometry: compiling is the cost
-    y = jax.eval_shape(lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean,
-                                                 **kw), x)
+  for p, mean in combos[seed % 2 :: 2]:  # two of them per geometry: compiling is the cost
+    y = jax.eval_shape(
+      lambda x: jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw), x
+    )
     cot = rng.normal(size=y.shape).astype(np.float32)
     got = _lp_vjp(x, cot, p, window, strides, padding, mean, kw)
     want = reference.lp_pool_grad(x, cot, p, window, strides, padding, mean=mean, **kw)
@@ -410,20 +450,24 @@ def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
   traced p (`_general_backward`), on the geometries above, with all-zero windows,
   tiny magnitudes (beyond the factorised pass's range) and p < 1."""
   from jaxpool._src import geometry, lp
+
   rng = np.random.default_rng(200 + seed)
   (window, strides, padding, kw), x = _geometry_case(rng, seed)
   x[1, ..., 1] *= np.float32(1e-30)
   geom = geometry.resolve(x.shape, window, strides, padding, **kw)
   combos = [(2.0, False), (3.0, True), (0.5, False), (2.5, True)]
-  for p, mean in combos[seed % 2::2]:
+  for p, mean in combos[seed % 2 :: 2]:
     y = jaxpool.lp_pool(x, p, window, strides, padding, mean=mean, **kw)
     cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
     want = reference.lp_pool_grad(x, cot, p, window, strides, padding, mean=mean, **kw)
-    forms = {"exact": lp._exact_grad(jnp.asarray(x), y, cot, p, geom, mean),
-             "general": lp._general_backward(jnp.asarray(x), y, p, cot, geom, mean, False)[0]}
+    forms = {
+      "exact": lp._exact_grad(jnp.asarray(x), y, cot, p, geom, mean),
+      "general": lp._general_backward(jnp.asarray(x), y, p, cot, geom, mean, False)[0],
+    }
     for name, got in forms.items():
-      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
-                                 err_msg=f"{name} p={p} mean={mean}")
+      np.testing.assert_allclose(
+        got, want, rtol=1e-4, atol=1e-5, err_msg=f"{name} p={p} mean={mean}"
+      )
 
 
 def test_factorised_and_exact_backward_each_taken_where_they_should(monkeypatch):
@@ -432,6 +476,7 @@ def test_factorised_and_exact_backward_each_taken_where_they_should(monkeypatch)
   # magnitudes whose y^(p-1) leaves [2^-90, 2^90] (lp_pool is 1-homogeneous, so the
   # gradient at s * x equals the gradient at x: the two branches must agree).
   from jaxpool._src import lp
+
   rng = np.random.default_rng(7)
   x = signed_away_from_zero(rng, (2, 7, 8, 2))
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
@@ -446,8 +491,9 @@ def test_factorised_and_exact_backward_each_taken_where_they_should(monkeypatch)
   assert np.isnan(_lp_vjp(x * np.float32(1e30), cot, 3.0, *args)).all()
   monkeypatch.setattr(lp, "_exact_grad", exact)
   for scale in (1e30, 1e-30):
-    np.testing.assert_allclose(_lp_vjp(x * np.float32(scale), cot, 3.0, *args), want,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+      _lp_vjp(x * np.float32(scale), cot, 3.0, *args), want, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_factorised_backward_under_vmap_and_bfloat16():
@@ -458,11 +504,18 @@ def test_factorised_backward_under_vmap_and_bfloat16():
   f = lambda x, c: jax.vjp(lambda x: jaxpool.l2_pool(x, (3, 3), 2, "SAME"), x)[1](c)[0]
   got = jax.jit(jax.vmap(f))(x, cot)
   for i in range(3):
-    np.testing.assert_allclose(got[i], reference.lp_pool_grad(x[i], cot[i], 2.0, (3, 3), 2, "SAME"),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+      got[i], reference.lp_pool_grad(x[i], cot[i], 2.0, (3, 3), 2, "SAME"), rtol=1e-4, atol=1e-5
+    )
   xb = jnp.asarray(x[0], jnp.bfloat16)
   gb = jax.jit(f)(xb, jnp.asarray(cot[0], jnp.bfloat16))
   assert gb.dtype == jnp.bfloat16
-  want = reference.lp_pool_grad(np.asarray(xb, np.float32), np.asarray(
-      jnp.asarray(cot[0], jnp.bfloat16), np.float32), 2.0, (3, 3), 2, "SAME")
+  want = reference.lp_pool_grad(
+    np.asarray(xb, np.float32),
+    np.asarray(jnp.asarray(cot[0], jnp.bfloat16), np.float32),
+    2.0,
+    (3, 3),
+    2,
+    "SAME",
+  )
   np.testing.assert_allclose(np.asarray(gb, np.float32), want, rtol=2e-2, atol=2e-2)

@@ -19,22 +19,30 @@ def distinct(shape, seed=0, scale=1.0):
 
 
 CONFIGS = [  # window, strides, padding, options
-    ((2, 2), 2, "VALID", {}),
-    ((3, 3), 2, "SAME", {}),
-    ((3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2))),
-    ((3, 3), 2, 1, dict(ceil_mode=True)),
+  ((2, 2), 2, "VALID", {}),
+  ((3, 3), 2, "SAME", {}),
+  ((3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2))),
+  ((3, 3), 2, 1, dict(ceil_mode=True)),
 ]
 
 
 # --- mixed_pool -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("window,strides,padding,options", CONFIGS)
 @pytest.mark.parametrize("count_include_pad", [True, False])
 def test_mixed_matches_reference(window, strides, padding, options, count_include_pad):
   x = distinct((2, 7, 6, 3), scale=0.1)
   alpha = 0.3
-  y = jaxpool.mixed_pool(x.astype(np.float32), alpha, window, strides, padding,
-                         count_include_pad=count_include_pad, **options)
+  y = jaxpool.mixed_pool(
+    x.astype(np.float32),
+    alpha,
+    window,
+    strides,
+    padding,
+    count_include_pad=count_include_pad,
+    **options,
+  )
   big = reference.max_pool(x, window, strides, padding, **options)
   mean = reference.avg_pool(x, window, strides, padding, count_include_pad, **options)
   np.testing.assert_allclose(y, alpha * big + (1 - alpha) * mean, rtol=RTOL, atol=ATOL)
@@ -43,13 +51,17 @@ def test_mixed_matches_reference(window, strides, padding, options, count_includ
 def test_mixed_alpha_one_is_max_alpha_zero_is_avg():
   x = jnp.asarray(distinct((2, 6, 6, 3), scale=0.1), jnp.float32)
   args = ((3, 3), 2, "SAME")
-  np.testing.assert_allclose(jaxpool.mixed_pool(x, 1.0, *args), jaxpool.max_pool(x, *args),
-                             rtol=1e-6)
-  np.testing.assert_allclose(jaxpool.mixed_pool(x, 0.0, *args), jaxpool.avg_pool(x, *args),
-                             rtol=1e-6)
   np.testing.assert_allclose(
-      jaxpool.mixed_pool(x, 0.0, *args, count_include_pad=False),
-      jaxpool.avg_pool(x, *args, count_include_pad=False), rtol=1e-6)
+    jaxpool.mixed_pool(x, 1.0, *args), jaxpool.max_pool(x, *args), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(x, 0.0, *args), jaxpool.avg_pool(x, *args), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(x, 0.0, *args, count_include_pad=False),
+    jaxpool.avg_pool(x, *args, count_include_pad=False),
+    rtol=1e-6,
+  )
 
 
 def test_mixed_per_channel_and_per_region_alpha():
@@ -58,20 +70,28 @@ def test_mixed_per_channel_and_per_region_alpha():
   mean = reference.avg_pool(x, (2, 2), 2)
   xf = x.astype(np.float32)
   per_channel = np.array([0.0, 0.5, 1.0], np.float32)
-  np.testing.assert_allclose(jaxpool.mixed_pool(xf, per_channel, (2, 2), 2),
-                             per_channel * big + (1 - per_channel) * mean, rtol=RTOL,
-                             atol=ATOL)
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(xf, per_channel, (2, 2), 2),
+    per_channel * big + (1 - per_channel) * mean,
+    rtol=RTOL,
+    atol=ATOL,
+  )
   per_region = np.random.default_rng(1).uniform(size=(3, 3, 1)).astype(np.float32)
-  np.testing.assert_allclose(jaxpool.mixed_pool(xf, per_region, (2, 2), 2),
-                             per_region * big + (1 - per_region) * mean, rtol=RTOL,
-                             atol=ATOL)
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(xf, per_region, (2, 2), 2),
+    per_region * big + (1 - per_region) * mean,
+    rtol=RTOL,
+    atol=ATOL,
+  )
   full = np.random.default_rng(2).uniform(size=(2, 3, 3, 3)).astype(np.float32)
-  np.testing.assert_allclose(jaxpool.mixed_pool(xf, full, (2, 2), 2),
-                             full * big + (1 - full) * mean, rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(xf, full, (2, 2), 2), full * big + (1 - full) * mean, rtol=RTOL, atol=ATOL
+  )
   # Yu et al. 2014: alpha in {0, 1} per region picks max or avg region by region.
   pick = (per_region > 0.5).astype(np.float32)
-  np.testing.assert_allclose(jaxpool.mixed_pool(xf, pick, (2, 2), 2),
-                             np.where(pick == 1, big, mean), rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+    jaxpool.mixed_pool(xf, pick, (2, 2), 2), np.where(pick == 1, big, mean), rtol=RTOL, atol=ATOL
+  )
 
 
 def test_mixed_channels_first_puts_per_channel_alpha_on_the_channel_axis():
@@ -92,8 +112,10 @@ def test_mixed_grads_in_inputs_and_alpha():
     check_grads(f, (x, region), order=1, modes=("rev",))
     # d/d alpha = max - avg, summed over the outputs.
     grad = jax.grad(lambda a: jnp.sum(f(x, a)))(0.3)
-    expected = np.sum(reference.max_pool(np.asarray(x), (3, 3), 2, "SAME")
-                      - reference.avg_pool(np.asarray(x), (3, 3), 2, "SAME"))
+    expected = np.sum(
+      reference.max_pool(np.asarray(x), (3, 3), 2, "SAME")
+      - reference.avg_pool(np.asarray(x), (3, 3), 2, "SAME")
+    )
     np.testing.assert_allclose(grad, expected, rtol=1e-10)
 
 
@@ -109,14 +131,16 @@ def test_mixed_bfloat16_and_jit_vmap():
 
 # --- gated_pool -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("window,strides,padding,options", CONFIGS)
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_gated_matches_reference(window, strides, padding, options, per_channel):
   x = distinct((2, 7, 6, 3), scale=0.1)
   rng = np.random.default_rng(3)
   gate = rng.normal(size=window + ((3,) if per_channel else (1,)))
-  y = jaxpool.gated_pool(x.astype(np.float32), gate.astype(np.float32), window, strides,
-                         padding, **options)
+  y = jaxpool.gated_pool(
+    x.astype(np.float32), gate.astype(np.float32), window, strides, padding, **options
+  )
   expected = reference.gated_pool(x, gate, window, strides, padding, **options)
   np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
 
@@ -154,6 +178,7 @@ def test_gated_grads_in_inputs_and_gate():
 
 # --- tree_pool --------------------------------------------------------------------
 
+
 def test_tree_two_leaves_by_hand():
   # One 2-element window [a, b] = [1, 3]: leaf 0 = 2a - b = -1, leaf 1 = a + b = 4,
   # gate logit = 0.5a + 0.5b = 2, root = s(2) * (-1) + (1 - s(2)) * 4.
@@ -172,8 +197,15 @@ def test_tree_matches_reference(n_leaves, per_channel):
   c = 3 if per_channel else 1
   leaves = rng.normal(size=(n_leaves, 3, 3, c))
   gates = rng.normal(size=(n_leaves - 1, 3, 3, 1))  # gates shared even if leaves are not
-  y = jaxpool.tree_pool(x.astype(np.float32), leaves.astype(np.float32),
-                        gates.astype(np.float32), (3, 3), 2, "SAME", dilation=(1, 1))
+  y = jaxpool.tree_pool(
+    x.astype(np.float32),
+    leaves.astype(np.float32),
+    gates.astype(np.float32),
+    (3, 3),
+    2,
+    "SAME",
+    dilation=(1, 1),
+  )
   expected = reference.tree_pool(x, leaves, gates, (3, 3), 2, "SAME")
   np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
 
@@ -183,8 +215,16 @@ def test_tree_channels_first_dilation_ceil_mode():
   x = distinct((2, 7, 7, 2), scale=0.1)
   leaves, gates = rng.normal(size=(2, 2, 2, 2)), rng.normal(size=(1, 2, 2, 2))
   options = dict(dilation=2, ceil_mode=True)
-  y = jaxpool.tree_pool(np.moveaxis(x, -1, 1).astype(np.float32), leaves.astype(np.float32),
-                        gates.astype(np.float32), (2, 2), 2, 1, channel_axis=1, **options)
+  y = jaxpool.tree_pool(
+    np.moveaxis(x, -1, 1).astype(np.float32),
+    leaves.astype(np.float32),
+    gates.astype(np.float32),
+    (2, 2),
+    2,
+    1,
+    channel_axis=1,
+    **options,
+  )
   expected = reference.tree_pool(x, leaves, gates, (2, 2), 2, 1, **options)
   np.testing.assert_allclose(np.moveaxis(y, 1, -1), expected, rtol=RTOL, atol=ATOL)
 
@@ -200,6 +240,7 @@ def test_tree_grads_in_inputs_leaves_and_gates():
 
 
 # --- errors -----------------------------------------------------------------------
+
 
 def test_bad_arguments_raise_clear_errors():
   x = jnp.zeros((1, 6, 6, 3))
@@ -235,8 +276,11 @@ def test_windows_entirely_in_padding_stay_finite():
   g = jaxpool.gated_pool(x, jnp.zeros((2, 1)), (2,), 2, ((3, 3),), count_include_pad=False)
   np.testing.assert_allclose(g[0, :, 0], [0.0, 1.0, -2.0, 0.0])
   for count_include_pad, expected in [(True, 0.75), (False, 1.0)]:
-    grad = jax.grad(lambda x: jnp.sum(jaxpool.mixed_pool(
-        x, 0.5, (2,), 2, ((3, 3),), count_include_pad=count_include_pad)))(x)
+    grad = jax.grad(
+      lambda x: jnp.sum(
+        jaxpool.mixed_pool(x, 0.5, (2,), 2, ((3, 3),), count_include_pad=count_include_pad)
+      )
+    )(x)
     np.testing.assert_allclose(grad[0, :, 0], [expected, expected])
 
 
@@ -246,12 +290,14 @@ def test_tree_and_gated_under_vmap_and_jit():
   leaves = rng.normal(size=(2, 2, 2, 2)).astype(np.float32)
   gates = rng.normal(size=(1, 2, 2, 1)).astype(np.float32)
   tree = jax.jit(jax.vmap(lambda x: jaxpool.tree_pool(x, leaves, gates, (2, 2), 2)))
-  np.testing.assert_allclose(tree(x), jaxpool.tree_pool(x, leaves, gates, (2, 2), 2),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    tree(x), jaxpool.tree_pool(x, leaves, gates, (2, 2), 2), rtol=1e-6, atol=1e-6
+  )
   gated = jax.jit(jax.vmap(lambda g: jaxpool.gated_pool(x, g, (2, 2), 2)))
   stacked = gated(np.stack([gates[0], -gates[0]]))
-  np.testing.assert_allclose(stacked[1], jaxpool.gated_pool(x, -gates[0], (2, 2), 2),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    stacked[1], jaxpool.gated_pool(x, -gates[0], (2, 2), 2), rtol=1e-6, atol=1e-6
+  )
 
 
 def test_shapes_and_values_over_random_configurations():
@@ -273,13 +319,16 @@ def test_shapes_and_values_over_random_configurations():
     y = jaxpool.gated_pool(xf, gate, window, strides, padding, **options)
     assert y.shape == shape
     np.testing.assert_allclose(
-        y, reference.gated_pool(x, gate, window, strides, padding, **options), rtol=RTOL,
-        atol=ATOL)
+      y, reference.gated_pool(x, gate, window, strides, padding, **options), rtol=RTOL, atol=ATOL
+    )
     y = jaxpool.tree_pool(xf, leaves, gates, window, strides, padding, **options)
     assert y.shape == shape
     np.testing.assert_allclose(
-        y, reference.tree_pool(x, leaves, gates, window, strides, padding, **options),
-        rtol=1e-4, atol=1e-4)
+      y,
+      reference.tree_pool(x, leaves, gates, window, strides, padding, **options),
+      rtol=1e-4,
+      atol=1e-4,
+    )
     assert jaxpool.mixed_pool(xf, 0.5, window, strides, padding, **options).shape == shape
 
 
@@ -291,19 +340,21 @@ def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
   expected = reference.max_pool(x, *args, ceil_mode=True)
   assert expected.shape == (1, 4, 2)
   xf = x.astype(np.float32)
-  np.testing.assert_allclose(jaxpool.mixed_pool(xf, 0.5, *args, ceil_mode=True), expected,
-                             rtol=1e-6)
   np.testing.assert_allclose(
-      jaxpool.gated_pool(xf, np.ones((1, 1)), *args, ceil_mode=True), expected, rtol=1e-6)
+    jaxpool.mixed_pool(xf, 0.5, *args, ceil_mode=True), expected, rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    jaxpool.gated_pool(xf, np.ones((1, 1)), *args, ceil_mode=True), expected, rtol=1e-6
+  )
 
 
 # --- the fused derivative rule of mixed and gated pooling ---------------------------
 
 GRAD_CONFIGS = [  # window, strides, padding, options (count_include_pad varies)
-    ((2, 2), 2, 1, dict(count_include_pad=False)),  # tiling windows, padded input
-    ((2, 3), (2, 3), "SAME", dict(channel_axis=1)),  # tiling, channels first
-    ((3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2), count_include_pad=False)),
-    ((3, 3), 2, 1, dict(ceil_mode=True)),  # overlapping, ceil_mode overhang
+  ((2, 2), 2, 1, dict(count_include_pad=False)),  # tiling windows, padded input
+  ((2, 3), (2, 3), "SAME", dict(channel_axis=1)),  # tiling, channels first
+  ((3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2), count_include_pad=False)),
+  ((3, 3), 2, 1, dict(ceil_mode=True)),  # overlapping, ceil_mode overhang
 ]
 
 
@@ -329,12 +380,14 @@ def test_mixed_and_gated_input_grads_match_the_reference_formula():
   x = distinct((1, 6, 6, 2), seed=2, scale=0.25)
   cot = np.random.default_rng(12).normal(size=(1, 3, 3, 2))
   alpha = 0.3
-  want = (alpha * reference.max_pool_grad(x, cot, (3, 3), 2, "SAME")
-          + (1 - alpha) * reference.avg_pool_grad(x, cot, (3, 3), 2, "SAME"))
+  want = alpha * reference.max_pool_grad(x, cot, (3, 3), 2, "SAME") + (
+    1 - alpha
+  ) * reference.avg_pool_grad(x, cot, (3, 3), 2, "SAME")
   for dtype, tol in [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)]:
     f = lambda x: jaxpool.mixed_pool(x, alpha, (3, 3), 2, "SAME")
     (got,) = jax.jit(lambda x, c: jax.vjp(f, x)[1](c))(
-        jnp.asarray(x, dtype), jnp.asarray(cot, dtype))
+      jnp.asarray(x, dtype), jnp.asarray(cot, dtype)
+    )
     assert got.dtype == dtype
     np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=tol, atol=tol)
 

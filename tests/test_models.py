@@ -14,54 +14,58 @@ from jaxpool import registry  # noqa: E402
 
 
 def count(model):
-    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_seed_cnn_shapes_and_parameter_count():
-    m = models.build_model("seed_cnn", pool="max", pool_options={}, rngs=nnx.Rngs(0))
-    assert m(jnp.zeros((3, 28, 28, 1))).shape == (3, 10)
-    # conv 3*3*1*32+32, dense 13*13*32*128+128, dense 128*10+10 (Keras: 693,962).
-    assert count(m) == (9 * 32 + 32) + (13 * 13 * 32 * 128 + 128) + (128 * 10 + 10)
+  m = models.build_model("seed_cnn", pool="max", pool_options={}, rngs=nnx.Rngs(0))
+  assert m(jnp.zeros((3, 28, 28, 1))).shape == (3, 10)
+  # conv 3*3*1*32+32, dense 13*13*32*128+128, dense 128*10+10 (Keras: 693,962).
+  assert count(m) == (9 * 32 + 32) + (13 * 13 * 32 * 128 + 128) + (128 * 10 + 10)
 
 
 def test_zeiler_fergus_shapes_and_parameter_count():
-    m = models.build_model("zeiler_fergus", pool="max", pool_options={}, rngs=nnx.Rngs(0))
-    assert m(jnp.zeros((2, 28, 28, 1))).shape == (2, 10)
-    # 28 -> 14 -> 7 -> 4 with 3x3 stride 2 SAME pools.
-    convs = (25 * 1 * 64 + 64) + 2 * (25 * 64 * 64 + 64)
-    assert count(m) == convs + (4 * 4 * 64 * 10 + 10)
+  m = models.build_model("zeiler_fergus", pool="max", pool_options={}, rngs=nnx.Rngs(0))
+  assert m(jnp.zeros((2, 28, 28, 1))).shape == (2, 10)
+  # 28 -> 14 -> 7 -> 4 with 3x3 stride 2 SAME pools.
+  convs = (25 * 1 * 64 + 64) + 2 * (25 * 64 * 64 + 64)
+  assert count(m) == convs + (4 * 4 * 64 * 10 + 10)
 
 
 def test_pool_options_change_the_flattened_size():
-    m = models.build_model("seed_cnn", pool="avg",
-                           pool_options={"window_shape": [3, 3], "strides": [3, 3]},
-                           rngs=nnx.Rngs(0))
-    assert m.dense1.in_features == 8 * 8 * 32  # floor((26 - 3) / 3) + 1 = 8.
-    assert m(jnp.ones((1, 28, 28, 1))).shape == (1, 10)
+  m = models.build_model(
+    "seed_cnn",
+    pool="avg",
+    pool_options={"window_shape": [3, 3], "strides": [3, 3]},
+    rngs=nnx.Rngs(0),
+  )
+  assert m.dense1.in_features == 8 * 8 * 32  # floor((26 - 3) / 3) + 1 = 8.
+  assert m(jnp.ones((1, 28, 28, 1))).shape == (1, 10)
 
 
 def test_pool_slot_is_the_registry_module_and_computes_the_pool():
-    m = models.build_model("seed_cnn", pool="max", pool_options={}, rngs=nnx.Rngs(0))
-    assert type(m.pool) is type(registry.make("max", window_shape=(2, 2), strides=(2, 2)))
-    x = np.random.default_rng(0).normal(size=(2, 26, 26, 32)).astype(np.float32)
-    want = x.reshape(2, 13, 2, 13, 2, 32).max(axis=(2, 4))
-    np.testing.assert_array_equal(np.asarray(m.pool(jnp.asarray(x))), want)
+  m = models.build_model("seed_cnn", pool="max", pool_options={}, rngs=nnx.Rngs(0))
+  assert type(m.pool) is type(registry.make("max", window_shape=(2, 2), strides=(2, 2)))
+  x = np.random.default_rng(0).normal(size=(2, 26, 26, 32)).astype(np.float32)
+  want = x.reshape(2, 13, 2, 13, 2, 32).max(axis=(2, 4))
+  np.testing.assert_array_equal(np.asarray(m.pool(jnp.asarray(x))), want)
 
 
 def test_unknown_pool_and_model_list_valid_names():
-    with pytest.raises(ValueError, match="max"):
-        models.build_model("seed_cnn", pool="nope", pool_options={}, rngs=nnx.Rngs(0))
-    for name in ("max_argmax", "max_unpool"):
-        if name in registry.names():
-            with pytest.raises(ValueError, match="cannot fill a model's pooling slot"):
-                models.build_model("seed_cnn", pool=name, pool_options={}, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="zeiler_fergus"):
-        models.build_model("resnet", pool="max", pool_options={}, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="max"):
+    models.build_model("seed_cnn", pool="nope", pool_options={}, rngs=nnx.Rngs(0))
+  for name in ("max_argmax", "max_unpool"):
+    if name in registry.names():
+      with pytest.raises(ValueError, match="cannot fill a model's pooling slot"):
+        models.build_model("seed_cnn", pool=name, pool_options={}, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="zeiler_fergus"):
+    models.build_model("resnet", pool="max", pool_options={}, rngs=nnx.Rngs(0))
 
 
 def test_bfloat16_compute_gives_float32_logits():
-    m = models.build_model("seed_cnn", pool="max", pool_options={}, compute_dtype="bfloat16",
-                           rngs=nnx.Rngs(0))
-    out = m(jnp.ones((1, 28, 28, 1)))
-    assert out.dtype == jnp.float32
-    assert m.conv.kernel[...].dtype == jnp.float32
+  m = models.build_model(
+    "seed_cnn", pool="max", pool_options={}, compute_dtype="bfloat16", rngs=nnx.Rngs(0)
+  )
+  out = m(jnp.ones((1, 28, 28, 1)))
+  assert out.dtype == jnp.float32
+  assert m.conv.kernel[...].dtype == jnp.float32

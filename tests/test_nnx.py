@@ -11,6 +11,7 @@ from flax import nnx
 import jaxpool
 from jaxpool import nnx as jpx
 from jaxpool import registry
+
 try:
   from tests import module_cases as mc
 except ImportError:  # tests/ itself on sys.path
@@ -20,8 +21,9 @@ except ImportError:  # tests/ itself on sys.path
 def build(case, rngs=None, **extra):
   x = mc.input_for(case)
   c = x.shape[case.options.get("channel_axis", -1)]
-  return registry.make(case.name, api="nnx", rngs=rngs or nnx.Rngs(0), num_features=c,
-                       **case.options, **extra)
+  return registry.make(
+    case.name, api="nnx", rngs=rngs or nnx.Rngs(0), num_features=c, **case.options, **extra
+  )
 
 
 def params(model):
@@ -59,6 +61,7 @@ def test_eval_mode_matches_deterministic_function(case):
 
 # --- parameters ------------------------------------------------------------------
 
+
 def _skip_unless_merged(case_id):
   (c,) = [c for c in mc.CASES if c.id == case_id]
   missing = [f for f in c.needs if not hasattr(jaxpool, f)]
@@ -70,7 +73,9 @@ def _shapes(model):
   return jax.tree.map(lambda a: tuple(a.shape), params(model))
 
 
-@pytest.mark.parametrize("case,expected", [
+@pytest.mark.parametrize(
+  "case,expected",
+  [
     ("lp_learn", {"raw_p": ()}),
     ("gem", {"p": ()}),
     ("mixed_layer", {"alpha_logit": ()}),
@@ -79,11 +84,11 @@ def _shapes(model):
     ("mixed_region_nchw", {"alpha_logit": (4,)}),
     ("gated_layer", {"gate": (2, 2, 1)}),
     ("gated_channel", {"gate": (3, 3, 3)}),
-    ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),   # 27 parameters
+    ("tree", {"leaves": (2, 3, 3, 1), "gates": (1, 3, 3, 1)}),  # 27 parameters
     ("tree_channel3", {"leaves": (4, 2, 2, 3), "gates": (3, 2, 2, 3)}),
-    ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)},
-                        "norm": {"scale": (3,), "bias": (3,)}}}),
-])
+    ("lip", {"logits": {"conv": {"kernel": (3, 3, 3, 3)}, "norm": {"scale": (3,), "bias": (3,)}}}),
+  ],
+)
 def test_parameter_shapes(case, expected):
   _skip_unless_merged(case)
   (c,) = [c for c in mc.CASES if c.id == case]
@@ -93,27 +98,30 @@ def test_parameter_shapes(case, expected):
 def test_initial_values_as_papers():
   lp = jpx.LpPool((2, 2), p=3.0, learn_p=True)
   assert float(lp.p_value()) == pytest.approx(3.0, rel=1e-6)
-  assert float(jpx.GeMPool(rngs=nnx.Rngs(0)).p[...]) == 3.0          # Radenović et al.
-  mixed = jpx.MixedPool((2, 2), granularity="channel", num_features=4,
-                        rngs=nnx.Rngs(0))
+  assert float(jpx.GeMPool(rngs=nnx.Rngs(0)).p[...]) == 3.0  # Radenović et al.
+  mixed = jpx.MixedPool((2, 2), granularity="channel", num_features=4, rngs=nnx.Rngs(0))
   np.testing.assert_allclose(jax.nn.sigmoid(mixed.alpha_logit[...]), 0.5)
   assert not jpx.LpPool((2, 2)).learn_p and jpx.LpPool((2, 2)).raw_p is None
 
 
-@pytest.mark.parametrize("name,opts,needs", [
+@pytest.mark.parametrize(
+  "name,opts,needs",
+  [
     ("mixed", dict(granularity="layer"), ["mixed_pool", "max_pool", "avg_pool"]),
-    ("mixed", dict(granularity="region", region_shape=(3, 3)),
-     ["mixed_pool", "max_pool", "avg_pool"]),
-    ("gated", dict(granularity="channel", num_features=3),
-     ["gated_pool", "max_pool", "avg_pool"]),
-])
+    (
+      "mixed",
+      dict(granularity="region", region_shape=(3, 3)),
+      ["mixed_pool", "max_pool", "avg_pool"],
+    ),
+    ("gated", dict(granularity="channel", num_features=3), ["gated_pool", "max_pool", "avg_pool"]),
+  ],
+)
 def test_initial_module_is_even_mix(name, opts, needs):
   # alpha = 0.5 / zero gate: the mean of max and avg pooling (closed form).
   if any(not hasattr(jaxpool, f) for f in needs):
     pytest.skip("functions not merged into this branch yet")
   x = mc.inputs()
-  model = registry.make(name, window_shape=(2, 2), strides=(2, 2), rngs=nnx.Rngs(0),
-                        **opts)
+  model = registry.make(name, window_shape=(2, 2), strides=(2, 2), rngs=nnx.Rngs(0), **opts)
   expected = 0.5 * (jaxpool.max_pool(x, (2, 2), (2, 2)) + jaxpool.avg_pool(x, (2, 2), (2, 2)))
   np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)
 
@@ -142,10 +150,18 @@ def test_one_optax_step_changes_parameters_and_lowers_loss(case):
 
 # --- randomness ------------------------------------------------------------------
 
-@pytest.mark.parametrize("cid,name,opts,fn,args,kw", [
-    pytest.param(*r, id=r[0], marks=pytest.mark.skipif(
-        not hasattr(jaxpool, r[3]), reason="function not merged yet"))
-    for r in mc.RANDOM_CASES])
+
+@pytest.mark.parametrize(
+  "cid,name,opts,fn,args,kw",
+  [
+    pytest.param(
+      *r,
+      id=r[0],
+      marks=pytest.mark.skipif(not hasattr(jaxpool, r[3]), reason="function not merged yet"),
+    )
+    for r in mc.RANDOM_CASES
+  ],
+)
 def test_random_module(cid, name, opts, fn, args, kw):
   x = mc.positive_inputs()
   a = registry.make(name, rngs=nnx.Rngs(pooling=7), **opts)
@@ -191,7 +207,7 @@ def test_yu_mixed_pool_draws_max_or_avg():
   for _ in range(12):
     y = np.asarray(pool(x))
     is_max, is_avg = np.allclose(y, mx, atol=1e-6), np.allclose(y, av, atol=1e-6)
-    assert is_max != is_avg       # one alpha in {0, 1} for the whole call
+    assert is_max != is_avg  # one alpha in {0, 1} for the whole call
     seen.add(is_max)
   assert seen == {True, False}
 
@@ -212,7 +228,8 @@ def test_model_train_eval_switches_nested_pools():
   assert net.pool.deterministic is True
   h = net.conv(x)
   np.testing.assert_allclose(
-      net(x), jaxpool.stochastic_pool(h, (2, 2), (2, 2), deterministic=True), rtol=1e-6)
+    net(x), jaxpool.stochastic_pool(h, (2, 2), (2, 2), deterministic=True), rtol=1e-6
+  )
   net.train()
   assert net.pool.deterministic is False
   step = nnx.jit(lambda m, v: m(v))
@@ -253,6 +270,7 @@ def test_bad_arguments():
 
 # --- composition ------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not hasattr(jaxpool, "mixed_pool"), reason="not merged yet")
 def test_scan_over_stacked_pools():
   # Three stride-1 SAME MixedPools with their own alpha, stacked by vmap and run by
@@ -288,8 +306,9 @@ def test_orbax_checkpoint_round_trip(tmp_path):
     ckpt.wait_until_finished()
     fresh = jpx.TreePool((2, 2), (2, 2), rngs=nnx.Rngs(2))
     assert not np.allclose(fresh(x), model(x))
-    graphdef, abstract = nnx.split(nnx.eval_shape(
-        lambda: jpx.TreePool((2, 2), (2, 2), rngs=nnx.Rngs(0))))
+    graphdef, abstract = nnx.split(
+      nnx.eval_shape(lambda: jpx.TreePool((2, 2), (2, 2), rngs=nnx.Rngs(0)))
+    )
     restored = ckpt.restore(tmp_path / "state", abstract)
   nnx.update(fresh, restored)
   np.testing.assert_array_equal(fresh(x), model(x))
@@ -304,21 +323,25 @@ def test_orbax_round_trip_of_rng_state(tmp_path):
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(tmp_path / "s", state)
     ckpt.wait_until_finished()
-    _, abstract = nnx.split(nnx.eval_shape(
-        lambda: jpx.StochasticPool((2, 2), (2, 2), rngs=nnx.Rngs(pooling=0))))
+    _, abstract = nnx.split(
+      nnx.eval_shape(lambda: jpx.StochasticPool((2, 2), (2, 2), rngs=nnx.Rngs(pooling=0)))
+    )
     restored = ckpt.restore(tmp_path / "s", abstract)
   fresh = jpx.StochasticPool((2, 2), (2, 2), rngs=nnx.Rngs(pooling=0))
   nnx.update(fresh, restored)
-  assert jax.random.key_data(fresh.rngs()).tolist() == \
-      jax.random.key_data(model.rngs()).tolist()
+  assert jax.random.key_data(fresh.rngs()).tolist() == jax.random.key_data(model.rngs()).tolist()
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_repr_and_display(name, capsys):
   info = registry.info(name)
-  opts = {k: v for k, v in dict(window_shape=(2, 2), output_size=2, strides=2,
-                                num_features=3, rngs=nnx.Rngs(0)).items()
-          if k in info["nnx_options"] or k in ("rngs", "num_features")}
+  opts = {
+    k: v
+    for k, v in dict(
+      window_shape=(2, 2), output_size=2, strides=2, num_features=3, rngs=nnx.Rngs(0)
+    ).items()
+    if k in info["nnx_options"] or k in ("rngs", "num_features")
+  }
   model = registry.make(name, **opts)
   text = repr(model)
   assert text.startswith(info["module"] + "(")

@@ -61,8 +61,10 @@ def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
   strided views on CPU, XLA's reduce-window (transposed: pad + reduce-window) on GPU
   for overlapping windows; the views for tiling windows everywhere."""
   x = jnp.ones((2, 9, 9, 3))
-  for window, strides, padding, xla_off_cpu in [((3, 3), (2, 2), "SAME", True),
-                                                ((2, 2), (2, 2), "VALID", False)]:
+  for window, strides, padding, xla_off_cpu in [
+    ((3, 3), (2, 2), "SAME", True),
+    ((2, 2), (2, 2), "VALID", False),
+  ]:
     grad = jax.grad(lambda v: jnp.sum(jaxpool.avg_pool(v, window, strides, padding) ** 2))
     # XLA's rule: a reduce-window over the 3x3 window
     xla_rule = lambda text: "window_dimensions = array<i64: 1, 3, 3, 1>" in text
@@ -71,10 +73,10 @@ def test_avg_pool_takes_xla_rule_for_overlapping_windows_off_cpu():
 
 
 _OVERLAPPING_3X3 = {
-    "max_pool": lambda v: jaxpool.max_pool(v, (3, 3), (2, 2), "SAME"),
-    "mixed_pool": lambda v: jaxpool.mixed_pool(v, 0.5, (3, 3), (2, 2), "SAME"),
-    "soft_pool": lambda v: jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME"),
-    "l2_pool": lambda v: jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME"),
+  "max_pool": lambda v: jaxpool.max_pool(v, (3, 3), (2, 2), "SAME"),
+  "mixed_pool": lambda v: jaxpool.mixed_pool(v, 0.5, (3, 3), (2, 2), "SAME"),
+  "soft_pool": lambda v: jaxpool.soft_pool(v, (3, 3), (2, 2), "SAME"),
+  "l2_pool": lambda v: jaxpool.l2_pool(v, (3, 3), (2, 2), "SAME"),
 }
 
 
@@ -98,6 +100,7 @@ def test_overlapping_window_gradients_take_phase_views_on_every_backend(name):
   # and the same gradient either way, here on this machine's backend
   xr = jnp.asarray(np.random.default_rng(4).normal(size=(2, 10, 10, 3)), jnp.float32)
   from jaxpool._src import views
+
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(views, "phase_views", lambda t, geom: views.padded_views(t, geom, 0))
     strided = jax.jit(make_grad())(xr)
@@ -109,10 +112,12 @@ def test_phase_views_only_where_windows_outnumber_phases_twice_on_whole_phases()
   """1-D 3/2 windows (3 offsets, 2 phases), stride 1, and spatial sizes that the
   strides do not divide (9 with stride 2: phases of unequal length) keep the
   strided views."""
-  for shape, window, strides, padding in [((2, 17, 3), (3,), (2,), 1),
-                                          ((2, 9, 9, 3), (3, 3), (1, 1), "SAME"),
-                                          ((2, 9, 9, 3), (3, 3), (2, 2), "VALID"),
-                                          ((2, 10, 9, 3), (3, 3), (2, 2), "SAME")]:
+  for shape, window, strides, padding in [
+    ((2, 17, 3), (3,), (2,), 1),
+    ((2, 9, 9, 3), (3, 3), (1, 1), "SAME"),
+    ((2, 9, 9, 3), (3, 3), (2, 2), "VALID"),
+    ((2, 10, 9, 3), (3, 3), (2, 2), "SAME"),
+  ]:
     grad = jax.grad(lambda v: jnp.sum(jaxpool.max_pool(v, window, strides, padding) ** 2))
     cpu = _lowered(grad, "cpu", jnp.ones(shape))
     assert "stablehlo.concatenate" not in cpu and "stablehlo.split" not in cpu

@@ -28,7 +28,7 @@ def test_power_integral_p_is_an_exact_product():
 def test_root_of_scaled_totals():
   """powers.root: total ** (1/p) on the range the pools' scaled totals take, [1/c, K 2^p],
   and 0 (an all-zero window), against float64; square roots for p = 2 and 4."""
-  total = np.concatenate([[0.0], np.geomspace(1 / 27, 27 * 2.0 ** 4, 20_001)]).astype(np.float32)
+  total = np.concatenate([[0.0], np.geomspace(1 / 27, 27 * 2.0**4, 20_001)]).astype(np.float32)
   for p in (2.0, 3.0, 4.0, 2.5, 1.5, 5.0, 7.0):
     got = np.asarray(jax.jit(lambda t, p=p: powers.root(t, p))(total))
     want = total.astype(np.float64) ** (1 / p)
@@ -43,17 +43,20 @@ def test_integral_root_by_newton_against_float64():
   relative (1-2 ulp) of the float64 root on every float32 of [1, 8) (all mantissas of
   three binades) and a sweep of [2^-20, 2^40]; 0 -> 0 and NaN -> NaN; no exp or log
   in the program."""
-  dense = np.arange(np.float32(1).view(np.uint32), np.float32(8).view(np.uint32),
-                    dtype=np.uint32).view(np.float32)
-  total = np.concatenate([dense, np.geomspace(2.0 ** -20, 2.0 ** 40, 200_001).astype(np.float32)])
+  dense = np.arange(
+    np.float32(1).view(np.uint32), np.float32(8).view(np.uint32), dtype=np.uint32
+  ).view(np.float32)
+  total = np.concatenate([dense, np.geomspace(2.0**-20, 2.0**40, 200_001).astype(np.float32)])
   for p in (3.0, 5.0, 6.0, 7.0):
     fn = jax.jit(lambda t, p=p: powers.root(t, p))
     got = np.asarray(fn(total), np.float64)
     want = total.astype(np.float64) ** (1 / p)
-    np.testing.assert_allclose(got, want, rtol=2 * 2.0 ** -24, atol=0)
+    np.testing.assert_allclose(got, want, rtol=2 * 2.0**-24, atol=0)
     edge = np.asarray(fn(jnp.asarray([0.0, np.nan], jnp.float32)))
     assert edge[0] == 0 and np.isnan(edge[1])
     text = fn.lower(jnp.asarray(total)).as_text()
     assert "stablehlo.log" not in text and "stablehlo.exponential" not in text
   # p = 8 (beyond the iteration's reach) keeps exp(log(total) / p).
-  assert "stablehlo.log" in jax.jit(lambda t: powers.root(t, 8.0)).lower(jnp.asarray(total)).as_text()
+  assert (
+    "stablehlo.log" in jax.jit(lambda t: powers.root(t, 8.0)).lower(jnp.asarray(total)).as_text()
+  )

@@ -62,9 +62,14 @@ def reference_pool(kind, xr, cfg, avg_options=None):
 
 
 def call_options(cfg):
-  return dict(window_shape=cfg["window"], strides=cfg["strides"], padding=cfg["padding"],
-              dilation=cfg["dilation"], ceil_mode=cfg["ceil_mode"],
-              channel_axis=cfg["channel_axis"])
+  return dict(
+    window_shape=cfg["window"],
+    strides=cfg["strides"],
+    padding=cfg["padding"],
+    dilation=cfg["dilation"],
+    ceil_mode=cfg["ceil_mode"],
+    channel_axis=cfg["channel_axis"],
+  )
 
 
 # --- random configurations ----------------------------------------------------------
@@ -78,9 +83,13 @@ def random_config(rng):
     dilation = tuple(int(v) for v in rng.integers(1, 3, n)) if rng.random() < 0.4 else None
     d = dilation or (1,) * n
     effective = [dd * (k - 1) + 1 for k, dd in zip(window, d)]
-    strides = (None if rng.random() < 0.2 else
-               int(rng.integers(1, 4)) if rng.random() < 0.3 else
-               tuple(int(v) for v in rng.integers(1, 4, n)))
+    strides = (
+      None
+      if rng.random() < 0.2
+      else int(rng.integers(1, 4))
+      if rng.random() < 0.3
+      else tuple(int(v) for v in rng.integers(1, 4, n))
+    )
     kind = rng.choice(["VALID", "SAME", "int", "ints", "pairs"])
     if kind in ("VALID", "SAME"):
       padding = str(kind)
@@ -98,14 +107,23 @@ def random_config(rng):
     channel_axis = 1 if batch_dims == 1 and rng.random() < 0.4 else -1
     batch = {0: 1, 1: int(rng.integers(1, 3)), 2: 2 * int(rng.integers(1, 3))}[batch_dims]
     channels = int(rng.integers(1, 3))
-    return dict(shape=(batch, *sizes, channels), window=window, strides=strides,
-                padding=padding, dilation=dilation, ceil_mode=ceil_mode,
-                batch_dims=batch_dims, channel_axis=channel_axis)
+    return dict(
+      shape=(batch, *sizes, channels),
+      window=window,
+      strides=strides,
+      padding=padding,
+      dilation=dilation,
+      ceil_mode=ceil_mode,
+      batch_dims=batch_dims,
+      channel_axis=channel_axis,
+    )
 
 
 FLOAT_TOLERANCE = {  # (rtol, atol) for sums and averages
-    "float32": (1e-5, 1e-5), "float16": (2e-3, 2e-3), "bfloat16": (1e-2, 1e-2),
-    "float64": (1e-12, 1e-12),
+  "float32": (1e-5, 1e-5),
+  "float16": (2e-3, 2e-3),
+  "bfloat16": (1e-2, 1e-2),
+  "float64": (1e-12, 1e-12),
 }
 
 
@@ -122,8 +140,10 @@ def check_config(cfg, dtype, rng, kinds=POOLS):
   x = jnp.asarray(to_layout(xr, cfg["batch_dims"], cfg["channel_axis"])).astype(dtype)
   exact = np.asarray(x.astype(jnp.float64) if dtype == "float64" else x).astype(np.float64)
   xr = from_layout(exact, cfg["batch_dims"], cfg["channel_axis"])
-  avg_options = dict(count_include_pad=bool(rng.random() < 0.6),
-                     divisor_override=int(rng.integers(1, 6)) if rng.random() < 0.2 else None)
+  avg_options = dict(
+    count_include_pad=bool(rng.random() < 0.6),
+    divisor_override=int(rng.integers(1, 6)) if rng.random() < 0.2 else None,
+  )
   options = call_options(cfg)
 
   def pools(x):
@@ -136,18 +156,25 @@ def check_config(cfg, dtype, rng, kinds=POOLS):
   outs = jax.jit(pools)(x)
   for kind, y in zip(kinds, outs):
     expected = reference_pool(kind, xr, cfg, avg_options)
-    want_dtype = x.dtype if (kind != "avg" or jnp.issubdtype(x.dtype, jnp.floating)) else (
-        jnp.result_type(float))
+    want_dtype = (
+      x.dtype
+      if (kind != "avg" or jnp.issubdtype(x.dtype, jnp.floating))
+      else (jnp.result_type(float))
+    )
     assert y.dtype == want_dtype, (kind, y.dtype)
-    got = from_layout(np.asarray(y.astype(jnp.float64) if dtype == "float64" else
-                                 y.astype(jnp.float32)), cfg["batch_dims"], cfg["channel_axis"])
+    got = from_layout(
+      np.asarray(y.astype(jnp.float64) if dtype == "float64" else y.astype(jnp.float32)),
+      cfg["batch_dims"],
+      cfg["channel_axis"],
+    )
     assert got.shape == expected.shape, (kind, cfg, got.shape, expected.shape)
     if kind in ("max", "min") or (kind == "sum" and dtype.startswith(("int", "uint"))):
       np.testing.assert_array_equal(got, expected, err_msg=f"{kind} {dtype} {cfg}")
     else:
       rtol, atol = FLOAT_TOLERANCE.get(dtype, FLOAT_TOLERANCE["float32"])
-      np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol,
-                                 err_msg=f"{kind} {dtype} {cfg} {avg_options}")
+      np.testing.assert_allclose(
+        got, expected, rtol=rtol, atol=atol, err_msg=f"{kind} {dtype} {cfg} {avg_options}"
+      )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -166,21 +193,31 @@ def test_random_configurations(seed):
 
 
 GRID_2D = [  # every padding kind with and without ceil_mode; strides/dilation alternate
-    dict(window=(2, 3), padding=padding, ceil_mode=ceil_mode,
-         strides=(None, (2, 1))[i % 2], dilation=(None, (2, 1))[i // 2 % 2])
-    for i, (padding, ceil_mode) in enumerate(itertools.product(
-        ["VALID", "SAME", 1, (1, 0), ((0, 1), (2, 1))], [False, True]))
-    if not (padding == "SAME" and ceil_mode)
+  dict(
+    window=(2, 3),
+    padding=padding,
+    ceil_mode=ceil_mode,
+    strides=(None, (2, 1))[i % 2],
+    dilation=(None, (2, 1))[i // 2 % 2],
+  )
+  for i, (padding, ceil_mode) in enumerate(
+    itertools.product(["VALID", "SAME", 1, (1, 0), ((0, 1), (2, 1))], [False, True])
+  )
+  if not (padding == "SAME" and ceil_mode)
 ]
 GRID_ND = [
-    dict(window=(3,), strides=2, padding=1, dilation=None, ceil_mode=True),
-    dict(window=(2,), strides=3, padding="SAME", dilation=2, ceil_mode=False),
-    dict(window=(4,), strides=None, padding=((3, 0),), dilation=None, ceil_mode=False),
-    dict(window=(2, 2, 2), strides=2, padding=1, dilation=None, ceil_mode=True),
-    dict(window=(3, 1, 2), strides=(1, 2, 2), padding="SAME", dilation=(1, 1, 2),
-         ceil_mode=False),
-    dict(window=(2, 3, 2), strides=(2, 1, 3), padding=((1, 0), (0, 2), (1, 1)), dilation=2,
-         ceil_mode=True),
+  dict(window=(3,), strides=2, padding=1, dilation=None, ceil_mode=True),
+  dict(window=(2,), strides=3, padding="SAME", dilation=2, ceil_mode=False),
+  dict(window=(4,), strides=None, padding=((3, 0),), dilation=None, ceil_mode=False),
+  dict(window=(2, 2, 2), strides=2, padding=1, dilation=None, ceil_mode=True),
+  dict(window=(3, 1, 2), strides=(1, 2, 2), padding="SAME", dilation=(1, 1, 2), ceil_mode=False),
+  dict(
+    window=(2, 3, 2),
+    strides=(2, 1, 3),
+    padding=((1, 0), (0, 2), (1, 1)),
+    dilation=2,
+    ceil_mode=True,
+  ),
 ]
 
 
@@ -190,28 +227,35 @@ def test_parameter_grid():
     n = len(spec["window"])
     sizes = {1: (8,), 2: (6, 7), 3: (5, 4, 6)}[n]
     xr = rng.normal(size=(2, *sizes, 3)).astype(np.float32)
-    options = dict(window_shape=spec["window"], strides=spec["strides"],
-                   padding=spec["padding"], dilation=spec["dilation"],
-                   ceil_mode=spec["ceil_mode"])
+    options = dict(
+      window_shape=spec["window"],
+      strides=spec["strides"],
+      padding=spec["padding"],
+      dilation=spec["dilation"],
+      ceil_mode=spec["ceil_mode"],
+    )
 
     @jax.jit
     def pools(x):
-      return [jaxpool.max_pool(x, **options), jaxpool.min_pool(x, **options),
-              jaxpool.sum_pool(x, **options),
-              jaxpool.avg_pool(x, **options, count_include_pad=True),
-              jaxpool.avg_pool(x, **options, count_include_pad=False)]
+      return [
+        jaxpool.max_pool(x, **options),
+        jaxpool.min_pool(x, **options),
+        jaxpool.sum_pool(x, **options),
+        jaxpool.avg_pool(x, **options, count_include_pad=True),
+        jaxpool.avg_pool(x, **options, count_include_pad=False),
+      ]
 
     cfg = dict(spec, batch_dims=1, channel_axis=-1)
     outs = pools(xr)
     kinds = POOLS + ("avg",)
     for kind, include, y in zip(kinds, (None, None, None, True, False), outs):
-      expected = reference_pool(kind, xr.astype(np.float64), cfg,
-                                {"count_include_pad": include})
+      expected = reference_pool(kind, xr.astype(np.float64), cfg, {"count_include_pad": include})
       if kind in ("max", "min"):
         np.testing.assert_array_equal(y, expected, err_msg=f"{kind} {spec}")
       else:
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5,
-                                   err_msg=f"{kind} {include} {spec}")
+        np.testing.assert_allclose(
+          y, expected, rtol=1e-5, atol=1e-5, err_msg=f"{kind} {include} {spec}"
+        )
 
 
 def test_divisor_override_and_count_include_pad_closed_form():
@@ -220,12 +264,15 @@ def test_divisor_override_and_count_include_pad_closed_form():
   x = jnp.array([1.0, 2.0, 3.0, 4.0])[None, :, None]
   kw = dict(window_shape=(3,), strides=(2,), padding=1, ceil_mode=True)
   np.testing.assert_allclose(jaxpool.avg_pool(x, **kw)[0, :, 0], [3 / 3, 9 / 3, 4 / 2])
-  np.testing.assert_allclose(jaxpool.avg_pool(x, **kw, count_include_pad=False)[0, :, 0],
-                             [3 / 2, 9 / 3, 4 / 1])
-  np.testing.assert_allclose(jaxpool.avg_pool(x, **kw, divisor_override=2)[0, :, 0],
-                             [3 / 2, 9 / 2, 4 / 2])
-  np.testing.assert_allclose(jaxpool.avg_pool(x, **kw, divisor_override=-4)[0, :, 0],
-                             [-3 / 4, -9 / 4, -1])
+  np.testing.assert_allclose(
+    jaxpool.avg_pool(x, **kw, count_include_pad=False)[0, :, 0], [3 / 2, 9 / 3, 4 / 1]
+  )
+  np.testing.assert_allclose(
+    jaxpool.avg_pool(x, **kw, divisor_override=2)[0, :, 0], [3 / 2, 9 / 2, 4 / 2]
+  )
+  np.testing.assert_allclose(
+    jaxpool.avg_pool(x, **kw, divisor_override=-4)[0, :, 0], [-3 / 4, -9 / 4, -1]
+  )
   np.testing.assert_allclose(jaxpool.sum_pool(x, **kw)[0, :, 0], [3, 9, 4])
 
 
@@ -234,12 +281,15 @@ def test_windows_without_input_elements():
   # padding 3 > window 2: the outer windows lie entirely in the padding.
   avg = jaxpool.avg_pool(x, (2,), padding=3, count_include_pad=False)[0, :, 0]
   np.testing.assert_array_equal(avg, [0, 0, 1, 1, 1, 1, 0, 0])
-  np.testing.assert_array_equal(jaxpool.avg_pool(x, (2,), padding=3)[0, :, 0],
-                                [0, 0, 0.5, 1, 1, 0.5, 0, 0])
-  np.testing.assert_array_equal(jaxpool.max_pool(x, (2,), padding=3)[0, :, 0],
-                                [-np.inf, -np.inf, 1, 1, 1, 1, -np.inf, -np.inf])
-  g = jax.jit(jax.grad(
-      lambda x: jaxpool.avg_pool(x, (2,), padding=3, count_include_pad=False).sum()))(x)
+  np.testing.assert_array_equal(
+    jaxpool.avg_pool(x, (2,), padding=3)[0, :, 0], [0, 0, 0.5, 1, 1, 0.5, 0, 0]
+  )
+  np.testing.assert_array_equal(
+    jaxpool.max_pool(x, (2,), padding=3)[0, :, 0], [-np.inf, -np.inf, 1, 1, 1, 1, -np.inf, -np.inf]
+  )
+  g = jax.jit(
+    jax.grad(lambda x: jaxpool.avg_pool(x, (2,), padding=3, count_include_pad=False).sum())
+  )(x)
   np.testing.assert_array_equal(g[0, :, 0], [1.5, 1, 1.5])
   g = jax.jit(jax.grad(lambda x: jaxpool.max_pool(x, (2,), padding=3).sum()))(x)
   np.testing.assert_array_equal(g[0, :, 0], [2, 1, 1])
@@ -251,10 +301,12 @@ def test_integer_extrema_pad_with_dtype_limits(dtype):
   info = jnp.iinfo(dtype)
   x = jnp.array([info.min, info.max, info.min], dtype)[None, :, None]
   assert jaxpool.max_pool(x, (2,), padding=1).dtype == dtype
-  np.testing.assert_array_equal(jaxpool.max_pool(x, (2,), padding=1)[0, :, 0],
-                                [info.min, info.max, info.max, info.min])
-  np.testing.assert_array_equal(jaxpool.min_pool(x, (2,), padding=1)[0, :, 0],
-                                [info.min, info.min, info.min, info.min])
+  np.testing.assert_array_equal(
+    jaxpool.max_pool(x, (2,), padding=1)[0, :, 0], [info.min, info.max, info.max, info.min]
+  )
+  np.testing.assert_array_equal(
+    jaxpool.min_pool(x, (2,), padding=1)[0, :, 0], [info.min, info.min, info.min, info.min]
+  )
   y = jnp.array([info.max, info.max], dtype)[None, :, None]
   np.testing.assert_array_equal(jaxpool.min_pool(y, (2,), padding=1)[0, :, 0], [info.max] * 3)
 
@@ -280,12 +332,17 @@ def test_half_precision_sums_accumulate_in_float32():
   assert float(a[0, 0, 0]) == float(jnp.bfloat16(128.5))
 
 
-HUGE_CASES = [dict(strides=None, padding="VALID"), dict(strides=2, padding=1),
-              dict(strides=2, padding=1, ceil_mode=True)]
+HUGE_CASES = [
+  dict(strides=None, padding="VALID"),
+  dict(strides=2, padding=1),
+  dict(strides=2, padding=1, ceil_mode=True),
+]
 
 
-@pytest.mark.parametrize("dtype, value", [(jnp.float32, 1e38), (jnp.float32, -3e38),
-                                          (jnp.float16, 6e4), (jnp.bfloat16, 3e38)])
+@pytest.mark.parametrize(
+  "dtype, value",
+  [(jnp.float32, 1e38), (jnp.float32, -3e38), (jnp.float16, 6e4), (jnp.bfloat16, 3e38)],
+)
 def test_huge_values_average_without_overflow(dtype, value):
   x = jnp.full((1, 5, 5, 2), value, dtype)
   x = x.at[0, 0, 0, 0].set(value / 2)
@@ -303,10 +360,12 @@ def test_huge_values_average_without_overflow(dtype, value):
   for (kw, include), (y, g) in zip(options, averages_and_grads(x)):
     assert y.dtype == dtype
     assert bool(jnp.isfinite(y).all()), (dtype, value, kw)
-    expected = reference.avg_pool(np.asarray(x.astype(jnp.float32), np.float64), (3, 3),
-                                  count_include_pad=include, **kw)
-    np.testing.assert_allclose(np.asarray(y.astype(jnp.float32)), expected,
-                               rtol=1e-2 if dtype == jnp.bfloat16 else 1e-3)
+    expected = reference.avg_pool(
+      np.asarray(x.astype(jnp.float32), np.float64), (3, 3), count_include_pad=include, **kw
+    )
+    np.testing.assert_allclose(
+      np.asarray(y.astype(jnp.float32)), expected, rtol=1e-2 if dtype == jnp.bfloat16 else 1e-3
+    )
     assert bool(jnp.isfinite(g).all())
   assert bool(jnp.isfinite(jaxpool.max_pool(x, (2, 2))).all())
 
@@ -315,8 +374,11 @@ def test_float64_under_x64():
   with jax.enable_x64(True):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 6, 2)))
     assert x.dtype == jnp.float64
-    ys = jax.jit(lambda x: [pool_fn(kind)(x, (3, 2), strides=(2, 1), padding=1,
-                                          ceil_mode=True) for kind in POOLS])(x)
+    ys = jax.jit(
+      lambda x: [
+        pool_fn(kind)(x, (3, 2), strides=(2, 1), padding=1, ceil_mode=True) for kind in POOLS
+      ]
+    )(x)
     for kind, y in zip(POOLS, ys):
       assert y.dtype == jnp.float64
       cfg = dict(window=(3, 2), strides=(2, 1), padding=1, dilation=None, ceil_mode=True)
@@ -356,9 +418,9 @@ def test_avg_pool_argument_errors():
 
 # --- gradients: check_grads without ties ----------------------------------------
 GRAD_CASES = [  # (options, order)
-    (dict(window_shape=(3, 2), strides=(1, 2), padding=1, ceil_mode=True), 1),
-    (dict(window_shape=(2, 3), strides=(2, 1), padding="SAME", dilation=(2, 1)), 2),
-    (dict(window_shape=(2,), strides=(2,), padding=((1, 0),), ceil_mode=True, dilation=2), 1),
+  (dict(window_shape=(3, 2), strides=(1, 2), padding=1, ceil_mode=True), 1),
+  (dict(window_shape=(2, 3), strides=(2, 1), padding="SAME", dilation=(2, 1)), 2),
+  (dict(window_shape=(2,), strides=(2,), padding=((1, 0),), ceil_mode=True, dilation=2), 1),
 ]
 
 
@@ -385,19 +447,23 @@ def extremum_grad(kind, x, ct, **options):
 
 
 def reference_options(options):
-  return dict(window=options["window_shape"], strides=options.get("strides"),
-              padding=options.get("padding", "VALID"), dilation=options.get("dilation"),
-              ceil_mode=options.get("ceil_mode", False))
+  return dict(
+    window=options["window_shape"],
+    strides=options.get("strides"),
+    padding=options.get("padding", "VALID"),
+    dilation=options.get("dilation"),
+    ceil_mode=options.get("ceil_mode", False),
+  )
 
 
 TIE_CASES = [
-    dict(window_shape=(3, 3), strides=(1, 1), padding="VALID"),            # overlapping
-    dict(window_shape=(3, 3), strides=(2, 2), padding=1),
-    dict(window_shape=(2, 3), strides=(2, 2), padding=((1, 0), (0, 2)), ceil_mode=True),
-    dict(window_shape=(3, 2), strides=(1, 2), padding="SAME", dilation=(2, 2)),
-    dict(window_shape=(2, 2), strides=(3, 1), padding=(1, 1), ceil_mode=True, dilation=2),
-    dict(window_shape=(3,), strides=(2,), padding=1, ceil_mode=True),
-    dict(window_shape=(2, 2, 2), strides=(1, 2, 1), padding=1, ceil_mode=True),
+  dict(window_shape=(3, 3), strides=(1, 1), padding="VALID"),  # overlapping
+  dict(window_shape=(3, 3), strides=(2, 2), padding=1),
+  dict(window_shape=(2, 3), strides=(2, 2), padding=((1, 0), (0, 2)), ceil_mode=True),
+  dict(window_shape=(3, 2), strides=(1, 2), padding="SAME", dilation=(2, 2)),
+  dict(window_shape=(2, 2), strides=(3, 1), padding=(1, 1), ceil_mode=True, dilation=2),
+  dict(window_shape=(3,), strides=(2,), padding=1, ceil_mode=True),
+  dict(window_shape=(2, 2, 2), strides=(1, 2, 1), padding=1, ceil_mode=True),
 ]
 
 
@@ -418,15 +484,27 @@ def test_gradient_routing_under_ties(kind, case):
   y = pool_fn(kind)(jnp.asarray(x), **options)
   ct = rng.normal(size=y.shape).astype(np.float32)
   got = extremum_grad(kind, jnp.asarray(x), jnp.asarray(ct), **options)
-  want = reference.max_pool_grad(x, ct, ref.pop("window"), ref.pop("strides"),
-                                 ref.pop("padding"), sign=1 if kind == "max" else -1, **ref)
+  want = reference.max_pool_grad(
+    x,
+    ct,
+    ref.pop("window"),
+    ref.pop("strides"),
+    ref.pop("padding"),
+    sign=1 if kind == "max" else -1,
+    **ref,
+  )
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["max", "min"])
-@pytest.mark.parametrize("options", [dict(window_shape=(2, 2), strides=(2, 2)),
-                                     dict(window_shape=(3, 3), strides=(2, 2), padding="SAME"),
-                                     dict(window_shape=(9, 8), strides=(9, 8))])  # > 64
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(window_shape=(2, 2), strides=(2, 2)),
+    dict(window_shape=(3, 3), strides=(2, 2), padding="SAME"),
+    dict(window_shape=(9, 8), strides=(9, 8)),
+  ],
+)  # > 64
 @pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
 def test_windows_holding_nans_give_nan_under_jit(kind, options, dtype):
   # XLA's CPU reduce-window of tiling windows (a reduction over window axes),
@@ -450,15 +528,16 @@ def test_gradient_with_nan_and_inf_windows(kind):
   rng = np.random.default_rng(11)
   sign = 1 if kind == "max" else -1
   x = rng.normal(size=(1, 7, 6, 2)).astype(np.float32)
-  x[0, :3, :3, 0] = -sign * np.inf         # windows of only -inf (+inf for min) and padding
-  x[0, 4, 1:4, 0] = np.nan                 # windows with several NaNs: the last one wins
+  x[0, :3, :3, 0] = -sign * np.inf  # windows of only -inf (+inf for min) and padding
+  x[0, 4, 1:4, 0] = np.nan  # windows with several NaNs: the last one wins
   x[0, 5, 2, 0] = np.nan
-  x[0, 1:3, 4, 1] = sign * np.inf          # the extremum itself is infinite
+  x[0, 1:3, 4, 1] = sign * np.inf  # the extremum itself is infinite
   x[0, 3:5, 3:5, 1] = np.nan
-  for options in [dict(window_shape=(3, 3), strides=(1, 1), padding=1),
-                  dict(window_shape=(2, 2), strides=(2, 1), padding=1, ceil_mode=True,
-                       dilation=2),
-                  dict(window_shape=(3, 2), strides=(2, 2), padding=((2, 0), (1, 1)))]:
+  for options in [
+    dict(window_shape=(3, 3), strides=(1, 1), padding=1),
+    dict(window_shape=(2, 2), strides=(2, 1), padding=1, ceil_mode=True, dilation=2),
+    dict(window_shape=(3, 2), strides=(2, 2), padding=((2, 0), (1, 1))),
+  ]:
     ref = reference_options(options)
     window, strides, padding = ref.pop("window"), ref.pop("strides"), ref.pop("padding")
     y = pool_fn(kind)(jnp.asarray(x), **options)
@@ -498,9 +577,12 @@ def test_random_configuration_gradients(seed):
     options = call_options(cfg)
 
     def loss(x_max, x_min, x_sum, x_avg, cts):
-      outs = [jaxpool.max_pool(x_max, **options), jaxpool.min_pool(x_min, **options),
-              jaxpool.sum_pool(x_sum, **options),
-              jaxpool.avg_pool(x_avg, **options, count_include_pad=count_include_pad)]
+      outs = [
+        jaxpool.max_pool(x_max, **options),
+        jaxpool.min_pool(x_min, **options),
+        jaxpool.sum_pool(x_sum, **options),
+        jaxpool.avg_pool(x_avg, **options, count_include_pad=count_include_pad),
+      ]
       return sum(jnp.vdot(o, c) for o, c in zip(outs, cts))
 
     y_shape = jax.eval_shape(lambda x: jaxpool.max_pool(x, **options), x).shape
@@ -514,19 +596,24 @@ def test_random_configuration_gradients(seed):
         want = reference.max_pool_grad(xr, ct_r, *args, sign=1 if kind == "max" else -1, **ref)
       else:
         want = reference.avg_pool_grad(
-            xr, ct_r, *args, count_include_pad=count_include_pad,
-            divisor_override=1 if kind == "sum" else None, **ref)
+          xr,
+          ct_r,
+          *args,
+          count_include_pad=count_include_pad,
+          divisor_override=1 if kind == "sum" else None,
+          **ref,
+        )
       got = from_layout(g, cfg["batch_dims"], cfg["channel_axis"])
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{kind} {cfg}")
 
 
 # --- composition ----------------------------------------------------------------------
 def test_jacobians_forward_and_reverse_agree_under_ties():
-  x = jnp.asarray(np.maximum(np.random.default_rng(5).normal(size=(1, 5, 4, 1)), 0),
-                  jnp.float32)
+  x = jnp.asarray(np.maximum(np.random.default_rng(5).normal(size=(1, 5, 4, 1)), 0), jnp.float32)
   for kind in ("max", "min"):
-    f = functools.partial(pool_fn(kind), window_shape=(3, 2), strides=(1, 2), padding=1,
-                          dilation=(1, 1), ceil_mode=True)
+    f = functools.partial(
+      pool_fn(kind), window_shape=(3, 2), strides=(1, 2), padding=1, dilation=(1, 1), ceil_mode=True
+    )
     jf = jax.jit(jax.jacfwd(f))(x)
     jr = jax.jit(jax.jacrev(f))(x)
     np.testing.assert_array_equal(jf, jr)
@@ -535,8 +622,9 @@ def test_jacobians_forward_and_reverse_agree_under_ties():
     for o in np.ndindex(*y_shape):
       ct = np.zeros(y_shape, np.float32)
       ct[o] = 1
-      want = reference.max_pool_grad(np.asarray(x), ct, (3, 2), (1, 2), 1, ceil_mode=True,
-                                     sign=1 if kind == "max" else -1)
+      want = reference.max_pool_grad(
+        np.asarray(x), ct, (3, 2), (1, 2), 1, ceil_mode=True, sign=1 if kind == "max" else -1
+      )
       np.testing.assert_array_equal(jf[o], want)
 
 
@@ -544,8 +632,7 @@ def test_jacobians_forward_and_reverse_agree_under_ties():
 def test_transformations_compose(kind):
   rng = np.random.default_rng(8)
   x = jnp.asarray(np.maximum(rng.normal(size=(3, 2, 5, 4, 2)), 0), jnp.float32)  # ties
-  options = dict(window_shape=(3, 2), strides=(2, 1), padding=1, ceil_mode=True,
-                 dilation=(1, 2))
+  options = dict(window_shape=(3, 2), strides=(2, 1), padding=1, ceil_mode=True, dilation=(1, 2))
   f = functools.partial(pool_fn(kind), **options)
   f_nc = functools.partial(pool_fn(kind), **options, channel_axis=1)
   t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
@@ -556,20 +643,20 @@ def test_transformations_compose(kind):
   def everything(x, t):
     lin_grad = jax.grad(loss)
     return dict(
-        direct=f(x),
-        vmap=jax.vmap(f)(x),                                   # over a leading axis
-        vmap_middle=jax.vmap(f, in_axes=1, out_axes=1)(x),     # over a middle batch axis
-        # channel_axis=1 under vmap: (3, 2, C, H, W) -> vmapped (N=2, C, H, W).
-        vmap_nc=jnp.moveaxis(jax.vmap(f_nc)(jnp.moveaxis(x, -1, 2)), 2, -1),
-        grad=lin_grad(x),
-        value_and_grad=jax.value_and_grad(loss)(x),
-        vmap_grad=jax.vmap(jax.grad(lambda x, c: jnp.sum(f(x) * c)))(x, c),
-        jvp=jax.jvp(f, (x,), (t,)),
-        vjp=jax.vjp(f, x)[1](c)[0],
-        # Piecewise linear: the gradient of <grad f(x), x> is grad f(x) itself, and
-        # the Hessian-vector product is 0.
-        grad_of_grad=jax.grad(lambda x: jnp.vdot(lin_grad(x), x))(x),
-        hvp=jax.jvp(lin_grad, (x,), (t,))[1],
+      direct=f(x),
+      vmap=jax.vmap(f)(x),  # over a leading axis
+      vmap_middle=jax.vmap(f, in_axes=1, out_axes=1)(x),  # over a middle batch axis
+      # channel_axis=1 under vmap: (3, 2, C, H, W) -> vmapped (N=2, C, H, W).
+      vmap_nc=jnp.moveaxis(jax.vmap(f_nc)(jnp.moveaxis(x, -1, 2)), 2, -1),
+      grad=lin_grad(x),
+      value_and_grad=jax.value_and_grad(loss)(x),
+      vmap_grad=jax.vmap(jax.grad(lambda x, c: jnp.sum(f(x) * c)))(x, c),
+      jvp=jax.jvp(f, (x,), (t,)),
+      vjp=jax.vjp(f, x)[1](c)[0],
+      # Piecewise linear: the gradient of <grad f(x), x> is grad f(x) itself, and
+      # the Hessian-vector product is 0.
+      grad_of_grad=jax.grad(lambda x: jnp.vdot(lin_grad(x), x))(x),
+      hvp=jax.jvp(lin_grad, (x,), (t,))[1],
     )
 
   out = everything(x, t)
@@ -594,20 +681,23 @@ def test_transformations_compose(kind):
   ref = reference_options(options)
   args = (ref.pop("window"), ref.pop("strides"), ref.pop("padding"))
   if kind in ("max", "min"):
-    want = reference.max_pool_grad(flat(x), flat(c), *args, sign=1 if kind == "max" else -1,
-                                   **ref)
+    want = reference.max_pool_grad(flat(x), flat(c), *args, sign=1 if kind == "max" else -1, **ref)
   else:
-    want = reference.avg_pool_grad(flat(x), flat(c), *args,
-                                   divisor_override=1 if kind == "sum" else None, **ref)
+    want = reference.avg_pool_grad(
+      flat(x), flat(c), *args, divisor_override=1 if kind == "sum" else None, **ref
+    )
   np.testing.assert_allclose(flat(g), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", POOLS)
-@pytest.mark.parametrize("length,window,stride,pad", [
-    (4, 1, 1, (0, 1)),   # ceil_mode drops the window that would start in the high pad
+@pytest.mark.parametrize(
+  "length,window,stride,pad",
+  [
+    (4, 1, 1, (0, 1)),  # ceil_mode drops the window that would start in the high pad
     (5, 2, 2, (0, 3)),
     (6, 3, 2, (1, 4)),
-])
+  ],
+)
 def test_ceil_mode_with_high_padding_wider_than_the_window(kind, length, window, stride, pad):
   """Padding wider than PyTorch allows: the output size follows PyTorch's ceil rule."""
   rng = np.random.default_rng(7)

@@ -23,8 +23,15 @@ def test_names_sorted_lowercase_unique():
     assert n in names
 
 
-@pytest.mark.parametrize("name,fn", [("max", jaxpool.max_pool), ("min", jaxpool.min_pool),
-                                     ("sum", jaxpool.sum_pool), ("avg", jaxpool.avg_pool)])
+@pytest.mark.parametrize(
+  "name,fn",
+  [
+    ("max", jaxpool.max_pool),
+    ("min", jaxpool.min_pool),
+    ("sum", jaxpool.sum_pool),
+    ("avg", jaxpool.avg_pool),
+  ],
+)
 def test_classic_round_trip_both_apis(name, fn):
   opts = dict(window_shape=(2, 2), strides=(2, 2))
   expected = fn(X, (2, 2), strides=(2, 2))
@@ -88,16 +95,20 @@ def _example_options(name, api):
 @pytest.mark.parametrize("name", registry.names())
 def test_every_name_builds_in_both_apis_with_same_class_name(name):
   info = registry.info(name)
-  n = registry.make(name, api="nnx", rngs=nnx.Rngs(0), num_features=3,
-                    **_example_options(name, "nnx"))
-  ln = registry.make(name, api="linen", rngs=nnx.Rngs(0), num_features=3,
-                     **_example_options(name, "linen"))
+  n = registry.make(
+    name, api="nnx", rngs=nnx.Rngs(0), num_features=3, **_example_options(name, "nnx")
+  )
+  ln = registry.make(
+    name, api="linen", rngs=nnx.Rngs(0), num_features=3, **_example_options(name, "linen")
+  )
   assert type(n).__name__ == type(ln).__name__ == info["module"]
   assert type(n) is getattr(jpx, info["module"]) and type(ln) is getattr(jpl, info["module"])
   # Linen attributes and NNX constructor arguments are the same options (Linen
   # adds only its `name`; NNX its context arguments).
-  assert set(info["linen_options"]) - {"name"} == \
-      set(info["nnx_options"]) - {"rngs", "num_features"}
+  assert set(info["linen_options"]) - {"name"} == set(info["nnx_options"]) - {
+    "rngs",
+    "num_features",
+  }
 
 
 def test_every_name_is_checked_against_its_function():
@@ -110,7 +121,9 @@ def test_every_name_is_checked_against_its_function():
 
 def test_layers_only_names():
   assert set(registry.names()) - set(registry.names(layers_only=True)) == {
-      "max_argmax", "max_unpool"}
+    "max_argmax",
+    "max_unpool",
+  }
 
 
 def test_options_of_a_random_module():
@@ -123,10 +136,15 @@ def test_options_of_a_random_module():
 def test_same_positional_arguments_in_both_apis(name):
   # e.g. AvgPool((3, 3), 2, 1, False) means the same in Linen, NNX and avg_pool.
   import inspect
+
   module = registry.info(name)["module"]
+
   def positional(init):
     params = inspect.signature(init).parameters.values()
-    return [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD
-            and p.name not in ("self", "parent", "name")]
-  assert positional(getattr(jpl, module).__init__) == \
-      positional(getattr(jpx, module).__init__)
+    return [
+      p.name
+      for p in params
+      if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "parent", "name")
+    ]
+
+  assert positional(getattr(jpl, module).__init__) == positional(getattr(jpx, module).__init__)

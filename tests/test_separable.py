@@ -39,9 +39,19 @@ def _ref_index(x, axis, valid=None):
   return np.moveaxis(out, -1, axis)
 
 
-@pytest.mark.parametrize("row,want", [
-    ([1, 3, 3, 2], 1), ([nan, 5, nan, 1], 2), ([-inf, -inf, -inf], 0), ([1, inf, inf], 1),
-    ([inf, nan, inf], 1), ([-0.0, 0.0], 0), ([0.0, -0.0], 0), ([-inf, 2, nan], 2)])
+@pytest.mark.parametrize(
+  "row,want",
+  [
+    ([1, 3, 3, 2], 1),
+    ([nan, 5, nan, 1], 2),
+    ([-inf, -inf, -inf], 0),
+    ([1, inf, inf], 1),
+    ([inf, nan, inf], 1),
+    ([-0.0, 0.0], 0),
+    ([0.0, -0.0], 0),
+    ([-inf, 2, nan], 2),
+  ],
+)
 def test_first_max_hand_rows(row, want):
   """Ties -> first, NaN -> last NaN, +-inf and signed zeros, on written-out rows."""
   x = np.array(row, np.float32)[:, None]
@@ -71,7 +81,7 @@ def test_first_max_index_and_mask(dtype, axis, masked):
   valid = None
   if masked:
     valid = rng.random(x.shape) < 0.6
-    keep = rng.integers(0, x.shape[axis], x.shape[:axis] + (1,) + x.shape[axis + 1:])
+    keep = rng.integers(0, x.shape[axis], x.shape[:axis] + (1,) + x.shape[axis + 1 :])
     np.put_along_axis(valid, keep, True, axis)  # every column keeps a candidate
   want = _ref_index(x, axis, valid)
   xj, cand = jnp.asarray(x), np.asarray(x, np.float32)
@@ -82,15 +92,18 @@ def test_first_max_index_and_mask(dtype, axis, masked):
     got = separable.first_max_index(xj, jnp.asarray(value).astype(x.dtype), axis, valid)
     np.testing.assert_array_equal(got, want)
   mask = separable.first_max_mask(xj, axis, valid)
-  np.testing.assert_array_equal(mask, np.arange(x.shape[axis]).reshape(
-      (-1,) + (1,) * (2 - axis)) == want)
+  np.testing.assert_array_equal(
+    mask, np.arange(x.shape[axis]).reshape((-1,) + (1,) * (2 - axis)) == want
+  )
 
 
 def test_first_max_index_long_axis():
   """Past 2^23 elements the scores leave float32's exact range: indices stay exact."""
-  size = 2 ** 24 + 3
-  for marks, fill, want in (([5, size - 4, size - 1], 2.0, 5),       # tied maxima: the first
-                            ([size - 3, size - 2], nan, size - 2)):  # NaNs: the last
+  size = 2**24 + 3
+  for marks, fill, want in (
+    ([5, size - 4, size - 1], 2.0, 5),  # tied maxima: the first
+    ([size - 3, size - 2], nan, size - 2),
+  ):  # NaNs: the last
     x = np.zeros(size, np.float32)
     x[marks] = fill
     value = jnp.asarray([np.max(x)])
@@ -131,16 +144,26 @@ W_DISJOINT = ([0, 2, 5], [2, 5, 7])
 H_OVERLAP = ([0, 1, 2], [4, 3, 6])
 H_TILE = ([0, 2, 4], [2, 4, 6])
 H_DISJOINT = ([0, 1], [1, 6])
-CASES = [((7,), [W_OVERLAP]), ((7,), [W_TILE]), ((7,), [W_DISJOINT]),
-         ((6, 7), [H_OVERLAP, W_OVERLAP]), ((6, 7), [H_TILE, W_DISJOINT]),
-         ((6, 7), [H_DISJOINT, W_TILE]), ((6, 7), [H_OVERLAP, W_TILE])]
+CASES = [
+  ((7,), [W_OVERLAP]),
+  ((7,), [W_TILE]),
+  ((7,), [W_DISJOINT]),
+  ((6, 7), [H_OVERLAP, W_OVERLAP]),
+  ((6, 7), [H_TILE, W_DISJOINT]),
+  ((6, 7), [H_DISJOINT, W_TILE]),
+  ((6, 7), [H_OVERLAP, W_TILE]),
+]
 
 
 def _dims(spatial, windows):
   """static_dim per spatial dim of a (B, *spatial, C) array, innermost first."""
   n = len(spatial)
-  return [separable.static_dim(1 + d, n + 2, np.array(windows[d][0]), np.array(windows[d][1]),
-                               int(np.prod(spatial[d + 1:]))) for d in reversed(range(n))]
+  return [
+    separable.static_dim(
+      1 + d, n + 2, np.array(windows[d][0]), np.array(windows[d][1]), int(np.prod(spatial[d + 1 :]))
+    )
+    for d in reversed(range(n))
+  ]
 
 
 def _ref_box_max(x, windows, ct):
@@ -177,6 +200,7 @@ def test_separable_max_values_indices_grad(spatial, windows, special):
     out, vjp = jax.vjp(lambda u: separable.separable_max(u, dims, with_indices=False), v)
     assert out[1] is None
     return out[0], vjp((c, None))[0]
+
   plain, grad = jax.jit(values_and_grad)(x, ct)
   np.testing.assert_array_equal(plain, values)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6)
@@ -188,8 +212,9 @@ def test_separable_max_other_dtypes(dtype):
   rng = np.random.default_rng(5)
   x = _input(rng, dtype, (2, 6, 7, 2))
   dims = _dims((6, 7), [H_OVERLAP, W_OVERLAP])
-  want_values, want_index, _ = _ref_box_max(np.asarray(x, np.float64), [H_OVERLAP, W_OVERLAP],
-                                            np.zeros((2, 3, 5, 2)))
+  want_values, want_index, _ = _ref_box_max(
+    np.asarray(x, np.float64), [H_OVERLAP, W_OVERLAP], np.zeros((2, 3, 5, 2))
+  )
   values, index = J(separable.separable_max, dims, with_indices=True)(x)
   assert values.dtype == dtype
   np.testing.assert_array_equal(np.asarray(values, np.float64), want_values)

@@ -12,10 +12,10 @@ from tests import reference
 RTOL = ATOL = 2e-5
 
 CONFIGS = [  # window, strides, padding, options
-    ((2, 2), 2, "VALID", {}),
-    ((3, 3), 2, "SAME", {}),
-    ((3, 2), (1, 2), ((1, 0), (2, 1)), dict(dilation=(2, 1))),
-    ((3, 3), 2, 1, dict(ceil_mode=True)),
+  ((2, 2), 2, "VALID", {}),
+  ((3, 3), 2, "SAME", {}),
+  ((3, 2), (1, 2), ((1, 0), (2, 1)), dict(dilation=(2, 1))),
+  ((3, 3), 2, 1, dict(ceil_mode=True)),
 ]
 
 
@@ -24,24 +24,31 @@ def test_lip_and_soft_match_reference(window, strides, padding, options):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 7, 6, 3)) * 3
   logits = rng.normal(size=(2, 7, 6, 3)) * 3
-  y = jaxpool.lip_pool(x.astype(np.float32), logits.astype(np.float32), window, strides,
-                       padding, **options)
-  np.testing.assert_allclose(y, reference.lip_pool(x, logits, window, strides, padding, **options),
-                             rtol=RTOL, atol=ATOL)
+  y = jaxpool.lip_pool(
+    x.astype(np.float32), logits.astype(np.float32), window, strides, padding, **options
+  )
+  np.testing.assert_allclose(
+    y, reference.lip_pool(x, logits, window, strides, padding, **options), rtol=RTOL, atol=ATOL
+  )
   y = jaxpool.soft_pool(x.astype(np.float32), window, strides, padding, **options)
-  np.testing.assert_allclose(y, reference.lip_pool(x, x, window, strides, padding, **options),
-                             rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+    y, reference.lip_pool(x, x, window, strides, padding, **options), rtol=RTOL, atol=ATOL
+  )
 
 
 def test_lip_with_zero_logits_is_the_average():
   x = np.random.default_rng(1).normal(size=(2, 6, 6, 3)).astype(np.float32)
   zeros = np.zeros_like(x)
-  np.testing.assert_allclose(jaxpool.lip_pool(x, zeros, (2, 2), 2),
-                             jaxpool.avg_pool(x, (2, 2), 2), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+    jaxpool.lip_pool(x, zeros, (2, 2), 2), jaxpool.avg_pool(x, (2, 2), 2), rtol=1e-6, atol=1e-7
+  )
   # With padding, padded elements do not contribute: count_include_pad=False.
-  np.testing.assert_allclose(jaxpool.lip_pool(x, zeros, (3, 3), 2, "SAME"),
-                             jaxpool.avg_pool(x, (3, 3), 2, "SAME", count_include_pad=False),
-                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+    jaxpool.lip_pool(x, zeros, (3, 3), 2, "SAME"),
+    jaxpool.avg_pool(x, (3, 3), 2, "SAME", count_include_pad=False),
+    rtol=1e-6,
+    atol=1e-7,
+  )
 
 
 def test_lip_broadcast_logits_and_channels_first():
@@ -51,9 +58,14 @@ def test_lip_broadcast_logits_and_channels_first():
   expected = reference.lip_pool(x, logits, (2, 2), 1, 1)
   y = jaxpool.lip_pool(x.astype(np.float32), logits.astype(np.float32), (2, 2), 1, 1)
   np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
-  y = jaxpool.lip_pool(np.moveaxis(x, -1, 1).astype(np.float32),
-                       np.moveaxis(logits, -1, 1).astype(np.float32), (2, 2), 1, 1,
-                       channel_axis=1)
+  y = jaxpool.lip_pool(
+    np.moveaxis(x, -1, 1).astype(np.float32),
+    np.moveaxis(logits, -1, 1).astype(np.float32),
+    (2, 2),
+    1,
+    1,
+    channel_axis=1,
+  )
   np.testing.assert_allclose(np.moveaxis(y, 1, -1), expected, rtol=RTOL, atol=ATOL)
 
 
@@ -74,20 +86,25 @@ def test_stable_at_1e4(dtype):
   y = jax.jit(lambda x: jaxpool.soft_pool(x, (2,), 2))(x)
   assert y.dtype == dtype
   e = 1 / (1 + np.exp(-1.0))  # weight of 1e4 against 1e4 - 1
-  np.testing.assert_allclose(np.asarray(y, np.float32)[:, 0],
-                             [1e4, -1e4, e * 1e4 + (1 - e) * (1e4 - 1), 1e4],
-                             rtol=1e-6 if dtype == jnp.float32 else 1e-2)
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32)[:, 0],
+    [1e4, -1e4, e * 1e4 + (1 - e) * (1e4 - 1), 1e4],
+    rtol=1e-6 if dtype == jnp.float32 else 1e-2,
+  )
   rng = np.random.default_rng(4)
   big = jnp.asarray(rng.choice([-1e4, -5e3, 0.0, 5e3, 1e4], size=(2, 6, 6, 2)), dtype)
-  for f in [lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"),
-            lambda x: jaxpool.lip_pool(x, x * 0.5, (3, 3), 2, 1, ceil_mode=True),
-            lambda x: jaxpool.lip_pool(jnp.ones_like(x), -x, (2, 2), 1, "SAME")]:
+  for f in [
+    lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"),
+    lambda x: jaxpool.lip_pool(x, x * 0.5, (3, 3), 2, 1, ceil_mode=True),
+    lambda x: jaxpool.lip_pool(jnp.ones_like(x), -x, (2, 2), 1, "SAME"),
+  ]:
     loss = lambda x: jnp.sum(f(x).astype(jnp.float32))
     y, grad = jax.jit(lambda x: (f(x), jax.grad(loss)(x)))(big)
     assert np.all(np.isfinite(np.asarray(y, np.float32)))
     assert np.all(np.isfinite(np.asarray(grad, np.float32)))
-  grad_logits = jax.jit(jax.grad(lambda l: jnp.sum(jaxpool.lip_pool(big, l, (3, 3), 2, "SAME")
-                                                   .astype(jnp.float32))))(big)
+  grad_logits = jax.jit(
+    jax.grad(lambda l: jnp.sum(jaxpool.lip_pool(big, l, (3, 3), 2, "SAME").astype(jnp.float32)))
+  )(big)
   assert np.all(np.isfinite(np.asarray(grad_logits, np.float32)))
 
 
@@ -151,8 +168,9 @@ def test_under_vmap_and_jit():
   x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
   logits = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
   f = jax.jit(jax.vmap(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME")))
-  np.testing.assert_allclose(f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"),
-                             rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+    f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"), rtol=RTOL, atol=ATOL
+  )
 
 
 def test_shapes_and_values_over_random_configurations():
@@ -171,7 +189,8 @@ def test_shapes_and_values_over_random_configurations():
     y = jaxpool.soft_pool(x.astype(np.float32), window, strides, padding, **options)
     assert y.shape == shape
     np.testing.assert_allclose(
-        y, reference.lip_pool(x, x, window, strides, padding, **options), rtol=RTOL, atol=ATOL)
+      y, reference.lip_pool(x, x, window, strides, padding, **options), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
@@ -189,17 +208,21 @@ def test_tiling_windows_grads_crop_and_empty_windows():
     x = jnp.asarray(rng.normal(size=(1, 5, 7, 2)))
     logits = jnp.asarray(rng.normal(size=(1, 5, 7, 2)) * 2)
     lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (2, 3), (2, 3)))
-    np.testing.assert_allclose(lip(x, logits),
-                               reference.lip_pool(np.asarray(x), np.asarray(logits), (2, 3),
-                                                  (2, 3), "VALID"), rtol=1e-12)
+    np.testing.assert_allclose(
+      lip(x, logits),
+      reference.lip_pool(np.asarray(x), np.asarray(logits), (2, 3), (2, 3), "VALID"),
+      rtol=1e-12,
+    )
     check_grads(lip, (x, logits), order=1, modes=("fwd", "rev"))
     grad = jax.grad(lambda x: jnp.sum(lip(x, logits)))(x)
     assert np.all(np.asarray(grad)[:, 4:] == 0) and np.all(np.asarray(grad)[:, :, 6:] == 0)
     soft_cf = jax.jit(lambda x: jaxpool.soft_pool(x, (2, 2), 2, channel_axis=1))
     x_cf = jnp.moveaxis(x, -1, 1)
     np.testing.assert_allclose(
-        jnp.moveaxis(soft_cf(x_cf), 1, -1),
-        reference.lip_pool(np.asarray(x), np.asarray(x), (2, 2), 2, "VALID"), rtol=1e-12)
+      jnp.moveaxis(soft_cf(x_cf), 1, -1),
+      reference.lip_pool(np.asarray(x), np.asarray(x), (2, 2), 2, "VALID"),
+      rtol=1e-12,
+    )
     check_grads(soft_cf, (x_cf,), order=1, modes=("fwd", "rev"))
   # A window whose logits are all -inf contributes 0 with finite gradients.
   x = jnp.arange(8.0).reshape(1, 4, 2)
@@ -207,8 +230,7 @@ def test_tiling_windows_grads_crop_and_empty_windows():
   f = lambda x, l: jnp.sum(jaxpool.lip_pool(x, l, (2,), 2))
   y = jaxpool.lip_pool(x, logits, (2,), 2)
   e = 1 / (1 + np.exp(-1.0))
-  np.testing.assert_allclose(y[0], [[(1 - e) * 0 + e * 2, (1 - e) * 1 + e * 3], [0, 0]],
-                             rtol=1e-6)
+  np.testing.assert_allclose(y[0], [[(1 - e) * 0 + e * 2, (1 - e) * 1 + e * 3], [0, 0]], rtol=1e-6)
   gx, gl = jax.grad(f, argnums=(0, 1))(x, logits)
   assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gl))
 
@@ -216,11 +238,11 @@ def test_tiling_windows_grads_crop_and_empty_windows():
 # --- soft_pool's custom JVP and its one-pass transpose (issue 8) ---------------------
 
 SOFT_GEOMETRIES = [  # spatial, window, strides, padding, options
-    ((8, 8), (2, 2), 2, "VALID", {}),  # tiling: blocks
-    ((7, 8), (3, 3), 2, "SAME", {}),  # overlapping: factorised
-    ((8, 6), (3, 3), 2, 1, {}),  # sizes divisible by the strides: phase views
-    ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),  # tiling with padding and overhang
-    ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {"dilation": (1, 1, 2)}),
+  ((8, 8), (2, 2), 2, "VALID", {}),  # tiling: blocks
+  ((7, 8), (3, 3), 2, "SAME", {}),  # overlapping: factorised
+  ((8, 6), (3, 3), 2, 1, {}),  # sizes divisible by the strides: phase views
+  ((7, 5), (2, 2), 2, 1, {"ceil_mode": True}),  # tiling with padding and overhang
+  ((4, 5, 4), (2, 3, 2), (1, 2, 2), "SAME", {"dilation": (1, 1, 2)}),
 ]
 
 
@@ -257,20 +279,24 @@ def _check_lip_derivatives(x, logits, window, strides, padding, options, rng, to
   <J t, cot> = <t, J^T cot>, and the values it returns under differentiation."""
   f = lambda x, l: jaxpool.lip_pool(x, l, window, strides, padding, **options)
   cot = rng.normal(size=jax.eval_shape(f, x, logits).shape).astype(np.float32)
-  tangents = (rng.normal(size=x.shape).astype(np.float32),
-              rng.normal(size=logits.shape).astype(np.float32))
+  tangents = (
+    rng.normal(size=x.shape).astype(np.float32),
+    rng.normal(size=logits.shape).astype(np.float32),
+  )
   (gx, gl), jvp = _lip_vjp_and_jvp(x, logits, cot, tangents, window, strides, padding, options)
   want_x, want_l = reference.lip_pool_grad(x, logits, cot, window, strides, padding, **options)
-  want_l = want_l.sum(axis=tuple(i for i, n in enumerate(logits.shape) if n == 1),
-                      keepdims=True)  # broadcast logits: their gradient is summed
+  want_l = want_l.sum(
+    axis=tuple(i for i, n in enumerate(logits.shape) if n == 1), keepdims=True
+  )  # broadcast logits: their gradient is summed
   np.testing.assert_allclose(gx, want_x, rtol=tol, atol=tol / 10)
   np.testing.assert_allclose(gl, want_l, rtol=tol, atol=tol / 10)
-  np.testing.assert_allclose(np.sum(jvp * cot),
-                             np.sum(tangents[0] * want_x) + np.sum(tangents[1] * want_l),
-                             rtol=tol)
+  np.testing.assert_allclose(
+    np.sum(jvp * cot), np.sum(tangents[0] * want_x) + np.sum(tangents[1] * want_l), rtol=tol
+  )
   y = jax.jit(lambda x, l: jax.vjp(f, x, l)[0])(x, logits)
-  np.testing.assert_allclose(y, reference.lip_pool(x, logits, window, strides, padding,
-                                                   **options), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    y, reference.lip_pool(x, logits, window, strides, padding, **options), rtol=1e-5, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("spatial,window,strides,padding,options", SOFT_GEOMETRIES)
@@ -310,6 +336,7 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   # element 100 above the rest); on accelerators the exact one always
   # (fallback.fast_or_exact).
   from jaxpool._src import soft
+
   rng = np.random.default_rng(21)
   args = ((3, 3), 2, "SAME", {})
   x = (rng.normal(size=(2, 7, 8, 2)) * 3).astype(np.float32)
@@ -318,18 +345,25 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   tangent = rng.normal(size=x.shape).astype(np.float32)
   from jaxpool._src import views
+
   # Linear in the tangent (a window sum times NaN), so that its transpose is NaN too.
   nan_branches = {
-      "_exact_tangent": lambda x, logits, y, tx, tl, geom: (
-          views.window_sum_by_views(tx, geom) * np.nan),
-      "_factorised_tangent": lambda x, y, d, shift, t, geom: (
-          views.window_sum_by_views(t, geom) * np.nan)}
+    "_exact_tangent": lambda x, logits, y, tx, tl, geom: (
+      views.window_sum_by_views(tx, geom) * np.nan
+    ),
+    "_factorised_tangent": lambda x, y, d, shift, t, geom: (
+      views.window_sum_by_views(t, geom) * np.nan
+    ),
+  }
   on_cpu = jax.default_backend() == "cpu"  # elsewhere: the exact tangent always
   for branch, ordinary_ok in [("_exact_tangent", True), ("_factorised_tangent", False)]:
     with monkeypatch.context() as patch:
       patch.setattr(soft, branch, nan_branches[branch])
-      cases = ([(x, ordinary_ok), (far, not ordinary_ok)] if on_cpu else
-               [(x, branch == "_factorised_tangent"), (far, branch == "_factorised_tangent")])
+      cases = (
+        [(x, ordinary_ok), (far, not ordinary_ok)]
+        if on_cpu
+        else [(x, branch == "_factorised_tangent"), (far, branch == "_factorised_tangent")]
+      )
       for inputs, ok in cases:
         vjp, jvp = _soft_vjp_and_jvp(inputs, cot, tangent, *args)
         if ok:
@@ -357,9 +391,9 @@ def test_values_under_differentiation_match_numpy(offset, far):
   want = reference.lip_pool(x, x, (3, 3), 2, "SAME")
   for y in (y_vjp, y_jvp):
     np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(grad),
-                             reference.soft_pool_grad(x, cot, (3, 3), 2, "SAME"),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(grad), reference.soft_pool_grad(x, cot, (3, 3), 2, "SAME"), rtol=1e-4, atol=1e-4
+  )
 
 
 def test_soft_gradient_under_vmap_and_bfloat16():
@@ -370,11 +404,13 @@ def test_soft_gradient_under_vmap_and_bfloat16():
   f = lambda x, c: jax.vjp(lambda x: jaxpool.soft_pool(x, (3, 3), 2, "SAME"), x)[1](c)[0]
   got = jax.jit(jax.vmap(f))(x, cot)
   for i in range(3):
-    np.testing.assert_allclose(got[i], reference.soft_pool_grad(x[i], cot[i], (3, 3), 2, "SAME"),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+      got[i], reference.soft_pool_grad(x[i], cot[i], (3, 3), 2, "SAME"), rtol=1e-4, atol=1e-5
+    )
   xb, cb = jnp.asarray(x[0], jnp.bfloat16), jnp.asarray(cot[0], jnp.bfloat16)
   gb = jax.jit(f)(xb, cb)
   assert gb.dtype == jnp.bfloat16
-  want = reference.soft_pool_grad(np.asarray(xb, np.float32), np.asarray(cb, np.float32),
-                                  (3, 3), 2, "SAME")
+  want = reference.soft_pool_grad(
+    np.asarray(xb, np.float32), np.asarray(cb, np.float32), (3, 3), 2, "SAME"
+  )
   np.testing.assert_allclose(np.asarray(gb, np.float32), want, rtol=3e-2, atol=3e-2)

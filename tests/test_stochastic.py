@@ -120,7 +120,7 @@ def drawn_positions(x, y):
   for b, i, j, c in itertools.product(*map(range, y.shape)):
     if y[b, i, j, c] == 0:
       continue
-    window = x[b, 2 * i:2 * i + 3, 2 * j:2 * j + 3, c]
+    window = x[b, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, c]
     hits = np.argwhere(window == y[b, i, j, c])
     assert len(hits) == 1, "values are distinct, so the drawn element is identified"
     positions[(b, i, j, c)] = (b, 2 * i + hits[0][0], 2 * j + hits[0][1], c)
@@ -146,8 +146,13 @@ def test_gradient_goes_to_drawn_elements_and_adds_up():
   # both) receive the sum of both cotangents.
   z = -np.ones((1, 3, 5, 1), np.float32)
   z[0, 1, 2, 0] = 2.0
-  g = jax.jit(jax.grad(lambda z: jnp.sum(
-      jaxpool.stochastic_pool(z, (3, 3), 2, key=key) * jnp.array([3.0, 4.0])[:, None])))(z)
+  g = jax.jit(
+    jax.grad(
+      lambda z: jnp.sum(
+        jaxpool.stochastic_pool(z, (3, 3), 2, key=key) * jnp.array([3.0, 4.0])[:, None]
+      )
+    )
+  )(z)
   want = np.zeros_like(z)
   want[0, 1, 2, 0] = 7.0
   np.testing.assert_array_equal(g, want)
@@ -171,23 +176,29 @@ def weighted_reference(x, window, strides=None, padding="VALID", **kw):
     a = np.maximum(v.astype(np.float64), 0)
     s = a.sum(axis=0)
     return np.where(s > 0, (a * a).sum(axis=0) / np.where(s > 0, s, 1), 0)
+
   return reference.window_pool(x, window, strides, padding, **kw, reduce=reduce)
 
 
-@pytest.mark.parametrize("spatial,window,strides,padding,kw", [
+@pytest.mark.parametrize(
+  "spatial,window,strides,padding,kw",
+  [
     ((7,), (3,), 2, "VALID", {}),
     ((6, 5), (3, 3), 2, "SAME", {}),
     ((7, 7), (2, 3), 2, 1, {"ceil_mode": True}),
     ((8, 6), (2, 2), 1, "VALID", {"dilation": (2, 1)}),
     ((4, 4, 5), (2, 2, 3), (2, 1, 2), "VALID", {}),
-])
+  ],
+)
 def test_eval_formula_matches_numpy(spatial, window, strides, padding, kw):
   rng = np.random.default_rng(7)
   x = rng.normal(size=(2, *spatial, 3)).astype(np.float32)
-  got = jax.jit(lambda x: jaxpool.stochastic_pool(x, window, strides, padding,
-                                                  deterministic=True, **kw))(x)
-  np.testing.assert_allclose(got, weighted_reference(x, window, strides, padding, **kw),
-                             rtol=1e-5, atol=1e-7)
+  got = jax.jit(
+    lambda x: jaxpool.stochastic_pool(x, window, strides, padding, deterministic=True, **kw)
+  )(x)
+  np.testing.assert_allclose(
+    got, weighted_reference(x, window, strides, padding, **kw), rtol=1e-5, atol=1e-7
+  )
 
 
 def test_eval_gradient_finite_on_all_zero_windows_and_jvp():
@@ -202,8 +213,13 @@ def test_eval_gradient_finite_on_all_zero_windows_and_jvp():
   np.testing.assert_allclose(g[0, :2, :2, 0], [[1 / 9, 7 / 9], [0.0, 0.0]], rtol=1e-6)
   positive = np.random.default_rng(8).uniform(0.5, 2.0, (1, 5, 5, 2)).astype(np.float32)
   check_grads(
-      jax.jit(lambda x: jaxpool.stochastic_pool(x, (3, 3), 2, 1, deterministic=True)),
-      (positive,), order=1, modes=["fwd", "rev"], atol=5e-3, rtol=5e-3)
+    jax.jit(lambda x: jaxpool.stochastic_pool(x, (3, 3), 2, 1, deterministic=True)),
+    (positive,),
+    order=1,
+    modes=["fwd", "rev"],
+    atol=5e-3,
+    rtol=5e-3,
+  )
   with pytest.raises(TypeError):  # documented: training mode has a custom VJP only
     jax.jvp(lambda x: jaxpool.stochastic_pool(x, (2, 2), key=jax.random.key(0)), (x,), (x,))
 
@@ -234,8 +250,9 @@ def test_jit_vmap_grad_compose():
   # Second order differentiates the custom backward pass: the scatter keeps sums, so
   # d/dx sum(grad loss) = d/dx sum(2 y) = 2 grad(sum y).
   second = jax.jit(jax.grad(lambda x, k: jnp.sum(jax.grad(loss)(x, k))))(x[0], keys[0])
-  first = jax.jit(jax.grad(lambda x, k: jnp.sum(
-      jaxpool.stochastic_pool(x, (3, 3), 2, "SAME", key=k))))(x[0], keys[0])
+  first = jax.jit(
+    jax.grad(lambda x, k: jnp.sum(jaxpool.stochastic_pool(x, (3, 3), 2, "SAME", key=k)))
+  )(x[0], keys[0])
   np.testing.assert_allclose(second, 2 * first, rtol=1e-6)
 
 
@@ -244,9 +261,12 @@ def test_bfloat16_and_channels_first():
   x32 = rng.permutation(2 * 3 * 8 * 8).reshape(2, 3, 8, 8).astype(np.float32) / 8 - 20
   x = jnp.asarray(x32, jnp.bfloat16)  # values exactly representable
   key = jax.random.key(12)
-  pool = jax.jit(lambda x, deterministic: jaxpool.stochastic_pool(
-      x, (2, 2), 2, key=key, deterministic=deterministic, channel_axis=1),
-      static_argnums=1)
+  pool = jax.jit(
+    lambda x, deterministic: jaxpool.stochastic_pool(
+      x, (2, 2), 2, key=key, deterministic=deterministic, channel_axis=1
+    ),
+    static_argnums=1,
+  )
   y = pool(x, False)
   assert y.dtype == jnp.bfloat16 and y.shape == (2, 3, 4, 4)
   # The same draws as float32 (sampling is in float32 for both), and each output
@@ -254,8 +274,9 @@ def test_bfloat16_and_channels_first():
   y32 = pool(x32, False)
   np.testing.assert_array_equal(np.asarray(y, np.float32), y32)
   windows = x32.reshape(2, 3, 4, 2, 4, 2)
-  assert np.all((windows == np.asarray(y32)[:, :, :, None, :, None]).any(axis=(3, 5))
-                | (np.asarray(y32) == 0))
+  assert np.all(
+    (windows == np.asarray(y32)[:, :, :, None, :, None]).any(axis=(3, 5)) | (np.asarray(y32) == 0)
+  )
   g = jax.jit(jax.grad(lambda x: jnp.sum(pool(x, False)).astype(jnp.float32)))(x)
   assert g.dtype == jnp.bfloat16
   ev = pool(x, True)
@@ -271,8 +292,9 @@ def test_training_step_memory_is_a_small_multiple_of_the_input(window, strides):
   # scratch memory (measured on CPU: 1.0x for both).
   x = jnp.ones((4, 32, 32, 16))
   key = jax.random.key(0)
-  step = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jaxpool.stochastic_pool(
-      x, window, strides, key=key))))
+  step = jax.jit(
+    jax.value_and_grad(lambda x: jnp.sum(jaxpool.stochastic_pool(x, window, strides, key=key)))
+  )
   out_shape = jax.eval_shape(lambda x: jaxpool.stochastic_pool(x, window, strides, key=key), x)
   draw = jax.jit(lambda k: jax.random.uniform(k, out_shape.shape))
   pool_stats = step.lower(x).compile().memory_analysis()
@@ -313,8 +335,13 @@ def test_a_window_with_an_infinite_element_draws_it():
   # (here the 2) must not be drawn.
   x = jnp.array([[1.0], [np.inf], [2.0], [3.0], [-1.0], [0.5]])
   keys = jax.random.split(jax.random.key(15), 64)
-  f = jax.jit(jax.vmap(lambda k: jax.vjp(
-      lambda x: jaxpool.stochastic_pool(x, (3,), 3, key=k), x)[1](jnp.ones((2, 1)))[0]))
+  f = jax.jit(
+    jax.vmap(
+      lambda k: jax.vjp(lambda x: jaxpool.stochastic_pool(x, (3,), 3, key=k), x)[1](
+        jnp.ones((2, 1))
+      )[0]
+    )
+  )
   grads = np.asarray(f(keys))[:, :, 0]
   ys = np.asarray(jax.vmap(lambda k: jaxpool.stochastic_pool(x, (3,), 3, key=k))(keys))
   assert np.all(ys[:, 0, 0] == np.inf)
@@ -330,6 +357,7 @@ def test_uniforms_are_the_threefry_words_of_the_key(size):
   from jax import lax
   from jax.extend import random as jax_random
   from jaxpool._src import stochastic
+
   key = jax.random.key(16)
   data = jax.random.key_data(key)
   words = np.asarray(jax_random.threefry_2x32((data[0], data[1]), lax.iota(jnp.uint32, size)))

@@ -23,13 +23,26 @@ def torch_pool(kind, x, ct, cfg):
   xt = torch.tensor(x, requires_grad=True)
   if kind == "max":
     fn = getattr(F, f"max_pool{n}d")
-    y = fn(xt, cfg["kernel"], cfg["stride"], cfg["padding"], dilation=cfg["dilation"],
-           ceil_mode=cfg["ceil_mode"])
+    y = fn(
+      xt,
+      cfg["kernel"],
+      cfg["stride"],
+      cfg["padding"],
+      dilation=cfg["dilation"],
+      ceil_mode=cfg["ceil_mode"],
+    )
   else:
     fn = getattr(F, f"avg_pool{n}d")
     extra = {} if n == 1 else {"divisor_override": cfg["divisor_override"]}
-    y = fn(xt, cfg["kernel"], cfg["stride"], cfg["padding"], ceil_mode=cfg["ceil_mode"],
-           count_include_pad=cfg["count_include_pad"], **extra)
+    y = fn(
+      xt,
+      cfg["kernel"],
+      cfg["stride"],
+      cfg["padding"],
+      ceil_mode=cfg["ceil_mode"],
+      count_include_pad=cfg["count_include_pad"],
+      **extra,
+    )
   if ct is None:
     return y.detach().numpy(), None
   y.backward(torch.tensor(ct))
@@ -37,8 +50,12 @@ def torch_pool(kind, x, ct, cfg):
 
 
 def jax_options(kind, cfg):
-  options = dict(window_shape=cfg["kernel"], strides=cfg["stride"], padding=cfg["padding"],
-                 ceil_mode=cfg["ceil_mode"])
+  options = dict(
+    window_shape=cfg["kernel"],
+    strides=cfg["stride"],
+    padding=cfg["padding"],
+    ceil_mode=cfg["ceil_mode"],
+  )
   if kind == "max":
     options["dilation"] = cfg["dilation"]
   else:
@@ -69,18 +86,27 @@ def random_torch_config(rng, kind):
     kernel = tuple(int(v) for v in rng.integers(1, 4, n))
     stride = tuple(int(v) for v in rng.integers(1, 4, n))
     padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
-    dilation = (tuple(int(v) for v in rng.integers(1, 3, n))
-                if kind == "max" and rng.random() < 0.5 else (1,) * n)
+    dilation = (
+      tuple(int(v) for v in rng.integers(1, 3, n))
+      if kind == "max" and rng.random() < 0.5
+      else (1,) * n
+    )
     effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     if any(L + 2 * p < e for L, p, e in zip(sizes, padding, effective)):
       continue
-    divisor_override = (int(rng.integers(1, 7))
-                        if kind == "avg" and n > 1 and rng.random() < 0.3 else None)
-    return dict(shape=(int(rng.integers(1, 3)), int(rng.integers(1, 3))) + sizes,
-                kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-                ceil_mode=bool(rng.random() < 0.5),
-                count_include_pad=bool(rng.random() < 0.5),
-                divisor_override=divisor_override)
+    divisor_override = (
+      int(rng.integers(1, 7)) if kind == "avg" and n > 1 and rng.random() < 0.3 else None
+    )
+    return dict(
+      shape=(int(rng.integers(1, 3)), int(rng.integers(1, 3))) + sizes,
+      kernel=kernel,
+      stride=stride,
+      padding=padding,
+      dilation=dilation,
+      ceil_mode=bool(rng.random() < 0.5),
+      count_include_pad=bool(rng.random() < 0.5),
+      divisor_override=divisor_override,
+    )
 
 
 def tie_heavy_input(rng, shape, nan_fraction=0.0):
@@ -116,22 +142,82 @@ def test_random_configurations(kind, seed):
 
 
 CASES = [
-    # Overlapping windows with ties, the ceil_mode last window starting in the input
-    # and overhanging the padding, dilation.
-    ("max", dict(shape=(2, 2, 9, 8), kernel=(3, 3), stride=(2, 2), padding=(1, 1),
-                 dilation=(1, 1), ceil_mode=True)),
-    ("max", dict(shape=(1, 3, 10), kernel=(3,), stride=(3,), padding=(1,), dilation=(2,),
-                 ceil_mode=True)),
-    ("max", dict(shape=(1, 2, 5, 6, 5), kernel=(2, 3, 2), stride=(2, 1, 2), padding=(1, 1, 0),
-                 dilation=(2, 1, 1), ceil_mode=True)),
-    ("avg", dict(shape=(2, 2, 7, 8), kernel=(3, 2), stride=(2, 3), padding=(1, 1),
-                 ceil_mode=True, count_include_pad=True, divisor_override=None)),
-    ("avg", dict(shape=(2, 2, 7, 8), kernel=(3, 2), stride=(2, 3), padding=(1, 1),
-                 ceil_mode=True, count_include_pad=False, divisor_override=None)),
-    ("avg", dict(shape=(1, 2, 5, 4, 6), kernel=(2, 3, 3), stride=(2, 2, 2), padding=(1, 1, 1),
-                 ceil_mode=True, count_include_pad=True, divisor_override=5)),
-    ("avg", dict(shape=(1, 2, 11), kernel=(4,), stride=(3,), padding=(2,), ceil_mode=True,
-                 count_include_pad=True, divisor_override=None)),
+  # Overlapping windows with ties, the ceil_mode last window starting in the input
+  # and overhanging the padding, dilation.
+  (
+    "max",
+    dict(
+      shape=(2, 2, 9, 8),
+      kernel=(3, 3),
+      stride=(2, 2),
+      padding=(1, 1),
+      dilation=(1, 1),
+      ceil_mode=True,
+    ),
+  ),
+  (
+    "max",
+    dict(shape=(1, 3, 10), kernel=(3,), stride=(3,), padding=(1,), dilation=(2,), ceil_mode=True),
+  ),
+  (
+    "max",
+    dict(
+      shape=(1, 2, 5, 6, 5),
+      kernel=(2, 3, 2),
+      stride=(2, 1, 2),
+      padding=(1, 1, 0),
+      dilation=(2, 1, 1),
+      ceil_mode=True,
+    ),
+  ),
+  (
+    "avg",
+    dict(
+      shape=(2, 2, 7, 8),
+      kernel=(3, 2),
+      stride=(2, 3),
+      padding=(1, 1),
+      ceil_mode=True,
+      count_include_pad=True,
+      divisor_override=None,
+    ),
+  ),
+  (
+    "avg",
+    dict(
+      shape=(2, 2, 7, 8),
+      kernel=(3, 2),
+      stride=(2, 3),
+      padding=(1, 1),
+      ceil_mode=True,
+      count_include_pad=False,
+      divisor_override=None,
+    ),
+  ),
+  (
+    "avg",
+    dict(
+      shape=(1, 2, 5, 4, 6),
+      kernel=(2, 3, 3),
+      stride=(2, 2, 2),
+      padding=(1, 1, 1),
+      ceil_mode=True,
+      count_include_pad=True,
+      divisor_override=5,
+    ),
+  ),
+  (
+    "avg",
+    dict(
+      shape=(1, 2, 11),
+      kernel=(4,),
+      stride=(3,),
+      padding=(2,),
+      ceil_mode=True,
+      count_include_pad=True,
+      divisor_override=None,
+    ),
+  ),
 ]
 
 
@@ -139,8 +225,11 @@ CASES = [
 def test_named_cases(kind, cfg):
   rng = np.random.default_rng(5)
   cfg = dict(dict(dilation=(1,) * len(cfg["kernel"])), **cfg)
-  x = tie_heavy_input(rng, cfg["shape"], nan_fraction=0.03) if kind == "max" else (
-      rng.normal(size=cfg["shape"]).astype(np.float32))
+  x = (
+    tie_heavy_input(rng, cfg["shape"], nan_fraction=0.03)
+    if kind == "max"
+    else (rng.normal(size=cfg["shape"]).astype(np.float32))
+  )
   y_t, _ = torch_pool(kind, x, None, cfg)
   ct = rng.normal(size=y_t.shape).astype(np.float32)
   y_t, g_t = torch_pool(kind, x, ct, cfg)
@@ -153,7 +242,7 @@ def test_named_cases(kind, cfg):
 
 def test_all_equal_and_nan_windows_route_like_torch():
   cfg = dict(kernel=(2, 2), stride=(1, 1), padding=(1, 1), dilation=(1, 1), ceil_mode=False)
-  x = np.zeros((1, 1, 3, 3), np.float32)        # every window all-equal
+  x = np.zeros((1, 1, 3, 3), np.float32)  # every window all-equal
   x2 = np.array([[[[1, np.nan, 2], [np.nan, 3, np.nan], [4, 5, np.nan]]]], np.float32)
   x3 = np.full((1, 1, 3, 3), -np.inf, np.float32)
   for x in (x, x2, x3):

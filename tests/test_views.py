@@ -15,18 +15,17 @@ from jaxpool._src import views
 from tests import reference
 
 _GEOMETRIES = [  # (spatial, window, strides, padding, dilation, ceil_mode)
-    ((7, 8), (3, 3), (2, 2), "SAME", None, False),
-    ((7, 8), (2, 3), (2, 1), ((1, 0), (2, 1)), None, False),
-    ((9,), (3,), (2,), 1, 2, False),
-    ((7, 6), (3, 2), (2, 2), 1, None, True),
-    ((5, 5), (2, 2), (2, 2), "VALID", None, False),
-    ((4, 4), (3, 3), (1, 1), ((3, 0), (0, 3)), None, False),  # offsets fully in padding
+  ((7, 8), (3, 3), (2, 2), "SAME", None, False),
+  ((7, 8), (2, 3), (2, 1), ((1, 0), (2, 1)), None, False),
+  ((9,), (3,), (2,), 1, 2, False),
+  ((7, 6), (3, 2), (2, 2), 1, None, True),
+  ((5, 5), (2, 2), (2, 2), "VALID", None, False),
+  ((4, 4), (3, 3), (1, 1), ((3, 0), (0, 3)), None, False),  # offsets fully in padding
 ]
 
 
 def _geom(x, window, strides, padding, dilation, ceil_mode):
-  return geometry.resolve(x.shape, window, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode)
+  return geometry.resolve(x.shape, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
 
 
 def _random_case(seed, spatial, *args):
@@ -36,33 +35,42 @@ def _random_case(seed, spatial, *args):
 
 
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
-def test_padded_views_are_the_window_elements(spatial, window, strides, padding, dilation,
-                                              ceil_mode):
+def test_padded_views_are_the_window_elements(
+  spatial, window, strides, padding, dilation, ceil_mode
+):
   x, geom = _random_case(0, spatial, window, strides, padding, dilation, ceil_mode)
   fill = -7.0
   got = dict(views.padded_views(jnp.asarray(x), geom, fill))
   for k in range(int(np.prod(window))):
     pick = lambda values, inside, _, k=k: values[k] if inside[k] else np.full(values[k].shape, fill)
-    want = reference.window_pool(x, window, strides, padding, dilation=dilation,
-                                 ceil_mode=ceil_mode, reduce=pick)
+    want = reference.window_pool(
+      x, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode, reduce=pick
+    )
     if k in got:
       np.testing.assert_array_equal(np.asarray(got[k]), want.astype(np.float32))
     else:  # left out only where every window has padding at offset k
       np.testing.assert_array_equal(want, fill)
 
 
-@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode",
-                         _GEOMETRIES + [((5, 4, 6), (2, 3, 2), (3, 1, 2), 1, (1, 2, 1), True)])
-def test_phase_views_are_the_window_elements(spatial, window, strides, padding, dilation,
-                                             ceil_mode):
+@pytest.mark.parametrize(
+  "spatial, window, strides, padding, dilation, ceil_mode",
+  _GEOMETRIES + [((5, 4, 6), (2, 3, 2), (3, 1, 2), 1, (1, 2, 1), True)],
+)
+def test_phase_views_are_the_window_elements(
+  spatial, window, strides, padding, dilation, ceil_mode
+):
   """The same values (and offsets) as the strided padded views with fill 0, and in
   channels-first layout too."""
   x, geom = _random_case(5, spatial, window, strides, padding, dilation, ceil_mode)
   for layout in ("last", "first"):
     xl = jnp.asarray(x if layout == "last" else np.moveaxis(x, -1, 1))
-    g = geom if layout == "last" else geometry.resolve(
-        xl.shape, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode,
-        channel_axis=1)
+    g = (
+      geom
+      if layout == "last"
+      else geometry.resolve(
+        xl.shape, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode, channel_axis=1
+      )
+    )
     got, want = views.phase_views(xl, g), views.padded_views(xl, g, 0)
     assert [k for k, _ in got] == [k for k, _ in want]
     for (_, a), (_, b) in zip(got, want):
@@ -72,21 +80,24 @@ def test_phase_views_are_the_window_elements(spatial, window, strides, padding, 
 def _scatter_to_windows(coef, x_shape, window, strides, padding, dilation, ceil_mode):
   """numpy loop: input element i gets sum over (window o, offset k) holding i of coef[k][o]."""
   spatial = x_shape[1:-1]
-  strides, dilation, pads, outs = reference.window_layout(spatial, window, strides, padding,
-                                                          dilation, ceil_mode)
+  strides, dilation, pads, outs = reference.window_layout(
+    spatial, window, strides, padding, dilation, ceil_mode
+  )
   out = np.zeros(x_shape, np.float64)
   for k, offset in enumerate(np.ndindex(*window)):
     for o in np.ndindex(*outs):
-      pos = [oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, offset,
-                                                                    dilation)]
+      pos = [
+        oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, offset, dilation)
+      ]
       if all(0 <= p < n for p, n in zip(pos, spatial)):
         out[(slice(None), *pos, slice(None))] += coef[k][(slice(None), *o, slice(None))]
   return out
 
 
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
-def test_phase_views_transpose_scatters_to_the_window_elements(spatial, window, strides,
-                                                               padding, dilation, ceil_mode):
+def test_phase_views_transpose_scatters_to_the_window_elements(
+  spatial, window, strides, padding, dilation, ceil_mode
+):
   """The VJP of t -> sum_k c_k * view_k(t) (the concatenate of per-phase sums) puts
   c_k[o] on the element at offset k of window o, and nothing on elements no
   window reaches."""
@@ -100,21 +111,22 @@ def test_phase_views_transpose_scatters_to_the_window_elements(spatial, window, 
 
 
 @pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", _GEOMETRIES)
-def test_window_sums_equal_the_reference(spatial, window, strides, padding, dilation,
-                                         ceil_mode):
+def test_window_sums_equal_the_reference(spatial, window, strides, padding, dilation, ceil_mode):
   x, geom = _random_case(1, spatial, window, strides, padding, dilation, ceil_mode)
   want = reference.sum_pool(x, window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
   for fn in (views.strided_window_sum, views.window_sum_by_views):
     np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), geom)), want, rtol=1e-5, atol=1e-5)
   # half precision: summed in float32, rounded once
   xb = jnp.asarray(x, jnp.bfloat16)
-  wantb = reference.sum_pool(np.asarray(xb, np.float32), window, strides, padding,
-                             dilation=dilation, ceil_mode=ceil_mode)
+  wantb = reference.sum_pool(
+    np.asarray(xb, np.float32), window, strides, padding, dilation=dilation, ceil_mode=ceil_mode
+  )
   got = views.strided_window_sum(xb, geom)
   assert got.dtype == jnp.bfloat16
-  np.testing.assert_array_equal(np.asarray(got, np.float32),
-                                np.asarray(jnp.asarray(wantb, jnp.float32).astype(jnp.bfloat16),
-                                           np.float32))
+  np.testing.assert_array_equal(
+    np.asarray(got, np.float32),
+    np.asarray(jnp.asarray(wantb, jnp.float32).astype(jnp.bfloat16), np.float32),
+  )
 
 
 def test_window_blocks_of_tiling_windows():
@@ -131,8 +143,10 @@ def test_window_blocks_of_tiling_windows():
     np.testing.assert_array_equal(np.asarray(blocks[:, :, i, :, j]), want.astype(np.float32))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8,
-                                   np.int32, np.complex64, np.bool_])
+@pytest.mark.parametrize(
+  "dtype",
+  [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8, np.int32, np.complex64, np.bool_],
+)
 def test_barriers_are_the_identity(dtype):
   if np.issubdtype(dtype, np.integer):
     info = np.iinfo(dtype)
@@ -148,9 +162,13 @@ def test_barriers_are_the_identity(dtype):
   # Both forms, whatever this machine's backend: the conditional (CPU) and the
   # reduce-window (elsewhere); eagerly and compiled, with `x` as its own source and
   # with another array as the source.
-  forms = [lambda a: views.materialize(a, a), lambda a: views.materialize(a, jnp.ones(3)),
-           lambda a: views.pooled(a, a), views._through_a_reduce_window,
-           lambda a: views._through_a_conditional(a, a)]
+  forms = [
+    lambda a: views.materialize(a, a),
+    lambda a: views.materialize(a, jnp.ones(3)),
+    lambda a: views.pooled(a, a),
+    views._through_a_reduce_window,
+    lambda a: views._through_a_conditional(a, a),
+  ]
   for form in forms:
     for run in (form, jax.jit(form)):
       out = run(x)
@@ -168,10 +186,14 @@ def test_barrier_predicate_takes_a_source_of_any_dtype():
   by calling it directly."""
   x = jnp.asarray(np.arange(12.0).reshape(3, 4))
   np.testing.assert_array_equal(np.asarray(jax.lax.optimization_barrier(x)), np.asarray(x))
-  for source in (jnp.zeros(2), jnp.asarray([-0.0]), jnp.asarray([np.nan]),
-                 jnp.asarray([0], jnp.uint8), jnp.asarray([False])):
-    np.testing.assert_array_equal(np.asarray(jax.jit(views.materialize)(x, source)),
-                                  np.asarray(x))
+  for source in (
+    jnp.zeros(2),
+    jnp.asarray([-0.0]),
+    jnp.asarray([np.nan]),
+    jnp.asarray([0], jnp.uint8),
+    jnp.asarray([False]),
+  ):
+    np.testing.assert_array_equal(np.asarray(jax.jit(views.materialize)(x, source)), np.asarray(x))
 
 
 def test_barriers_survive_xla_on_cpu():
@@ -186,11 +208,13 @@ def test_barriers_survive_xla_on_cpu():
     return y.reshape(4, -1).sum(1), y + 1.0
 
   text = jax.jit(program).lower(x).compile().as_text()
-  entry = text[text.index("ENTRY"):]
+  entry = text[text.index("ENTRY") :]
   assert "conditional(" in entry
   assert sum("maximum" in line and "fusion(" in line for line in entry.splitlines()) <= 1
-  np.testing.assert_allclose(np.asarray(jax.jit(program)(x)[1]),
-                             np.maximum(np.asarray(x)[:, ::2], np.asarray(x)[:, 1::2]) * 2 + 1)
+  np.testing.assert_allclose(
+    np.asarray(jax.jit(program)(x)[1]),
+    np.maximum(np.asarray(x)[:, ::2], np.asarray(x)[:, 1::2]) * 2 + 1,
+  )
 
 
 def test_barriers_under_vmap_and_derivatives():
@@ -207,23 +231,26 @@ def test_barriers_under_vmap_and_derivatives():
     np.testing.assert_array_equal(np.asarray(out), np.broadcast_to(np.asarray(a), out.shape))
   f = lambda v: jnp.sum(jnp.sin(views.materialize(v * 2.0, v)))
   check_grads(f, (x[0],), order=2, modes=("fwd", "rev"), atol=1e-2, rtol=1e-2)
-  np.testing.assert_allclose(np.asarray(jax.grad(f)(x[0])), 2 * np.cos(2 * np.asarray(x[0])),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(jax.grad(f)(x[0])), 2 * np.cos(2 * np.asarray(x[0])), rtol=1e-6
+  )
   per_example = jax.jit(jax.vmap(jax.grad(f)))
-  np.testing.assert_allclose(np.asarray(per_example(x)), 2 * np.cos(2 * np.asarray(x)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(per_example(x)), 2 * np.cos(2 * np.asarray(x)), rtol=1e-6)
   text = per_example.lower(x).compile().as_text()
-  assert text[text.index("ENTRY"):].count("conditional(") == 1
+  assert text[text.index("ENTRY") :].count("conditional(") == 1
 
 
-@pytest.mark.parametrize("spatial,window,strides,expected", [
-    ((60, 60), (3, 3), (2, 2), True),   # 2.25 windows per element
+@pytest.mark.parametrize(
+  "spatial,window,strides,expected",
+  [
+    ((60, 60), (3, 3), (2, 2), True),  # 2.25 windows per element
     ((60, 60, 60), (3, 3, 3), (2, 2, 2), True),
-    ((60,), (3,), (2,), False),        # 1.5
+    ((60,), (3,), (2,), False),  # 1.5
     ((60, 60), (2, 2), (2, 2), False),  # 1: tiling
     ((60, 60), (3, 3), (1, 1), False),  # stride 1
-    ((60, 60), (4, 4), (2, 2), True),   # 4
-])
+    ((60, 60), (4, 4), (2, 2), True),  # 4
+  ],
+)
 def test_overlaps_twice_counts_windows_per_element(spatial, window, strides, expected):
   # Windows per input element counted from the windows' elements (numpy loop over
   # the windows of a VALID geometry, away from the borders).

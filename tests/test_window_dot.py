@@ -22,13 +22,14 @@ def window_pairs(spatial, window, strides, padding, options):
   """(output sizes, [(o, k, pos)] for every window o and element k inside the input):
   elements in the padding or the ceil_mode overhang are left out, i.e. read as 0."""
   strides, dilation, pads, outs = reference.window_layout(
-      spatial, window, strides, padding, options.get("dilation"),
-      options.get("ceil_mode", False))
+    spatial, window, strides, padding, options.get("dilation"), options.get("ceil_mode", False)
+  )
   pairs = []
   for o in itertools.product(*map(range, outs)):
     for k in itertools.product(*map(range, window)):
-      pos = tuple(oi * s - lo + ki * d
-                  for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation))
+      pos = tuple(
+        oi * s - lo + ki * d for oi, s, (lo, _), ki, d in zip(o, strides, pads, k, dilation)
+      )
       if all(0 <= p < L for p, L in zip(pos, spatial)):
         pairs.append((o, k, pos))
   return outs, pairs
@@ -57,12 +58,12 @@ def ref_transpose(x, w, cot, *layout):
 
 
 CASES = [  # spatial, window, strides, padding, options, n_filters
-    ((9,), (3,), 1, "VALID", {}, 1),
-    ((8,), (2,), 3, ((2, 1),), dict(dilation=2, ceil_mode=True), 2),  # overhang past hi
-    ((6, 7), (2, 2), 2, "VALID", {}, 1),
-    ((6, 5), (3, 3), 2, "SAME", {}, 2),
-    ((5, 6), (3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2)), 3),
-    ((7, 6), (3, 3), 2, 1, dict(ceil_mode=True), 1),  # overhang in the last dim
+  ((9,), (3,), 1, "VALID", {}, 1),
+  ((8,), (2,), 3, ((2, 1),), dict(dilation=2, ceil_mode=True), 2),  # overhang past hi
+  ((6, 7), (2, 2), 2, "VALID", {}, 1),
+  ((6, 5), (3, 3), 2, "SAME", {}, 2),
+  ((5, 6), (3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2)), 3),
+  ((7, 6), (3, 3), 2, 1, dict(ceil_mode=True), 1),  # overhang in the last dim
 ]
 
 
@@ -105,8 +106,9 @@ def test_values_are_the_dot_of_each_window_with_the_weights(case, channel_axis, 
 @pytest.mark.parametrize("shared", [True, False])
 def test_vjp_in_inputs_and_weights_is_the_transpose_loop(case, channel_axis, shared):
   x, w, cot, geom, layout = setup(case, channel_axis, shared, seed=1)
-  _, vjp = jax.vjp(lambda x, w: window_dot(x, w, geom), to_layout(x, channel_axis),
-                   jnp.asarray(w, jnp.float32))
+  _, vjp = jax.vjp(
+    lambda x, w: window_dot(x, w, geom), to_layout(x, channel_axis), jnp.asarray(w, jnp.float32)
+  )
   dx, dw = vjp(to_layout(cot, channel_axis, 1))
   want_dx, want_dw = ref_transpose(x, w, cot, *layout)
   np.testing.assert_allclose(from_layout(dx, channel_axis), want_dx, rtol=1e-5, atol=1e-5)
@@ -122,8 +124,9 @@ def test_padding_and_ceil_overhang_read_as_zero_by_hand():
   # L=5, window 2, stride 2, ceil_mode: the last window is [x4, overhang].
   x = jnp.arange(1.0, 6.0)[:, None] + 100  # large values: a non-zero fill would show
   geom = geometry.resolve(x.shape, (2,), 2, "VALID", ceil_mode=True)
-  np.testing.assert_allclose(window_dot(x, jnp.array([[[1.0], [10.0]]]), geom)[0, :, 0],
-                             [101 + 1020, 103 + 1040, 105])
+  np.testing.assert_allclose(
+    window_dot(x, jnp.array([[[1.0], [10.0]]]), geom)[0, :, 0], [101 + 1020, 103 + 1040, 105]
+  )
 
 
 def test_check_grads_first_and_second_order():
@@ -134,9 +137,10 @@ def test_check_grads_first_and_second_order():
     check_grads(lambda x, w: window_dot(x, w, geom), (x, w), order=2, modes=("fwd", "rev"))
 
 
-@pytest.mark.parametrize("x_dtype,w_dtype", [(jnp.bfloat16, jnp.float32),
-                                             (jnp.bfloat16, jnp.bfloat16),
-                                             (jnp.float16, jnp.float32)])
+@pytest.mark.parametrize(
+  "x_dtype,w_dtype",
+  [(jnp.bfloat16, jnp.float32), (jnp.bfloat16, jnp.bfloat16), (jnp.float16, jnp.float32)],
+)
 def test_half_precision_is_computed_and_returned_in_float32(x_dtype, w_dtype):
   x, w, cot, geom, layout = setup(CASES[3], -1, False, seed=3)
   xh, wh = jnp.asarray(x, x_dtype), jnp.asarray(w, w_dtype)
@@ -161,8 +165,10 @@ GEOM_FIRST = geometry.resolve((2, 3, 6, 5), (3, 2), 2, "VALID", channel_axis=1) 
 
 
 @pytest.mark.parametrize("geom", [GEOM, GEOM_FIRST])
-@pytest.mark.parametrize("shape,leading", [
-    ((3, 2, 1), None), ((3, 2, 3), None), ((4, 3, 2, 1), "n_leaves"), ((1, 3, 2, 3), "n")])
+@pytest.mark.parametrize(
+  "shape,leading",
+  [((3, 2, 1), None), ((3, 2, 3), None), ((4, 3, 2, 1), "n_leaves"), ((1, 3, 2, 3), "n")],
+)
 def test_check_weights_accepts_shared_and_per_channel_shapes(geom, shape, leading):
   w = check_weights(np.ones(shape, np.float16), geom, name="kernel", fn="my_fn", leading=leading)
   assert w.shape == shape and w.dtype == jnp.float16  # float dtypes are kept
@@ -171,16 +177,19 @@ def test_check_weights_accepts_shared_and_per_channel_shapes(geom, shape, leadin
 
 
 @pytest.mark.parametrize("geom", [GEOM, GEOM_FIRST])
-@pytest.mark.parametrize("shape,leading", [
-    ((), None),                 # a scalar
-    ((3, 2), None),             # no channel dim
-    ((2, 3, 1), None),          # window dims swapped
-    ((3, 2, 2), None),          # neither 1 nor C channels
-    ((3, 2, 6), None),          # a spatial size, not C, as the channel count
-    ((3, 2, 1), "n_leaves"),    # the leading dim missing
-    ((1, 3, 2, 1), None),       # a leading dim where none is expected
-    ((2, 1, 3, 2, 1), "n"),     # two leading dims
-])
+@pytest.mark.parametrize(
+  "shape,leading",
+  [
+    ((), None),  # a scalar
+    ((3, 2), None),  # no channel dim
+    ((2, 3, 1), None),  # window dims swapped
+    ((3, 2, 2), None),  # neither 1 nor C channels
+    ((3, 2, 6), None),  # a spatial size, not C, as the channel count
+    ((3, 2, 1), "n_leaves"),  # the leading dim missing
+    ((1, 3, 2, 1), None),  # a leading dim where none is expected
+    ((2, 1, 3, 2, 1), "n"),  # two leading dims
+  ],
+)
 def test_check_weights_rejects_bad_shapes_naming_the_function_and_argument(geom, shape, leading):
   with pytest.raises(ValueError, match=r"^my_fn: kernel must have shape") as err:
     check_weights(np.zeros(shape), geom, name="kernel", fn="my_fn", leading=leading)

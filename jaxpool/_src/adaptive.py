@@ -44,6 +44,7 @@ _MAX_POOL_WINDOW_LIMIT = 64
 
 # --- arguments --------------------------------------------------------------------
 
+
 def _output_sizes(output_size: Any, shape, channel_axis, fn: str):
   """(spatial axes, channel axis, input sizes, output sizes) for an output_size argument."""
   if geometry.is_int(output_size):
@@ -51,8 +52,9 @@ def _output_sizes(output_size: Any, shape, channel_axis, fn: str):
     output_size = (output_size,) * n
   elif isinstance(output_size, (str, bytes)) or not isinstance(output_size, Sequence):
     raise TypeError(
-        f"{fn}: output_size must be an int or a sequence of ints or None (one per spatial "
-        f"dim), got {output_size!r}.")
+      f"{fn}: output_size must be an int or a sequence of ints or None (one per spatial "
+      f"dim), got {output_size!r}."
+    )
   output_size = tuple(output_size)
   if not output_size:
     raise ValueError(f"{fn}: output_size must name at least one spatial dim, got ().")
@@ -75,10 +77,11 @@ def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _plane_strides(sizes: Sequence[int]) -> list[int]:
-  return [int(np.prod(sizes[d + 1:])) for d in range(len(sizes))]
+  return [int(np.prod(sizes[d + 1 :])) for d in range(len(sizes))]
 
 
 # --- adaptive pools ----------------------------------------------------------------
+
 
 def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> jax.Array:
   r"""Adaptive average pooling: the mean of PyTorch's adaptive windows.
@@ -119,8 +122,7 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
   out_dtype = dtypes.mean_dtype(x.dtype)
   if all(L % o == 0 for L, o in zip(sizes, outs)):
     window = tuple(L // o for L, o in zip(sizes, outs))
-    return reduce_lib.avg_pool(x.astype(out_dtype), window, window,
-                               channel_axis=channel_axis)
+    return reduce_lib.avg_pool(x.astype(out_dtype), window, window, channel_axis=channel_axis)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
   counts = np.ones((), np.int64)
   for axis, L, o in reversed(list(zip(axes, sizes, outs))):
@@ -136,8 +138,9 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
   return (acc / jnp.asarray(counts.reshape(divisor), acc.dtype)).astype(out_dtype)
 
 
-def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
-                      channel_axis: int = -1):
+def adaptive_max_pool(
+  inputs: Any, output_size, *, return_indices: bool = False, channel_axis: int = -1
+):
   r"""Adaptive max pooling: the maximum of PyTorch's adaptive windows.
 
   .. math:: y_{i} = \max_{j \in W_i} x_j,\qquad
@@ -178,8 +181,11 @@ def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
     raise TypeError(f"{fn}: return_indices must be a bool, got {return_indices!r}.")
   axes, _, sizes, outs = _output_sizes(output_size, x.shape, channel_axis, fn)
   window = tuple(L // o for L, o in zip(sizes, outs))
-  if (not return_indices and all(L % o == 0 for L, o in zip(sizes, outs))
-      and int(np.prod(window)) <= _MAX_POOL_WINDOW_LIMIT):
+  if (
+    not return_indices
+    and all(L % o == 0 for L, o in zip(sizes, outs))
+    and int(np.prod(window)) <= _MAX_POOL_WINDOW_LIMIT
+  ):
     return reduce_lib.max_pool(x, window, window, channel_axis=channel_axis)
   strides = _plane_strides(sizes)
   dims = []
@@ -192,13 +198,19 @@ def adaptive_max_pool(inputs: Any, output_size, *, return_indices: bool = False,
 
 # --- global pools ------------------------------------------------------------------
 
+
 def _check_keepdims(keepdims, fn):
   if not isinstance(keepdims, (bool, np.bool_)):
     raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}.")
 
 
-def global_avg_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: int | None = None,
-                    channel_axis: int = -1) -> jax.Array:
+def global_avg_pool(
+  inputs: Any,
+  *,
+  keepdims: bool = False,
+  num_spatial_dims: int | None = None,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Global average pooling: the mean over all spatial positions.
 
   .. math:: y_{b,c} = \frac{1}{|S|} \sum_{s \in S} x_{b,s,c}
@@ -234,18 +246,23 @@ def global_avg_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
 
 def _flatten_spatial(x, axes):
   """Merge the contiguous spatial `axes` into one axis at `axes[0]`."""
-  return x.reshape(x.shape[:axes[0]] + (-1,) + x.shape[axes[-1] + 1:])
+  return x.reshape(x.shape[: axes[0]] + (-1,) + x.shape[axes[-1] + 1 :])
 
 
 def _restore(y, x, axes, keepdims):
   """`y` with the merged spatial axis removed (or kept as 1s)."""
   if keepdims:
-    return y.reshape(x.shape[:axes[0]] + (1,) * len(axes) + x.shape[axes[-1] + 1:])
-  return y.reshape(x.shape[:axes[0]] + x.shape[axes[-1] + 1:])
+    return y.reshape(x.shape[: axes[0]] + (1,) * len(axes) + x.shape[axes[-1] + 1 :])
+  return y.reshape(x.shape[: axes[0]] + x.shape[axes[-1] + 1 :])
 
 
-def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: int | None = None,
-                    channel_axis: int = -1) -> jax.Array:
+def global_max_pool(
+  inputs: Any,
+  *,
+  keepdims: bool = False,
+  num_spatial_dims: int | None = None,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Global max pooling: the maximum over all spatial positions.
 
   .. math:: y_{b,c} = \max_{s \in S} x_{b,s,c}
@@ -281,8 +298,14 @@ def global_max_pool(inputs: Any, *, keepdims: bool = False, num_spatial_dims: in
   return _restore(axis_max.first_max(flat, axes[0]), x, axes, keepdims)
 
 
-def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
-                   num_spatial_dims: int | None = None, channel_axis: int = -1) -> jax.Array:
+def global_lp_pool(
+  inputs: Any,
+  p,
+  *,
+  keepdims: bool = False,
+  num_spatial_dims: int | None = None,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Global power-norm pooling: the :math:`L_p` norm over all spatial positions.
 
   .. math:: y_{b,c} = \Big(\sum_{s \in S} |x_{b,s,c}|^p\Big)^{1/p}
@@ -328,8 +351,9 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
   if static_p:
     if not p > 0:  # also rejects NaN
       raise ValueError(f"{fn}: p must be > 0 (or inf), got {p!r}.")
-  elif isinstance(p, bool) or not (hasattr(p, "dtype") and jnp.ndim(p) == 0
-                                   and jnp.issubdtype(jnp.result_type(p), jnp.floating)):
+  elif isinstance(p, bool) or not (
+    hasattr(p, "dtype") and jnp.ndim(p) == 0 and jnp.issubdtype(jnp.result_type(p), jnp.floating)
+  ):
     raise TypeError(f"{fn}: p must be a Python number or a floating scalar array, got {p!r}.")
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -348,8 +372,10 @@ def global_lp_pool(inputs: Any, p, *, keepdims: bool = False,
 
 # --- spatial pyramid ----------------------------------------------------------------
 
-def spatial_pyramid_pool(inputs: Any, levels=(1, 2, 4), *, mode: str = "max",
-                         channel_axis: int = -1) -> jax.Array:
+
+def spatial_pyramid_pool(
+  inputs: Any, levels=(1, 2, 4), *, mode: str = "max", channel_axis: int = -1
+) -> jax.Array:
   r"""Spatial pyramid pooling (SPP-net): adaptive pools at several sizes, flattened.
 
   He, Zhang, Ren & Sun 2014, "Spatial Pyramid Pooling in Deep Convolutional Networks
@@ -396,11 +422,16 @@ def spatial_pyramid_pool(inputs: Any, levels=(1, 2, 4), *, mode: str = "max",
   grids = []
   for level in levels:
     grid = (level,) * n if geometry.is_int(level) else level
-    if (isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != n
-        or not all(geometry.is_int(g) and g >= 1 for g in grid)):
+    if (
+      isinstance(grid, (str, bytes))
+      or not isinstance(grid, Sequence)
+      or len(grid) != n
+      or not all(geometry.is_int(g) and g >= 1 for g in grid)
+    ):
       raise ValueError(
-          f"{fn}: each level must be an int >= 1 or a sequence of {n} ints >= 1, got "
-          f"{level!r} in levels={levels!r}.")
+        f"{fn}: each level must be an int >= 1 or a sequence of {n} ints >= 1, got "
+        f"{level!r} in levels={levels!r}."
+      )
     grids.append(tuple(grid))
   pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
   axes, channel = geometry.spatial_axes(x.shape, n, channel_axis, fn)

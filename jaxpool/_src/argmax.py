@@ -26,10 +26,16 @@ from jaxpool._src import reduce as reduce_lib
 from jaxpool._src.geometry import PaddingLike
 
 
-def max_pool_with_argmax(inputs: Any, window_shape, strides=None,
-                         padding: PaddingLike = "VALID", *, dilation=None,
-                         ceil_mode: bool = False,
-                         channel_axis: int = -1) -> tuple[jax.Array, jax.Array]:
+def max_pool_with_argmax(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> tuple[jax.Array, jax.Array]:
   r"""Max pooling and the position of every maximum (PyTorch's `return_indices`).
 
   .. math:: y_o = \max_{k \in W} \tilde x_{p(o, k)},\qquad
@@ -68,13 +74,28 @@ def max_pool_with_argmax(inputs: Any, window_shape, strides=None,
   """
   fn = "max_pool_with_argmax"
   x = dtypes.pool_input(inputs, fn, integers=True)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
-  values = reduce_lib.max_pool(x, window_shape, strides, padding, dilation=dilation,
-                               ceil_mode=ceil_mode, channel_axis=channel_axis)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
+  values = reduce_lib.max_pool(
+    x,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+  )
   frozen = lax.stop_gradient(x)
   selections = reduce_lib.window_selections(frozen, lax.stop_gradient(values), geom, "max")
-  plane_strides = [int(np.prod(geom.spatial_shape[d + 1:])) for d in range(len(geom.spatial_axes))]
+  plane_strides = [int(np.prod(geom.spatial_shape[d + 1 :])) for d in range(len(geom.spatial_axes))]
   indices = jnp.full(geom.output_shape, -1, jnp.int32)
   for offset, selected in zip(geom.window_offsets(), selections):
     flat = sum(_axis_term(geom, d, k, plane_strides[d]) for d, k in enumerate(offset))
@@ -90,8 +111,9 @@ def _axis_term(geom, d: int, k: int, stride: int) -> np.ndarray:
   return term.reshape(shape)
 
 
-def max_unpool(values: Any, indices: Any, output_shape: Sequence[int], *,
-               channel_axis: int = -1) -> jax.Array:
+def max_unpool(
+  values: Any, indices: Any, output_shape: Sequence[int], *, channel_axis: int = -1
+) -> jax.Array:
   r"""The partial inverse of max pooling: values back at their argmax positions.
 
   .. math:: z_{b,c}[\,j\,] = y_{b,c}[\,o\,]\ \text{ if } i_{b,c}[o] = j,
@@ -143,24 +165,29 @@ def max_unpool(values: Any, indices: Any, output_shape: Sequence[int], *,
   if not jnp.issubdtype(idx.dtype, jnp.integer):
     raise TypeError(f"{fn}: indices must have an integer dtype, got {idx.dtype}.")
   if idx.shape != v.shape:
+    raise ValueError(f"{fn}: indices must have the shape of values {v.shape}, got {idx.shape}.")
+  if (
+    isinstance(output_shape, (str, bytes))
+    or not isinstance(output_shape, Sequence)
+    or not output_shape
+    or not all(geometry.is_int(s) and s >= 1 for s in output_shape)
+  ):
     raise ValueError(
-        f"{fn}: indices must have the shape of values {v.shape}, got {idx.shape}.")
-  if (isinstance(output_shape, (str, bytes)) or not isinstance(output_shape, Sequence)
-      or not output_shape or not all(geometry.is_int(s) and s >= 1 for s in output_shape)):
-    raise ValueError(
-        f"{fn}: output_shape must be a non-empty sequence of ints >= 1 (the spatial shape "
-        f"of the result), got {output_shape!r}.")
+      f"{fn}: output_shape must be a non-empty sequence of ints >= 1 (the spatial shape "
+      f"of the result), got {output_shape!r}."
+    )
   output_shape = tuple(int(s) for s in output_shape)
   n = len(output_shape)
   if not geometry.is_int(channel_axis) or channel_axis not in (-1, 1, v.ndim - 1):
     raise ValueError(
-        f"{fn}: channel_axis must be -1 (values (*batch, *spatial, features)) or 1 "
-        f"(values (N, C, *spatial)), got {channel_axis!r} for values of shape {v.shape}.")
+      f"{fn}: channel_axis must be -1 (values (*batch, *spatial, features)) or 1 "
+      f"(values (N, C, *spatial)), got {channel_axis!r} for values of shape {v.shape}."
+    )
   axes, channel = geometry.spatial_axes(v.shape, n, channel_axis, fn)
 
   # Work on (planes, positions): planes = batch and channel dims, row-major.
   order = [a for a in range(v.ndim) if a not in axes] + list(axes)
-  planes_shape = tuple(v.shape[a] for a in order[:v.ndim - n])
+  planes_shape = tuple(v.shape[a] for a in order[: v.ndim - n])
   planes = int(np.prod(planes_shape))
   v2 = jnp.transpose(v, order).reshape(planes, -1)
   i2 = jnp.transpose(idx, order).reshape(planes, -1).astype(jnp.int32)

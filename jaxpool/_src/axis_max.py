@@ -51,8 +51,9 @@ def nan_max(x: jax.Array, axis: int, absolute: bool = False) -> jax.Array:
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return value
   no_nan_possible = fallback.all_true(~jnp.isnan(jnp.sum(x, axis=axis)))
-  return fallback.fast_or_exact(no_nan_possible, lambda v: v,
-                                lambda v: _with_nans(x, v, axis), value)
+  return fallback.fast_or_exact(
+    no_nan_possible, lambda v: v, lambda v: _with_nans(x, v, axis), value
+  )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))

@@ -63,13 +63,15 @@ def _spatial_dims(x: jax.Array, strides: Any, channel_axis: Any) -> int:
     return len(strides)
   if not geometry.is_int(strides):
     raise TypeError(
-        f"blur_pool: strides must be an int or a sequence of ints (one per spatial "
-        f"dimension), got {strides!r}.")
+      f"blur_pool: strides must be an int or a sequence of ints (one per spatial "
+      f"dimension), got {strides!r}."
+    )
   if x.ndim < 3:
     raise ValueError(
-        f"blur_pool: with an int strides the inputs must be (N, *spatial, C) or "
-        f"(N, C, *spatial) of rank >= 3, got shape {x.shape}; pass strides as a tuple "
-        "with one entry per spatial dimension for other layouts.")
+      f"blur_pool: with an int strides the inputs must be (N, *spatial, C) or "
+      f"(N, C, *spatial) of rank >= 3, got shape {x.shape}; pass strides as a tuple "
+      "with one entry per spatial dimension for other layouts."
+    )
   return x.ndim - 2
 
 
@@ -84,8 +86,14 @@ def _source(j: int, size: int, padding: str) -> int:
   return j if j < size else period - j
 
 
-def _blur_axis(y: jax.Array, row: np.ndarray, axis_index: int, stride: int,
-               padding: str, base: geometry.PoolGeometry) -> jax.Array:
+def _blur_axis(
+  y: jax.Array,
+  row: np.ndarray,
+  axis_index: int,
+  stride: int,
+  padding: str,
+  base: geometry.PoolGeometry,
+) -> jax.Array:
   """One separable pass: the 1-D filter `row` with `stride` along spatial dim `axis_index`.
 
   The pass runs with zero padding (`window_dot`), then the few outputs whose window
@@ -98,8 +106,9 @@ def _blur_axis(y: jax.Array, row: np.ndarray, axis_index: int, stride: int,
   window = tuple(f if j == axis_index else 1 for j in range(n))
   steps = tuple(stride if j == axis_index else 1 for j in range(n))
   pads = tuple(((f - 1) // 2, f // 2) if j == axis_index else (0, 0) for j in range(n))
-  geom = geometry.resolve(y.shape, window, steps, pads, channel_axis=base.channel_axis,
-                          fn="blur_pool")
+  geom = geometry.resolve(
+    y.shape, window, steps, pads, channel_axis=base.channel_axis, fn="blur_pool"
+  )
   kernel = jnp.asarray(row.reshape((1,) + window + (1,)), y.dtype)
   out = window_dot(y, kernel, geom)[0]
   if padding == "zero":
@@ -108,14 +117,17 @@ def _blur_axis(y: jax.Array, row: np.ndarray, axis_index: int, stride: int,
   size, lo = y.shape[axis], pads[axis_index][0]
   pieces, start = [], 0  # rows of `out`, with corrections at the borders
   for o in range(geom.output_spatial[axis_index]):
-    outside = [(float(row[t]), o * stride + t - lo) for t in range(f)
-               if not 0 <= o * stride + t - lo < size]
+    outside = [
+      (float(row[t]), o * stride + t - lo) for t in range(f) if not 0 <= o * stride + t - lo < size
+    ]
     if not outside:
       continue
     if start < o:
       pieces.append(lax.slice_in_dim(out, start, o, axis=axis))
-    fix = sum(weight * lax.slice_in_dim(y, k, k + 1, axis=axis)
-              for weight, k in ((w, _source(j, size, padding)) for w, j in outside))
+    fix = sum(
+      weight * lax.slice_in_dim(y, k, k + 1, axis=axis)
+      for weight, k in ((w, _source(j, size, padding)) for w, j in outside)
+    )
     pieces.append(lax.slice_in_dim(out, o, o + 1, axis=axis) + fix)
     start = o + 1
   if start < out.shape[axis]:
@@ -123,9 +135,16 @@ def _blur_axis(y: jax.Array, row: np.ndarray, axis_index: int, stride: int,
   return lax.concatenate(pieces, axis)
 
 
-def blur_pool(inputs: Any, strides, *, filter_size: int = 3, pool: str = "max",
-              window_shape=None, padding: str = "reflect",
-              channel_axis: int = -1) -> jax.Array:
+def blur_pool(
+  inputs: Any,
+  strides,
+  *,
+  filter_size: int = 3,
+  pool: str = "max",
+  window_shape=None,
+  padding: str = "reflect",
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""BlurPool: a dense max (or avg) pool, then a binomial blur with the stride.
 
   .. math::
@@ -176,12 +195,12 @@ def blur_pool(inputs: Any, strides, *, filter_size: int = 3, pool: str = "max",
   x = dtypes.pool_input(inputs, fn)
   if not geometry.is_int(filter_size) or not 1 <= filter_size <= _MAX_FILTER_SIZE:
     raise ValueError(
-        f"{fn}: filter_size must be an int from 1 to {_MAX_FILTER_SIZE}, got {filter_size!r}.")
+      f"{fn}: filter_size must be an int from 1 to {_MAX_FILTER_SIZE}, got {filter_size!r}."
+    )
   if not isinstance(pool, str) or pool not in _POOLS:
     raise ValueError(f"{fn}: pool must be one of {_POOLS}, got {pool!r}.")
   if not isinstance(padding, str) or padding not in _PADDINGS:
-    raise ValueError(
-        f"{fn}: padding must be one of {tuple(_PADDINGS)}, got {padding!r}.")
+    raise ValueError(f"{fn}: padding must be one of {tuple(_PADDINGS)}, got {padding!r}.")
   n = _spatial_dims(x, strides, channel_axis)
   if window_shape is None:
     window_shape = (2,) * n
@@ -195,8 +214,7 @@ def blur_pool(inputs: Any, strides, *, filter_size: int = 3, pool: str = "max",
 
   y = dense.astype(dtypes.compute_dtype(dense.dtype))
   # Validates strides against the inputs, naming blur_pool.
-  geom = geometry.resolve(y.shape, (1,) * n, strides, "VALID", channel_axis=channel_axis,
-                          fn=fn)
+  geom = geometry.resolve(y.shape, (1,) * n, strides, "VALID", channel_axis=channel_axis, fn=fn)
   # The binomial filter is separable: one 1-D pass (f taps, stride s_i) per spatial
   # dim costs n * f slices instead of f ** n (49 -> 14 for f = 7 in 2-D). Padding one
   # dim at a time is exact: padding commutes with filtering along another dim.

@@ -52,21 +52,29 @@ from jax import lax
 
 def _channels_last(ndim: int) -> lax.ConvDimensionNumbers:
   spatial = tuple(range(1, ndim - 1))
-  return lax.ConvDimensionNumbers(lhs_spec=(0, ndim - 1) + spatial,
-                                  rhs_spec=(ndim - 1, ndim - 2) + tuple(range(ndim - 2)),
-                                  out_spec=(0, ndim - 1) + spatial)
+  return lax.ConvDimensionNumbers(
+    lhs_spec=(0, ndim - 1) + spatial,
+    rhs_spec=(ndim - 1, ndim - 2) + tuple(range(ndim - 2)),
+    out_spec=(0, ndim - 1) + spatial,
+  )
 
 
 def _forward(x: jax.Array, kernel: jax.Array, pads, precision) -> jax.Array:
-  return lax.conv_general_dilated(x, kernel, (1,) * (x.ndim - 2), pads,
-                                  dimension_numbers=_channels_last(x.ndim),
-                                  precision=precision)
+  return lax.conv_general_dilated(
+    x,
+    kernel,
+    (1,) * (x.ndim - 2),
+    pads,
+    dimension_numbers=_channels_last(x.ndim),
+    precision=precision,
+  )
 
 
 def _zero_padded(x: jax.Array, pads) -> jax.Array:
   """`x` (N, *S, C) zero-padded by `pads` ((lo, hi) per spatial dim)."""
-  return lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
-                 + [(0, 0, 0)])
+  return lax.pad(
+    x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)]
+  )
 
 
 def _shifted(x_pad: jax.Array, offset, out) -> jax.Array:
@@ -99,13 +107,22 @@ def _primal(x: jax.Array, kernel: jax.Array, bias: jax.Array, pads, precision) -
   if x.shape[-1] != 1 or x.dtype != kernel.dtype:
     return _forward(x, kernel, pads, precision) + bias
   return lax.platform_dependent(
-      x, kernel, bias, cpu=lambda x, k, b: _shifted_products(x, k, pads) + b,
-      default=lambda x, k, b: _forward(x, k, pads, precision) + b)
+    x,
+    kernel,
+    bias,
+    cpu=lambda x, k, b: _shifted_products(x, k, pads) + b,
+    default=lambda x, k, b: _forward(x, k, pads, precision) + b,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
-          pads: tuple[tuple[int, int], ...], precision: Any) -> jax.Array:
+def _conv(
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array,
+  pads: tuple[tuple[int, int], ...],
+  precision: Any,
+) -> jax.Array:
   return _primal(x, kernel, bias, pads, precision)
 
 
@@ -129,10 +146,13 @@ def _kernel_and_bias_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precisi
     # training step (profiled).
     out = g.shape[1:-1]
     patches = jnp.stack(
-        [_shifted(x_pad, offset, out)[..., 0] for offset in np.ndindex(*kernel_window)]
-        + [jnp.ones((x_pad.shape[0], *out), x_pad.dtype)], axis=-1)
-    dk = lax.dot(patches.reshape(-1, patches.shape[-1]).T, g.reshape(-1, g.shape[-1]),
-                 precision=precision)
+      [_shifted(x_pad, offset, out)[..., 0] for offset in np.ndindex(*kernel_window)]
+      + [jnp.ones((x_pad.shape[0], *out), x_pad.dtype)],
+      axis=-1,
+    )
+    dk = lax.dot(
+      patches.reshape(-1, patches.shape[-1]).T, g.reshape(-1, g.shape[-1]), precision=precision
+    )
     return dk[:-1].reshape(tuple(kernel_window) + (1, g.shape[-1])), dk[-1]
   return _kernel_grad(x_pad, g, kernel_window, precision), jnp.sum(g, axis=tuple(range(nd + 1)))
 
@@ -178,8 +198,9 @@ def _cpu_bwd(x, kernel, bias, g, pads, precision):
 
 
 def _default_bwd(x, kernel, bias, g, pads, precision):
-  _, vjp = jax.vjp(lambda x, k, b: _forward(x, k, pads, precision) + b.astype(x.dtype),
-                   x, kernel, bias)
+  _, vjp = jax.vjp(
+    lambda x, k, b: _forward(x, k, pads, precision) + b.astype(x.dtype), x, kernel, bias
+  )
   return vjp(g)
 
 
@@ -187,17 +208,31 @@ def _conv_bwd(pads, precision, residuals, g):
   x, kernel, bias = residuals
   # Only XLA:CPU needs the rewrite; other backends keep JAX's own gradient.
   return lax.platform_dependent(
-      x, kernel, bias, g, cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
-      default=functools.partial(_default_bwd, pads=pads, precision=precision))
+    x,
+    kernel,
+    bias,
+    g,
+    cpu=functools.partial(_cpu_bwd, pads=pads, precision=precision),
+    default=functools.partial(_default_bwd, pads=pads, precision=precision),
+  )
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count: int = 1, batch_group_count: int = 1,
-                         precision=None, **kwargs) -> jax.Array:
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  batch_group_count: int = 1,
+  precision=None,
+  **kwargs,
+) -> jax.Array:
   """Drop-in for `lax.conv_general_dilated` (the `conv_general_dilated` of flax's Conv).
 
   Takes the loop-friendly kernel gradient (module docstring) for stride 1, no
@@ -208,24 +243,33 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   nd = ndim - 2
   ones = (1,) * nd
   simple = (
-      ndim >= 3 and rhs.ndim == ndim
-      and tuple(window_strides) == ones
-      and (lhs_dilation is None or tuple(lhs_dilation) == ones)
-      and (rhs_dilation is None or tuple(rhs_dilation) == ones)
-      and feature_group_count == 1 and batch_group_count == 1
-      and all(v is None for v in kwargs.values())
-      and dimension_numbers is not None
-      and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-      == _channels_last(ndim))
+    ndim >= 3
+    and rhs.ndim == ndim
+    and tuple(window_strides) == ones
+    and (lhs_dilation is None or tuple(lhs_dilation) == ones)
+    and (rhs_dilation is None or tuple(rhs_dilation) == ones)
+    and feature_group_count == 1
+    and batch_group_count == 1
+    and all(v is None for v in kwargs.values())
+    and dimension_numbers is not None
+    and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _channels_last(ndim)
+  )
   if not simple:
     return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, **kwargs)
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count,
+      precision=precision,
+      **kwargs,
+    )
   # A zero bias, whose add XLA drops and whose gradient nobody reads.
-  return _conv(lhs, rhs, jnp.zeros(rhs.shape[-1], lhs.dtype), _pads(lhs, rhs, padding),
-               precision)
+  return _conv(lhs, rhs, jnp.zeros(rhs.shape[-1], lhs.dtype), _pads(lhs, rhs, padding), precision)
 
 
 def _pads(x, kernel, padding) -> tuple[tuple[int, int], ...]:
@@ -242,6 +286,8 @@ def biased_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding) -> ja
   bias gradient from the kernel gradient's matrix product where that is one (one
   input channel, on CPU). `padding`: "SAME", "VALID" or (lo, hi) pairs."""
   if x.ndim < 3 or kernel.ndim != x.ndim or bias.shape != kernel.shape[-1:]:
-    raise ValueError(f"biased_conv: expected x (N, *S, I), kernel (*k, I, O) and bias (O,), "
-                     f"got {x.shape}, {kernel.shape} and {bias.shape}.")
+    raise ValueError(
+      f"biased_conv: expected x (N, *S, I), kernel (*k, I, O) and bias (O,), "
+      f"got {x.shape}, {kernel.shape} and {bias.shape}."
+    )
   return _conv(x, kernel, bias, _pads(x, kernel, padding), None)

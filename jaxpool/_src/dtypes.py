@@ -27,8 +27,7 @@ def pool_input(inputs: Any, fn: str, *, integers: bool = False) -> jax.Array:
     TypeError: naming `fn` and the dtype received.
   """
   x = jnp.asarray(inputs)
-  ok = jnp.issubdtype(x.dtype, jnp.floating) or (
-      integers and jnp.issubdtype(x.dtype, jnp.integer))
+  ok = jnp.issubdtype(x.dtype, jnp.floating) or (integers and jnp.issubdtype(x.dtype, jnp.integer))
   if not ok:
     allowed = "a floating or integer" if integers else "a floating"
     raise TypeError(f"{fn}: inputs must have {allowed} dtype, got {x.dtype}.")

@@ -40,9 +40,11 @@ def fast_or_exact(ok: jax.Array, fast: Callable, exact: Callable, *operands):
   alone (module docstring).
   """
   return lax.platform_dependent(
-      ok, *operands,
-      cpu=lambda ok, *a: lax.cond(ok, fast, exact, *a),
-      default=lambda ok, *a: exact(*a))
+    ok,
+    *operands,
+    cpu=lambda ok, *a: lax.cond(ok, fast, exact, *a),
+    default=lambda ok, *a: exact(*a),
+  )
 
 
 def all_true(ok: jax.Array) -> jax.Array:

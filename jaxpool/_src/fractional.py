@@ -32,8 +32,9 @@ def _per_dim(value, n: int, name: str, fn: str, kind) -> tuple:
     return (value,) * n
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != n:
     raise TypeError(
-        f"{fn}: {name} must be a number or a sequence of {n} numbers (one per spatial "
-        f"dim), got {value!r}.")
+      f"{fn}: {name} must be a number or a sequence of {n} numbers (one per spatial "
+      f"dim), got {value!r}."
+    )
   if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
     raise TypeError(f"{fn}: {name} has an entry of the wrong type: {value!r}.")
   return tuple(value)
@@ -43,8 +44,9 @@ def _output_sizes(sizes, window, output_size, output_ratio, fn):
   n = len(sizes)
   if (output_size is None) == (output_ratio is None):
     raise ValueError(
-        f"{fn}: give exactly one of output_size and output_ratio, got output_size="
-        f"{output_size!r} and output_ratio={output_ratio!r}.")
+      f"{fn}: give exactly one of output_size and output_ratio, got output_size="
+      f"{output_size!r} and output_ratio={output_ratio!r}."
+    )
   if output_size is not None:
     outs = _per_dim(output_size, n, "output_size", fn, numbers.Integral)
   else:
@@ -55,13 +57,15 @@ def _output_sizes(sizes, window, output_size, output_ratio, fn):
   for L, k, o in zip(sizes, window, outs):
     if o < 1:
       raise ValueError(
-          f"{fn}: the output size must be >= 1 in every spatial dim, got {outs} for "
-          f"spatial shape {sizes} (output_size={output_size!r}, output_ratio={output_ratio!r}).")
+        f"{fn}: the output size must be >= 1 in every spatial dim, got {outs} for "
+        f"spatial shape {sizes} (output_size={output_size!r}, output_ratio={output_ratio!r})."
+      )
     if o + k - 1 > L:  # PyTorch's check; it makes every step of the sequence >= 1
       raise ValueError(
-          f"{fn}: window {k} too large for input size {L} and output size {o}: need "
-          f"output + window - 1 <= input (window_shape={window}, spatial shape {sizes}, "
-          f"output {outs}).")
+        f"{fn}: window {k} too large for input size {L} and output size {o}: need "
+        f"output + window - 1 <= input (window_shape={window}, spatial shape {sizes}, "
+        f"output {outs})."
+      )
   return tuple(int(o) for o in outs)
 
 
@@ -82,10 +86,18 @@ def fractional_starts(samples: jax.Array, size: int, out: int, window: int) -> j
   return jnp.concatenate([starts, last], axis=-1).astype(jnp.int32)
 
 
-def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_ratio=None,
-                        key: jax.Array | None = None, samples: jax.Array | None = None,
-                        overlapping: bool = False, return_indices: bool = False,
-                        channel_axis: int = -1):
+def fractional_max_pool(
+  inputs: Any,
+  window_shape,
+  output_size=None,
+  *,
+  output_ratio=None,
+  key: jax.Array | None = None,
+  samples: jax.Array | None = None,
+  overlapping: bool = False,
+  return_indices: bool = False,
+  channel_axis: int = -1,
+):
   r"""Fractional max pooling: max over pseudo-random windows that shrink by any ratio.
 
   Graham 2014, "Fractional Max-Pooling" (arXiv:1412.6071), with the window sequence
@@ -181,12 +193,20 @@ def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_r
       raise TypeError(f"{fn}: samples must have a floating dtype, got {u.dtype}.")
     if u.shape != sample_shape:
       raise ValueError(
-          f"{fn}: samples must have shape (*batch, C, n) = {sample_shape} for inputs of "
-          f"shape {x.shape}, got {u.shape}.")
+        f"{fn}: samples must have shape (*batch, C, n) = {sample_shape} for inputs of "
+        f"shape {x.shape}, got {u.shape}."
+      )
   u = jax.lax.stop_gradient(u)
-  config = _Config(axes=tuple(axes), channel=channel, sizes=tuple(sizes),
-                   window=tuple(window), outs=outs, overlapping=bool(overlapping),
-                   with_indices=bool(return_indices), batch_ndim=len(batch_shape))
+  config = _Config(
+    axes=tuple(axes),
+    channel=channel,
+    sizes=tuple(sizes),
+    window=tuple(window),
+    outs=outs,
+    overlapping=bool(overlapping),
+    with_indices=bool(return_indices),
+    batch_ndim=len(batch_shape),
+  )
   if jnp.issubdtype(x.dtype, jnp.floating):
     values, index = _fractional(x, u, config)
   else:  # integers have no derivative
@@ -197,6 +217,7 @@ def fractional_max_pool(inputs: Any, window_shape, output_size=None, *, output_r
 @dataclasses.dataclass(frozen=True)
 class _Config:
   """The static arguments of a fractional pool (see `fractional_max_pool`)."""
+
   axes: tuple[int, ...]
   channel: int
   sizes: tuple[int, ...]
@@ -214,22 +235,27 @@ class _Config:
       starts = fractional_starts(u[..., d], size, o, k)
       ends = starts + k
       if not self.overlapping and o > 1:
-        ends = jnp.minimum(ends, jnp.concatenate(
-            [starts[..., 1:], jnp.full(starts.shape[:-1] + (1,), size, jnp.int32)], axis=-1))
+        ends = jnp.minimum(
+          ends,
+          jnp.concatenate(
+            [starts[..., 1:], jnp.full(starts.shape[:-1] + (1,), size, jnp.int32)], axis=-1
+          ),
+        )
       yield d, starts, ends
 
   def stride(self, d: int) -> int:
-    return int(np.prod(self.sizes[d + 1:]))
+    return int(np.prod(self.sizes[d + 1 :]))
 
   def per_window(self, a: jax.Array, d: int) -> jax.Array:
     """(*batch, C, o, ...) -> broadcastable against the array pooled along dim d,
     trailing axes of `a` after o kept after it."""
     n, lead = len(self.axes), self.batch_ndim
     if self.channel == 1:  # (N, C, 1.., o, ..., 1..)
-      return a.reshape(a.shape[:lead + 1] + (1,) * d + a.shape[lead + 1:] + (1,) * (n - 1 - d))
+      return a.reshape(a.shape[: lead + 1] + (1,) * d + a.shape[lead + 1 :] + (1,) * (n - 1 - d))
     a = jnp.moveaxis(a, lead, -1)  # (*batch, o, ..., C) -> (*batch, 1.., o, ..., 1.., C)
-    return a.reshape(a.shape[:lead] + (1,) * d + a.shape[lead:-1] + (1,) * (n - 1 - d)
-                     + a.shape[-1:])
+    return a.reshape(
+      a.shape[:lead] + (1,) * d + a.shape[lead:-1] + (1,) * (n - 1 - d) + a.shape[-1:]
+    )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -256,10 +282,21 @@ def _by_candidates(x: jax.Array, u: jax.Array, config: _Config):
   for d, starts, ends in config.stages(u):
     size, k, o = config.sizes[d], config.window[d], config.outs[d]
     lo, count = _candidate_starts(u.dtype, size, o, k)
-    stage = _Stage(axis=config.axes[d], lo=tuple(int(v) for v in lo), span=count + k - 1,
-                   size=size, stride=config.stride(d))
-    values, index = _stage(values, index, config.per_window(starts, d),
-                           config.per_window(ends, d), stage, config.with_indices)
+    stage = _Stage(
+      axis=config.axes[d],
+      lo=tuple(int(v) for v in lo),
+      span=count + k - 1,
+      size=size,
+      stride=config.stride(d),
+    )
+    values, index = _stage(
+      values,
+      index,
+      config.per_window(starts, d),
+      config.per_window(ends, d),
+      stage,
+      config.with_indices,
+    )
   return dtypes.selected_back(values, x.dtype), index
 
 
@@ -269,17 +306,21 @@ def _by_separable(x: jax.Array, u: jax.Array, config: _Config):
   for d, starts, ends in config.stages(u):
     k, o, axis = config.window[d], config.outs[d], config.axes[d]
     positions = starts[..., None] + jnp.arange(k, dtype=jnp.int32)  # (*batch, C, o, K)
-    valid = None if config.overlapping or o == 1 else config.per_window(
-        positions < ends[..., None], d)
+    valid = (
+      None if config.overlapping or o == 1 else config.per_window(positions < ends[..., None], d)
+    )
     positions = config.per_window(positions, d)
-    index = positions.reshape(positions.shape[:axis] + (o * k,) + positions.shape[axis + 2:])
+    index = positions.reshape(positions.shape[:axis] + (o * k,) + positions.shape[axis + 2 :])
 
     def gather(a, index=index, axis=axis, o=o, k=k):
       g = jnp.take_along_axis(a, index, axis=axis, mode="clip")
-      return g.reshape(g.shape[:axis] + (o, k) + g.shape[axis + 1:])
+      return g.reshape(g.shape[:axis] + (o, k) + g.shape[axis + 1 :])
 
-    dims.append(separable.DimWindows(axis=axis, gather=gather, positions=positions,
-                                     valid=valid, stride=config.stride(d)))
+    dims.append(
+      separable.DimWindows(
+        axis=axis, gather=gather, positions=positions, valid=valid, stride=config.stride(d)
+      )
+    )
   return separable.separable_max(x, dims, with_indices=config.with_indices)
 
 
@@ -288,6 +329,7 @@ class _Stage:
   """The windows along one spatial dim: window i starts in [lo[i], lo[i] + span - window
   + 1) and ends by lo[i] + span (`_candidate_starts`); `axis` in the array, input
   length `size`, `stride` of the dim in the flat row-major plane."""
+
   axis: int
   lo: tuple[int, ...]
   span: int

@@ -56,23 +56,24 @@ def _from_numpy(value: Any) -> Any:
   return value
 
 
-def _int_tuple(value: Any, n: int, name: str, fn: str, *, minimum: int,
-               allow_scalar: bool) -> tuple[int, ...]:
+def _int_tuple(
+  value: Any, n: int, name: str, fn: str, *, minimum: int, allow_scalar: bool
+) -> tuple[int, ...]:
   """`value` as a tuple of `n` ints >= `minimum`, or a clear error."""
   value = _from_numpy(value)
   if allow_scalar and is_int(value):
     value = (value,) * n
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
     allowed = "an int or " if allow_scalar else ""
-    raise TypeError(
-        f"{fn}: {name} must be {allowed}a sequence of {n} ints, got {value!r}.")
+    raise TypeError(f"{fn}: {name} must be {allowed}a sequence of {n} ints, got {value!r}.")
   value = tuple(value)
   if not all(is_int(v) for v in value):
     raise TypeError(f"{fn}: {name} must contain only ints, got {value!r}.")
   if len(value) != n:
     raise ValueError(
-        f"{fn}: {name} must have one entry per spatial dimension ({n}), "
-        f"got {value!r} of length {len(value)}.")
+      f"{fn}: {name} must have one entry per spatial dimension ({n}), "
+      f"got {value!r} of length {len(value)}."
+    )
   if any(v < minimum for v in value):
     raise ValueError(f"{fn}: every entry of {name} must be >= {minimum}, got {value!r}.")
   return tuple(int(v) for v in value)
@@ -94,30 +95,40 @@ def _explicit_padding(padding: Any, n: int, fn: str) -> tuple[tuple[int, int], .
     padding = tuple(padding)
     if all(is_int(p) for p in padding):
       if len(padding) != n:
-        hint = (f" For one (low, high) pair write padding={(padding,)!r}."
-                if n == 1 and len(padding) == 2 else "")
+        hint = (
+          f" For one (low, high) pair write padding={(padding,)!r}."
+          if n == 1 and len(padding) == 2
+          else ""
+        )
         raise ValueError(
-            f"{fn}: padding as a sequence of ints needs one int per spatial dimension "
-            f"({n}), got {padding!r}.{hint}")
+          f"{fn}: padding as a sequence of ints needs one int per spatial dimension "
+          f"({n}), got {padding!r}.{hint}"
+        )
       pairs = tuple((p, p) for p in padding)
     else:
       pairs = []
       for p in padding:
-        if (isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2
-            or not all(is_int(v) for v in p)):
+        if (
+          isinstance(p, (str, bytes))
+          or not isinstance(p, Sequence)
+          or len(p) != 2
+          or not all(is_int(v) for v in p)
+        ):
           raise TypeError(
-              f"{fn}: padding must be 'VALID', 'SAME', an int, a sequence of ints or a "
-              f"sequence of (low, high) int pairs; got {padding!r}.")
+            f"{fn}: padding must be 'VALID', 'SAME', an int, a sequence of ints or a "
+            f"sequence of (low, high) int pairs; got {padding!r}."
+          )
         pairs.append((p[0], p[1]))
       pairs = tuple(pairs)
       if len(pairs) != n:
         raise ValueError(
-            f"{fn}: padding needs one (low, high) pair per spatial dimension ({n}), "
-            f"got {padding!r}.")
+          f"{fn}: padding needs one (low, high) pair per spatial dimension ({n}), got {padding!r}."
+        )
   else:
     raise TypeError(
-        f"{fn}: padding must be 'VALID', 'SAME', an int, a sequence of ints or a "
-        f"sequence of (low, high) int pairs; got {padding!r}.")
+      f"{fn}: padding must be 'VALID', 'SAME', an int, a sequence of ints or a "
+      f"sequence of (low, high) int pairs; got {padding!r}."
+    )
   if any(v < 0 for pair in pairs for v in pair):
     raise ValueError(f"{fn}: padding must be non-negative, got {padding!r}.")
   return tuple((int(lo), int(hi)) for lo, hi in pairs)
@@ -215,8 +226,15 @@ class PoolGeometry:
     # through `jvp(jit(pool))` fails ("Linearization failed to produce known values").
     if not isinstance(init, jax.core.Tracer):
       init = np.asarray(init, x.dtype)
-    return lax.reduce_window(x, init, op, self.window_dimensions, self.window_strides,
-                             self.lax_padding, window_dilation=self.window_dilation)
+    return lax.reduce_window(
+      x,
+      init,
+      op,
+      self.window_dimensions,
+      self.window_strides,
+      self.lax_padding,
+      window_dilation=self.window_dilation,
+    )
 
   # --- windows as strided views ---------------------------------------------------
   def window_offsets(self) -> list[tuple[int, ...]]:
@@ -237,8 +255,9 @@ class PoolGeometry:
     start = [0] * self.ndim
     limit = list(padded.shape)
     strides = [1] * self.ndim
-    for axis, k, d, s, out in zip(self.spatial_axes, offset, self.dilation, self.strides,
-                                  self.output_spatial):
+    for axis, k, d, s, out in zip(
+      self.spatial_axes, offset, self.dilation, self.strides, self.output_spatial
+    ):
       start[axis] = k * d
       limit[axis] = k * d + (out - 1) * s + 1
       strides[axis] = s
@@ -312,25 +331,29 @@ class PoolGeometry:
     return self._outer(per_dim, np.multiply)
 
 
-def spatial_axes(shape: Sequence[int], n: int, channel_axis: Any,
-                 fn: str) -> tuple[tuple[int, ...], int]:
+def spatial_axes(
+  shape: Sequence[int], n: int, channel_axis: Any, fn: str
+) -> tuple[tuple[int, ...], int]:
   """(spatial axes, channel axis) of `n` spatial dims, channels last or first (PyTorch)."""
   shape = tuple(shape)
   ndim = len(shape)
   if not is_int(channel_axis) or channel_axis not in (-1, 1, ndim - 1):
     raise ValueError(
-        f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
-        f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}.")
+      f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
+      f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}."
+    )
   if channel_axis in (-1, ndim - 1):
     if ndim < n + 1:
       raise ValueError(
-          f"{fn}: inputs of shape {shape} have rank {ndim}, but a {n}-d window needs "
-          f"(*batch, *spatial, features): rank >= {n + 1}.")
+        f"{fn}: inputs of shape {shape} have rank {ndim}, but a {n}-d window needs "
+        f"(*batch, *spatial, features): rank >= {n + 1}."
+      )
     return tuple(range(ndim - 1 - n, ndim - 1)), ndim - 1
   if ndim != n + 2:
     raise ValueError(
-        f"{fn}: with channel_axis=1 the inputs must be (N, C, *spatial) of rank "
-        f"{n + 2} for a {n}-d window, got shape {shape}.")
+      f"{fn}: with channel_axis=1 the inputs must be (N, C, *spatial) of rank "
+      f"{n + 2} for a {n}-d window, got shape {shape}."
+    )
   return tuple(range(2, ndim)), 1
 
 
@@ -340,29 +363,40 @@ def default_num_spatial_dims(shape: Sequence[int], channel_axis: Any, fn: str) -
   n = len(shape) - 2
   if n < 1:
     raise ValueError(
-        f"{fn}: inputs of shape {shape} have no spatial dims; expected (N, *spatial, C) "
-        "(or (N, C, *spatial) with channel_axis=1), or pass num_spatial_dims / a "
-        "sequence output_size.")
+      f"{fn}: inputs of shape {shape} have no spatial dims; expected (N, *spatial, C) "
+      "(or (N, C, *spatial) with channel_axis=1), or pass num_spatial_dims / a "
+      "sequence output_size."
+    )
   spatial_axes(shape, n, channel_axis, fn)  # validates channel_axis
   return n
 
 
-def global_spatial_axes(shape: Sequence[int], num_spatial_dims: Any, channel_axis: Any,
-                        fn: str) -> tuple[int, ...]:
+def global_spatial_axes(
+  shape: Sequence[int], num_spatial_dims: Any, channel_axis: Any, fn: str
+) -> tuple[int, ...]:
   """The axes a global pool reduces: `num_spatial_dims` (default: all but N and C)."""
   if num_spatial_dims is None:
     n = default_num_spatial_dims(shape, channel_axis, fn)
   elif not is_int(num_spatial_dims) or num_spatial_dims < 1:
     raise ValueError(
-        f"{fn}: num_spatial_dims must be None or an int >= 1, got {num_spatial_dims!r}.")
+      f"{fn}: num_spatial_dims must be None or an int >= 1, got {num_spatial_dims!r}."
+    )
   else:
     n = int(num_spatial_dims)
   return spatial_axes(shape, n, channel_axis, fn)[0]
 
 
-def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=None,
-            padding: PaddingLike = "VALID", *, dilation=None, ceil_mode: bool = False,
-            channel_axis: int = -1, fn: str = "pool") -> PoolGeometry:
+def resolve(
+  input_shape: Sequence[int],
+  window_shape: Sequence[int],
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+  fn: str = "pool",
+) -> PoolGeometry:
   """Validate a pooling call and return its geometry.
 
   Args:
@@ -383,16 +417,19 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
   window_shape = _from_numpy(window_shape)
   if isinstance(window_shape, (str, bytes)) or not isinstance(window_shape, Sequence):
     raise TypeError(
-        f"{fn}: window_shape must be a sequence of ints, one per spatial dimension "
-        f"(e.g. (2, 2)), got {window_shape!r}.")
+      f"{fn}: window_shape must be a sequence of ints, one per spatial dimension "
+      f"(e.g. (2, 2)), got {window_shape!r}."
+    )
   n = len(window_shape)
   if n == 0:
     raise ValueError(f"{fn}: window_shape must have at least one dimension, got {window_shape!r}.")
   window = _int_tuple(window_shape, n, "window_shape", fn, minimum=1, allow_scalar=False)
-  strides = _int_tuple(1 if strides is None else strides, n, "strides", fn, minimum=1,
-                       allow_scalar=True)
-  dilation = _int_tuple(1 if dilation is None else dilation, n, "dilation", fn, minimum=1,
-                        allow_scalar=True)
+  strides = _int_tuple(
+    1 if strides is None else strides, n, "strides", fn, minimum=1, allow_scalar=True
+  )
+  dilation = _int_tuple(
+    1 if dilation is None else dilation, n, "dilation", fn, minimum=1, allow_scalar=True
+  )
   if not isinstance(ceil_mode, (bool, np.bool_)):
     raise TypeError(f"{fn}: ceil_mode must be a bool, got {ceil_mode!r}.")
   axes, channel = spatial_axes(input_shape, n, channel_axis, fn)
@@ -403,16 +440,19 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     kind = padding.upper()
     if kind not in ("VALID", "SAME", "SAME_LOWER"):
       raise ValueError(
-          f"{fn}: padding string must be 'VALID', 'SAME' or 'SAME_LOWER', got {padding!r}.")
+        f"{fn}: padding string must be 'VALID', 'SAME' or 'SAME_LOWER', got {padding!r}."
+      )
     if kind != "VALID" and ceil_mode:
       raise ValueError(
-          f"{fn}: ceil_mode=True cannot be combined with padding={padding!r}; SAME already "
-          "chooses the output size. Use explicit padding with ceil_mode.")
+        f"{fn}: ceil_mode=True cannot be combined with padding={padding!r}; SAME already "
+        "chooses the output size. Use explicit padding with ceil_mode."
+      )
     if kind == "VALID":
       pads = ((0, 0),) * n
     else:
-      pads = tuple(_same_padding(L, e, s, kind == "SAME_LOWER")
-                   for L, e, s in zip(sizes, effective, strides))
+      pads = tuple(
+        _same_padding(L, e, s, kind == "SAME_LOWER") for L, e, s in zip(sizes, effective, strides)
+      )
   else:
     pads = _explicit_padding(padding, n, fn)
 
@@ -421,9 +461,10 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
     span = L + lo + hi - e
     if span < 0:
       raise ValueError(
-          f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
-          f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
-          f"padding {pads}).")
+        f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
+        f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
+        f"padding {pads})."
+      )
     if ceil_mode:
       size = -(-span // s) + 1
       if (size - 1) * s >= L + lo:  # PyTorch: the last window must start in input or low pad
@@ -432,7 +473,14 @@ def resolve(input_shape: Sequence[int], window_shape: Sequence[int], strides=Non
       size = span // s + 1
     out.append(size)
     extra.append((size - 1) * s + e - (L + lo + hi))
-  return PoolGeometry(input_shape=input_shape, spatial_axes=axes,
-                      channel_axis=channel, window_shape=window, strides=strides,
-                      dilation=dilation, padding=pads, ceil_extra=tuple(extra),
-                      output_spatial=tuple(out))
+  return PoolGeometry(
+    input_shape=input_shape,
+    spatial_axes=axes,
+    channel_axis=channel,
+    window_shape=window,
+    strides=strides,
+    dilation=dilation,
+    padding=pads,
+    ceil_extra=tuple(extra),
+    output_spatial=tuple(out),
+  )

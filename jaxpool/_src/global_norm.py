@@ -35,8 +35,9 @@ from jaxpool._src import fallback
 from jaxpool._src import powers
 
 
-def lp_norm(x: jax.Array, p: float | jax.Array, axes: Sequence[int],
-            floor: float | None = None) -> jax.Array:
+def lp_norm(
+  x: jax.Array, p: float | jax.Array, axes: Sequence[int], floor: float | None = None
+) -> jax.Array:
   """The p-norm of `x` (of `max(x, floor)` if `floor` is given) over `axes`, kept
   as size 1.
 
@@ -65,6 +66,7 @@ def _clamp_derivative(dx, x, floor):
 
 # --- scaled form: any p ---------------------------------------------------------------
 
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _scaled_norm(x: jax.Array, p: jax.Array, axes: tuple[int, ...], floor) -> jax.Array:
   return _scaled_parts(x, p, axes, floor)[0]
@@ -82,9 +84,12 @@ def _largest_magnitude(x, axes, floor):
     hi = jnp.max(x, axis=axes, keepdims=True).astype(dtype)
     return jnp.maximum(hi, jnp.asarray(floor, dtype))
   return jax.lax.platform_dependent(
-      x, cpu=lambda x: jnp.maximum(jnp.max(x, axis=axes, keepdims=True),
-                                   -jnp.min(x, axis=axes, keepdims=True)).astype(dtype),
-      default=lambda x: jnp.max(jnp.abs(x), axis=axes, keepdims=True).astype(dtype))
+    x,
+    cpu=lambda x: jnp.maximum(
+      jnp.max(x, axis=axes, keepdims=True), -jnp.min(x, axis=axes, keepdims=True)
+    ).astype(dtype),
+    default=lambda x: jnp.max(jnp.abs(x), axis=axes, keepdims=True).astype(dtype),
+  )
 
 
 def _scaled_parts(x, p, axes, floor):
@@ -116,30 +121,36 @@ def _scaled_norm_jvp(axes, floor, primals, tangents):
   dx = _clamp_derivative(_input_derivative(c, r, p), x, floor)
   # d r / d p = r (-log(s) / p^2 + sum(b^p log b) / (p s)), with b^p log b -> 0 at b = 0.
   safe_b = jnp.where(b > 0, b, 1)
-  blogb = jnp.sum(jnp.where(b > 0, powers.power(safe_b, p) * jnp.log(safe_b), 0), axis=axes,
-                  keepdims=True)
+  blogb = jnp.sum(
+    jnp.where(b > 0, powers.power(safe_b, p) * jnp.log(safe_b), 0), axis=axes, keepdims=True
+  )
   safe_s = jnp.where(s > 0, s, 1)
-  dp = jnp.where(s > 0, r * (-jnp.log(safe_s) / p ** 2 + blogb / (p * safe_s)), 0)
+  dp = jnp.where(s > 0, r * (-jnp.log(safe_s) / p**2 + blogb / (p * safe_s)), 0)
   tangent = jnp.sum(dx * tx, axis=axes, keepdims=True) + dp * tp
   return _scaled_norm(x, p, axes, floor), tangent.astype(r.dtype)
 
 
 # --- unscaled form: fixed integral p --------------------------------------------------
 
-def _integral_value(x: jax.Array, p: int, axes: tuple[int, ...], floor,
-                    by_bits: bool = False) -> jax.Array:
+
+def _integral_value(
+  x: jax.Array, p: int, axes: tuple[int, ...], floor, by_bits: bool = False
+) -> jax.Array:
   c = _clamp(dtypes.float32_by_bits(x) if by_bits else x, floor)
   # Even p: c^p needs no |c| (one op fewer in the fused loop).
-  s = jnp.sum(jax.lax.integer_pow(c if p % 2 == 0 else jnp.abs(c), p), axis=axes,
-              keepdims=True)
+  s = jnp.sum(jax.lax.integer_pow(c if p % 2 == 0 else jnp.abs(c), p), axis=axes, keepdims=True)
   info = jnp.finfo(c.dtype)
   count = math.prod(x.shape[a] for a in axes)
   # Each flushed power is below `tiny`; n of them stay below one rounding of s.
   ok = fallback.all_true(jnp.isfinite(s) & (s >= count * float(info.tiny) / float(info.eps)))
   root = jnp.sqrt if p == 2 else (lambda v: v if p == 1 else v ** (1 / p))
   return fallback.fast_or_exact(
-      ok, lambda s, x: root(s),
-      lambda s, x: _scaled_parts(x, jnp.asarray(p, s.dtype), axes, floor)[0], s, x)
+    ok,
+    lambda s, x: root(s),
+    lambda s, x: _scaled_parts(x, jnp.asarray(p, s.dtype), axes, floor)[0],
+    s,
+    x,
+  )
 
 
 def _integral_derivative(x, r, p: int):
@@ -165,6 +176,7 @@ def _integral_norm_jvp(p, axes, floor, primals, tangents):
   # reduction (gem fwd+bwd on (128, 28, 28, 64): 26 -> 9 ms). Not without a clamp
   # (global_lp_pool's fwd+bwd: 1.8 -> 3.6 ms), nor in the plain forward (slower).
   r = _integral_value(x, p, axes, floor, by_bits=floor is not None)
-  dx = _clamp_derivative(_integral_derivative(_clamp(dtypes.float32_by_bits(x), floor), r, p),
-                         x, floor)
+  dx = _clamp_derivative(
+    _integral_derivative(_clamp(dtypes.float32_by_bits(x), floor), r, p), x, floor
+  )
   return r, jnp.sum(dx * tx, axis=axes, keepdims=True).astype(r.dtype)

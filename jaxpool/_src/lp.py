@@ -75,20 +75,21 @@ def _check_p(p: Any, fn: str) -> float | jax.Array:
   try:
     arr = jnp.asarray(p)
   except TypeError as err:
-    raise TypeError(
-        f"{fn}: p must be a positive number or a scalar array, got {p!r}.") from err
+    raise TypeError(f"{fn}: p must be a positive number or a scalar array, got {p!r}.") from err
   if arr.shape != ():
     raise ValueError(f"{fn}: p must be a scalar, got an array of shape {arr.shape}.")
   if not jnp.issubdtype(arr.dtype, jnp.floating):
     raise TypeError(
-        f"{fn}: p as an array must have a floating dtype (to be differentiable), got "
-        f"{arr.dtype}; pass a Python number for a fixed p.")
+      f"{fn}: p as an array must have a floating dtype (to be differentiable), got "
+      f"{arr.dtype}; pass a Python number for a fixed p."
+    )
   if not isinstance(arr, jax.core.Tracer):
     value = float(arr)
     if not 0 < value < math.inf:
       raise ValueError(
-          f"{fn}: p as an array must be finite and > 0, got {value!r} (pass the Python "
-          "float inf for the max of |x|).")
+        f"{fn}: p as an array must be finite and > 0, got {value!r} (pass the Python "
+        "float inf for the max of |x|)."
+      )
   return arr
 
 
@@ -143,8 +144,9 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
     return m
   # An all-zero window: every scaled element is 0, y = 0.
   r, inv_r = _power_of_two_reciprocal(m)
-  total = functools.reduce(jnp.add, [powers.power(jnp.abs(e) * r, p)
-                                     for e in views.view_arrays(xc, geom, 0)])
+  total = functools.reduce(
+    jnp.add, [powers.power(jnp.abs(e) * r, p) for e in views.view_arrays(xc, geom, 0)]
+  )
   c = _divisor(geom, mean, total.dtype)
   if c is not None:
     total = total / c
@@ -170,8 +172,9 @@ def _factorised_grad(x, h, p, geom: PoolGeometry):
   sum of interior-padded views otherwise, as in `sum_pool`'s gradient), reading
   the output-sized `h` and `x` once.
   """
-  spread = jax.linear_transpose(lambda t: views.window_sum_by_views(t, geom),
-                                jax.ShapeDtypeStruct(geom.input_shape, h.dtype))
+  spread = jax.linear_transpose(
+    lambda t: views.window_sum_by_views(t, geom), jax.ShapeDtypeStruct(geom.input_shape, h.dtype)
+  )
   (total,) = spread(h)
   if p == 1:
     factor = jnp.sign(x)
@@ -207,9 +210,17 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
       positive = yc > 0
       y_pow = powers.power(jnp.where(positive, yc, 1), p - 1)
       h = jnp.where(positive, weight / y_pow, 0)
-      big_exp, big_h = 2.0 ** _SAFE_EXP, 2.0 ** _SAFE_H
-      ok = ~positive | (weight == 0) | ((y_pow >= 1 / big_exp) & (y_pow <= big_exp)
-                                        & (jnp.abs(h) >= 1 / big_h) & (jnp.abs(h) <= big_h))
+      big_exp, big_h = 2.0**_SAFE_EXP, 2.0**_SAFE_H
+      ok = (
+        ~positive
+        | (weight == 0)
+        | (
+          (y_pow >= 1 / big_exp)
+          & (y_pow <= big_exp)
+          & (jnp.abs(h) >= 1 / big_h)
+          & (jnp.abs(h) <= big_h)
+        )
+      )
       return h, ok
 
     # h is computed twice, for the check and inside the fast branch, where it fuses
@@ -225,8 +236,9 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
     def exact(x, y, g):
       return _exact_grad(x, y.astype(dtype), g.astype(dtype), p, geom, mean), None
 
-    return fallback.fast_or_exact(fallback.all_true(scaled_cotangent(yc, gc)[1]),
-                                  factorised, exact, x, y, g)
+    return fallback.fast_or_exact(
+      fallback.all_true(scaled_cotangent(yc, gc)[1]), factorised, exact, x, y, g
+    )
   if isinstance(p, float) and p < math.inf and not want_p:
     return _exact_grad(x, yc, gc, p, geom, mean), None
   return _general_backward(x, yc, p, gc, geom, mean, want_p)
@@ -251,8 +263,10 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   """
   dtype = yc.dtype
   positive, r, s, weight = _window_factors(yc, gc, geom, mean)
-  coefficients = {k: _ratio_terms(view, positive, r, s, 1.0, p, sign=True)
-                  for k, view in views.padded_views(x.astype(dtype), geom, 0)}
+  coefficients = {
+    k: _ratio_terms(view, positive, r, s, 1.0, p, sign=True)
+    for k, view in views.padded_views(x.astype(dtype), geom, 0)
+  }
   if not powers.is_integral(p - 1):
     # Powers by exp and log written once per offset on CPU: fused into the
     # transposed loop, XLA:CPU evaluated them there unvectorised (p = 0.5, 3x3/2
@@ -263,8 +277,9 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
     return jnp.zeros(x.shape, x.dtype)
 
   def tangent(t):
-    return functools.reduce(jnp.add, [coefficients[k] * view
-                                      for k, view in views.linear_views(t, geom)])
+    return functools.reduce(
+      jnp.add, [coefficients[k] * view for k, view in views.linear_views(t, geom)]
+    )
 
   transpose = jax.linear_transpose(tangent, jax.ShapeDtypeStruct(geom.input_shape, dtype))
   (grad_x,) = transpose(weight)
@@ -308,8 +323,9 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   blocks, axes = views.window_blocks(x.astype(dtype), geom)
   factors = (jnp.expand_dims(v, axes) for v in _window_factors(yc, gc, geom, mean))
   grad = _ratio_terms(blocks, *factors, p, sign=True)
-  unblock = jax.linear_transpose(lambda t: views.window_blocks(t, geom)[0],
-                                 jax.ShapeDtypeStruct(geom.input_shape, dtype))
+  unblock = jax.linear_transpose(
+    lambda t: views.window_blocks(t, geom)[0], jax.ShapeDtypeStruct(geom.input_shape, dtype)
+  )
   (grad_x,) = unblock(grad)
   return grad_x.astype(x.dtype)
 
@@ -395,9 +411,18 @@ def _lp_traced_bwd(geom, mean, res, g):
 _lp_traced.defvjp(_lp_traced_fwd, _lp_traced_bwd)
 
 
-def lp_pool(inputs: Any, p, window_shape: Sequence[int], strides=None,
-            padding: PaddingLike = "VALID", *, mean: bool = False, dilation=None,
-            ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def lp_pool(
+  inputs: Any,
+  p,
+  window_shape: Sequence[int],
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  mean: bool = False,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Lp pooling: the p-norm (or power mean) of the magnitudes in every window.
 
   .. math::
@@ -467,17 +492,34 @@ def lp_pool(inputs: Any, p, window_shape: Sequence[int], strides=None,
   p = _check_p(p, fn)
   if not isinstance(mean, (bool, np.bool_)):
     raise TypeError(f"{fn}: mean must be a bool, got {mean!r}.")
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   if isinstance(p, float):
     return _lp_static(x, geom, p, bool(mean))
-  return _lp_traced(x, p.astype(jnp.promote_types(p.dtype, dtypes.compute_dtype(x.dtype))),
-                    geom, bool(mean)).astype(x.dtype)
+  return _lp_traced(
+    x, p.astype(jnp.promote_types(p.dtype, dtypes.compute_dtype(x.dtype))), geom, bool(mean)
+  ).astype(x.dtype)
 
 
-def l2_pool(inputs: Any, window_shape: Sequence[int], strides=None,
-            padding: PaddingLike = "VALID", *, mean: bool = False, dilation=None,
-            ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def l2_pool(
+  inputs: Any,
+  window_shape: Sequence[int],
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  mean: bool = False,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""L2 pooling: :func:`lp_pool` with ``p = 2``.
 
   .. math:: y_o = \sqrt{\textstyle\frac{1}{c_o}\sum_{k \in W} \tilde x_{\dots}^2}
@@ -509,12 +551,28 @@ def l2_pool(inputs: Any, window_shape: Sequence[int], strides=None,
     >>> jaxpool.l2_pool(jnp.array([[3.0], [4.0]]), (2,))[:, 0]
     Array([5.], dtype=float32)
   """
-  return lp_pool(inputs, 2.0, window_shape, strides, padding, mean=mean,
-                 dilation=dilation, ceil_mode=ceil_mode, channel_axis=channel_axis)
+  return lp_pool(
+    inputs,
+    2.0,
+    window_shape,
+    strides,
+    padding,
+    mean=mean,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+  )
 
 
-def gem_pool(inputs: Any, p, *, eps: float = 1e-6, keepdims: bool = False,
-             channel_axis: int = -1, num_spatial_dims: int | None = None) -> jax.Array:
+def gem_pool(
+  inputs: Any,
+  p,
+  *,
+  eps: float = 1e-6,
+  keepdims: bool = False,
+  channel_axis: int = -1,
+  num_spatial_dims: int | None = None,
+) -> jax.Array:
   r"""Generalized-mean (GeM) pooling over all spatial dims, with a learnable ``p``.
 
   .. math:: y = \Big(\frac{1}{|S|} \sum_{i \in S} \max(x_i, \epsilon)^p\Big)^{1/p}

@@ -55,8 +55,9 @@ def _max_value(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   return reduce.extremum_pool(x, geom, "max").astype(dtypes.compute_dtype(x.dtype))
 
 
-def _written_once(a: jax.Array, x: jax.Array, geom: PoolGeometry, *,
-                  for_overlaps: bool = False) -> jax.Array:
+def _written_once(
+  a: jax.Array, x: jax.Array, geom: PoolGeometry, *, for_overlaps: bool = False
+) -> jax.Array:
   """`a`, written to memory once if the geometry pads, for a value with several readers.
 
   XLA computes an elementwise value inside each fusion that reads it; where the
@@ -93,6 +94,7 @@ def _written_once(a: jax.Array, x: jax.Array, geom: PoolGeometry, *,
 # windows that tile the input, K padded terms otherwise. Composing the rules of
 # max_pool, avg_pool and the window dot instead gives 3K terms, and XLA recomputes
 # the sigmoid and the window sums inside each of them.
+
 
 def _mix(big: jax.Array, mean: jax.Array, weight: jax.Array) -> jax.Array:
   """weight * max + (1 - weight) * avg."""
@@ -179,8 +181,15 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   return jnp.zeros(out, dtype) if total is None else total
 
 
-def _parts(x: jax.Array, geom: PoolGeometry, count_include_pad: bool, dtype, *,
-           differentiated: bool = False, for_overlaps: bool = False):
+def _parts(
+  x: jax.Array,
+  geom: PoolGeometry,
+  count_include_pad: bool,
+  dtype,
+  *,
+  differentiated: bool = False,
+  for_overlaps: bool = False,
+):
   """(max in the compute dtype, then max, avg and 1 / divisor in `dtype`); max and avg
   0 on windows holding no input in the latter. `for_overlaps`: see `_written_once`."""
   # Not differentiated: the max of `x` converted to the compute dtype. For bfloat16,
@@ -244,8 +253,9 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   (x, w), (t_x, t_w) = primals, tangents
   dtype = _gate_dtype(x, w)
   once = functools.partial(_written_once, x=x, geom=geom, for_overlaps=True)
-  big, big_c, mean, inverse = _parts(x, geom, count_include_pad, dtype, differentiated=True,
-                                      for_overlaps=True)
+  big, big_c, mean, inverse = _parts(
+    x, geom, count_include_pad, dtype, differentiated=True, for_overlaps=True
+  )
   # y, dy/dz and the K terms of the transpose all read g. The average is read by y
   # only (fused there): dy/dz = (max - avg) g (1 - g) = g (max - y), as
   # max - y = (1 - g) (max - avg). Written for dy/dz too, it cost a pass of its own
@@ -258,8 +268,7 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   t_y = jnp.zeros(y.shape, dtype)
   if not _is_zero(t_x):
     index = reduce.selected_offset(x, big, geom, "max")
-    t_y = t_y + _weighted_elements(t_x, index, g, (1 - g) * inverse, r, w.astype(dtype),
-                                   geom)
+    t_y = t_y + _weighted_elements(t_x, index, g, (1 - g) * inverse, r, w.astype(dtype), geom)
   if not _is_zero(t_w):
     t_y = t_y + r * _gate_logits(x, t_w, geom, dtype)
   return y, t_y
@@ -282,14 +291,24 @@ def _alpha(alpha: Any, geom: PoolGeometry) -> jax.Array:
     ok = False
   if not ok:
     raise ValueError(
-        f"mixed_pool: alpha must be a scalar, a per-channel vector of shape ({channels},) "
-        f"or per region, broadcastable to the output shape {out}; got shape {a.shape}.")
+      f"mixed_pool: alpha must be a scalar, a per-channel vector of shape ({channels},) "
+      f"or per region, broadcastable to the output shape {out}; got shape {a.shape}."
+    )
   return a
 
 
-def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
-               padding: PaddingLike = "VALID", *, count_include_pad: bool = True,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def mixed_pool(
+  inputs: Any,
+  alpha: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  count_include_pad: bool = True,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Mixed pooling: a convex combination of max and average pooling.
 
   .. math:: y_o = \alpha \max_{k \in W_o} x_k + (1 - \alpha) \frac{1}{c_o} \sum_{k \in W_o} x_k
@@ -335,16 +354,33 @@ def mixed_pool(inputs: Any, alpha: Any, window_shape, strides=None,
   """
   fn = "mixed_pool"
   x = dtypes.pool_input(inputs, fn)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   a = _alpha(alpha, geom)
   _check_count_include_pad(count_include_pad, fn)
   return _mixed(x, a, geom, bool(count_include_pad)).astype(x.dtype)
 
 
-def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
-               padding: PaddingLike = "VALID", *, count_include_pad: bool = True,
-               dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def gated_pool(
+  inputs: Any,
+  gate: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  count_include_pad: bool = True,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Gated pooling: max and average mixed by a learned, input-dependent gate.
 
   .. math::
@@ -385,16 +421,33 @@ def gated_pool(inputs: Any, gate: Any, window_shape, strides=None,
   """
   fn = "gated_pool"
   x = dtypes.pool_input(inputs, fn)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   w = check_weights(gate, geom, name="gate", fn=fn)
   _check_count_include_pad(count_include_pad, fn)
   return _gated(x, w, geom, bool(count_include_pad)).astype(x.dtype)
 
 
-def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
-              padding: PaddingLike = "VALID", *, dilation=None, ceil_mode: bool = False,
-              channel_axis: int = -1) -> jax.Array:
+def tree_pool(
+  inputs: Any,
+  leaves: Any,
+  gates: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Tree pooling: learned pooling filters at the leaves of a binary tree of gates.
 
   For window :math:`o` with elements :math:`x_{o,k}` (zero in the padding), leaf
@@ -444,19 +497,29 @@ def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
   """
   fn = "tree_pool"
   x = dtypes.pool_input(inputs, fn)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   v = check_weights(leaves, geom, name="leaves", fn=fn, leading="n_leaves")
   w = check_weights(gates, geom, name="gates", fn=fn, leading="n_leaves - 1")
   n_leaves = v.shape[0]
   if n_leaves < 1 or n_leaves & (n_leaves - 1):
     raise ValueError(
-        f"{fn}: a complete binary tree needs a power of two of leaves (1, 2, 4, ...), "
-        f"got leaves of shape {tuple(v.shape)} ({n_leaves} leaves).")
+      f"{fn}: a complete binary tree needs a power of two of leaves (1, 2, 4, ...), "
+      f"got leaves of shape {tuple(v.shape)} ({n_leaves} leaves)."
+    )
   if w.shape[0] != n_leaves - 1:
     raise ValueError(
-        f"{fn}: a tree with {n_leaves} leaves has {n_leaves - 1} gates, so gates must "
-        f"have shape ({n_leaves - 1}, *window_shape, 1 or C); got shape {tuple(w.shape)}.")
+      f"{fn}: a tree with {n_leaves} leaves has {n_leaves - 1} gates, so gates must "
+      f"have shape ({n_leaves - 1}, *window_shape, 1 or C); got shape {tuple(w.shape)}."
+    )
   if v.shape[-1] != w.shape[-1]:  # one pass over the windows needs one channel layout
     channels = geom.input_shape[geom.channel_axis]
     v = jnp.broadcast_to(v, v.shape[:-1] + (channels,))
@@ -468,6 +531,6 @@ def tree_pool(inputs: Any, leaves: Any, gates: Any, window_shape, strides=None,
   # breadth-first indices 2^d - 1 ... 2^(d+1) - 2, their children the level below.
   depth = n_leaves.bit_length() - 1
   for d in reversed(range(depth)):
-    g = jax.nn.sigmoid(gate_logits[2**d - 1:2**(d + 1) - 1])
+    g = jax.nn.sigmoid(gate_logits[2**d - 1 : 2 ** (d + 1) - 1])
     values = _mix(values[0::2], values[1::2], g)
   return values[0].astype(x.dtype)

@@ -32,10 +32,11 @@ def p_from_raw(raw: jax.Array) -> jax.Array:
 
 def raw_from_p(p, module: str = "LpPool") -> float:
   """The raw value with ``1 + softplus(raw) = p``; p must be a finite float > 1."""
-  if not isinstance(p, (int, float, np.floating, np.integer)) or not np.isfinite(p) \
-      or p <= 1:
-    raise ValueError(f"{module}: with learn_p=True, p (the initial exponent) must be "
-                     f"a finite number > 1, got {p!r}.")
+  if not isinstance(p, (int, float, np.floating, np.integer)) or not np.isfinite(p) or p <= 1:
+    raise ValueError(
+      f"{module}: with learn_p=True, p (the initial exponent) must be "
+      f"a finite number > 1, got {p!r}."
+    )
   return float(np.log(np.expm1(float(p) - 1.0)))
 
 
@@ -46,8 +47,9 @@ def logit(alpha, module: str = "MixedPool") -> float:
   return float(np.log(alpha / (1.0 - alpha)))
 
 
-def mixed_alpha_shape(granularity: str, *, num_features, region_shape,
-                      channel_axis: int, module: str = "MixedPool") -> tuple[int, ...]:
+def mixed_alpha_shape(
+  granularity: str, *, num_features, region_shape, channel_axis: int, module: str = "MixedPool"
+) -> tuple[int, ...]:
   """Shape of MixedPool's alpha for the inputs' layout.
 
   "layer": ``()``; "channel": ``(C,)``; "region": one weight per output location
@@ -63,8 +65,9 @@ def mixed_alpha_shape(granularity: str, *, num_features, region_shape,
   return region + (1,) if channel_axis == -1 else region
 
 
-def gate_shape(window_shape: Sequence[int], granularity: str, num_features,
-               module: str) -> tuple[int, ...]:
+def gate_shape(
+  window_shape: Sequence[int], granularity: str, num_features, module: str
+) -> tuple[int, ...]:
   """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel."""
   check_choice(module, "granularity", granularity, GATED_GRANULARITIES)
   c = 1 if granularity == "layer" else int(num_features)
@@ -74,16 +77,25 @@ def gate_shape(window_shape: Sequence[int], granularity: str, num_features,
 def tree_leaves(levels, module: str = "TreePool") -> int:
   """Number of leaves of a complete binary tree with `levels` levels (>= 2)."""
   if not geometry.is_int(levels) or levels < 2:
-    raise ValueError(f"{module}: levels must be an int >= 2 (2 levels: 2 leaves and "
-                     f"1 gate), got {levels!r}.")
+    raise ValueError(
+      f"{module}: levels must be an int >= 2 (2 levels: 2 leaves and 1 gate), got {levels!r}."
+    )
   return 2 ** (int(levels) - 1)
 
 
-def output_spatial(input_shape, window_shape, strides, padding, dilation, ceil_mode,
-                   channel_axis, fn) -> tuple[int, ...]:
-  return geometry.resolve(input_shape, window_shape, strides, padding,
-                          dilation=dilation, ceil_mode=ceil_mode,
-                          channel_axis=channel_axis, fn=fn).output_spatial
+def output_spatial(
+  input_shape, window_shape, strides, padding, dilation, ceil_mode, channel_axis, fn
+) -> tuple[int, ...]:
+  return geometry.resolve(
+    input_shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  ).output_spatial
 
 
 def channels_last(x: jax.Array, channel_axis: int) -> jax.Array:
@@ -105,8 +117,9 @@ def yu_alpha(key: jax.Array) -> jax.Array:
   return jax.random.bernoulli(key, 0.5).astype(jnp.float32)
 
 
-def instance_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                  epsilon: float = 1e-6) -> jax.Array:
+def instance_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float = 1e-6
+) -> jax.Array:
   r"""Instance norm of channels-last `x` (N, *S, C): flax's GroupNorm, one group per channel.
 
   :math:`y = (x - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \text{scale} + \text{bias}`,

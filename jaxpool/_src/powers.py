@@ -70,12 +70,13 @@ def _integral_root(t: jax.Array, n: int) -> jax.Array:
   """
   # 0.0450465 centres the error of the bits' log2 (the constant of the well-known
   # fast inverse square root, n = 2).
-  magic = round((1 + 1 / n) * (127 - 0.0450465) * 2 ** 23)
+  magic = round((1 + 1 / n) * (127 - 0.0450465) * 2**23)
   # The estimate for t = 0 is taken at 2^-40 (the bits of 0 give one whose n-th power
   # overflows, and 0 * inf = NaN): w stays finite and y = 0 * w^(n-1) = 0 below. On
   # the bits, an integer maximum: a float one cost 15% of lp_pool(p=3)'s forward.
-  bits = jnp.maximum(jax.lax.bitcast_convert_type(t, jnp.uint32),
-                     np.float32(2.0 ** -40).view(np.uint32))
+  bits = jnp.maximum(
+    jax.lax.bitcast_convert_type(t, jnp.uint32), np.float32(2.0**-40).view(np.uint32)
+  )
   w = jax.lax.bitcast_convert_type(jnp.uint32(magic) - bits // jnp.uint32(n), jnp.float32)
   for _ in range(_NEWTON_STEPS):
     w = w * ((n + 1) - t * jax.lax.integer_pow(w, n)) * (1 / n)

@@ -79,7 +79,8 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
     # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
     # is about 2x slower than converting once and reducing in float32.
     y = dtypes.selected_back(
-        geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op), x.dtype)
+      geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op), x.dtype
+    )
   else:
     y = geom.reduce_window(x, _lowest(x.dtype, kind), op)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -88,8 +89,7 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   return jnp.where(nan_windows > 0, jnp.asarray(np.nan, x.dtype), y)
 
 
-def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry,
-                      kind: str) -> list[jax.Array]:
+def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -> list[jax.Array]:
   """One boolean mask per window offset: which element each window selected.
 
   Exactly one offset is selected per output (PyTorch's rule): the first element
@@ -189,8 +189,7 @@ def selected_offset(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str) -
     best = score if best is None else jnp.minimum(best, score)
   if best is None:  # every window lies in the padding
     return jnp.full(geom.output_shape, size, dtype)
-  return views.materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best),
-                           x)
+  return views.materialize(jnp.where(best >= size, best - dtype(size), dtype(size - 1) - best), x)
 
 
 def _gather_tiled(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -249,18 +248,35 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   return y, gather_selected(t, index, geom)
 
 
-def _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis,
-              kind: str, fn: str) -> jax.Array:
+def _extremum(
+  inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis, kind: str, fn: str
+) -> jax.Array:
   x = dtypes.pool_input(inputs, fn, integers=True)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return _reduce_extremum(x, geom, kind)  # integers have no derivative
   return extremum_pool(x, geom, kind)
 
 
-def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
-             dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def max_pool(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Max pooling: the largest element of every window.
 
   .. math:: y_{o} = \max_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
@@ -300,12 +316,21 @@ def max_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     Array([[[ 5.,  7.],
             [13., 15.]]], dtype=float32)
   """
-  return _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode,
-                   channel_axis, "max", "max_pool")
+  return _extremum(
+    inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis, "max", "max_pool"
+  )
 
 
-def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
-             dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def min_pool(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Min pooling: the smallest element of every window.
 
   .. math:: y_{o} = \min_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
@@ -329,8 +354,9 @@ def min_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     >>> jaxpool.min_pool(jnp.array([[3.0], [1.0], [2.0]]), (2,))[:, 0]
     Array([1., 1.], dtype=float32)
   """
-  return _extremum(inputs, window_shape, strides, padding, dilation, ceil_mode,
-                   channel_axis, "min", "min_pool")
+  return _extremum(
+    inputs, window_shape, strides, padding, dilation, ceil_mode, channel_axis, "min", "min_pool"
+  )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -355,8 +381,10 @@ def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   if views.is_tiling(geom):
     return views.window_sum_by_views(t, geom)
   return lax.platform_dependent(
-      t, cpu=lambda t: views.window_sum_by_views(t, geom),
-      default=lambda t: geom.reduce_window(t, 0, lax.add))
+    t,
+    cpu=lambda t: views.window_sum_by_views(t, geom),
+    default=lambda t: geom.reduce_window(t, 0, lax.add),
+  )
 
 
 @_linear_window_sum.defjvp
@@ -380,14 +408,23 @@ def _xla_rule_faster(geom: PoolGeometry) -> bool:
 
 def _window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   acc = x.astype(dtypes.compute_dtype(x.dtype))
-  if not jnp.issubdtype(acc.dtype, jnp.floating) or (acc.dtype == x.dtype
-                                                     and _xla_rule_faster(geom)):
+  if not jnp.issubdtype(acc.dtype, jnp.floating) or (
+    acc.dtype == x.dtype and _xla_rule_faster(geom)
+  ):
     return geom.reduce_window(acc, 0, lax.add)  # JAX's derivative (none for integers)
   return _linear_window_sum(acc, geom)
 
 
-def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
-             dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def sum_pool(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Sum pooling: the sum of every window (zero padding).
 
   .. math:: y_{o} = \sum_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
@@ -411,8 +448,16 @@ def sum_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     Array([2., 2.], dtype=float32)
   """
   x = dtypes.pool_input(inputs, "sum_pool", integers=True)
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn="sum_pool")
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn="sum_pool",
+  )
   return _window_sum(x, geom).astype(x.dtype)
 
 
@@ -424,9 +469,18 @@ def average_scale(geom: PoolGeometry) -> float:
   return 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
 
 
-def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID",
-             count_include_pad: bool = True, *, divisor_override: int | None = None,
-             dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def avg_pool(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  count_include_pad: bool = True,
+  *,
+  divisor_override: int | None = None,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Average pooling.
 
   .. math:: y_{o} = \frac{1}{c_o} \sum_{k \in W} \tilde x_{s \cdot o - p_{lo} + d \cdot k}
@@ -475,12 +529,22 @@ def avg_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VA
     raise TypeError(f"avg_pool: count_include_pad must be a bool, got {count_include_pad!r}.")
   if divisor_override is not None and not geometry.is_int(divisor_override):
     raise TypeError(
-        f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
+      f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}."
+    )
   if divisor_override is not None and divisor_override == 0:
     raise ValueError(
-        f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}.")
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn="avg_pool")
+      f"avg_pool: divisor_override must be None or a non-zero int, got {divisor_override!r}."
+    )
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn="avg_pool",
+  )
   out_dtype = dtypes.mean_dtype(x.dtype)
   scale = average_scale(geom)
   acc = x.astype(dtypes.compute_dtype(out_dtype))

@@ -84,7 +84,7 @@ def first_max_index(x: jax.Array, value: jax.Array, axis: int, valid=None) -> ja
   399 ms with one).
   """
   size = x.shape[axis]
-  iota = positions(jnp.float32 if 2 * size < 2 ** 24 else jnp.int32, x, axis)
+  iota = positions(jnp.float32 if 2 * size < 2**24 else jnp.int32, x, axis)
   score = jnp.where(x == value, size - 1 - iota, -1)
   if jnp.issubdtype(x.dtype, jnp.floating):
     score = jnp.where(jnp.isnan(x), size + iota, score)
@@ -130,8 +130,9 @@ def _pick_jvp(axis, primals, tangents):
   return pick(g, selected, axis), jnp.sum(jnp.where(selected, t, 0), axis=axis).astype(t.dtype)
 
 
-def separable_max(x: jax.Array, dims: Sequence[DimWindows], *,
-                  with_indices: bool) -> tuple[jax.Array, jax.Array | None]:
+def separable_max(
+  x: jax.Array, dims: Sequence[DimWindows], *, with_indices: bool
+) -> tuple[jax.Array, jax.Array | None]:
   """Max over the box windows given by `dims` (innermost spatial dim first).
 
   Returns the values and, if `with_indices`, the int32 flat row-major index of the
@@ -144,20 +145,30 @@ def separable_max(x: jax.Array, dims: Sequence[DimWindows], *,
     selected = first_max_mask(lax.stop_gradient(gathered), k_axis, dim.valid)
     values = pick(gathered, selected, k_axis)
     if with_indices:
-      here = jnp.sum(jnp.where(selected, jnp.asarray(dim.positions, jnp.int32), 0),
-                     axis=k_axis, dtype=jnp.int32) * dim.stride
-      inner = 0 if index is None else jnp.sum(
-          jnp.where(selected, dim.gather(index), 0), axis=k_axis, dtype=jnp.int32)
+      here = (
+        jnp.sum(
+          jnp.where(selected, jnp.asarray(dim.positions, jnp.int32), 0),
+          axis=k_axis,
+          dtype=jnp.int32,
+        )
+        * dim.stride
+      )
+      inner = (
+        0
+        if index is None
+        else jnp.sum(jnp.where(selected, dim.gather(index), 0), axis=k_axis, dtype=jnp.int32)
+      )
       index = here + inner
   return values, index
 
 
 def _split_axis(a: jax.Array, axis: int, outer: int, inner: int) -> jax.Array:
-  return a.reshape(a.shape[:axis] + (outer, inner) + a.shape[axis + 1:])
+  return a.reshape(a.shape[:axis] + (outer, inner) + a.shape[axis + 1 :])
 
 
-def static_dim(axis: int, ndim: int, starts: np.ndarray, ends: np.ndarray,
-               stride: int) -> DimWindows:
+def static_dim(
+  axis: int, ndim: int, starts: np.ndarray, ends: np.ndarray, stride: int
+) -> DimWindows:
   """Windows `[starts[i], ends[i])` along `axis`, the same for every plane.
 
   `ndim` is the rank of the array when this dim is reduced. Windows that tile the
@@ -178,7 +189,10 @@ def static_dim(axis: int, ndim: int, starts: np.ndarray, ends: np.ndarray,
   else:
     flat = positions.reshape(-1)
     gather = lambda a: _split_axis(jnp.take(a, flat, axis=axis, mode="clip"), axis, o, k)
-  return DimWindows(axis=axis, gather=gather,
-                    positions=positions.reshape((o, k) + trailing).astype(np.int32),
-                    valid=None if valid.all() else valid.reshape((o, k) + trailing),
-                    stride=stride)
+  return DimWindows(
+    axis=axis,
+    gather=gather,
+    positions=positions.reshape((o, k) + trailing).astype(np.int32),
+    valid=None if valid.all() else valid.reshape((o, k) + trailing),
+    stride=stride,
+  )

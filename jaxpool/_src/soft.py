@@ -213,11 +213,10 @@ def _shifted_exp_jvp(primals, tangents):
 # _MAX_SHIFT) of it) and |y - shift| <= _MAX_Y (so that cotangent * (y - shift) / d
 # stays finite for cotangents up to ~1e16).
 _MAX_SHIFT = 30.0
-_MAX_Y = 2.0 ** 30
+_MAX_Y = 2.0**30
 
 
-def _fast_form_ok(y: jax.Array, d: jax.Array, shift: jax.Array,
-                  geom: PoolGeometry) -> jax.Array:
+def _fast_form_ok(y: jax.Array, d: jax.Array, shift: jax.Array, geom: PoolGeometry) -> jax.Array:
   """Scalar bool: `_shifted_sums` is exact for every window (a NaN anywhere: False)."""
   ok = (d >= math.exp(-_MAX_SHIFT)) & (jnp.abs(y - shift) <= _MAX_Y)
   empty = geom.empty_windows()
@@ -265,9 +264,12 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   tangent_views = lambda t: [view for _, view in views.linear_views(t, geom)]
   tl_views = [None] * geom.window_size if soft else tangent_views(tl)
   terms = []
-  for logit, value, t_x, t_l in zip(views.view_arrays(logits, geom, -np.inf),
-                                    views.view_arrays(x, geom, 0),
-                                    tangent_views(tx), tl_views):
+  for logit, value, t_x, t_l in zip(
+    views.view_arrays(logits, geom, -np.inf),
+    views.view_arrays(x, geom, 0),
+    tangent_views(tx),
+    tl_views,
+  ):
     # Computed once into memory on CPU: XLA would otherwise fuse every weight (an
     # exp) into the transposed views and evaluate it for every input element. On
     # an H100 the fused form was as fast on 3x3/2 SAME (1024, 28, 28, 64) and
@@ -334,22 +336,44 @@ def _soft_pool_jvp(geom, primals, tangents):
   ok = _fast_form_ok(y_fast, d, shift, geom)
   # The exact forward only where the fast one is not exact (on CPU; on
   # accelerators always, `fallback.fast_or_exact`).
-  y = views.pooled(fallback.fast_or_exact(
-      ok, lambda x, y_fast: y_fast,
-      lambda x, y_fast: _exact_average(x.astype(dtype), None, geom), x, y_fast), x)
+  y = views.pooled(
+    fallback.fast_or_exact(
+      ok,
+      lambda x, y_fast: y_fast,
+      lambda x, y_fast: _exact_average(x.astype(dtype), None, geom),
+      x,
+      y_fast,
+    ),
+    x,
+  )
   # Each branch under its own checkpoint: reverse mode then keeps only the operands
   # (a cond split into known and linear parts would write the other branch's
   # intermediates, or zeros of their shapes, to memory).
   exact = lambda x, y, d, shift, t: _exact_tangent(x, None, y, t, None, geom)
   tangent = fallback.fast_or_exact(
-      ok, jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
-      jax.checkpoint(exact), x, y, d, shift, t)
+    ok,
+    jax.checkpoint(functools.partial(_factorised_tangent, geom=geom)),
+    jax.checkpoint(exact),
+    x,
+    y,
+    d,
+    shift,
+    t,
+  )
   return y.astype(x.dtype), tangent.astype(x.dtype)
 
 
-def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
-             padding: PaddingLike = "VALID", *, dilation=None, ceil_mode: bool = False,
-             channel_axis: int = -1) -> jax.Array:
+def lip_pool(
+  inputs: Any,
+  logits: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Local importance pooling: a window average weighted by :math:`e^{\text{logits}}`.
 
   .. math:: y_o = \frac{\sum_{k \in W_o} x_k \, e^{\ell_k}}{\sum_{k \in W_o} e^{\ell_k}}
@@ -403,15 +427,31 @@ def lip_pool(inputs: Any, logits: Any, window_shape, strides=None,
     ok = False
   if not ok:
     raise ValueError(
-        f"{fn}: logits must be broadcastable to the shape of inputs {x.shape}, got shape "
-        f"{ell.shape}.")
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+      f"{fn}: logits must be broadcastable to the shape of inputs {x.shape}, got shape {ell.shape}."
+    )
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   return _weighted_average(x, jnp.broadcast_to(ell, x.shape), geom).astype(x.dtype)
 
 
-def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "VALID", *,
-              dilation=None, ceil_mode: bool = False, channel_axis: int = -1) -> jax.Array:
+def soft_pool(
+  inputs: Any,
+  window_shape,
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""SoftPool: every window's softmax-weighted sum of its own elements.
 
   .. math:: y_o = \sum_{k \in W_o} \frac{e^{x_k}}{\sum_{j \in W_o} e^{x_j}} \, x_k
@@ -450,6 +490,14 @@ def soft_pool(inputs: Any, window_shape, strides=None, padding: PaddingLike = "V
     Array([    0., 10000.], dtype=float32)
   """
   x = _floating(inputs, "inputs", "soft_pool")
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn="soft_pool")
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn="soft_pool",
+  )
   return _soft_pool(x, geom)

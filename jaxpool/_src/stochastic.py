@@ -204,10 +204,18 @@ def _weighted(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   return y.astype(x.dtype)
 
 
-def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
-                    padding: PaddingLike = "VALID", *, key: jax.Array | None = None,
-                    deterministic: bool = False, dilation=None, ceil_mode: bool = False,
-                    channel_axis: int = -1) -> jax.Array:
+def stochastic_pool(
+  inputs: Any,
+  window_shape: Sequence[int],
+  strides=None,
+  padding: PaddingLike = "VALID",
+  *,
+  key: jax.Array | None = None,
+  deterministic: bool = False,
+  dilation=None,
+  ceil_mode: bool = False,
+  channel_axis: int = -1,
+) -> jax.Array:
   r"""Stochastic pooling (Zeiler & Fergus 2013, "Stochastic pooling for regularization
   of deep convolutional neural networks").
 
@@ -274,15 +282,23 @@ def stochastic_pool(inputs: Any, window_shape: Sequence[int], strides=None,
   fn = "stochastic_pool"
   x = dtypes.pool_input(inputs, fn)
   if not isinstance(deterministic, (bool, np.bool_)):
-    raise TypeError(
-        f"{fn}: deterministic must be a Python bool, got {deterministic!r}.")
-  geom = geometry.resolve(x.shape, window_shape, strides, padding, dilation=dilation,
-                          ceil_mode=ceil_mode, channel_axis=channel_axis, fn=fn)
+    raise TypeError(f"{fn}: deterministic must be a Python bool, got {deterministic!r}.")
+  geom = geometry.resolve(
+    x.shape,
+    window_shape,
+    strides,
+    padding,
+    dilation=dilation,
+    ceil_mode=ceil_mode,
+    channel_axis=channel_axis,
+    fn=fn,
+  )
   if deterministic:
     return _weighted(x, geom)
   if key is None:
     raise ValueError(
-        f"{fn}: key is None with deterministic=False; pass key=jax.random.key(seed) "
-        "for the training draw, or deterministic=True for the evaluation formula.")
+      f"{fn}: key is None with deterministic=False; pass key=jax.random.key(seed) "
+      "for the training draw, or deterministic=True for the evaluation formula."
+    )
   u = _uniforms(keys.random_key(key, fn), geom.output_shape)
   return _sample(x, u, geom)

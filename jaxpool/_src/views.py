@@ -43,6 +43,7 @@ class Element:
   inside the input, at `x[in_start:in_limit:strides]`; the other windows see
   padding there.
   """
+
   in_start: tuple[int, ...]
   in_limit: tuple[int, ...]
   in_strides: tuple[int, ...]
@@ -63,14 +64,17 @@ def locate(geom: PoolGeometry, offset) -> Element | None:
       return None
     in_start[axis], in_limit[axis], in_strides[axis] = first + lo * s, first + hi * s + 1, s
     out_start[axis], out_limit[axis] = lo, hi + 1
-  return Element(tuple(in_start), tuple(in_limit), tuple(in_strides), tuple(out_start),
-                 tuple(out_limit))
+  return Element(
+    tuple(in_start), tuple(in_limit), tuple(in_strides), tuple(out_start), tuple(out_limit)
+  )
 
 
 def on_windows(values: jax.Array, element: Element, geom: PoolGeometry, fill) -> jax.Array:
   """Pad `values` (on the windows `element` covers) to `output_shape` with `fill`."""
-  config = [(lo, out - hi, 0) for lo, hi, out in
-            zip(element.out_start, element.out_limit, geom.output_shape)]
+  config = [
+    (lo, out - hi, 0)
+    for lo, hi, out in zip(element.out_start, element.out_limit, geom.output_shape)
+  ]
   if all(c == (0, 0, 0) for c in config):
     return values
   return lax.pad(values, jnp.asarray(fill, values.dtype), config)
@@ -138,8 +142,11 @@ def phase_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]
   phases = {(): padded.reshape(blocks_shape)}
   for axis in geom.spatial_axes:  # split every stride axis into its phases
     s = blocks_shape[phase_axis[axis]]
-    phases = {key + (a,): piece for key, whole in phases.items()
-              for a, piece in enumerate(lax.split(whole, (1,) * s, axis=phase_axis[axis]))}
+    phases = {
+      key + (a,): piece
+      for key, whole in phases.items()
+      for a, piece in enumerate(lax.split(whole, (1,) * s, axis=phase_axis[axis]))
+    }
   phase_shape = [phase_len.get(axis, size) for axis, size in enumerate(t.shape)]
   phases = {key: piece.reshape(phase_shape) for key, piece in phases.items()}
   out = []
@@ -184,8 +191,9 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
   4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 -> 4.4;
   same process; with padding the two forms were within noise there).
   """
-  whole_phases = all(geom.input_shape[axis] % s == 0
-                     for axis, s in zip(geom.spatial_axes, geom.strides))
+  whole_phases = all(
+    geom.input_shape[axis] % s == 0 for axis, s in zip(geom.spatial_axes, geom.strides)
+  )
   if not overlaps_twice(geom) or not whole_phases:
     return padded_views(t, geom, 0)
   return phase_views(t, geom)
@@ -214,8 +222,8 @@ def materialize(a: jax.Array, source: jax.Array) -> jax.Array:
   if source.size == 0:
     source = a
   return lax.platform_dependent(
-      a, source, cpu=_through_a_conditional,
-      default=lambda a, source: _through_a_reduce_window(a))
+    a, source, cpu=_through_a_conditional, default=lambda a, source: _through_a_reduce_window(a)
+  )
 
 
 @jax.custom_jvp
@@ -278,8 +286,14 @@ def _through_a_reduce_window(a: jax.Array) -> jax.Array:
     init, op = np.asarray(True), lax.bitwise_and
   else:
     init, op = np.asarray(0, a.dtype), lax.add
-  out = lax.reduce_window(a[..., None], init, op, (1,) * a.ndim + (2,),
-                          (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
+  out = lax.reduce_window(
+    a[..., None],
+    init,
+    op,
+    (1,) * a.ndim + (2,),
+    (1,) * (a.ndim + 1),
+    ((0, 0),) * a.ndim + ((0, 1),),
+  )
   return out[..., 0]
 
 
@@ -320,8 +334,9 @@ def pooled(y: jax.Array, source: jax.Array) -> jax.Array:
 
 def is_tiling(geom: PoolGeometry) -> bool:
   """Windows tile the (padded) input: stride == window and no dilation, every dim."""
-  return all(s == k and (d == 1 or k == 1)
-             for k, s, d in zip(geom.window_shape, geom.strides, geom.dilation))
+  return all(
+    s == k and (d == 1 or k == 1) for k, s, d in zip(geom.window_shape, geom.strides, geom.dilation)
+  )
 
 
 def window_blocks(t: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, list[int]]:

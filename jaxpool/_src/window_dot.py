@@ -29,8 +29,9 @@ from jaxpool._src import dtypes
 from jaxpool._src.geometry import PoolGeometry
 
 
-def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
-                  leading: str | None = None) -> jax.Array:
+def check_weights(
+  weights, geom: PoolGeometry, *, name: str, fn: str, leading: str | None = None
+) -> jax.Array:
   """`weights` as a float array of shape `(*lead, *window_shape, 1 or C)`, or a ValueError
   (a TypeError for complex weights).
 
@@ -38,22 +39,25 @@ def check_weights(weights, geom: PoolGeometry, *, name: str, fn: str,
   """
   w = jnp.asarray(weights)
   if jnp.issubdtype(w.dtype, jnp.complexfloating):  # astype(float) would drop the imaginary part
-    raise TypeError(f"{fn}: {name} must be real (a float, int or bool array), got dtype "
-                    f"{w.dtype}.")
+    raise TypeError(f"{fn}: {name} must be real (a float, int or bool array), got dtype {w.dtype}.")
   if not jnp.issubdtype(w.dtype, jnp.floating):
     w = w.astype(jnp.result_type(float))
   channels = geom.input_shape[geom.channel_axis]
   window = tuple(geom.window_shape)
   n_lead = 0 if leading is None else 1
-  ok = (w.ndim == n_lead + len(window) + 1 and tuple(w.shape[n_lead:-1]) == window
-        and w.shape[-1] in (1, channels))
+  ok = (
+    w.ndim == n_lead + len(window) + 1
+    and tuple(w.shape[n_lead:-1]) == window
+    and w.shape[-1] in (1, channels)
+  )
   if not ok:
     lead = "" if leading is None else f"{leading}, "
     raise ValueError(
-        f"{fn}: {name} must have shape ({lead}*window_shape, 1) (shared by all channels) "
-        f"or ({lead}*window_shape, C) (per channel), i.e. ({lead}{', '.join(map(str, window))}, "
-        f"1 or {channels}) for window_shape={window} and C={channels} input channels; "
-        f"got shape {tuple(w.shape)}.")
+      f"{fn}: {name} must have shape ({lead}*window_shape, 1) (shared by all channels) "
+      f"or ({lead}*window_shape, C) (per channel), i.e. ({lead}{', '.join(map(str, window))}, "
+      f"1 or {channels}) for window_shape={window} and C={channels} input channels; "
+      f"got shape {tuple(w.shape)}."
+    )
   return w
 
 
