@@ -14,6 +14,10 @@ Inputs are `(batch, 28, 28, 1)` floats in [0, 1]; outputs are `(batch, 10)` logi
 in float32. `compute_dtype` ("float32" or "bfloat16") is the dtype of the
 convolutions and dense layers; parameters stay float32.
 
+Same seed, same initial conv and dense weights whatever the pool: the pools are
+built from streams forked off the model's `nnx.Rngs` once, so a pool with parameters
+(gated, tree, ...) does not shift the draws of the layers after it.
+
 Pools with randomness (stochastic, fractional, ...) draw from the rng stream
 "pooling" of the `nnx.Rngs` given to the model, and switch to their deterministic
 form with `model.eval()`, back with `model.train()`.
@@ -174,12 +178,19 @@ class SeedCNN(nnx.Module):
     rngs: nnx.Rngs,
   ):
     self.conv = Conv(1, 32, kernel_size=(3, 3), padding="VALID", dtype=compute_dtype, rngs=rngs)
+    # The pool draws from streams forked off once (one draw of each stream, whatever
+    # the pool), so that the conv and dense layers get the same initial values under
+    # every pool: a study's pools differ per seed in the pool alone.
     self.pool = make_pool(
-      pool, _pool_options("seed_cnn", pool, pool_options), num_features=32, rngs=rngs
+      pool, _pool_options("seed_cnn", pool, pool_options), num_features=32, rngs=rngs.fork()
     )
     flat = _flat_size([self.conv, self.pool], (1, 28, 28, 1))
     self.dense1 = nnx.Linear(flat, 128, dtype=compute_dtype, rngs=rngs)
     self.dense2 = nnx.Linear(128, 10, dtype=compute_dtype, rngs=rngs)
+
+  def pool_inputs(self, x) -> list:
+    """What the pooling slot sees for inputs `x`: `[relu(conv(x))]`."""
+    return [nnx.relu(self.conv(x))]
 
   def __call__(self, x):
     x = nnx.relu(self.conv(x))
@@ -217,10 +228,21 @@ class ZeilerFergusCNN(nnx.Module):
         for i in range(3)
       ]
     )
-    self.pools = nnx.List([make_pool(pool, options, num_features=64, rngs=rngs) for _ in range(3)])
+    pool_rngs = rngs.fork()  # As SeedCNN: the pools draw from their own streams.
+    self.pools = nnx.List(
+      [make_pool(pool, options, num_features=64, rngs=pool_rngs) for _ in range(3)]
+    )
     layers = [m for pair in zip(self.convs, self.pools) for m in pair]
     flat = _flat_size(layers, (1, 28, 28, 1))
     self.dense = nnx.Linear(flat, 10, dtype=compute_dtype, rngs=rngs)
+
+  def pool_inputs(self, x) -> list:
+    """What each of the three pools sees for inputs `x`, in order."""
+    seen = []
+    for conv, pool in zip(self.convs, self.pools):
+      seen.append(nnx.relu(conv(x)))
+      x = pool(seen[-1])
+    return seen
 
   def __call__(self, x):
     for conv, pool in zip(self.convs, self.pools):

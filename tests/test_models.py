@@ -17,6 +17,26 @@ def count(model):
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+@pytest.mark.parametrize("model", ["seed_cnn", "zeiler_fergus"])
+def test_every_pool_starts_from_the_same_weights(model):
+  """Same seed: the conv and dense layers start equal whatever the pool, also for
+  pools with parameters of their own (a study's pools differ per seed in the pool)."""
+
+  def weights(pool):
+    m = models.build_model(model, pool=pool, pool_options={}, rngs=nnx.Rngs(params=3, pooling=4))
+    state = nnx.to_pure_dict(nnx.state(m, nnx.Param))
+    state.pop("pool", None)
+    state.pop("pools", None)
+    return jax.tree.leaves(state)
+
+  reference = weights("max")
+  for pool in ("gated", "tree", "mixed", "stochastic", "lip"):
+    got = weights(pool)
+    assert len(got) == len(reference)
+    for a, b in zip(got, reference):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_seed_cnn_shapes_and_parameter_count():
   m = models.build_model("seed_cnn", pool="max", pool_options={}, rngs=nnx.Rngs(0))
   assert m(jnp.zeros((3, 28, 28, 1))).shape == (3, 10)
