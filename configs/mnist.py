@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 5
   c.batch_size = 128  # Global batch, split over all devices.
   c.eval_batch_size = 1000
-  c.max_train_examples = 0  # 0: the whole training split.
+  c.max_train_examples = 0  # 0: the whole training split; N: its first N images.
+  c.steps_per_epoch = 0  # 0: one pass over the training images; N: N steps per epoch.
   c.seed = 0
   c.optimizer = "adam"  # "adam" | "sgd" | "adadelta"
   c.learning_rate = 1e-3

@@ -15,10 +15,17 @@ How a run works:
   on device); evaluation is one compiled pass too, with the model in eval mode
   (`model.eval()`: deterministic pools).
 - Randomness: every key is derived from `(config.seed, epoch, step)`, never carried:
-  the shuffle of epoch e uses `fold_in(fold_in(key(seed), e), 0)`; random pools are
+  the shuffle of epoch e uses `fold_in(fold_in(key(seed), e), 0)` (an epoch of
+  `config.steps_per_epoch` steps that needs more than one pass over the data
+  shuffles pass j >= 1 with `fold_in` of that key and j); random pools are
   reseeded every step with `fold_in(fold_in(fold_in(key(seed), e), 1), step)` on the
   rng stream "pooling". Same seed, same result; a resumed run is bitwise the same as
-  an uninterrupted one on the same machine.
+  an uninterrupted one on the same machine. The initial weights and the data order
+  depend on the seed alone (not on the pool: see experiments/models.py), so the
+  runs of one seed under different pools differ in the pool only.
+- Epoch length: one pass over the training set (`num_train // batch_size` steps),
+  or `config.steps_per_epoch` steps when that is > 0 (several shuffled passes over
+  a small subset, so that runs on subsets of different sizes take as many steps).
 - Every epoch: an orbax checkpoint of the state and the metrics history (atomic),
   one line of `metrics.jsonl`, TensorBoard scalars and the progress bar. Rerunning on
   the same workdir resumes after the last complete epoch. A non-finite loss stops
@@ -49,6 +56,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from experiments import data as data_lib
+from experiments import learned as learned_lib
 from experiments import models
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -99,6 +107,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if not isinstance(config[field], int) or config[field] < 1:
       raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
+  for field in ("steps_per_epoch", "max_train_examples"):
+    if not isinstance(config[field], int) or config[field] < 0:
+      raise ValueError(
+        f"config.{field} must be an int >= 0 (0: the default), got {config[field]!r}."
+      )
 
 
 def _check_divisible(config, num_devices: int) -> None:
@@ -180,7 +193,7 @@ class Trainer:
     self.replicated = NamedSharding(mesh, P())
     self.batch_sharded = NamedSharding(mesh, P("data"))
     self.batch_size = config.batch_size
-    self.steps = num_train // config.batch_size
+    self.steps = config.steps_per_epoch or num_train // config.batch_size
     if self.steps < 1:
       raise ValueError(
         f"config.batch_size={config.batch_size} is larger than the {num_train} training examples."
@@ -191,6 +204,7 @@ class Trainer:
     self.dtype = jnp.dtype(config.compute_dtype)
     self.tx = make_optimizer(config, self.steps)
     self.graphdefs = None  # (train, eval), set by the first trace of `_create`.
+    self.has_learned = False  # Whether the model has learnable pools (set there too).
 
   def _build(self):
     # Initialisation keys: folds that no epoch index reaches.
@@ -213,6 +227,7 @@ class Trainer:
     model.eval()
     gd_eval = nnx.graphdef(model)
     self.graphdefs = (gd_train, gd_eval)
+    self.has_learned = bool(learned_lib.learnable_pools(model))
     return {"params": params, "rest": rest, "opt_state": self.tx.init(params)}
 
   def create_state(self):
@@ -225,8 +240,15 @@ class Trainer:
   def _train_epoch(self, state, images, labels, epoch):
     gd_train, _ = self.graphdefs
     key = _epoch_key(self.config.seed, epoch)
-    used = self.steps * self.batch_size
-    order = jax.random.permutation(jax.random.fold_in(key, 0), images.shape[0])
+    used, n = self.steps * self.batch_size, images.shape[0]
+    shuffle = jax.random.fold_in(key, 0)
+    order = jax.random.permutation(shuffle, n)
+    passes = -(-used // n)
+    if passes > 1:  # More steps than one pass holds: further shuffled passes.
+      more = jax.vmap(lambda j: jax.random.permutation(jax.random.fold_in(shuffle, j), n))(
+        jnp.arange(1, passes)
+      )
+      order = jnp.concatenate([order, more.reshape(-1)])
     order = order[:used].reshape(self.steps, self.batch_size)
     pool_key = jax.random.fold_in(key, 1)
 
@@ -273,6 +295,29 @@ class Trainer:
 
     (loss, errors), _ = jax.lax.scan(batch, (jnp.float32(0), jnp.float32(0)), index)
     return {"loss": loss / n, "error": errors / n}
+
+  def _learned(self, state, images):
+    """`experiments.learned`'s summaries of the learnt pool parameters; gated
+    pools' gate outputs over `images` (the test set), in eval mode."""
+    _, gd_eval = self.graphdefs
+    model = nnx.merge(gd_eval, state["params"], state["rest"])
+    stats = learned_lib.parameter_stats(model)
+    if learned_lib.has_gates(model):
+      stats |= learned_lib.gate_stats(
+        model,
+        images,
+        batch_size=self.config.eval_batch_size,
+        prepare=lambda x: _scale(x, self.dtype),
+      )
+    return stats
+
+  def learned(self, state, images) -> dict[str, float]:
+    """`_learned` as floats ({} for a model without learnable pools)."""
+    if not self.has_learned:
+      return {}
+    if not hasattr(self, "_learned_jit"):
+      self._learned_jit = jax.jit(self._learned, out_shardings=self.replicated)
+    return {k: float(v) for k, v in jax.device_get(self._learned_jit(state, images)).items()}
 
   def compile(self, state, train_x, train_y, test_x, test_y):
     """AOT-compiles the epoch and the evaluation (state donated)."""
@@ -398,7 +443,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Writes `config.json` (at start), `metrics.jsonl` (one JSON object per epoch:
   epoch, train_loss, train_error, test_loss, test_error, seconds,
-  images_per_second), TensorBoard events in `tensorboard/`, orbax checkpoints in
+  images_per_second, and for learnable pools `learned/<layer>/<quantity>/<stat>`
+  as `experiments.learned` describes), TensorBoard events (the same scalars) in `tensorboard/`, orbax checkpoints in
   `checkpoints/`, and `summary.json` (final_test_error, best_test_error,
   best_epoch, final_train_error, total_seconds, seconds_per_epoch,
   images_per_second, compile_seconds, num_params, device_kind, device_count,
@@ -495,6 +541,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "seconds": seconds,
         "images_per_second": used / t_train,
       }
+      # After the timing, so that seconds per epoch compare across pools.
+      record.update(trainer.learned(state, test_x))
       if not all(math.isfinite(record[k]) for k in ("train_loss", "test_loss")):
         kept = (
           f"the last good checkpoint (epoch {epoch}) is kept"

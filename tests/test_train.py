@@ -247,6 +247,16 @@ def test_configs_and_arg_parsing():
   assert z.pool_options.padding == "SAME"
 
 
+def test_steps_per_epoch_runs_several_shuffled_passes(tmp_path):
+  # 96 examples, batch 32: 3 steps per pass; 7 steps take 224 examples (2 1/3 passes).
+  summary = train.train_and_evaluate(tiny_config("num_epochs=1,steps_per_epoch=7"), str(tmp_path))
+  record = metrics(str(tmp_path))[0]
+  assert summary["completed"]
+  assert abs(record["train_error"] * 224 - round(record["train_error"] * 224)) < 1e-4
+  with pytest.raises(ValueError, match="steps_per_epoch must be an int >= 0"):
+    train.train_and_evaluate(tiny_config("steps_per_epoch=-1"), str(tmp_path / "bad"))
+
+
 def test_optimizers_build_and_train(tmp_path):
   for opt in ("sgd", "adadelta"):
     c = tiny_config(f"optimizer={opt},num_epochs=1,lr_schedule=cosine,weight_decay=0.001")
