@@ -18,9 +18,18 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
                     with every pool of `jaxpool.registry.names()` that fits its
                     2x2 stride-2 slot, 3 seeds x 5 epochs (`_SLOT_OPTIONS` says how
                     each name fills the slot, `_EXCLUDED` why the others do not).
-  quick             a smoke study of about a minute on 2 CPU cores: 2 pools (max,
-                    stochastic) x 2 seeds x 2 epochs on the training config's `quick`
-                    subset (6,400 training images; the full test set).
+  quick             a smoke study of about a minute on 2 CPU cores: 3 pools (max,
+                    stochastic, and mixed for a learnt parameter) x 2 seeds x 2 epochs
+                    on the training config's `quick` subset (6,400 training images;
+                    the full test set).
+  regimes           pooling across data regimes: `_REGIME_POOLS` (max, avg, l2,
+                    stochastic, mixed, fractional) on the first 600, 6,000 and 60,000
+                    training images (`config.regimes`: each regime's
+                    `max_train_examples`), 3 seeds; every run takes the same number of
+                    steps, `_REGIME_EPOCHS` epochs of 60,000 // batch size steps (one
+                    pass over all of MNIST per epoch; about 100 passes over 600 images),
+                    so the smaller sets are seen many times over and the network can
+                    overfit them. About 27 minutes on a quiet 2-core CPU.
   zeiler_fergus     avg, max and stochastic pooling in the network of Zeiler & Fergus
                     (2013), "Stochastic Pooling for Regularization of Deep
                     Convolutional Neural Networks", ICLR; the results table shows the
@@ -31,6 +40,8 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
                     (configs/mnist.py: tpu computes in bfloat16), recorded in the
                     results beside the backend and device the runs saw.
   pools=a+b+c       only these registry names.
+  reference=NAME    the pool the others are compared with, paired by seed (default
+                    max; the sweep's first pool if NAME is not in it).
   seeds=N           seeds 0 .. N-1.
   epochs=N          training epochs of every cell.
 
@@ -104,8 +115,17 @@ _ZEILER_FERGUS_REFERENCE = (
 _PAPER_EPOCHS = 100
 _QUICK_EPOCHS = 2
 
-_FLAGS = ("quick", "zeiler_fergus", "paper")
-_KEYS = ("platform", "pools", "seeds", "epochs")
+# The regimes study: training subsets (the first N images of MNIST's training split,
+# the same for every seed and pool) and the pools compared on them.
+_REGIME_SIZES = (600, 6000, 60000)
+_REGIME_POOLS = ("max", "avg", "l2", "stochastic", "mixed", "fractional")
+# Epochs of 60,000 // batch steps each: sized so that 6 pools x 3 sizes x 3 seeds
+# fit in about 30 minutes on a quiet 2-core CPU (fractional takes ~5x max's time).
+_REGIME_EPOCHS = 4
+_MNIST_TRAIN_IMAGES = 60000
+
+_FLAGS = ("quick", "zeiler_fergus", "paper", "regimes")
+_KEYS = ("platform", "pools", "seeds", "epochs", "reference")
 
 
 def _parse(arg):
@@ -263,7 +283,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.paper_reference = _ZEILER_FERGUS_REFERENCE
   else:
     if "quick" in flags:
-      pools = {name: _SLOT_OPTIONS[name] for name in ("max", "stochastic")}
+      pools = {name: _SLOT_OPTIONS[name] for name in ("max", "stochastic", "mixed")}
+      excluded = {}
+    elif "regimes" in flags:
+      pools = {name: _SLOT_OPTIONS[name] for name in _REGIME_POOLS}
       excluded = {}
     else:
       pools, excluded = slot_pools()
@@ -284,8 +307,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   num_seeds = int(values.get("seeds", 2 if "quick" in flags else 3))
   config.seeds = tuple(range(num_seeds))
+  config.reference = values.get("reference", "max")
+  config.regimes = ml_collections.ConfigDict()
+  if "regimes" in flags:
+    # Every regime takes the steps of one pass over all of MNIST per epoch.
+    base.steps_per_epoch = _MNIST_TRAIN_IMAGES // base.batch_size
+    for size in _REGIME_SIZES:
+      config.regimes[f"n{size}"] = {"max_train_examples": size}
   if "quick" in flags:
     base.num_epochs = _QUICK_EPOCHS  # Two points on each curve.
+  elif "regimes" in flags:
+    base.num_epochs = _REGIME_EPOCHS
   elif "paper" in flags:
     base.num_epochs = _PAPER_EPOCHS
     base.lr_schedule = "warmup_cosine"

@@ -15,14 +15,24 @@ first), so a study cut short still covers every pool.
   with a different config stops with an error rather than mixing two studies.
 - A cell that raises is recorded (`error.json`: the exception and traceback), shown
   in the tables as failed, and the study goes on; a rerun tries it again.
+- A study with `config.regimes` (name -> fields of `config.base`, e.g.
+  `{"n600": {"max_train_examples": 600}}`) runs every pool x seed in every regime;
+  cells go to `cells/<regime>-<pool>-seed<k>`.
 - When the sweep ends (and the tables after every cell), the workdir holds:
   `study.json` (the command line, the config, the cells), `results.md` and
-  `results.csv` (per pool: final test error mean +- std over seeds, best test error
-  and its epoch, train error and the train/test gap, seconds per epoch, images/s,
-  parameter count, backend and device, seeds completed/failed; the paper's number
-  where the study has one), `cells.csv` (one row per cell), `curves.png` (test
-  error per epoch: mean over seeds, min-max band) and `final.png` (final test
-  error, mean +- std over seeds, sorted).
+  `results.csv` (per pool, and per regime: final test error mean +- std over seeds;
+  its paired difference with the reference pool `config.reference` (default max)
+  with a 95% Student-t interval over seeds and whether that excludes 0
+  (`experiments.stats`); best test error and its epoch, train error and the
+  train/test gap, seconds per epoch, images/s, parameter count, backend and device,
+  seeds completed/failed; the paper's number where the study has one), a generated
+  paragraph at the top of `results.md` saying which pools are distinguishable from
+  the reference, `cells.csv` (one row per cell), and the plots of
+  `experiments.plots`: `curves.png` (test error per epoch, a panel per pool),
+  `final.png` (final test error with the paired intervals), `learned.png` (the
+  learnt pool parameters over epochs, when a pool learns any) and, with regimes,
+  `regimes.png` (test error against training set size) beside
+  `curves-<regime>.png`, `final-<regime>.png` and `learned-<regime>.png`.
 
 `--report-only` rebuilds all of these from what is on disk, without JAX.
 `--quiet` replaces the progress bars by log lines.
@@ -48,6 +58,8 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import stats
+
 STUDY_FILE = "study.json"
 CELL_CONFIG_FILE = "cell.json"
 ERROR_FILE = "error.json"
@@ -66,10 +78,13 @@ class Cell:
   pool: str  # Registry name.
   options: dict  # Keyword options for `registry.make`.
   seed: int
+  regime: str = ""  # The key in `config.regimes`; "" for a study without regimes.
+  overrides: dict = dataclasses.field(default_factory=dict)  # The regime's base fields.
 
   @property
   def dirname(self) -> str:
-    return f"{self.label}-seed{self.seed}"
+    prefix = f"{self.regime}-" if self.regime else ""
+    return f"{prefix}{self.label}-seed{self.seed}"
 
 
 def train_and_evaluate(config, workdir):
@@ -79,20 +94,46 @@ def train_and_evaluate(config, workdir):
   return train.train_and_evaluate(config, workdir)
 
 
+def _plain(value) -> dict:
+  return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
+def regimes(config) -> dict:
+  """`config.regimes` as a dict name -> base overrides ({} for a plain study)."""
+  return {name: _plain(o) for name, o in _plain(config.get("regimes") or {}).items()}
+
+
 def plan(config) -> list[Cell]:
-  """The cells of a study config, seed-major: pools in `config.pools` order."""
+  """The cells of a study config, seed-major: then regimes in `config.regimes`
+  order (if any), then pools in `config.pools` order."""
   cells = []
   for seed in config.seeds:
-    for label, entry in config.pools.items():
-      options = entry.options
-      options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
-      cells.append(Cell(label=label, pool=entry.name, options=options, seed=int(seed)))
+    for regime, overrides in (regimes(config) or {"": {}}).items():
+      for label, entry in config.pools.items():
+        cells.append(
+          Cell(
+            label=label,
+            pool=entry.name,
+            options=_plain(entry.options),
+            seed=int(seed),
+            regime=regime,
+            overrides=dict(overrides),
+          )
+        )
   return cells
 
 
 def cell_config(config, cell: Cell, *, quiet: bool = False):
-  """The training config of one cell: `config.base` with pool, options and seed."""
+  """The training config of one cell: `config.base` with the regime's overrides,
+  pool, options and seed."""
   cfg = ml_collections.ConfigDict(config.base.to_dict())
+  for key, value in cell.overrides.items():
+    if key not in cfg:
+      raise ValueError(
+        f"config.regimes.{cell.regime}: {key!r} is not a field of config.base; "
+        f"valid fields: {', '.join(sorted(cfg.keys()))}"
+      )
+    cfg[key] = value
   cfg.pool = cell.pool
   cfg.pool_options = ml_collections.ConfigDict(dict(cell.options))
   cfg.seed = cell.seed
@@ -319,9 +360,18 @@ def load_cells(workdir):
         summary=summary or {},
         error=(error or {}).get("error", ""),
         metrics=_read_metrics(os.path.join(celldir, METRICS_FILE)),
+        regime=c.get("regime", ""),
+        overrides=c.get("overrides", {}),
       )
     )
   return study, cells
+
+
+def reference_label(study, labels) -> str:
+  """The pool the others are compared with: `config.reference` (default "max") if
+  it is in the sweep, else the sweep's first pool."""
+  wanted = study["config"].get("reference") or "max"
+  return wanted if wanted in labels or not labels else labels[0]
 
 
 def _mean(values):
@@ -338,13 +388,32 @@ def _pct(v):
   return None if v is None else 100.0 * v
 
 
+def _final_errors(cells, label) -> dict:
+  """seed -> final test error in % of the completed cells of `label`."""
+  return {
+    c["seed"]: _pct(c["summary"]["final_test_error"])
+    for c in cells
+    if c["label"] == label
+    and c["status"] == "completed"
+    and c["summary"].get("final_test_error") is not None
+  }
+
+
 def aggregate(study, cells):
-  """Per-pool rows (errors in %), sorted by final test error (failed pools last)."""
+  """Per-pool rows (errors in %), sorted by final test error (failed pools last).
+
+  Cells of one regime (or of a study without regimes). Besides the per-pool
+  figures, each row holds its paired difference with the reference pool
+  (`experiments.stats`): `reference`, `paired_seeds`, `diff_mean`, `diff_low`,
+  `diff_high` (percentage points) and `distinguishable` ("yes" / "no" / "").
+  """
   paper = study["config"].get("paper_test_error") or {}
   labels = []
   for c in cells:
     if c["label"] not in labels:
       labels.append(c["label"])
+  reference = reference_label(study, labels)
+  ref_errors = _final_errors(cells, reference)
   rows = []
   for label in labels:
     mine = [c for c in cells if c["label"] == label]
@@ -386,16 +455,84 @@ def aggregate(study, cells):
         "paper_test_error": _pct(paper.get(label, paper.get(mine[0]["pool"]))),
         "test_errors": " ".join(f"{v:.2f}" for v in test if v is not None),
         "errors": " | ".join(f"{c['dir']}: {c['error']}" for c in failed),
+        "regime": mine[0].get("regime", ""),
+        "reference": reference,
+        **_paired_columns(_final_errors(cells, label), ref_errors, label == reference),
       }
     )
+    rows[-1]["distinguishable"] = distinguishable(rows[-1])
   rows.sort(key=lambda r: (r["test_error_mean"] is None, r["test_error_mean"] or 0.0, r["pool"]))
   return rows
+
+
+def _paired_columns(errors, ref_errors, is_reference) -> dict:
+  if is_reference:
+    return dict(paired_seeds=len(errors), diff_mean=None, diff_low=None, diff_high=None)
+  d = stats.paired_difference(errors, ref_errors)
+  return dict(paired_seeds=d.n, diff_mean=d.mean, diff_low=d.low, diff_high=d.high)
+
+
+def distinguishable(row) -> str:
+  """ "yes" if the row's paired interval excludes 0, "no" if not, "" without one."""
+  if row.get("diff_low") is None:
+    return ""
+  return "yes" if row["diff_low"] > 0 or row["diff_high"] < 0 else "no"
+
+
+def paired_differences(rows) -> dict:
+  """pool -> `stats.PairedDifference` of every row but the reference's."""
+  out = {}
+  for r in rows:
+    if r["pool"] == r["reference"]:
+      continue
+    half = None if r["diff_low"] is None else (r["diff_high"] - r["diff_low"]) / 2
+    out[r["pool"]] = stats.PairedDifference(r["paired_seeds"], r["diff_mean"], half)
+  return out
+
+
+_MNIST_TRAIN_IMAGES = 60000
+
+
+def budget(base, overrides=None) -> str:
+  """The training budget of a cell config in words, e.g. "5 epochs on 60,000
+  training images" or "4 epochs of 468 steps (1,872 steps of batch 128, 100
+  passes) on 600 training images"."""
+  cfg = dict(base) | dict(overrides or {})
+  epochs = cfg.get("num_epochs", "?")
+  subset = cfg.get("max_train_examples") or 0
+  images = min(subset, _MNIST_TRAIN_IMAGES) if subset else _MNIST_TRAIN_IMAGES
+  steps = cfg.get("steps_per_epoch") or 0
+  batch = cfg.get("batch_size", 0)
+  if steps and isinstance(epochs, int) and batch:
+    total = epochs * steps
+    passes = total * batch / images
+    return (
+      f"{epochs} epochs of {steps} steps ({total:,} steps of batch {batch}, "
+      f"{passes:.3g} passes) on {images:,} training images"
+    )
+  return f"{epochs} epochs on {images:,} training images"
+
+
+def summary_paragraph(study, rows, overrides=None) -> str:
+  """`stats.summary` for the rows of one regime (or of a study without regimes)."""
+  if not rows:
+    return ""
+  reference = rows[0]["reference"]
+  ref = next((r for r in rows if r["pool"] == reference), None)
+  return stats.summary(
+    reference,
+    ref["test_error_mean"] if ref else None,
+    paired_differences(rows),
+    budget=budget(study["config"].get("base", {}), overrides),
+    num_seeds=len(study["config"].get("seeds", [])),
+  )
 
 
 # ----------------------------------------------------------------------------
 # Writing tables and plots.
 
 _CSV_FIELDS = (
+  "regime",
   "pool",
   "registry_name",
   "options",
@@ -405,6 +542,12 @@ _CSV_FIELDS = (
   "test_error_mean",
   "test_error_std",
   "test_errors",
+  "reference",
+  "paired_seeds",
+  "diff_mean",
+  "diff_low",
+  "diff_high",
+  "distinguishable",
   "best_test_error_mean",
   "best_epochs",
   "train_error_mean",
@@ -419,6 +562,7 @@ _CSV_FIELDS = (
   "errors",
 )
 _CELL_FIELDS = (
+  "regime",
   "pool",
   "registry_name",
   "seed",
@@ -457,10 +601,28 @@ def _one_line(text, limit=160):
   return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _regime_groups(study, cells):
+  """[(regime, its overrides, its cells)]: one group ("") for a plain study."""
+  named = regimes_of_study(study)
+  if not named:
+    return [("", {}, cells)]
+  return [(r, o, [c for c in cells if c.get("regime", "") == r]) for r, o in named.items()]
+
+
+def regimes_of_study(study) -> dict:
+  """The study's `config.regimes` (name -> base overrides) as recorded in study.json."""
+  return dict(study["config"].get("regimes") or {})
+
+
+def all_rows(study, cells) -> list[dict]:
+  """`aggregate` of every regime (or of the whole study), regime by regime."""
+  return [r for _, _, group in _regime_groups(study, cells) for r in aggregate(study, group)]
+
+
 def write_tables(workdir):
   """results.csv, cells.csv and results.md (without touching the plots)."""
   study, cells = load_cells(workdir)
-  rows = aggregate(study, cells)
+  rows = all_rows(study, cells)
   with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
     w.writeheader()
@@ -473,6 +635,7 @@ def write_tables(workdir):
       s = c["summary"]
       w.writerow(
         {
+          "regime": c.get("regime", ""),
           "pool": c["label"],
           "registry_name": c["pool"],
           "seed": c["seed"],
@@ -482,7 +645,7 @@ def write_tables(workdir):
           **{
             k: s.get(k, "")
             for k in _CELL_FIELDS
-            if k not in ("pool", "registry_name", "seed", "status", "error", "dir")
+            if k not in ("regime", "pool", "registry_name", "seed", "status", "error", "dir")
           },
         }
       )
@@ -491,34 +654,28 @@ def write_tables(workdir):
   return rows
 
 
-def markdown(study, cells, rows) -> str:
-  """The results.md text: table, plots, failures, exclusions, command, config."""
-  config = study["config"]
-  base = config.get("base", {})
-  has_paper = any(r["paper_test_error"] is not None for r in rows)
-  n = {s: sum(c["status"] == s for c in cells) for s in ("completed", "failed", "pending")}
-  seeds = config.get("seeds", [])
-  title = {"seed_cnn": "the seed CNN", "zeiler_fergus": "the Zeiler & Fergus network"}.get(
+def _title(config) -> str:
+  return {"seed_cnn": "the seed CNN", "zeiler_fergus": "the Zeiler & Fergus network"}.get(
     config.get("study"), config.get("study", "?")
   )
-  out = [f"# Pooling comparison on MNIST: {title}", ""]
-  out.append(f"Command: `{study['command']}`  ")
-  out.append(
-    f"Started {study.get('started_at')}, finished "
-    f"{study.get('finished_at') or '(not yet)'}; platform preset "
-    f"`{config.get('platform', base.get('platform', '?'))}`.  "
-  )
-  out.append(
-    f"Sweep: {len(rows)} pools x {len(seeds)} seeds "
-    f"({', '.join(map(str, seeds))}), {base.get('num_epochs', '?')} epochs "
-    f"each, model `{base.get('model', '?')}`, optimizer "
-    f"`{base.get('optimizer', '?')}` (lr {base.get('learning_rate', '?')}), "
-    f"batch {base.get('batch_size', '?')}, compute "
-    f"`{base.get('compute_dtype', '?')}`.  "
-  )
-  out.append(f"Cells: {n['completed']} completed, {n['failed']} failed, {n['pending']} pending.")
-  out.append("")
-  header = ["Pool", "Test error (%)"]
+
+
+def _diff_text(r) -> str:
+  if r["pool"] == r["reference"]:
+    return "reference"
+  if r["diff_mean"] is None:
+    return "–"
+  if r["diff_low"] is None:
+    return f"{r['diff_mean']:+.2f} (1 seed)"
+  mark = " *" if r["distinguishable"] == "yes" else ""
+  return f"{r['diff_mean']:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}]{mark}"
+
+
+def _pool_table(rows) -> list[str]:
+  """The markdown table of one regime's rows."""
+  has_paper = any(r["paper_test_error"] is not None for r in rows)
+  reference = rows[0]["reference"] if rows else "max"
+  header = ["Pool", "Test error (%)", f"Δ vs `{reference}` (pp) [95% CI]"]
   if has_paper:
     header.append("Paper (%)")
   header += [
@@ -531,7 +688,7 @@ def markdown(study, cells, rows) -> str:
     "Backend / device",
     "Seeds ok / failed",
   ]
-  out.append("| " + " | ".join(header) + " |")
+  out = ["| " + " | ".join(header) + " |"]
   out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
   for r in rows:
     if r["test_error_mean"] is None:
@@ -540,7 +697,7 @@ def markdown(study, cells, rows) -> str:
       test = _fmt(r["test_error_mean"])
       if r["test_error_std"] is not None:
         test += f" ± {_fmt(r['test_error_std'])}"
-    cols = [f"`{r['pool']}`", test]
+    cols = [f"`{r['pool']}`", test, _diff_text(r)]
     if has_paper:
       cols.append(_fmt(r["paper_test_error"]))
     best = _fmt(r["best_test_error_mean"])
@@ -558,19 +715,114 @@ def markdown(study, cells, rows) -> str:
       + (f" ({r['seeds_pending']} pending)" if r["seeds_pending"] else ""),
     ]
     out.append("| " + " | ".join(cols) + " |")
-  out.append("")
+  return out
+
+
+_TABLE_NOTE = (
+  "Test error: after the last epoch, mean ± sample standard deviation over "
+  "seeds. Δ: the pool's final test error minus the reference pool's, paired by seed "
+  "(every seed trains every pool from the same initial weights on the same data "
+  "order), mean over seeds with its 95% Student-t confidence interval; * marks an "
+  "interval that excludes 0. Best: the lowest test error over epochs (mean over "
+  "seeds) and the epoch of each seed. Train error: as the training run reports it, "
+  "the mean over the last epoch's steps in train mode (with a stochastic pool's "
+  "noise). Gap: test minus train error, in percentage points (a smaller gap is the "
+  "regularising effect). Seconds per epoch (training and evaluation, without "
+  "compilation) and images/s as the training run measured them."
+)
+
+
+def _regimes_table(groups) -> list[str]:
+  """Pool x regime: final test error and the paired difference."""
+  names = [g[0] for g in groups]
+  by = {(r["regime"], r["pool"]): r for _, _, rows in groups for r in rows}
+  pools = []
+  for _, _, rows in groups:
+    pools += [r["pool"] for r in rows if r["pool"] not in pools]
+  reference = groups[0][2][0]["reference"] if groups and groups[0][2] else "max"
+  header = ["Pool"] + [f"{n}: error (%)" for n in names] + [f"{n}: Δ (pp)" for n in names]
+  out = ["| " + " | ".join(header) + " |"]
+  out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+  for pool in pools:
+    cols = [f"`{pool}`"]
+    for n in names:
+      r = by.get((n, pool))
+      if r is None or r["test_error_mean"] is None:
+        cols.append("–")
+      else:
+        std = f" ± {_fmt(r['test_error_std'])}" if r["test_error_std"] is not None else ""
+        cols.append(_fmt(r["test_error_mean"]) + std)
+    for n in names:
+      r = by.get((n, pool))
+      cols.append("–" if r is None else _diff_text(r))
+    out.append("| " + " | ".join(cols) + " |")
+  out += [
+    "",
+    f"Δ: final test error minus `{reference}`'s, paired by seed, mean and 95% "
+    "Student-t interval over seeds; * marks an interval that excludes 0.",
+  ]
+  return out
+
+
+def markdown(study, cells, rows) -> str:
+  """The results.md text: generated summary, table(s), plots, failures, exclusions,
+  command, config."""
+  config = study["config"]
+  base = config.get("base", {})
+  n = {s: sum(c["status"] == s for c in cells) for s in ("completed", "failed", "pending")}
+  seeds = config.get("seeds", [])
+  groups = [
+    (name, o, [r for r in rows if r["regime"] == name])
+    for name, o, _ in _regime_groups(study, cells)
+  ]
+  with_regimes = bool(regimes_of_study(study))
+  if with_regimes:
+    out = [f"# Pooling across data regimes on MNIST: {_title(config)}", ""]
+    for name, overrides, group in groups:
+      out += [f"**{name}.** " + summary_paragraph(study, group, overrides), ""]
+  else:
+    out = [f"# Pooling comparison on MNIST: {_title(config)}", ""]
+    out += [summary_paragraph(study, rows), ""]
+  out.append(f"Command: `{study['command']}`  ")
   out.append(
-    "Test error: after the last epoch, mean ± sample standard deviation over "
-    "seeds. Best: the lowest test error over epochs (mean over seeds) and the "
-    "epoch of each seed. Train error: as the training run reports it, the mean "
-    "over the last epoch's steps in train mode (with a stochastic pool's noise). "
-    "Gap: test minus train error, in percentage points (a smaller gap is the "
-    "regularising effect). Seconds per epoch (training and evaluation, without "
-    "compilation) and images/s as the training run measured them."
+    f"Started {study.get('started_at')}, finished "
+    f"{study.get('finished_at') or '(not yet)'}; platform preset "
+    f"`{config.get('platform', base.get('platform', '?'))}`.  "
   )
-  if has_paper and config.get("paper_reference"):
-    out.append(f"Paper: {config['paper_reference']}.")
-  out += ["", "![test error per epoch](curves.png)", "", "![final test error](final.png)", ""]
+  pools = len({r["pool"] for r in rows})
+  regimes_text = f" x {len(groups)} regimes" if with_regimes else ""
+  out.append(
+    f"Sweep: {pools} pools{regimes_text} x {len(seeds)} seeds "
+    f"({', '.join(map(str, seeds))}), {base.get('num_epochs', '?')} epochs "
+    f"each, model `{base.get('model', '?')}`, optimizer "
+    f"`{base.get('optimizer', '?')}` (lr {base.get('learning_rate', '?')}), "
+    f"batch {base.get('batch_size', '?')}, compute "
+    f"`{base.get('compute_dtype', '?')}`.  "
+  )
+  out.append(f"Cells: {n['completed']} completed, {n['failed']} failed, {n['pending']} pending.")
+  out.append("")
+  if with_regimes:
+    out += ["## Test error by training set size", ""]
+    out += _regimes_table(groups)
+    out += ["", "![test error against training set size](regimes.png)", ""]
+    for name, overrides, group in groups:
+      out += [f"## {name}: {budget(base, overrides)}", ""]
+      out += _pool_table(group)
+      out += [""]
+      for kind, alt in _PLOTS:
+        path = plot_name(kind, name)
+        if kind != "learned" or any(_learned_keys(c) for c in cells if c["regime"] == name):
+          out += [f"![{alt}]({path})", ""]
+    out += [_TABLE_NOTE, ""]
+  else:
+    out += _pool_table(rows)
+    out += ["", _TABLE_NOTE]
+    if config.get("paper_reference") and any(r["paper_test_error"] is not None for r in rows):
+      out.append(f"Paper: {config['paper_reference']}.")
+    out.append("")
+    for kind, alt in _PLOTS:
+      if kind != "learned" or any(_learned_keys(c) for c in cells):
+        out += [f"![{alt}]({plot_name(kind)})", ""]
   failed = [c for c in cells if c["status"] == "failed"]
   if failed:
     out += ["## Failed cells", ""]
@@ -586,8 +838,12 @@ def markdown(study, cells, rows) -> str:
       out.append(f"- `{name}`: {reason}")
     out.append("")
   out += ["## Options of each pool", ""]
-  for r in sorted(rows, key=lambda r: r["pool"]):
-    out.append(f"- `{r['pool']}`: `registry.make({r['registry_name']!r}, **{r['options']})`")
+  first = {}
+  for r in rows:
+    first.setdefault(r["pool"], r)
+  for pool in sorted(first):
+    r = first[pool]
+    out.append(f"- `{pool}`: `registry.make({r['registry_name']!r}, **{r['options']})`")
   out += ["", "## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
   if study.get("history"):
     out += ["## Earlier commands on this workdir", ""]
@@ -596,169 +852,61 @@ def markdown(study, cells, rows) -> str:
   return "\n".join(out)
 
 
-def _curves(cells, labels):
-  """label -> (epochs, mean, lo, hi) of test error in %, over completed seeds."""
-  curves = {}
-  for label in labels:
-    runs = [
-      c["metrics"]
-      for c in cells
-      if c["label"] == label and c["status"] == "completed" and c["metrics"]
-    ]
-    if not runs:
-      continue
-    by_epoch = {}
-    for run in runs:
-      for m in run:
-        if m.get("test_error") is not None:
-          by_epoch.setdefault(int(m["epoch"]), []).append(100.0 * m["test_error"])
-    epochs = sorted(by_epoch)
-    vals = [np.asarray(by_epoch[e]) for e in epochs]
-    curves[label] = (
-      np.asarray(epochs),
-      np.array([v.mean() for v in vals]),
-      np.array([v.min() for v in vals]),
-      np.array([v.max() for v in vals]),
-    )
-  return curves
+_PLOTS = (
+  ("curves", "test error per epoch"),
+  ("final", "final test error"),
+  ("learned", "learned pool parameters"),
+)
 
 
-def _use_log_scale(values) -> bool:
-  """Log scale when the plotted errors span more than a factor of 3."""
-  values = np.asarray([v for v in values if v is not None and v > 0])
-  return values.size > 0 and values.max() / values.min() > 3.0
+def plot_name(kind: str, regime: str = "") -> str:
+  """The file name of a plot: `curves.png`, or `curves-<regime>.png` in a regime."""
+  return f"{kind}-{regime}.png" if regime else f"{kind}.png"
+
+
+def _learned_keys(cell) -> list[str]:
+  """The `learned/...` keys of a cell's metrics."""
+  keys = []
+  for m in cell["metrics"]:
+    keys += [k for k in m if k.startswith("learned/") and k not in keys]
+  return keys
+
+
+def train_size(overrides) -> int:
+  """The training images of a regime (its `max_train_examples`; 0: all of MNIST's)."""
+  subset = int(dict(overrides or {}).get("max_train_examples") or 0)
+  return min(subset, _MNIST_TRAIN_IMAGES) if subset else _MNIST_TRAIN_IMAGES
 
 
 def plot(workdir, study=None, cells=None, rows=None):
-  """curves.png and final.png; returns their paths."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  """curves.png, final.png and learned.png (where a pool learns parameters) of the
+  study, or of each regime (`curves-<regime>.png`, ...) and regimes.png; returns
+  the paths written."""
+  from experiments import plots  # pylint: disable=g-import-not-at-top
 
   if study is None:
     study, cells = load_cells(workdir)
-  rows = rows or aggregate(study, cells)
-  labels = [r["pool"] for r in rows]  # Best first: the legend reads as a ranking.
-  if len(labels) <= 10:
-    palette = [plt.get_cmap("tab10")(i) for i in range(10)]
-  else:  # The strong tab20 colours first, then their light partners.
-    palette = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
-  colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-  paper = {r["pool"]: r["paper_test_error"] for r in rows if r["paper_test_error"] is not None}
-  num_seeds = len(study["config"].get("seeds", []))
+  rows = rows or all_rows(study, cells)
   title = study["config"].get("study", "")
-
-  # Test error per epoch.
-  curves = _curves(cells, labels)
-  fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
-  plotted = list(paper.values())
-  for label, (epochs, mean, lo, hi) in curves.items():
-    final = mean[-1]
-    ax.plot(
-      epochs,
-      mean,
-      color=colour[label],
-      lw=1.8,
-      marker="o" if len(epochs) <= 12 else None,
-      ms=3,
-      label=f"{label} ({final:.2f}%)",
-    )
-    if len(epochs):
-      ax.fill_between(epochs, lo, hi, color=colour[label], alpha=0.15, lw=0)
-    plotted += list(mean) + list(lo) + list(hi)
-  for label, value in paper.items():
-    ax.axhline(value, color=colour[label], ls="--", lw=1)
-    ax.annotate(
-      f"paper {label} {value:.2f}%",
-      (1.0, value),
-      xycoords=("axes fraction", "data"),
-      ha="right",
-      va="bottom",
-      fontsize=8,
-      color=colour[label],
-    )
-  if _use_log_scale(plotted):
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-  if curves:
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("test error (%)")
-  ax.set_title(f"MNIST test error per epoch, {title}: mean over {num_seeds} seeds, band min–max")
-  ax.grid(True, which="both", alpha=0.3)
-  if curves:
-    ax.legend(
-      loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="pool (final)", frameon=False
-    )
-  else:
-    ax.text(0.5, 0.5, "no completed cells yet", transform=ax.transAxes, ha="center")
-  curves_path = os.path.join(workdir, "curves.png")
-  fig.savefig(curves_path, dpi=120)
-  plt.close(fig)
-
-  # Final test error, sorted, with error bars and one dot per seed. Points, not
-  # bars from zero: on MNIST the pools differ by tenths of a percent.
-  done = [r for r in rows if r["test_error_mean"] is not None]
-  fig, ax = plt.subplots(figsize=(8, max(2.8, 1.4 + 0.45 * len(done))), layout="constrained")
-  y = np.arange(len(done))[::-1]  # Best on top.
-  for yi, r in zip(y, done):
-    c = colour[r["pool"]]
-    seeds = [float(v) for v in r["test_errors"].split()]
-    ax.plot(seeds, [yi] * len(seeds), "o", color=c, ms=4, alpha=0.5)
-    ax.errorbar(
-      r["test_error_mean"],
-      yi,
-      xerr=r["test_error_std"] or 0.0,
-      fmt="s",
-      color=c,
-      ms=7,
-      capsize=4,
-      lw=1.8,
-    )
-    text = f"{r['test_error_mean']:.2f}"
-    if r["test_error_std"] is not None:
-      text += f" ± {r['test_error_std']:.2f}"
-    ax.annotate(
-      text,
-      (r["test_error_mean"], yi),
-      xytext=(0, 7),
-      textcoords="offset points",
-      ha="center",
-      fontsize=8,
-    )
-    if r["pool"] in paper:
-      ax.plot(
-        [paper[r["pool"]]],
-        [yi],
-        "D",
-        mfc="white",
-        mec="k",
-        ms=7,
-        label="paper" if r["pool"] == next(iter(paper)) else None,
-      )
-  ax.set_yticks(y, [r["pool"] for r in done])
-  ax.set_ylim(-0.7, len(done) - 0.3)
-  ax.margins(x=0.15)
-  ax.set_xlabel("final test error (%)")
-  failed = [r["pool"] for r in rows if r["test_error_mean"] is None]
-  ax.set_title(
-    f"Final MNIST test error, {title}: mean ± std over seeds, "
-    "dots: seeds" + (f"\nno result: {', '.join(failed)}" if failed else ""),
-    fontsize=10,
-  )
-  ax.grid(True, axis="x", alpha=0.3)
-  if paper:
-    ax.legend(loc="lower right", fontsize=8)
-  final_path = os.path.join(workdir, "final.png")
-  fig.savefig(final_path, dpi=120)
-  plt.close(fig)
-  return curves_path, final_path
+  paths = []
+  groups = []
+  for name, overrides, group_cells in _regime_groups(study, cells):
+    group_rows = [r for r in rows if r["regime"] == name]
+    label = f"{title}, {name}" if name else title
+    path = lambda kind: os.path.join(workdir, plot_name(kind, name))  # noqa: E731
+    paths.append(plots.curves(path("curves"), group_cells, group_rows, title=label))
+    paths.append(plots.final(path("final"), group_rows, title=label))
+    learned = plots.learned(path("learned"), group_cells, title=label)
+    if learned:
+      paths.append(learned)
+    groups.append((train_size(overrides), group_rows))
+  if regimes_of_study(study):
+    paths.append(plots.regimes(os.path.join(workdir, "regimes.png"), groups, title=title))
+  return paths
 
 
 def report(workdir) -> list[dict]:
-  """Rebuilds results.md, results.csv, cells.csv, curves.png and final.png."""
+  """Rebuilds results.md, results.csv, cells.csv and the plots."""
   rows = write_tables(workdir)
   study, cells = load_cells(workdir)
   plot(workdir, study, cells, rows)

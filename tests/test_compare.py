@@ -19,11 +19,12 @@ import ml_collections
 import pytest
 
 from experiments import compare
+from experiments import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NUM_EPOCHS = 3
-POOL_INDEX = {"max": 1, "avg": 2, "bad": 3}
+POOL_INDEX = {"max": 1, "avg": 2, "bad": 3, "l2": 4}
 
 
 def fake_test_error(pool, seed, epoch):
@@ -102,6 +103,8 @@ def study_config(pools=("max", "avg"), seeds=(0, 1), num_epochs=NUM_EPOCHS):
       "pool": "max",
       "pool_options": {"window_shape": (2, 2), "strides": (2, 2)},
       "num_epochs": num_epochs,
+      "max_train_examples": 0,
+      "steps_per_epoch": 0,
       "batch_size": 32,
       "seed": 0,
       "optimizer": "adam",
@@ -216,7 +219,7 @@ def test_curves_are_mean_min_max_over_seeds(tmp_path):
     study_config(), str(tmp_path), quiet=True, command=["c"], train_fn=FakeTrainer()
   )
   study, cells = compare.load_cells(str(tmp_path))
-  curves = compare._curves(cells, ["max", "avg"])
+  curves = plots.test_curves(cells, ["max", "avg"])
   for pool in ("max", "avg"):
     epochs, mean, lo, hi = curves[pool]
     assert list(epochs) == list(range(1, NUM_EPOCHS + 1))
@@ -375,9 +378,9 @@ def test_main_runs_a_config_file(tmp_path, monkeypatch):
 
 
 def test_log_scale_only_for_wide_ranges():
-  assert not compare._use_log_scale([1.0, 1.5, 2.9])
-  assert compare._use_log_scale([0.5, 0.9, 2.0, 30.0])
-  assert not compare._use_log_scale([])
+  assert not plots.use_log_scale([1.0, 1.5, 2.9])
+  assert plots.use_log_scale([0.5, 0.9, 2.0, 30.0])
+  assert not plots.use_log_scale([])
   assert math.isfinite(0.0)
 
 
@@ -468,7 +471,8 @@ def test_quick_zeiler_fergus_paper_and_platform_variants():
   from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
 
   quick = compare_config.get_config("quick")
-  assert len(quick.pools) == 2 and len(quick.seeds) == 2
+  assert sorted(quick.pools) == ["max", "mixed", "stochastic"] and len(quick.seeds) == 2
+  assert quick.reference == "max" and not quick.regimes
   assert 0 < quick.base.max_train_examples < 60000
   assert quick.base.num_epochs <= 2
 
@@ -501,6 +505,163 @@ def test_quick_zeiler_fergus_paper_and_platform_variants():
   ]:
     with pytest.raises(ValueError, match=match):
       compare_config.get_config(bad)
+
+
+# Final test errors (fractions) of a constructed study: avg is worse than max by
+# 0.21, 0.25, 0.21 pp in seeds 0, 1, 2; l2 differs by -0.10, +0.15, -0.03 pp.
+FINAL = {
+  ("max", 0): 0.0110,
+  ("max", 1): 0.0125,
+  ("max", 2): 0.0118,
+  ("avg", 0): 0.0131,
+  ("avg", 1): 0.0150,
+  ("avg", 2): 0.0139,
+  ("l2", 0): 0.0100,
+  ("l2", 1): 0.0140,
+  ("l2", 2): 0.0115,
+}
+
+
+def table_trainer(config, workdir):
+  """FakeTrainer with the final test errors of `FINAL`."""
+  summary = FakeTrainer()(config, workdir)
+  summary["final_test_error"] = FINAL[(config.pool, config.seed)]
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  return summary
+
+
+def hand_interval(diffs):
+  """Mean and 95% t interval of three paired differences, t_{0.975, 2} = 4.303."""
+  mean = sum(diffs) / 3
+  sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+  half = 4.303 * sd / math.sqrt(3)
+  return mean, mean - half, mean + half
+
+
+def test_paired_columns_and_generated_summary(tmp_path):
+  config = study_config(pools=("max", "avg", "l2"), seeds=(0, 1, 2))
+  compare.run_study(config, str(tmp_path), quiet=True, command=["c"], train_fn=table_trainer)
+  rows = {r["pool"]: r for r in read_csv(tmp_path / "results.csv")}
+  assert rows["max"]["reference"] == "max" and rows["max"]["diff_mean"] == ""
+  assert rows["max"]["distinguishable"] == ""
+  for pool, diffs, verdict in (
+    ("avg", [0.21, 0.25, 0.21], "yes"),
+    ("l2", [-0.1, 0.15, -0.03], "no"),
+  ):
+    mean, low, high = hand_interval(diffs)
+    r = rows[pool]
+    assert r["paired_seeds"] == "3" and r["distinguishable"] == verdict
+    assert float(r["diff_mean"]) == pytest.approx(mean, abs=1e-9)
+    assert float(r["diff_low"]) == pytest.approx(low, abs=2e-4)
+    assert float(r["diff_high"]) == pytest.approx(high, abs=2e-4)
+  md = (tmp_path / "results.md").read_text()
+  summary = md.split("\n\n")[1]
+  assert summary.startswith("At this budget (3 epochs on 60,000 training images, 3 seeds), `max`")
+  mean, low, high = hand_interval([0.21, 0.25, 0.21])
+  assert f"higher error: `avg` (+{mean:.2f} pp, 95% CI +{low:.2f} to +{high:.2f})" in summary
+  assert "`l2` is not distinguishable from `max`" in summary
+  cells = {r[0]: r for r in table_rows(md)}
+  assert cells["`avg`"][2] == f"+{mean:.2f} [+{low:.2f}, +{high:.2f}] *"
+  assert cells["`max`"][2] == "reference"
+  assert_png(tmp_path / "final.png")
+
+
+def test_reference_pool_is_configurable(tmp_path):
+  config = study_config(pools=("max", "avg", "l2"), seeds=(0, 1, 2))
+  config.reference = "avg"
+  compare.run_study(config, str(tmp_path), quiet=True, command=["c"], train_fn=table_trainer)
+  rows = {r["pool"]: r for r in read_csv(tmp_path / "results.csv")}
+  assert {r["reference"] for r in rows.values()} == {"avg"}
+  mean, _, _ = hand_interval([-0.21, -0.25, -0.21])
+  assert float(rows["max"]["diff_mean"]) == pytest.approx(mean)
+
+
+def test_regimes_study_runs_every_regime_and_plots_against_size(tmp_path):
+  config = study_config(pools=("max", "avg"), seeds=(0, 1))
+  config.regimes = {"n600": {"max_train_examples": 600}, "n6000": {"max_train_examples": 6000}}
+  seen = []
+
+  def train_fn(cfg, workdir):
+    seen.append((cfg.max_train_examples, cfg.pool, cfg.seed, os.path.basename(workdir)))
+    return FakeTrainer()(cfg, workdir)
+
+  compare.run_study(config, str(tmp_path), quiet=True, command=["c"], train_fn=train_fn)
+  assert seen[:4] == [
+    (600, "avg", 0, "n600-avg-seed0"),
+    (600, "max", 0, "n600-max-seed0"),
+    (6000, "avg", 0, "n6000-avg-seed0"),
+    (6000, "max", 0, "n6000-max-seed0"),
+  ]
+  assert len(seen) == 8
+  rows = read_csv(tmp_path / "results.csv")
+  assert sorted((r["regime"], r["pool"]) for r in rows) == [
+    ("n600", "avg"),
+    ("n600", "max"),
+    ("n6000", "avg"),
+    ("n6000", "max"),
+  ]
+  md = (tmp_path / "results.md").read_text()
+  assert md.startswith("# Pooling across data regimes")
+  assert "**n600.** At this budget (3 epochs on 600 training images, 2 seeds)" in md
+  assert "## Test error by training set size" in md
+  for name in ("regimes.png", "curves-n600.png", "final-n6000.png"):
+    assert_png(tmp_path / name)
+  assert not os.path.exists(tmp_path / "learned-n600.png")  # No learnt parameters.
+
+
+def test_learned_png_from_logged_parameters(tmp_path):
+  def train_fn(cfg, workdir):
+    summary = FakeTrainer()(cfg, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      for r in records:
+        if cfg.pool == "avg":
+          a = 0.5 + 0.1 * r["epoch"] + 0.01 * cfg.seed
+          r |= {"learned/pool/alpha/mean": a, "learned/pool/alpha/min": a - 0.1}
+          r["learned/pool/alpha/max"] = a + 0.1
+        f.write(json.dumps(r) + "\n")
+    return summary
+
+  compare.run_study(study_config(), str(tmp_path), quiet=True, command=["c"], train_fn=train_fn)
+  assert_png(tmp_path / "learned.png")
+  assert "![learned pool parameters](learned.png)" in (tmp_path / "results.md").read_text()
+  from experiments import plots as plots_lib  # pylint: disable=g-import-not-at-top
+
+  _, cells = compare.load_cells(str(tmp_path))
+  series = plots_lib.learned_series(cells)
+  assert list(series) == [("avg", "pool", "alpha")]
+  seeds = sorted(s[0] for s in series[("avg", "pool", "alpha")])
+  assert seeds == [0, 1]
+  for seed, epochs, mean, lo, hi in series[("avg", "pool", "alpha")]:
+    assert list(epochs) == [1, 2, 3]
+    assert list(mean) == pytest.approx([0.5 + 0.1 * e + 0.01 * seed for e in (1, 2, 3)])
+
+
+def test_regimes_config_takes_the_same_steps_on_every_subset():
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+
+  config = compare_config.get_config("regimes")
+  assert sorted(config.pools) == sorted(["max", "avg", "l2", "stochastic", "mixed", "fractional"])
+  assert len(config.seeds) >= 3
+  sizes, steps = set(), set()
+  for cell in compare.plan(config):
+    cfg = compare.cell_config(config, cell)
+    sizes.add(cfg.max_train_examples)
+    # 60,000 // 128 = 468 steps per epoch whatever the subset.
+    assert cfg.steps_per_epoch == 468 and cfg.batch_size == 128
+    steps.add(cfg.num_epochs * cfg.steps_per_epoch)
+  assert sizes == {600, 6000, 60000} and len(steps) == 1
+  assert len(compare.plan(config)) == 6 * 3 * len(config.seeds)
+  assert compare.budget(config.base, {"max_train_examples": 600}) == (
+    f"{config.base.num_epochs} epochs of 468 steps ({config.base.num_epochs * 468:,} steps "
+    f"of batch 128, {config.base.num_epochs * 468 * 128 / 600:.3g} passes) on 600 training "
+    "images"
+  )
+  some = compare_config.get_config("regimes,pools=max+avg,seeds=4,reference=avg")
+  assert sorted(some.pools) == ["avg", "max"] and len(some.seeds) == 4
+  assert some.reference == "avg"
 
 
 def test_real_training_on_mock_data(tmp_path):
