@@ -26,10 +26,11 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
                     stochastic, mixed, fractional) on the first 600, 6,000 and 60,000
                     training images (`config.regimes`: each regime's
                     `max_train_examples`), 3 seeds; every run takes the same number of
-                    steps, `_REGIME_EPOCHS` epochs of 60,000 // batch size steps (one
-                    pass over all of MNIST per epoch; about 100 passes over 600 images),
-                    so the smaller sets are seen many times over and the network can
-                    overfit them. About 27 minutes on a quiet 2-core CPU.
+                    steps, `_REGIME_EPOCHS` epochs of 60,000 // batch size steps (an
+                    epoch is one pass over all of MNIST, 10 over 6,000 images and
+                    about 100 over 600), so the smaller sets are seen many times over
+                    and the network can overfit them. About 27 minutes on a quiet
+                    2-core CPU.
   zeiler_fergus     avg, max and stochastic pooling in the network of Zeiler & Fergus
                     (2013), "Stochastic Pooling for Regularization of Deep
                     Convolutional Neural Networks", ICLR; the results table shows the
