@@ -495,8 +495,8 @@ _MNIST_TRAIN_IMAGES = 60000
 
 def budget(base, overrides=None) -> str:
   """The training budget of a cell config in words, e.g. "5 epochs on 60,000
-  training images" or "4 epochs of 468 steps (1,872 steps of batch 128, 100
-  passes) on 600 training images"."""
+  training images" or "4 epochs of 468 steps on 600 training images (1,872 steps
+  of batch 128, 399 passes over them)"."""
   cfg = dict(base) | dict(overrides or {})
   epochs = cfg.get("num_epochs", "?")
   subset = cfg.get("max_train_examples") or 0
@@ -507,8 +507,8 @@ def budget(base, overrides=None) -> str:
     total = epochs * steps
     passes = total * batch / images
     return (
-      f"{epochs} epochs of {steps} steps ({total:,} steps of batch {batch}, "
-      f"{passes:.3g} passes) on {images:,} training images"
+      f"{epochs} epochs of {steps} steps on {images:,} training images ({total:,} steps "
+      f"of batch {batch}, {passes:.3g} passes over them)"
     )
   return f"{epochs} epochs on {images:,} training images"
 

@@ -143,7 +143,8 @@ def summary(reference: str, ref_mean, diffs: dict, *, budget: str, num_seeds: in
     reference: the reference pool's label.
     ref_mean: its mean final test error in % (None if it has no completed seed).
     diffs: label -> `PairedDifference` (in percentage points) of every other pool.
-    budget: the training budget in words, e.g. "5 epochs on 60,000 training images".
+    budget: the training budget in words, e.g. "5 epochs on 60,000 training images"
+      (the paragraph opens "With <budget> and <num_seeds> seeds, ...").
     num_seeds: the study's number of seeds.
 
   Returns:
@@ -167,8 +168,7 @@ def summary(reference: str, ref_mean, diffs: dict, *, budget: str, num_seeds: in
 
   n = len(diffs)
   out = [
-    f"At this budget ({budget}, {num_seeds} seeds), `{reference}` reaches "
-    f"{ref_mean:.2f}% final test error."
+    f"With {budget} and {num_seeds} seeds, `{reference}` reaches {ref_mean:.2f}% final test error."
   ]
   if better or worse:
     parts = []
@@ -181,7 +181,12 @@ def summary(reference: str, ref_mean, diffs: dict, *, budget: str, num_seeds: in
       f"{count} of the {n} other pools {'differs' if count == 1 else 'differ'} from it by "
       f"more than the seeds' spread (the paired 95% interval excludes 0); " + "; ".join(parts) + "."
     )
-  if same and not (better or worse):
+  if same == list(diffs):  # One other pool, and it is not distinguishable.
+    out.append(
+      f"{_names(same)} is not distinguishable from `{reference}`: its paired 95% "
+      "interval includes 0."
+    )
+  elif same and not (better or worse):
     out.append(
       f"None of the {n} other pools is distinguishable from `{reference}`: every paired "
       "95% interval includes 0."
@@ -193,10 +198,12 @@ def summary(reference: str, ref_mean, diffs: dict, *, budget: str, num_seeds: in
     )
   widths = [2 * d.half_width for d in diffs.values() if d.half_width is not None]
   if same and widths:
+    width = statistics.median(widths)
+    what = "intervals are" if len(widths) > 1 else "interval is"
+    median = " (median)" if len(widths) > 1 else ""
     out.append(
-      f"The paired intervals are {statistics.median(widths):.2f} pp wide (median): "
-      f"differences under about {statistics.median(widths) / 2:.2f} pp are not resolved "
-      "with this many seeds."
+      f"The paired {what} {width:.2f} pp wide{median}: differences under about "
+      f"{width / 2:.2f} pp are not resolved with this many seeds."
     )
   if unpaired:
     out.append(

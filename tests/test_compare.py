@@ -557,7 +557,7 @@ def test_paired_columns_and_generated_summary(tmp_path):
     assert float(r["diff_high"]) == pytest.approx(high, abs=2e-4)
   md = (tmp_path / "results.md").read_text()
   summary = md.split("\n\n")[1]
-  assert summary.startswith("At this budget (3 epochs on 60,000 training images, 3 seeds), `max`")
+  assert summary.startswith("With 3 epochs on 60,000 training images and 3 seeds, `max` reaches")
   mean, low, high = hand_interval([0.21, 0.25, 0.21])
   assert f"higher error: `avg` (+{mean:.2f} pp, 95% CI +{low:.2f} to +{high:.2f})" in summary
   assert "`l2` is not distinguishable from `max`" in summary
@@ -603,7 +603,7 @@ def test_regimes_study_runs_every_regime_and_plots_against_size(tmp_path):
   ]
   md = (tmp_path / "results.md").read_text()
   assert md.startswith("# Pooling across data regimes")
-  assert "**n600.** At this budget (3 epochs on 600 training images, 2 seeds)" in md
+  assert "**n600.** With 3 epochs on 600 training images and 2 seeds, `max` reaches" in md
   assert "## Test error by training set size" in md
   for name in ("regimes.png", "curves-n600.png", "final-n6000.png"):
     assert_png(tmp_path / name)
@@ -654,10 +654,10 @@ def test_regimes_config_takes_the_same_steps_on_every_subset():
     steps.add(cfg.num_epochs * cfg.steps_per_epoch)
   assert sizes == {600, 6000, 60000} and len(steps) == 1
   assert len(compare.plan(config)) == 6 * 3 * len(config.seeds)
+  epochs = config.base.num_epochs
   assert compare.budget(config.base, {"max_train_examples": 600}) == (
-    f"{config.base.num_epochs} epochs of 468 steps ({config.base.num_epochs * 468:,} steps "
-    f"of batch 128, {config.base.num_epochs * 468 * 128 / 600:.3g} passes) on 600 training "
-    "images"
+    f"{epochs} epochs of 468 steps on 600 training images ({epochs * 468:,} steps of batch "
+    f"128, {epochs * 468 * 128 / 600:.3g} passes over them)"
   )
   some = compare_config.get_config("regimes,pools=max+avg,seeds=4,reference=avg")
   assert sorted(some.pools) == ["avg", "max"] and len(some.seeds) == 4

@@ -88,7 +88,7 @@ def test_summary_names_better_worse_and_indistinguishable_pools():
     budget=BUDGET,
     num_seeds=3,
   )
-  assert text.startswith(f"At this budget ({BUDGET}, 3 seeds), `max` reaches 1.32%")
+  assert text.startswith(f"With {BUDGET} and 3 seeds, `max` reaches 1.32% final test error.")
   assert "2 of the 5 other pools differ from it" in text
   assert "lower error than `max`: `lip` (-0.06 pp, 95% CI -0.10 to -0.02)" in text
   assert "higher error: `avg` (+0.12 pp, 95% CI +0.03 to +0.21)" in text
@@ -106,6 +106,13 @@ def test_summary_when_nothing_is_distinguishable():
   )
   assert "None of the 2 other pools is distinguishable from `max`" in text
   assert "differ from it" not in text and "higher error" not in text
+
+
+def test_summary_with_one_other_pool():
+  text = stats.summary("max", 1.3, {"avg": D(3, 0.05, 0.2)}, budget=BUDGET, num_seeds=3)
+  assert "`avg` is not distinguishable from `max`: its paired 95% interval includes 0." in text
+  assert "None of" not in text and "comparisons" not in text
+  assert "The paired interval is 0.40 pp wide: differences under about 0.20 pp" in text
 
 
 def test_summary_when_everything_is_distinguishable():
