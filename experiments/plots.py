@@ -32,12 +32,14 @@ def _pyplot():
 
 
 def palette(labels) -> dict:
-  """label -> colour: tab10 for up to 10 labels, else tab20 (strong colours first)."""
+  """label -> colour: tab10 for up to 9 labels, else tab20 (strong colours first);
+  without their greys, which mark the reference pool."""
   plt = _pyplot()
-  if len(labels) <= 10:
-    colours = [plt.get_cmap("tab10")(i) for i in range(10)]
+  if len(labels) <= 9:
+    colours = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]
   else:
-    colours = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
+    order = [i for i in list(range(0, 20, 2)) + list(range(1, 20, 2)) if i not in (14, 15)]
+    colours = [plt.get_cmap("tab20")(i) for i in order]
   return {label: colours[i % len(colours)] for i, label in enumerate(labels)}
 
 
@@ -170,13 +172,18 @@ def final(path, rows, *, title=""):
     seeds = [float(v) for v in r["test_errors"].split()]
     ax.plot(seeds, [yi] * len(seeds), "o", color=c, ms=4, alpha=0.45)
     mean = r["test_error_mean"]
+    # The interval is of the paired difference, so it sits at the reference's mean
+    # plus that difference (the pool's mean when every seed is paired).
+    centre = mean
+    if ref is not None and r["diff_mean"] is not None:
+      centre = ref["test_error_mean"] + r["diff_mean"]
     if r["pool"] == reference:
       text = f"{mean:.2f}%  (reference)"
     elif r["diff_low"] is not None:
       half = (r["diff_high"] - r["diff_low"]) / 2
       sure = r["distinguishable"] == "yes"
       ax.errorbar(
-        mean,
+        centre,
         yi,
         xerr=half,
         fmt="none",
