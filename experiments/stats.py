@@ -181,7 +181,7 @@ def summary(reference: str, ref_mean, diffs: dict, *, budget: str, num_seeds: in
       f"{count} of the {n} other pools {'differs' if count == 1 else 'differ'} from it by "
       f"more than the seeds' spread (the paired 95% interval excludes 0); " + "; ".join(parts) + "."
     )
-  if same == list(diffs):  # One other pool, and it is not distinguishable.
+  if len(diffs) == 1 and same:  # One other pool, and it is not distinguishable.
     out.append(
       f"{_names(same)} is not distinguishable from `{reference}`: its paired 95% "
       "interval includes 0."

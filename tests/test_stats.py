@@ -101,8 +101,9 @@ def test_summary_names_better_worse_and_indistinguishable_pools():
 
 
 def test_summary_when_nothing_is_distinguishable():
+  # In the order of their mean differences, as a results table lists them.
   text = stats.summary(
-    "max", 1.3, {"avg": D(3, 0.05, 0.2), "l2": D(3, -0.1, 0.3)}, budget=BUDGET, num_seeds=3
+    "max", 1.3, {"l2": D(3, -0.1, 0.3), "avg": D(3, 0.05, 0.2)}, budget=BUDGET, num_seeds=3
   )
   assert "None of the 2 other pools is distinguishable from `max`" in text
   assert "differ from it" not in text and "higher error" not in text
