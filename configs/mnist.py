@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 128  # Global batch, split over all devices.
   c.eval_batch_size = 1000
   c.max_train_examples = 0  # 0: the whole training split.
+  c.max_test_examples = 0  # 0: the whole test split (fewer: smoke runs only).
   c.seed = 0
   c.optimizer = "adam"  # "adam" | "sgd" | "adadelta"
   c.learning_rate = 1e-3
@@ -49,6 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""  # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
   c.data.raw_dir = ""  # "": $JAXPOOL_MNIST_DIR.
   c.data.verify_md5 = True  # False only for hand-made test IDX files.
+  # "tfds": the prepared TFDS dataset (prepared from raw_dir once if needed);
+  # "idx": the four IDX files of raw_dir, read directly (no TFDS; for machines
+  # without tensorflow-datasets, e.g. an accelerator that reaches no registry).
+  c.data.loader = "tfds"
   c.data.mock = False
   c.data.mock_num_examples = 256
 

@@ -99,6 +99,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if not isinstance(config[field], int) or config[field] < 1:
       raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
+  for field in ("max_train_examples", "max_test_examples"):
+    if not isinstance(config[field], int) or config[field] < 0:
+      raise ValueError(
+        f"config.{field} must be an int >= 0 (0: the whole split), got {config[field]!r}."
+      )
 
 
 def _check_divisible(config, num_devices: int) -> None:
@@ -432,6 +437,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_split = data_lib.Split(
       train_split.images[: config.max_train_examples],
       train_split.labels[: config.max_train_examples],
+    )
+  if config.max_test_examples > 0:  # Smoke runs: a test error on part of the split.
+    test_split = data_lib.Split(
+      test_split.images[: config.max_test_examples],
+      test_split.labels[: config.max_test_examples],
     )
   trainer = Trainer(config, mesh, len(train_split), len(test_split))
   repl = trainer.replicated
