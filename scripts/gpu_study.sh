@@ -191,6 +191,10 @@ if [ "$MODE" = tests ]; then
   args=(-q -p no:cacheprovider --durations=25 --junitxml="$OUTDIR/tests_junit.xml")
   [ "$workers" -gt 1 ] && args+=(-n "$workers")
   left=$((BUDGET - $(elapsed) - 10))
+  if [ "$left" -lt 10 ]; then
+    say "the budget of ${BUDGET}s is spent before pytest could start: raise --budget"
+    exit 124
+  fi
   say "pytest with $workers workers, stopped after ${left}s"
   # SIGINT first: pytest then prints its summary of what ran.
   [ ${#PYTEST_ARGS[@]} = 0 ] && PYTEST_ARGS=(tests)
