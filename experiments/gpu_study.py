@@ -160,9 +160,10 @@ def probe(config, workdir: str, *, epochs: Sequence[int]) -> dict:
 
 
 def preflight(pools, *, expect_backend: str | None = None) -> dict:
-  """Seconds-cheap check that this interpreter's jax, flax and optax run the study:
-  one jitted loss-and-gradient step of the Zeiler & Fergus network with each pool
-  (train mode) and one evaluation (eval mode), on 8 random images.
+  """Seconds-cheap check that this interpreter's jax, flax, optax, orbax and
+  tensorboardX run the study: one jitted loss-and-gradient step of the Zeiler &
+  Fergus network with each pool (train mode), one evaluation (eval mode), on 8
+  random images, and a checkpoint saved and restored as every epoch does.
 
   Raises:
     RuntimeError: JAX runs on another backend than `expect_backend`, or a pool's
@@ -202,6 +203,26 @@ def preflight(pools, *, expect_backend: str | None = None) -> dict:
     if not (bool(jnp.isfinite(loss)) and bool(jnp.isfinite(logits).all())):
       raise RuntimeError(f"gpu_study.preflight: pool {pool!r} gives a non-finite loss or logits")
     print(f"preflight {pool}: loss {float(loss):.4f}", flush=True)
+  # The checkpoint and log writers of every epoch, on this machine's versions.
+  import tempfile  # noqa: PLC0415
+
+  from tensorboardX import SummaryWriter  # noqa: PLC0415
+
+  from experiments import train  # noqa: PLC0415
+
+  with tempfile.TemporaryDirectory() as tmp:
+    _, params, rest = nnx.split(model, nnx.Param, ...)  # As the trainer's state.
+    state = {"params": params, "rest": rest, "opt_state": optax.adam(1e-3).init(params)}
+    checkpoints = train.Checkpoints(os.path.join(tmp, "checkpoints"), keep=1)
+    checkpoints.save(1, state, [{"epoch": 1}])
+    _, history = checkpoints.restore(checkpoints.latest(), state)
+    checkpoints.close()
+    writer = SummaryWriter(os.path.join(tmp, "tensorboard"))
+    writer.add_scalar("loss", float(loss), 1)
+    writer.close()
+  if history != [{"epoch": 1}]:
+    raise RuntimeError(f"gpu_study.preflight: checkpoint history came back as {history}")
+  print("preflight checkpoints and tensorboard: ok", flush=True)
   return software
 
 
