@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.max_train_examples = 0  # 0: the whole training split; N: its first N images.
   c.steps_per_epoch = 0  # 0: one pass over the training images; N: N steps per epoch.
+  c.max_test_examples = 0  # 0: the whole test split (fewer: smoke runs only).
   c.seed = 0
   c.optimizer = "adam"  # "adam" | "sgd" | "adadelta"
   c.learning_rate = 1e-3
@@ -50,6 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""  # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
   c.data.raw_dir = ""  # "": $JAXPOOL_MNIST_DIR.
   c.data.verify_md5 = True  # False only for hand-made test IDX files.
+  # "tfds": the prepared TFDS dataset (prepared from raw_dir once if needed);
+  # "idx": the four IDX files of raw_dir, read directly (no TFDS; for machines
+  # without tensorflow-datasets, e.g. an accelerator that reaches no registry).
+  c.data.loader = "tfds"
   c.data.mock = False
   c.data.mock_num_examples = 256
 

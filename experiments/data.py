@@ -17,6 +17,9 @@ The preparation is atomic: it writes into a temporary folder inside the data dir
 and renames the finished version folder into place, so a failure never leaves a
 half-written dataset behind.
 
+With `config.data.loader = "idx"` the IDX files are read directly instead, without
+TFDS (for machines that have the files but not tensorflow-datasets).
+
 `load(data_config)` returns both splits as numpy uint8 images `(N, 28, 28, 1)` and
 int32 labels `(N,)`; the trainer puts them on the device once and scales them to
 [0, 1] on the fly.
@@ -49,6 +52,9 @@ import numpy as np
 
 # Environment variable naming a folder with the four MNIST IDX files.
 RAW_DIR_ENV = "JAXPOOL_MNIST_DIR"
+# config.data.loader: through TFDS (prepared once from the IDX files), or the IDX
+# files read directly (same examples; TFDS stores them in a shuffled order).
+LOADERS = ("tfds", "idx")
 
 # The original MNIST release: file stem -> (IDX magic number, shape after the count,
 # md5 of the decompressed file, number of examples).
@@ -325,6 +331,16 @@ def _load_cached(data_dir: str, raw_dir: str | None, verify_md5: bool) -> dict[s
   return {split: _read_source(src, batched=True) for split, src in sources.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _read_raw_cached(raw_dir: str, verify_md5: bool) -> dict[str, Split]:
+  if not os.path.isdir(raw_dir):
+    raise MnistDataError(
+      f"MNIST raw_dir {raw_dir!r} is not a folder; it must hold the four "
+      f"IDX files {sorted(IDX_FILES)} (raw or .gz)."
+    )
+  return read_raw_splits(raw_dir, verify_md5=verify_md5)
+
+
 def load(data_config: Any) -> dict[str, Split]:
   """Both MNIST splits, `{"train": Split, "test": Split}`, in host memory.
 
@@ -334,12 +350,16 @@ def load(data_config: Any) -> dict[str, Split]:
       for the offline preparation; None: `$JAXPOOL_MNIST_DIR`), `mock` (True:
       random examples from `tfds.testing.mock_data`, for tests),
       `mock_num_examples`, and optionally `verify_md5` (default True; False only
-      for hand-made test files).
+      for hand-made test files) and `loader` ("tfds", the default, or "idx": the
+      IDX files of `raw_dir` read directly, in their file order, without TFDS).
 
   Loaded once per process and data dir (cached): a sweep of runs reads it once.
   """
   if data_config.name != "mnist":
     raise ValueError(f"config.data.name={data_config.name!r}; only 'mnist' is supported.")
+  loader = data_config.get("loader", "tfds")
+  if loader not in LOADERS:
+    raise ValueError(f"config.data.loader={loader!r}; valid loaders: {list(LOADERS)}.")
   if data_config.mock:
     import tensorflow_datasets as tfds
 
@@ -353,6 +373,14 @@ def load(data_config: Any) -> dict[str, Split]:
       }
   raw_dir = data_config.raw_dir or os.environ.get(RAW_DIR_ENV) or None
   verify = bool(data_config.get("verify_md5", True))
+  if loader == "idx":
+    if not raw_dir:
+      raise MnistDataError(
+        "config.data.loader='idx' reads the four IDX files directly, but neither "
+        f"config.data.raw_dir nor ${RAW_DIR_ENV} names their folder; set one to a "
+        f"folder with {sorted(IDX_FILES)} (raw or .gz)."
+      )
+    return _read_raw_cached(os.path.expanduser(raw_dir), verify)
   return _load_cached(
     default_data_dir(data_config.data_dir), os.path.expanduser(raw_dir) if raw_dir else None, verify
   )

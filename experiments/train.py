@@ -107,7 +107,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if not isinstance(config[field], int) or config[field] < 1:
       raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
-  for field in ("steps_per_epoch", "max_train_examples"):
+  for field in ("steps_per_epoch", "max_train_examples", "max_test_examples"):
     if not isinstance(config[field], int) or config[field] < 0:
       raise ValueError(
         f"config.{field} must be an int >= 0 (0: the default), got {config[field]!r}."
@@ -478,6 +478,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_split = data_lib.Split(
       train_split.images[: config.max_train_examples],
       train_split.labels[: config.max_train_examples],
+    )
+  if config.max_test_examples > 0:  # Smoke runs: a test error on part of the split.
+    test_split = data_lib.Split(
+      test_split.images[: config.max_test_examples],
+      test_split.labels[: config.max_test_examples],
     )
   trainer = Trainer(config, mesh, len(train_split), len(test_split))
   repl = trainer.replicated

@@ -3,6 +3,7 @@ scipy) and the generated summary's wording on constructed results."""
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -133,3 +134,23 @@ def test_bad_arguments_raise():
     stats.t_cdf(1.0, 0)
   with pytest.raises(ValueError, match="p must"):
     stats.t_quantile(1.0, 3)
+
+
+def test_paired_difference_is_scipy_paired_t_interval():
+  rng = np.random.default_rng(0)
+  for n in (2, 3, 7):
+    base = rng.uniform(0.4, 0.8, n)
+    other = base + rng.normal(0.1, 0.05, n)
+    d = stats.paired_difference(dict(enumerate(other)), dict(enumerate(base)))
+    ref = scipy_stats.ttest_rel(other, base).confidence_interval(0.95)
+    assert d.n == n
+    assert d.mean == pytest.approx(np.mean(other - base))
+    assert (d.low, d.high) == pytest.approx((ref.low, ref.high))
+
+
+def test_paired_difference_uses_only_common_seeds():
+  d = stats.paired_difference({0: 1.0, 1: 2.0, 5: 9.0}, {0: 0.5, 1: 1.0, 2: 7.0})
+  assert (d.n, d.mean) == (2, pytest.approx(0.75))
+  one = stats.paired_difference({0: 1.0}, {0: 0.25, 1: 0.0})
+  assert (one.n, one.mean, one.low, one.high) == (1, 0.75, None, None)
+  assert stats.paired_difference({}, {0: 1.0}).mean is None
