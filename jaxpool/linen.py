@@ -370,7 +370,7 @@ class MixedPool(_WindowPool):
 
   Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
   parameter ``"alpha_logit"`` :math:`\ell`, initialised so that
-  :math:`\alpha = ` ``alpha_init`` (0.5). Its shape follows ``granularity``:
+  :math:`\alpha` = ``alpha_init`` (0.5). Its shape follows ``granularity``:
 
   * "layer": one scalar;
   * "channel": ``(C,)``, one per channel;

@@ -506,7 +506,7 @@ class MixedPool(_WindowPool, _Random):
   :math:`\alpha \max_w x + (1 - \alpha)\,\mathrm{avg}_w x`.
 
   Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
-  parameter ``alpha_logit`` :math:`\ell`, initialised so that :math:`\alpha = `
+  parameter ``alpha_logit`` :math:`\ell`, initialised so that :math:`\alpha` =
   ``alpha_init`` (0.5). Its shape follows ``granularity``:
 
   * "layer": one scalar;
