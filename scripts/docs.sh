@@ -15,5 +15,7 @@ if [ -z "${JAXPOOL_MNIST_DIR:-}" ] && [ -d ../shared/data/mnist ]; then
   export JAXPOOL_MNIST_DIR="$(cd ../shared/data/mnist && pwd)"
 fi
 
-.venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html "$@"
+# -E -a: read and write every page afresh (an incremental build keeps stale
+# navigation in pages it does not rewrite).
+.venv/bin/python -m sphinx -E -a -W --keep-going -b html docs docs/_build/html "$@"
 echo "docs: docs/_build/html/index.html"
