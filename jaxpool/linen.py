@@ -121,7 +121,15 @@ def _pooling_key(module: nn.Module, name: str) -> jax.Array:
 class MaxPool(_WindowPool):
   """Max pooling, :func:`jaxpool.max_pool` (largest element of every window).
 
-  Attributes: as :class:`_WindowPool`. No parameters.
+  No parameters. The window attributes, shared by every window pool:
+
+  Attributes:
+    window_shape: window size per spatial dim, e.g. ``(2, 2)``.
+    strides: stride per spatial dim, an int, or None for 1 (as Flax).
+    padding: "VALID", "SAME", an int, a sequence of ints or of ``(low, high)``.
+    dilation: window dilation per spatial dim (PyTorch's ``dilation``).
+    ceil_mode: PyTorch's ``ceil_mode``.
+    channel_axis: -1 (channels last) or 1 (channels first).
 
   Example:
     >>> MaxPool((2, 2), strides=(2, 2)).apply({}, jnp.ones((1, 4, 4, 1))).shape
@@ -156,7 +164,7 @@ class AvgPool(_WindowPool):
     count_include_pad: divide by the window size including the padding (default,
       as Flax and PyTorch) or only by the elements inside the input.
     divisor_override: a constant divisor (PyTorch).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   count_include_pad: bool = True  # positional, as in avg_pool and flax's avg_pool
@@ -188,7 +196,7 @@ class LpPool(_WindowPool):
     learn_p: learn ``p`` as the parameter ``"raw_p"`` with
       :math:`p = 1 + \mathrm{softplus}(raw)`, which keeps ``p > 1`` (initialised so
       that ``p`` starts at the attribute ``p``, which must then be finite and > 1).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Example:
     >>> pool = LpPool((2, 2), strides=2, p=3.0, learn_p=True)
@@ -281,7 +289,7 @@ class StochasticPool(_WindowPool):
   Attributes:
     deterministic: the mode, or None to take it from the call (exactly one of
       the attribute and the call argument must be given, as ``nn.Dropout``).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Example:
     >>> pool = StochasticPool((2, 2), strides=2)
@@ -362,7 +370,7 @@ class MixedPool(_WindowPool):
 
   Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
   parameter ``"alpha_logit"`` :math:`\ell`, initialised so that
-  :math:`\alpha = ` ``alpha_init`` (0.5). Its shape follows ``granularity``:
+  :math:`\alpha` = ``alpha_init`` (0.5). Its shape follows ``granularity``:
 
   * "layer": one scalar;
   * "channel": ``(C,)``, one per channel;
@@ -383,7 +391,7 @@ class MixedPool(_WindowPool):
     deterministic: (stochastic only) as :class:`StochasticPool`.
     region_shape: (region only, optional) the output spatial shape, checked
       against the input (NNX needs it; Linen infers it).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   _: dataclasses.KW_ONLY
@@ -441,7 +449,7 @@ class GatedPool(_WindowPool):
     granularity: "layer" or "channel".
     gate_init: initializer of the gate mask.
     count_include_pad: whether the average counts padding (as AvgPool).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   _: dataclasses.KW_ONLY
@@ -477,7 +485,7 @@ class TreePool(_WindowPool):
     levels: tree depth (>= 2; 2 = two leaves and one gate, Lee et al.'s choice).
     granularity: "layer" (filters shared by the channels) or "channel".
     leaf_init, gate_init: initializers.
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   _: dataclasses.KW_ONLY
@@ -575,7 +583,7 @@ class LIPPool(_WindowPool):
   Attributes:
     kernel_size: width of the logit convolution in every spatial dim.
     coeff: the logits' upper bound (12 as the paper's code).
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   _: dataclasses.KW_ONLY

@@ -166,7 +166,15 @@ class _WindowPool(nnx.Module):
 class MaxPool(_WindowPool):
   """Max pooling, :func:`jaxpool.max_pool`. No parameters, no rngs.
 
-  Args: the window arguments of :class:`_WindowPool`.
+  The window arguments, shared by every window pool:
+
+  Args:
+    window_shape: window size per spatial dim, e.g. ``(2, 2)``.
+    strides: stride per spatial dim, an int, or None for 1 (as Flax).
+    padding: "VALID", "SAME", an int, a sequence of ints or of ``(low, high)``.
+    dilation: window dilation per spatial dim (PyTorch's ``dilation``).
+    ceil_mode: PyTorch's ``ceil_mode``.
+    channel_axis: -1 (channels last) or 1 (channels first).
 
   Example:
     >>> MaxPool((2, 2), strides=(2, 2))(jnp.ones((1, 4, 4, 1))).shape
@@ -210,7 +218,7 @@ class AvgPool(_WindowPool):
     count_include_pad: divide by the window size including the padding (default,
       as Flax and PyTorch) or only by the elements inside the input.
     divisor_override: a constant divisor (PyTorch).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   def __init__(
@@ -267,7 +275,7 @@ class LpPool(_WindowPool):
       :math:`p = 1 + \mathrm{softplus}(raw)`, which keeps ``p > 1``; ``p`` must then
       be finite and > 1. ``raw_p`` is None otherwise.
     rngs: accepted for uniformity (the initialisation is constant).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Example:
     >>> pool = LpPool((2, 2), strides=2, p=3.0, learn_p=True)
@@ -395,7 +403,7 @@ class StochasticPool(_WindowPool, _Random):
     rngs: an ``nnx.Rngs`` (its ``"pooling"`` stream, or its default stream, is
       forked) or an ``nnx.RngStream``; may be None if every training call passes
       ``rngs=``.
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Call: ``pool(x, deterministic=None, rngs=None)``; the call's arguments take
   precedence over the attributes.
@@ -498,7 +506,7 @@ class MixedPool(_WindowPool, _Random):
   :math:`\alpha \max_w x + (1 - \alpha)\,\mathrm{avg}_w x`.
 
   Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
-  parameter ``alpha_logit`` :math:`\ell`, initialised so that :math:`\alpha = `
+  parameter ``alpha_logit`` :math:`\ell`, initialised so that :math:`\alpha` =
   ``alpha_init`` (0.5). Its shape follows ``granularity``:
 
   * "layer": one scalar;
@@ -519,7 +527,7 @@ class MixedPool(_WindowPool, _Random):
     region_shape: output spatial shape ("region" granularity).
     stochastic: Yu et al.'s random alpha instead of a learnt one.
     deterministic, rngs: as :class:`StochasticPool` (used when stochastic).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   def __init__(
@@ -594,7 +602,7 @@ class GatedPool(_WindowPool):
     gate_init: initializer ``(key, shape, dtype) -> array``.
     count_include_pad: whether the average counts padding (as AvgPool).
     rngs: an ``nnx.Rngs`` (its "params" stream initialises the gate).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   def __init__(
@@ -647,7 +655,7 @@ class TreePool(_WindowPool):
     num_features: number of channels ("channel" granularity).
     leaf_init, gate_init: initializers.
     rngs: an ``nnx.Rngs`` (its "params" stream initialises the filters).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   def __init__(
@@ -755,7 +763,7 @@ class LIPPool(_WindowPool):
     kernel_size: width of the logit convolution in every spatial dim.
     coeff: the logits' upper bound (12 as the paper's code).
     rngs: an ``nnx.Rngs`` (initialises the logit network).
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   def __init__(

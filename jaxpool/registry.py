@@ -32,7 +32,10 @@ from typing import Any, NamedTuple
 __all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS", "SLOT_NAMES_EXCLUDED"]
 
 APIS = ("nnx", "linen")
+"""The module APIs that ``make`` builds for (``api=``); "nnx" is the default."""
+
 CONTEXT_OPTIONS = ("rngs", "num_features")
+"""Options every name accepts; ``make`` drops them where the module does not use them."""
 
 
 class Entry(NamedTuple):
