@@ -48,6 +48,7 @@ from absl import app, flags, logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from experiments import cli
 from experiments import data as data_lib
 from experiments import models
 
@@ -66,39 +67,54 @@ def _default_config() -> ml_collections.ConfigDict:
   return mnist.base_config()
 
 
-def _check_keys(config, default, prefix=""):
-  for key in config.keys():
-    if key not in default:
-      raise ValueError(
-        f"Unknown config key {prefix + key!r}; valid keys: "
-        f"{sorted(prefix + k for k in default.keys())}."
-      )
-    sub, ref = config[key], default[key]
-    if isinstance(ref, ml_collections.ConfigDict) and key != "pool_options":
-      _check_keys(sub, ref, prefix + key + ".")
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError (naming the field and the valid choices) for a bad config."""
-  from jaxpool import registry
-
-  _check_keys(config, _default_config())
-  if config.model not in models.MODELS:
-    raise ValueError(f"config.model={config.model!r}; valid models: {list(models.MODELS)}.")
-  if config.pool not in registry.names():
-    raise ValueError(
-      f"config.pool={config.pool!r} is not a registered pool; valid pool names: {registry.names()}."
+  """Raises ValueError (`cli.ConfigError`, naming the field, the valid choices and
+  the closest one) for a bad config: unknown key, model, pool or pool option, a
+  pool that fails on the model's input, or a bad value. Pool names are looked up
+  in `jaxpool.registry` now (after any `plugins` registered theirs)."""
+  cli.check_keys(config, _default_config(), open_paths=("pool_options",))
+  cli.check_choice("model", config.model, models.MODELS, where="config.model")
+  cli.check_pool(config.pool, config.pool_options, where="config.pool")
+  if config.pool in models.NOT_A_SLOT:
+    raise cli.ConfigError(
+      f"config.pool={config.pool!r} cannot fill a model's pooling slot: "
+      f"{models.NOT_A_SLOT[config.pool]}."
     )
   for field, valid in (
     ("optimizer", OPTIMIZERS),
     ("lr_schedule", LR_SCHEDULES),
     ("compute_dtype", COMPUTE_DTYPES),
   ):
-    if config[field] not in valid:
-      raise ValueError(f"config.{field}={config[field]!r}; valid: {list(valid)}.")
+    cli.check_choice(field, config[field], valid, where=f"config.{field}")
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
+      raise cli.ConfigError(f"config.{field} must be a positive int, got {config[field]!r}.")
+  check_model(config)
+
+
+def check_model(config) -> None:
+  """Builds the model and runs it abstractly (`jax.eval_shape`, no compute) on a
+  batch of MNIST's shape, so that pool options that fail (a window larger than the
+  feature map, a bad padding, a wrong type) stop the run before any data is read."""
+  options = config.pool_options.to_dict()
+
+  def forward():
+    model = models.build_model(
+      config.model,
+      pool=config.pool,
+      pool_options=options,
+      compute_dtype=config.compute_dtype,
+      rngs=nnx.Rngs(params=0, pooling=1),
+    )
+    return model(jnp.zeros((2, 28, 28, 1), jnp.float32))
+
+  try:
+    jax.eval_shape(forward)
+  except (TypeError, ValueError) as e:
+    raise cli.ConfigError(
+      f"config.pool={config.pool!r} with config.pool_options={options} does not fit "
+      f"model {config.model!r}: {cli.one_line(e)}"
+    ) from e
 
 
 def _check_divisible(config, num_devices: int) -> None:
@@ -567,8 +583,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _define_flags():
   from ml_collections import config_flags
 
+  # New attributes: pool options are set as `--config.pool_options.<option>=value`
+  # into an empty dict; validate_config checks every key and option afterwards.
   config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/mnist.py:pool=avg.", lock_config=True
+    "config",
+    None,
+    "Config file, e.g. configs/mnist.py:pool=avg.",
+    lock_config=False,
+    accept_new_attributes=True,
   )
   flags.DEFINE_string("workdir", None, "Run directory (resumed when it has checkpoints).")
   flags.DEFINE_bool("quiet", False, "No progress bar (for logs).")
@@ -580,38 +602,14 @@ def main(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
   if flags.FLAGS.quiet:
-    with config.unlocked():
-      config.quiet = True
+    config.quiet = True
   logging.set_verbosity(logging.INFO)
   pylogging.getLogger("absl").setLevel(pylogging.INFO)
+  cli.quiet_library_logs()
   summary = train_and_evaluate(config, flags.FLAGS.workdir)
   if jax.process_index() == 0:
     print(json.dumps(summary, sort_keys=True))
 
 
-def check_override_flags(argv) -> None:
-  """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
-  an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
-  default = _default_config()
-  valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
-  valid += sorted(
-    f"{k}.{sub}"
-    for k, v in default.items()
-    if isinstance(v, ml_collections.ConfigDict)
-    for sub in v.keys()
-  )
-  for arg in argv[1:]:
-    if not arg.startswith("--config."):
-      continue
-    key = arg[len("--config.") :].split("=", 1)[0]
-    if key.startswith("pool_options.") or key in valid:
-      continue
-    raise ValueError(
-      f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} (and pool_options.<option>)."
-    )
-
-
 if __name__ == "__main__":
-  check_override_flags(sys.argv)
-  _define_flags()
-  app.run(main)
+  cli.run(main, prog="train", define_flags=_define_flags, open_paths=("pool_options",))

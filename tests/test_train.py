@@ -204,33 +204,48 @@ def test_two_processes_through_jax_distributed(tmp_path):
 def test_config_errors(tmp_path):
   with pytest.raises(ValueError, match="valid keys"):
     mnist.get_config("no_such_key=1")
+  with pytest.raises(ValueError, match="did you mean 'num_epochs'"):
+    mnist.get_config("num_epoch=1")
   with pytest.raises(ValueError, match="valid flags"):
     mnist.get_config("fast_please")
   c = tiny_config()
   with c.unlocked():
     c.extra_field = 3
-  with pytest.raises(ValueError, match=r"Unknown config key 'extra_field'.*'batch_size'"):
+  with pytest.raises(ValueError, match=r"unknown config key 'extra_field'; valid keys: batch_size"):
     train.train_and_evaluate(c, str(tmp_path))
   c = tiny_config("pool=maxx")
-  with pytest.raises(ValueError, match=r"'maxx'.*'avg'.*'max'"):
+  with pytest.raises(ValueError, match=r"unknown pool 'maxx'; did you mean 'max'\? .*avg, .*max"):
     train.train_and_evaluate(c, str(tmp_path))
-  with pytest.raises(ValueError, match="valid: \\['adam', 'sgd', 'adadelta'\\]"):
+  with pytest.raises(ValueError, match="valid optimizers: adam, sgd, adadelta"):
     train.train_and_evaluate(tiny_config("optimizer=rmsprop"), str(tmp_path))
+  with pytest.raises(ValueError, match="unknown pool option 'window_shap'; did you mean"):
+    train.validate_config(tiny_config("pool_options.window_shap=(3,3)"))
+  # An option the pool takes, with a value that does not fit the 28x28 input.
+  with pytest.raises(ValueError, match=r"does not fit model 'seed_cnn': max_pool: .*larger"):
+    train.validate_config(tiny_config("pool_options.window_shape=(30,30)"))
   with pytest.raises(ValueError, match="not divisible by the number of devices \\(3\\)"):
     train._check_divisible(tiny_config(), 3)
   assert not os.path.exists(tmp_path / "summary.json")
-  # Command-line overrides: unknown keys are listed with the valid ones.
-  train.check_override_flags(
-    [
-      "train",
-      "--config.num_epochs=3",
-      "--config.data.raw_dir=/x",
-      "--config.pool_options.window_shape=(3,3)",
-      "--quiet",
-    ]
+
+
+def test_pool_options_from_the_config_arg():
+  """`:pool_options.K=V` sets any option (a Python literal, commas inside brackets
+  kept); validate_config accepts the pool's own options."""
+  c = mnist.get_config(
+    "pool=lp,pool_options.window_shape=(3,3),pool_options.strides=(2,2),"
+    "pool_options.padding=SAME,pool_options.p=3"
   )
-  with pytest.raises(ValueError, match=r"Unknown config key 'data.nope'.*'data.raw_dir'"):
-    train.check_override_flags(["train", "--config.data.nope=1"])
+  assert c.pool_options.to_dict() == {
+    "window_shape": (3, 3),
+    "strides": (2, 2),
+    "padding": "SAME",
+    "p": 3,
+  }
+  train.validate_config(c)
+  m = mnist.get_config("pool=mixed,pool_options.granularity=channel")
+  assert m.pool_options.granularity == "channel"
+  train.validate_config(m)
+  assert mnist.split_arg("a=(1, 2),b='x,y',c") == ["a=(1, 2)", "b='x,y'", "c"]
 
 
 def test_configs_and_arg_parsing():
