@@ -238,12 +238,14 @@ def quiet_library_logs() -> None:
 
 # ------------------------------------------------------------------------- errors
 
-_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# Full, read-only, no permission, over quota, or a file where a folder must be.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENOTDIR}
 _DISK_TEXTS = {
   "No space left on device": errno.ENOSPC,
   "Read-only file system": errno.EROFS,
   "Permission denied": errno.EACCES,
   "Disk quota exceeded": errno.EDQUOT,
+  "Not a directory": errno.ENOTDIR,
 }
 
 

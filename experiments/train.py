@@ -31,13 +31,13 @@ at the end, `summary.json` (see `train_and_evaluate`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging as pylogging
 import math
 import os
 import sys
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from absl import app, flags, logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from experiments import checkpoints as ckpt_lib
 from experiments import cli
 from experiments import data as data_lib
 from experiments import models
@@ -344,55 +345,6 @@ def _from_storable(stored, like):
   return {"params": params, "rest": rest, "opt_state": opt_state}
 
 
-class Checkpoints:
-  """orbax checkpoints of (state, metrics history), one per epoch, atomic."""
-
-  def __init__(self, directory: str, keep: int):
-    import orbax.checkpoint as ocp
-
-    self.ocp = ocp
-    self.manager = ocp.CheckpointManager(
-      directory,
-      item_names=("state", "history"),
-      options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
-        create=True,
-        enable_async_checkpointing=False,
-        cleanup_tmp_directories=True,
-      ),
-    )
-
-  def latest(self) -> int | None:
-    return self.manager.latest_step()
-
-  def save(self, epoch: int, state, history: list[dict]) -> None:
-    ocp = self.ocp
-    self.manager.save(
-      epoch,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_storable(state)),
-        history=ocp.args.JsonSave({"epochs": history}),
-      ),
-    )
-    self.manager.wait_until_finished()
-
-  def restore(self, epoch: int, like) -> tuple[Any, list[dict]]:
-    ocp = self.ocp
-    target = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _to_storable(like)
-    )
-    out = self.manager.restore(
-      epoch,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), history=ocp.args.JsonRestore()
-      ),
-    )
-    return _from_storable(out["state"], like), list(out["history"]["epochs"])
-
-  def close(self):
-    self.manager.close()
-
-
 # ------------------------------------------------------------------------- the run
 
 
@@ -409,6 +361,26 @@ def _on_device(array: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
+def _workdir_errors(fn):
+  """A failed write in the workdir (full disk, read-only, no permission) becomes one
+  `checkpoints.WorkdirError` naming the workdir and the cause."""
+
+  @functools.wraps(fn)
+  def wrapper(config, workdir):
+    try:
+      return fn(config, workdir)
+    except (ckpt_lib.WorkdirError, data_lib.MnistDataError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      cause = cli.disk_cause(e)
+      if cause is None:
+        raise
+      raise ckpt_lib.workdir_error(os.path.abspath(workdir), cause, "the run's files", e) from e
+
+  return wrapper
+
+
+@_workdir_errors
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates `config` in `workdir` (resuming it); returns the summary.
 
@@ -429,6 +401,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: bad config (unknown key, pool, model, indivisible batch, ...).
     data.MnistDataError: MNIST missing or corrupt.
     FloatingPointError: non-finite loss (the last good checkpoint is kept).
+    checkpoints.CheckpointError: every checkpoint in the workdir is corrupt (a
+      corrupt newest one is moved aside and the one before it resumed).
+    checkpoints.WorkdirError: the workdir cannot be written (full disk, read-only).
   """
   validate_config(config)
   maybe_initialize_distributed(config)
@@ -456,19 +431,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   state = trainer.create_state()
   num_params = int(sum(x.size for x in jax.tree.leaves(state["params"])))
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
+  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
   start_epoch, history = 0, []
-  latest = checkpoints.latest()
-  if latest is not None:
-    try:
-      state, history = checkpoints.restore(latest, state)
-    except ValueError as e:
-      raise ValueError(
-        f"The checkpoint of epoch {latest} in {workdir} does not match this config "
-        f"(model, pool or optimizer changed?); use a new workdir. ({e})"
-      ) from e
-    start_epoch = latest
-    logging.info("Resuming %s after epoch %d.", workdir, latest)
+  try:
+    # The newest intact checkpoint; corrupt ones are moved aside with a warning.
+    restored = checkpoints.restore_latest(_to_storable(state))
+  except ValueError as e:
+    raise ValueError(
+      f"The checkpoint of epoch {checkpoints.latest()} in {workdir} does not match this "
+      f"config (model, pool or optimizer changed?); use a new workdir. ({e})"
+    ) from e
+  if restored is not None:
+    start_epoch, stored, history = restored
+    state = _from_storable(stored, state)
+    logging.info("Resuming %s after epoch %d.", workdir, start_epoch)
 
   t0 = time.perf_counter()
   train_epoch, evaluate = trainer.compile(state, train_x, train_y, test_x, test_y)
@@ -524,7 +500,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f"(now {config.learning_rate}) or change the optimizer."
         )
       history.append(record)
-      checkpoints.save(epoch + 1, state, history)
+      checkpoints.save(epoch + 1, _to_storable(state), history)
       if writer_process:
         with open(metrics_path, "a") as f:
           f.write(json.dumps(record) + "\n")

@@ -2,8 +2,12 @@
 SIGKILL, 4 fake devices vs 1, two processes through jax.distributed, config errors,
 non-finite loss, and (when the real MNIST files are there) one real epoch >= 97%."""
 
+import builtins
+import errno
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +21,7 @@ pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("tensorflow_datasets")
 
 from configs import mnist, zeiler_fergus  # noqa: E402
+from experiments import checkpoints as ckpt_lib  # noqa: E402
 from experiments import data as data_lib  # noqa: E402
 from experiments import train  # noqa: E402
 
@@ -147,6 +152,56 @@ def test_resume_after_sigkill_matches_straight_run(tmp_path):
   assert comparable(metrics(work)) == comparable(metrics(ref_dir))  # Bitwise.
   with open(os.path.join(work, "summary.json")) as f:
     assert json.load(f)["completed"] is True
+
+
+def test_corrupt_latest_checkpoint_resumes_from_the_one_before(straight_run, tmp_path):
+  """4 KiB zeroed in a data file of the newest checkpoint (which orbax restores
+  without complaint): the rerun detects it, moves it aside with a warning and
+  retrains from the checkpoint before it, to the straight run's metrics."""
+  straight_dir, straight = straight_run
+  workdir = tmp_path / "w"
+  shutil.copytree(straight_dir, workdir)
+  data_files = glob.glob(
+    str(workdir / "checkpoints" / "2" / "state" / "ocdbt.process_0" / "d" / "*")
+  )
+  with open(max(data_files, key=os.path.getsize), "r+b") as f:
+    f.seek(1024)
+    f.write(b"\0" * 4096)
+  summary = train.train_and_evaluate(tiny_config(), str(workdir))
+  assert comparable(metrics(str(workdir))) == comparable(metrics(straight_dir))
+  assert summary["final_test_error"] == straight["final_test_error"]
+  assert os.path.isdir(workdir / ckpt_lib.CORRUPT_DIR / "2")
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1", "2"]
+
+
+def test_full_disk_and_read_only_workdir_are_one_error(tmp_path, monkeypatch):
+  workdir = tmp_path / "full"
+  usage = shutil.disk_usage(tmp_path)
+  with monkeypatch.context() as m:
+    m.setattr(ckpt_lib.shutil, "disk_usage", lambda p: usage._replace(free=10_000))
+    with pytest.raises(ckpt_lib.WorkdirError) as info:
+      train.train_and_evaluate(tiny_config("num_epochs=1"), str(workdir))
+  assert f"in the workdir {workdir}: No space left on device" in str(info.value)
+  assert not glob.glob(str(workdir / "checkpoints" / "*"))  # orbax wrote nothing.
+
+  read_only = tmp_path / "read_only"
+  read_only.mkdir()
+  if os.geteuid() != 0:
+    os.chmod(read_only, 0o555)
+    cause = os.strerror(errno.EACCES)
+  else:  # root writes through any mode bits: the file system refuses instead.
+    real_open = builtins.open
+
+    def refusing_open(file, mode="r", *args, **kwargs):
+      if str(file).startswith(str(read_only)) and any(c in mode for c in "wax+"):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+      return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    cause = os.strerror(errno.EROFS)
+  with pytest.raises(ckpt_lib.WorkdirError) as info:
+    train.train_and_evaluate(tiny_config("num_epochs=1"), str(read_only))
+  assert f"in the workdir {read_only}: {cause}" in str(info.value)
 
 
 def test_four_fake_devices_match_one_device(straight_run, tmp_path):
