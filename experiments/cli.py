@@ -45,8 +45,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 # extra pools (their import is the program's business, before pools are checked).
 ALWAYS_ALLOWED = ("plugins",)
 TRACEBACK_ENV = "JAXPOOL_TRACEBACK"
-# Errors whose message is written for the user: printed without their type name.
+# Errors whose message is written for the user: printed without their type name
+# (the experiments' own error classes by name, so that this module imports none).
 _USER_MESSAGES = (ValueError, FloatingPointError)
+_USER_MESSAGE_CLASSES = ("WorkdirError", "CheckpointError", "MnistDataError")
 
 
 class ConfigError(ValueError):
@@ -273,7 +275,8 @@ def one_line(error: BaseException, limit: int = 2000) -> str:
   text = " ".join(str(error).split())
   from absl import app
 
-  if not isinstance(error, (*_USER_MESSAGES, flags.Error, app.UsageError)) or not text:
+  ours = any(c.__name__ in _USER_MESSAGE_CLASSES for c in type(error).__mro__)
+  if not (ours or isinstance(error, (*_USER_MESSAGES, flags.Error, app.UsageError))) or not text:
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
   if len(text) > limit:
     text = text[: limit - 1] + "…"

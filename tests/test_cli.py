@@ -109,6 +109,23 @@ def test_refusal_is_one_line(module, args, expected, tmp_path):
   assert seconds < 120  # On 2 busy cores; a few seconds on a free one.
 
 
+def test_workdir_that_cannot_be_written_is_one_line(tmp_path):
+  """A workdir under a file (as a read-only or full disk, one line naming it and
+  the cause; tests/test_train.py and test_checkpoints.py simulate those two)."""
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  arg = "mock,data.mock_num_examples=64,batch_size=32,eval_batch_size=32,num_epochs=1"
+  proc, _ = run_command(
+    "train", f"--config=configs/mnist.py:{arg}", f"--workdir={blocker / 'run'}", tmp_path=tmp_path
+  )
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert lines[-1].startswith(
+    f"train: error: cannot write the run's files in the workdir {blocker / 'run'}: Not a directory"
+  ), proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
 def test_suggestions():
   assert cli.suggest("num_epoch", ["batch_size", "num_epochs"]) == "num_epochs"
   assert cli.suggest("epoch", ["base.num_epochs", "seeds"]) == "base.num_epochs"
