@@ -1,7 +1,7 @@
 """The command lines of the experiments: configs checked up front, errors in one line.
 
-`python -m experiments.train`, `.compare` and `.benchmark` run their `main` through
-`run(main, prog=...)`, which
+`python -m experiments.train`, `.compare` and `.benchmark` define their flags and
+run their `main` through `run(main, prog=..., define_flags=...)`, which
 
 - checks every `--config.a.b=value` override against the loaded config before the
   flags are parsed: an unknown key is refused naming it, the valid keys at that
@@ -41,8 +41,9 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-# Top-level keys that every config may have: `plugins` names modules that register
-# extra pools (their import is the program's business, before pools are checked).
+# Keys that any config (or part of one) may have: `plugins` names modules that
+# register extra pools (their import is the program's business, before pools are
+# checked).
 ALWAYS_ALLOWED = ("plugins",)
 TRACEBACK_ENV = "JAXPOOL_TRACEBACK"
 # Errors whose message is written for the user: printed without their type name

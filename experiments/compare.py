@@ -13,8 +13,12 @@ first), so a study cut short still covers every pool.
   complete cells, and the training run itself resumes a cell that was killed
   mid-way from its last checkpoint. A rerun into a workdir whose cell was made
   with a different config stops with an error rather than mixing two studies.
+- Before any cell trains, every pool of the study is checked (registry name,
+  options, a dry run of the model: `experiments.train.validate_config`); a bad one
+  stops the study with one line naming it.
 - A cell that raises is recorded (`error.json`: the exception and traceback), shown
-  in the tables as failed, and the study goes on; a rerun tries it again.
+  in the tables as failed, and the study goes on; a rerun tries it again. The
+  command then exits 1, listing the failed cells on stderr.
 - When the sweep ends (and the tables after every cell), the workdir holds:
   `study.json` (the command line, the config, the cells), `results.md` and
   `results.csv` (per pool: final test error mean +- std over seeds, best test error
@@ -156,7 +160,8 @@ def _check_same_cell(celldir, cell_cfg):
 
 def check_cell(config):
   """`experiments.train.validate_config`: raises ValueError for a cell config with
-  an unknown key, model, pool or option (imported on first use; tests swap it)."""
+  an unknown key, model, pool or option (imported on first use; tests swap it).
+  Pools are looked up when it runs: a config's plugins must be imported before."""
   from experiments import train  # pylint: disable=g-import-not-at-top
 
   train.validate_config(config)

@@ -21,7 +21,9 @@ How a run works:
   an uninterrupted one on the same machine.
 - Every epoch: an orbax checkpoint of the state and the metrics history (atomic),
   one line of `metrics.jsonl`, TensorBoard scalars and the progress bar. Rerunning on
-  the same workdir resumes after the last complete epoch. A non-finite loss stops
+  the same workdir resumes after the last intact epoch (each checkpoint is verified
+  against a checksum saved with it; a corrupt one is moved aside with a warning,
+  see experiments/checkpoints.py). A non-finite loss stops
   the run with `FloatingPointError`; the last good checkpoint stays.
 - Only process 0 writes files (orbax coordinates checkpoints itself).
 
