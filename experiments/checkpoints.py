@@ -29,11 +29,15 @@ anyway (read-only, permissions, a disk filled meanwhile) raises `WorkdirError` t
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
+import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -169,6 +173,13 @@ class Checkpoints:
     )
     items = dict(state=ocp.args.StandardRestore(target), history=ocp.args.JsonRestore())
     step_dir = os.path.join(self.directory, str(epoch))
+    state_dir = os.path.join(step_dir, "state")
+    if glob.glob(os.path.join(state_dir, "ocdbt.process_*")) and not os.path.isfile(
+      os.path.join(state_dir, "manifest.ocdbt")
+    ):
+      # Found before orbax tries: its failed read leaves TensorStore callbacks on a
+      # closed event loop, each printing a traceback.
+      raise _Corrupt("its state/manifest.ocdbt is missing")
     integrity = None
     if os.path.isdir(os.path.join(step_dir, INTEGRITY)):
       try:
@@ -181,7 +192,8 @@ class Checkpoints:
       if saved_layout != layout(target):
         raise ValueError(_layout_difference(saved_layout, layout(target)))
     try:
-      out = self.manager.restore(epoch, args=ocp.args.Composite(**items))
+      with _quiet_orbax_leftovers():
+        out = self.manager.restore(epoch, args=ocp.args.Composite(**items))
       state, history = out["state"], list(out["history"]["epochs"])
     except ValueError as e:
       if integrity is None:  # Unverified: a layout mismatch reads as a ValueError.
@@ -255,6 +267,30 @@ class Checkpoints:
 
   def close(self):
     self.manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_orbax_leftovers():
+  """When orbax fails to read one array, the reads of the others end as coroutines
+  whose exception Python reports when they are collected ("Exception ignored in",
+  with a TensorStore dump each), repeating the error that the restore raised. They
+  are collected here, and such reports from orbax's frames are dropped."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    tb = unraisable.exc_traceback
+    while tb is not None:
+      if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+        return
+      tb = tb.tb_next
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = previous
 
 
 def _short(error: BaseException, limit: int = 300) -> str:
