@@ -45,6 +45,9 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
                     max; the sweep's first pool if NAME is not in it).
   seeds=N           seeds 0 .. N-1.
   epochs=N          training epochs of every cell.
+  pool_options.K=V  pool option K of every pool in the sweep (V a Python literal,
+                    e.g. `pool_options.window_shape=(3,3)`), replacing the slot's.
+  <pool>.K=V        pool option K of that pool only, e.g. `pools=max+lp,lp.p=3`.
 
 The flags combine, e.g. `zeiler_fergus,quick` or `quick,pools=max+avg,seeds=3`.
 Every field can also be overridden on the command line, e.g.
@@ -53,6 +56,7 @@ Every field can also be overridden on the command line, e.g.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import ml_collections
@@ -130,25 +134,37 @@ _KEYS = ("platform", "pools", "seeds", "epochs", "reference")
 
 
 def _parse(arg):
-  """`"quick,platform=gpu"` -> ({"quick"}, {"platform": "gpu"}), with checks."""
-  flags, values = set(), {}
-  for item in (arg or "").split(","):
-    item = item.strip()
-    if not item:
-      continue
+  """`"quick,platform=gpu,lp.p=3"` -> ({"quick"}, {"platform": "gpu"}, {"lp": {"p": 3}}),
+  with checks; the options of `pool_options.K=V` are under the key "*"."""
+  from configs import mnist  # pylint: disable=g-import-not-at-top
+
+  flags, values, options = set(), {}, {}
+  for item in mnist.split_arg(arg):
     if "=" in item:
       key, value = (s.strip() for s in item.split("=", 1))
+      pool, dot, option = key.partition(".")
+      if dot and pool and option and "." not in option:
+        # Checked against the pool's options when the study starts.
+        options.setdefault("*" if pool == "pool_options" else pool, {})[option] = (
+          mnist._parse_literal(value)  # pylint: disable=protected-access
+        )
+        continue
       if key not in _KEYS:
+        close = difflib.get_close_matches(key, _KEYS, n=1)
         raise ValueError(
-          f"configs/compare.py: unknown key {key!r} in {arg!r}; allowed keys: "
-          f"{', '.join(_KEYS)} (and the flags {', '.join(_FLAGS)})"
+          f"configs/compare.py: unknown key {key!r} in {arg!r}"
+          f"{f'; did you mean {close[0]!r}?' if close else ';'} allowed keys: "
+          f"{', '.join(_KEYS)}, pool_options.<option>, <pool>.<option> (and the flags "
+          f"{', '.join(_FLAGS)})"
         )
       values[key] = value
     elif item in _FLAGS:
       flags.add(item)
     else:
+      close = difflib.get_close_matches(item, _FLAGS, n=1)
       raise ValueError(
-        f"configs/compare.py: unknown flag {item!r} in {arg!r}; allowed flags: "
+        f"configs/compare.py: unknown flag {item!r} in {arg!r}"
+        f"{f'; did you mean {close[0]!r}?' if close else ';'} allowed flags: "
         f"{', '.join(_FLAGS)}, and key=value for {', '.join(_KEYS)}"
       )
   if "paper" in flags and "zeiler_fergus" not in flags:
@@ -163,7 +179,7 @@ def _parse(arg):
   for key in ("seeds", "epochs"):
     if key in values and not (values[key].isdigit() and int(values[key]) > 0):
       raise ValueError(f"configs/compare.py: {key}={values[key]!r} must be a positive integer")
-  return flags, values
+  return flags, values, options
 
 
 def _training_config(model, arg):
@@ -260,7 +276,7 @@ def _pool_entry(name, options):
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the study config; `arg` as in the module docstring."""
-  flags, values = _parse(arg)
+  flags, values, options = _parse(arg)
   platform = values.get("platform", "cpu")
   zeiler_fergus = "zeiler_fergus" in flags
 
@@ -301,8 +317,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
     excluded = {}
 
+  unknown = sorted(set(options) - set(pools) - {"*"})
+  if unknown:
+    raise ValueError(
+      f"configs/compare.py: options for {', '.join(map(repr, unknown))} in {arg!r}, which "
+      f"the sweep does not have; its pools: {', '.join(pools)}"
+    )
+  pools = {
+    name: {**opts, **options.get("*", {}), **options.get(name, {})} for name, opts in pools.items()
+  }
   config.pools = ml_collections.ConfigDict(
-    {name: _pool_entry(name, options) for name, options in pools.items()}
+    {name: _pool_entry(name, opts) for name, opts in pools.items()}
   )
   config.excluded = dict(excluded)
 

@@ -4,7 +4,9 @@
     python -m experiments.train --config=configs/mnist.py:pool=stochastic --workdir=runs/st
     python -m experiments.train --config=configs/mnist.py:quick --workdir=/tmp/smoke
 
-`arg` is a comma-separated list of `key=value` (top-level or `data.key`) and flags:
+`arg` is a comma-separated list of `key=value` (top-level, `data.key` or
+`pool_options.<option>`, whose value is a Python literal, e.g.
+`pool_options.window_shape=(3,3)`; commas inside brackets or quotes stay) and flags:
   quick     one short epoch on 6,400 training images (smoke run)
   mock      random examples from tfds.testing.mock_data (no data needed; tests)
   cpu|gpu|tpu  (or platform=...) the platform preset, recorded in the results; tpu
@@ -13,6 +15,8 @@ Unknown keys or flags raise ValueError listing the valid ones.
 """
 
 from __future__ import annotations
+
+import ast
 
 import ml_collections
 
@@ -82,9 +86,38 @@ def _parse_value(text: str, current):
   return text
 
 
+def split_arg(arg: str | None) -> list[str]:
+  """`"a=1,b=(2,3),c"` -> `["a=1", "b=(2,3)", "c"]`: commas inside (), [], {} or
+  quotes do not split."""
+  items, depth, quote, start = [], 0, "", 0
+  text = arg or ""
+  for i, ch in enumerate(text):
+    if quote:
+      quote = "" if ch == quote else quote
+    elif ch in "'\"":
+      quote = ch
+    elif ch in "([{":
+      depth += 1
+    elif ch in ")]}":
+      depth = max(0, depth - 1)
+    elif ch == "," and depth == 0:
+      items.append(text[start:i])
+      start = i + 1
+  items.append(text[start:])
+  return [s.strip() for s in items if s.strip()]
+
+
+def _parse_literal(text: str):
+  """A Python literal (`(3,3)`, `2`, `0.5`, `True`), else the text itself (`SAME`)."""
+  try:
+    return ast.literal_eval(text)
+  except (SyntaxError, ValueError):
+    return text
+
+
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a `key=value,flag,...` string to `c` (see the module docstring)."""
-  for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+  for item in split_arg(arg):
     if "=" not in item:
       if item not in FLAGS:
         raise ValueError(
@@ -100,12 +133,22 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.C
       continue
     key, value = (s.strip() for s in item.split("=", 1))
     node, *rest = key.split(".")
+    if node == "pool_options" and len(rest) == 1 and rest[0]:
+      # Checked against the pool's options by experiments.train.validate_config.
+      c.pool_options[rest[0]] = _parse_literal(value)
+      continue
     target, leaf = (c, node) if not rest else (c.get(node), rest[-1])
     if not isinstance(target, ml_collections.ConfigDict) or leaf not in target:
+      import difflib
+
       valid = sorted(k for k in c.keys() if k != "pool_options") + [
         f"data.{k}" for k in sorted(c.data.keys())
       ]
-      raise ValueError(f"Unknown config key {key!r}; valid keys: {valid}.")
+      close = difflib.get_close_matches(key, valid, n=1)
+      hint = f"; did you mean {close[0]!r}?" if close else ";"
+      raise ValueError(
+        f"Unknown config key {key!r}{hint} valid keys: {valid} and pool_options.<option>."
+      )
     target[leaf] = _parse_value(value, target[leaf])
   if c.platform not in PLATFORMS:
     raise ValueError(f"config.platform={c.platform!r}; valid platforms: {list(PLATFORMS)}.")

@@ -67,6 +67,7 @@ from jax import lax
 
 import jaxpool
 from experiments import allocator
+from experiments import cli
 from experiments import timing
 
 
@@ -1199,9 +1200,30 @@ def _write_above(bar, *parts, **unused_print_kwargs):
   bar.write(" ".join(str(p) for p in parts), file=sys.stdout)
 
 
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+CASE_KEYS = ("name", "shape", "window", "strides", "padding")
+
+
+def check_config(config) -> None:
+  """Raises `cli.ConfigError` naming an unknown key, pool (of `jaxpool.__all__`),
+  dtype or case field of a benchmark config, with the valid ones."""
+  from configs import benchmark as benchmark_config  # pylint: disable=g-import-not-at-top
+
+  cli.check_keys(config, benchmark_config.get_config())
+  known = sorted(n for n in getattr(jaxpool, "__all__", ()) if callable(getattr(jaxpool, n, None)))
+  for name in config.pools:
+    cli.check_choice("pool", name, known, where="config.pools")
+  for dtype in config.dtypes:
+    cli.check_choice("dtype", dtype, DTYPES, where="config.dtypes")
+  for spec in config.cases:
+    for key in dict(spec):
+      cli.check_choice("case field", key, CASE_KEYS, where="config.cases")
+
+
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  check_config(flag_values.config)
   run(
     flag_values.config,
     flag_values.workdir,
@@ -1214,5 +1236,4 @@ def main(argv, flag_values=flags.FLAGS):
 
 if __name__ == "__main__":
   allocator.from_environment()  # JAXPOOL_MALLOC=retain: before JAX allocates anything
-  define_flags()
-  app.run(main)
+  cli.run(main, prog="benchmark", define_flags=define_flags, config_default="configs/benchmark.py")

@@ -13,8 +13,12 @@ first), so a study cut short still covers every pool.
   complete cells, and the training run itself resumes a cell that was killed
   mid-way from its last checkpoint. A rerun into a workdir whose cell was made
   with a different config stops with an error rather than mixing two studies.
+- Before any cell trains, every pool of the study is checked (registry name,
+  options, a dry run of the model: `experiments.train.validate_config`); a bad one
+  stops the study with one line naming it.
 - A cell that raises is recorded (`error.json`: the exception and traceback), shown
-  in the tables as failed, and the study goes on; a rerun tries it again.
+  in the tables as failed, and the study goes on; a rerun tries it again. The
+  command then exits 1, listing the failed cells on stderr.
 - A study with `config.regimes` (name -> fields of `config.base`, e.g.
   `{"n600": {"max_train_examples": 600}}`) runs every pool x seed in every regime;
   cells go to `cells/<regime>-<pool>-seed<k>`.
@@ -58,6 +62,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import cli
 from experiments import stats
 
 STUDY_FILE = "study.json"
@@ -193,8 +198,17 @@ def _check_same_cell(celldir, cell_cfg):
     )
 
 
+def check_cell(config):
+  """`experiments.train.validate_config`: raises ValueError for a cell config with
+  an unknown key, model, pool or option (imported on first use; tests swap it).
+  Pools are looked up when it runs: a config's plugins must be imported before."""
+  from experiments import train  # pylint: disable=g-import-not-at-top
+
+  train.validate_config(config)
+
+
 def run_study(
-  config, workdir: str, *, quiet: bool = False, command=None, train_fn=None
+  config, workdir: str, *, quiet: bool = False, command=None, train_fn=None, check_fn=None
 ) -> list[dict]:
   """Runs every missing cell of the study, then writes tables and plots.
 
@@ -204,24 +218,36 @@ def run_study(
     quiet: no progress bars (log lines instead), and quiet training runs.
     command: the command line to record (a list of strings); default `sys.argv`.
     train_fn: `(config, workdir) -> summary`; default `train_and_evaluate`.
+    check_fn: `(cell_config) -> None`, raising ValueError for a cell that cannot
+      run; called for every pool before any training. Default: `check_cell` when
+      `train_fn` is the default, else none (a custom trainer has its own configs).
 
   Returns:
     The per-pool rows of `results.csv` (see `report`).
   """
   train_fn = train_fn or train_and_evaluate
-  os.makedirs(os.path.join(workdir, CELLS_DIR), exist_ok=True)
   cells = plan(config)
   if not cells:
     raise ValueError("the study has no cells: config.pools and config.seeds must be non-empty")
-  _record_study(workdir, config, cells, command)
 
-  # Validate every cell up front, so a config clash stops before hours of work.
-  todo = []
+  # Validate every cell up front, so a config clash, an unknown pool or a bad
+  # option stops before hours of work.
+  if check_fn is None and train_fn is train_and_evaluate:
+    check_fn = check_cell
+  todo, checked = [], set()
   for cell in cells:
     celldir = os.path.join(workdir, CELLS_DIR, cell.dirname)
     cfg = cell_config(config, cell, quiet=quiet)
+    if check_fn is not None and cell.label not in checked:  # Seeds share the rest.
+      try:
+        check_fn(cfg)
+      except ValueError as e:
+        raise cli.ConfigError(f"config.pools.{cell.label}: {e}") from e
+      checked.add(cell.label)
     _check_same_cell(celldir, cfg)
     todo.append((cell, celldir, cfg))
+  os.makedirs(os.path.join(workdir, CELLS_DIR), exist_ok=True)
+  _record_study(workdir, config, cells, command)
 
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
 
@@ -926,6 +952,8 @@ def define_flags(flag_values=flags.FLAGS):
     "The study config, e.g. configs/compare.py:quick.",
     flag_values=flag_values,
     lock_config=False,
+    # Pool options new to a pool's dict: `--config.pools.lp.options.p=3`.
+    accept_new_attributes=True,
   )
   flags.DEFINE_string("workdir", None, "The study folder.", flag_values=flag_values)
   flags.DEFINE_bool(
@@ -935,24 +963,38 @@ def define_flags(flag_values=flags.FLAGS):
   return flag_values
 
 
-class _LibraryInfoFilter:
-  """Drops INFO lines of checkpointing and dataset libraries (dozens per epoch)
-  so that the study's own log lines stay readable; warnings still pass."""
+# The open parts of a study config: pool options (checked against each pool when
+# the study starts) and tables keyed by pool.
+OPEN_PATHS = ("base.pool_options", "pools.*.options", "excluded", "paper_test_error")
 
-  _NOISY = (
-    f"{os.sep}orbax{os.sep}",
-    f"{os.sep}tensorflow_datasets{os.sep}",
-    f"{os.sep}etils{os.sep}",
-  )
 
-  def filter(self, record):
-    return record.levelno >= 30 or not any(s in record.pathname for s in self._NOISY)
+def check_study(config):
+  """The keys of a study config, against those of `configs/compare.py` (ConfigError)."""
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+  from configs import mnist  # pylint: disable=g-import-not-at-top
+
+  schema = compare_config.get_config("quick")
+  schema.base = mnist.base_config()
+  cli.check_keys(config, schema, open_paths=OPEN_PATHS + ("pools",))
+  for label, entry in config.pools.items():
+    cli.check_keys(
+      entry,
+      ml_collections.ConfigDict({"name": "", "options": {}}),
+      open_paths=("options",),
+      path=f"pools.{label}",
+    )
+
+
+def failures(workdir) -> list[str]:
+  """`"<cell dir>: <error>"` for every failed cell of the study in `workdir`."""
+  _, cells = load_cells(workdir)
+  return [f"{c['dir']}: {_one_line(c['error'])}" for c in cells if c["status"] == "failed"]
 
 
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_logger().addFilter(_LibraryInfoFilter())
+  cli.quiet_library_logs()
   workdir = flag_values.workdir
   if not workdir:
     raise app.UsageError("--workdir is required")
@@ -962,6 +1004,7 @@ def main(argv, flag_values=flags.FLAGS):
     config = flag_values.config
     if config is None:
       raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
+    check_study(config)
     run_study(config, workdir, quiet=flag_values.quiet or bool(config.get("quiet")))
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()
@@ -972,8 +1015,15 @@ def main(argv, flag_values=flags.FLAGS):
     )
   )
   print(f"\nresults: {os.path.join(workdir, 'results.md')}")
+  failed = failures(workdir)
+  if failed:  # The others ran; the exit status says that the study is not whole.
+    sys.stdout.flush()
+    print(f"compare: {len(failed)} cell(s) failed:", file=sys.stderr)
+    for line in failed:
+      print(f"  {line}", file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(main, prog="compare", define_flags=define_flags, open_paths=OPEN_PATHS)

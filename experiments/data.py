@@ -15,7 +15,12 @@ reachable; otherwise `MnistDataError` says what to set, within seconds.
 
 The preparation is atomic: it writes into a temporary folder inside the data dir
 and renames the finished version folder into place, so a failure never leaves a
-half-written dataset behind.
+half-written dataset behind. It holds a lock on the data dir (flock), so that
+concurrent runs prepare once; under that lock, temporary folders left by a run
+that was killed while preparing are removed. A data dir that cannot be written
+(full disk, read-only) gives a `MnistDataError` naming it and the cause, and so
+does a prepared copy that cannot be read (corrupt or incomplete files): that one
+names the folder to delete so that the next run prepares it again.
 
 With `config.data.loader = "idx"` the IDX files are read directly instead, without
 TFDS (for machines that have the files but not tensorflow-datasets).
@@ -36,7 +41,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -55,6 +62,8 @@ RAW_DIR_ENV = "JAXPOOL_MNIST_DIR"
 # config.data.loader: through TFDS (prepared once from the IDX files), or the IDX
 # files read directly (same examples; TFDS stores them in a shuffled order).
 LOADERS = ("tfds", "idx")
+# Prefix of the temporary folders of a preparation inside the data dir.
+TMP_PREFIX = ".jaxpool-mnist-"
 
 # The original MNIST release: file stem -> (IDX magic number, shape after the count,
 # md5 of the decompressed file, number of examples).
@@ -250,24 +259,79 @@ def prepare_offline(raw_dir: str, data_dir: str, *, verify_md5: bool = True) -> 
   if is_prepared(data_dir):
     return target
   splits = read_raw_splits(raw_dir, verify_md5=verify_md5)  # Fails before any write.
-  os.makedirs(data_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".jaxpool-mnist-", dir=data_dir)
   try:
-    builder = _local_builder_class()(splits=splits, data_dir=tmp, file_format="array_record")
-    builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-      )
-    )
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    try:
-      os.rename(_version_dir(tmp), target)
-    except OSError:
-      if not is_prepared(data_dir):  # Not a concurrent preparation that won.
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(data_dir, exist_ok=True)
+    with _preparation_lock(data_dir):
+      if is_prepared(data_dir):  # Another process prepared it while we waited.
+        return target
+      _remove_stale_tmp_dirs(data_dir)
+      tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=data_dir)
+      try:
+        builder = _local_builder_class()(splits=splits, data_dir=tmp, file_format="array_record")
+        builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+          )
+        )
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+          os.rename(_version_dir(tmp), target)
+        except OSError:
+          if not is_prepared(data_dir):  # Not a preparation that won (flock on NFS).
+            raise
+      finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+  except Exception as e:  # pylint: disable=broad-except
+    from experiments import cli  # pylint: disable=g-import-not-at-top
+
+    cause = cli.disk_cause(e)
+    if cause is None:
+      raise
+    raise MnistDataError(
+      f"cannot prepare MNIST in the TFDS data dir {data_dir!r}: {cause} "
+      f"({' '.join(str(e).split())[:300]}). Free space there or set $TFDS_DATA_DIR "
+      "(or config.data.data_dir) to a writable folder."
+    ) from e
   return target
+
+
+@contextlib.contextmanager
+def _preparation_lock(data_dir: str, blocking: bool = True):
+  """An exclusive flock on the data dir itself (no lock file to leave behind); the
+  kernel releases it when the process dies, however it dies. Yields whether it
+  holds the lock (always, when blocking)."""
+  fd = os.open(data_dir, os.O_RDONLY)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+      yield False
+      return
+    yield True
+  finally:
+    os.close(fd)
+
+
+def remove_stale_tmp_dirs(data_dir: str) -> None:
+  """Removes the temporary folders that killed preparations left in `data_dir`,
+  unless a preparation is running now (then they may be its own)."""
+  try:
+    stale = [n for n in os.listdir(data_dir) if n.startswith(TMP_PREFIX)]
+    if stale:
+      with _preparation_lock(data_dir, blocking=False) as locked:
+        if locked:
+          _remove_stale_tmp_dirs(data_dir)
+  except OSError:
+    pass  # A data dir we cannot list or lock: leave it as it is.
+
+
+def _remove_stale_tmp_dirs(data_dir: str) -> None:
+  """Removes the temporary folders of preparations that were killed. Called under
+  the lock: no preparation is running, so every such folder is stale."""
+  for name in os.listdir(data_dir):
+    path = os.path.join(data_dir, name)
+    if name.startswith(TMP_PREFIX) and os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
 
 
 def network_reachable(timeout: float = 3.0) -> bool:
@@ -302,6 +366,7 @@ def _read_source(source, *, batched: bool) -> Split:
 def _load_cached(data_dir: str, raw_dir: str | None, verify_md5: bool) -> dict[str, Split]:
   import tensorflow_datasets as tfds
 
+  remove_stale_tmp_dirs(data_dir)
   if not is_prepared(data_dir):
     if raw_dir:
       if not os.path.isdir(raw_dir):
@@ -318,17 +383,31 @@ def _load_cached(data_dir: str, raw_dir: str | None, verify_md5: bool) -> dict[s
         "$TFDS_DATA_DIR (or config.data.data_dir) to a dir where MNIST is "
         "already prepared."
       )
-  sources = {
-    split: tfds.data_source(
-      "mnist",
-      split=split,
-      data_dir=data_dir,
-      download=not is_prepared(data_dir),
-      builder_kwargs={"file_format": "array_record"},
-    )
-    for split in ("train", "test")
-  }
-  return {split: _read_source(src, batched=True) for split, src in sources.items()}
+  prepared = is_prepared(data_dir)
+  try:
+    sources = {
+      split: tfds.data_source(
+        "mnist",
+        split=split,
+        data_dir=data_dir,
+        download=not prepared,
+        builder_kwargs={"file_format": "array_record"},
+      )
+      for split in ("train", "test")
+    }
+    return {split: _read_source(src, batched=True) for split, src in sources.items()}
+  except Exception as e:  # pylint: disable=broad-except
+    if not prepared:  # TFDS's own download and preparation: its error says it all.
+      raise
+    # Riegeli/array_record's "Corrupted ... file", protobuf's ParseError, a PNG
+    # that does not decode, a missing shard: the prepared copy is damaged.
+    folder = _version_dir(data_dir)
+    raise MnistDataError(
+      f"the prepared MNIST in {folder!r} cannot be read, it is corrupt or incomplete "
+      f"({type(e).__name__}: {' '.join(str(e).split())[:300]}). Delete {folder!r} and "
+      "rerun: it is prepared again from the IDX files of $JAXPOOL_MNIST_DIR (or "
+      "config.data.raw_dir), or downloaded."
+    ) from e
 
 
 @functools.lru_cache(maxsize=4)

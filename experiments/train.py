@@ -28,7 +28,9 @@ How a run works:
   a small subset, so that runs on subsets of different sizes take as many steps).
 - Every epoch: an orbax checkpoint of the state and the metrics history (atomic),
   one line of `metrics.jsonl`, TensorBoard scalars and the progress bar. Rerunning on
-  the same workdir resumes after the last complete epoch. A non-finite loss stops
+  the same workdir resumes after the last intact epoch (each checkpoint is verified
+  against a checksum saved with it; a corrupt one is moved aside with a warning,
+  see experiments/checkpoints.py). A non-finite loss stops
   the run with `FloatingPointError`; the last good checkpoint stays.
 - Only process 0 writes files (orbax coordinates checkpoints itself).
 
@@ -38,13 +40,13 @@ at the end, `summary.json` (see `train_and_evaluate`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging as pylogging
 import math
 import os
 import sys
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +57,8 @@ from absl import app, flags, logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from experiments import checkpoints as ckpt_lib
+from experiments import cli
 from experiments import data as data_lib
 from experiments import learned as learned_lib
 from experiments import models
@@ -74,44 +78,59 @@ def _default_config() -> ml_collections.ConfigDict:
   return mnist.base_config()
 
 
-def _check_keys(config, default, prefix=""):
-  for key in config.keys():
-    if key not in default:
-      raise ValueError(
-        f"Unknown config key {prefix + key!r}; valid keys: "
-        f"{sorted(prefix + k for k in default.keys())}."
-      )
-    sub, ref = config[key], default[key]
-    if isinstance(ref, ml_collections.ConfigDict) and key != "pool_options":
-      _check_keys(sub, ref, prefix + key + ".")
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError (naming the field and the valid choices) for a bad config."""
-  from jaxpool import registry
-
-  _check_keys(config, _default_config())
-  if config.model not in models.MODELS:
-    raise ValueError(f"config.model={config.model!r}; valid models: {list(models.MODELS)}.")
-  if config.pool not in registry.names():
-    raise ValueError(
-      f"config.pool={config.pool!r} is not a registered pool; valid pool names: {registry.names()}."
+  """Raises ValueError (`cli.ConfigError`, naming the field, the valid choices and
+  the closest one) for a bad config: unknown key, model, pool or pool option, a
+  pool that fails on the model's input, or a bad value. Pool names are looked up
+  in `jaxpool.registry` now (after any `plugins` registered theirs)."""
+  cli.check_keys(config, _default_config(), open_paths=("pool_options",))
+  cli.check_choice("model", config.model, models.MODELS, where="config.model")
+  cli.check_pool(config.pool, config.pool_options, where="config.pool")
+  if config.pool in models.NOT_A_SLOT:
+    raise cli.ConfigError(
+      f"config.pool={config.pool!r} cannot fill a model's pooling slot: "
+      f"{models.NOT_A_SLOT[config.pool]}."
     )
   for field, valid in (
     ("optimizer", OPTIMIZERS),
     ("lr_schedule", LR_SCHEDULES),
     ("compute_dtype", COMPUTE_DTYPES),
   ):
-    if config[field] not in valid:
-      raise ValueError(f"config.{field}={config[field]!r}; valid: {list(valid)}.")
+    cli.check_choice(field, config[field], valid, where=f"config.{field}")
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}.")
+      raise cli.ConfigError(f"config.{field} must be a positive int, got {config[field]!r}.")
   for field in ("steps_per_epoch", "max_train_examples", "max_test_examples"):
     if not isinstance(config[field], int) or config[field] < 0:
-      raise ValueError(
+      raise cli.ConfigError(
         f"config.{field} must be an int >= 0 (0: the default), got {config[field]!r}."
       )
+  check_model(config)
+
+
+def check_model(config) -> None:
+  """Builds the model and runs it abstractly (`jax.eval_shape`, no compute) on a
+  batch of MNIST's shape, so that pool options that fail (a window larger than the
+  feature map, a bad padding, a wrong type) stop the run before any data is read."""
+  options = config.pool_options.to_dict()
+
+  def forward():
+    model = models.build_model(
+      config.model,
+      pool=config.pool,
+      pool_options=options,
+      compute_dtype=config.compute_dtype,
+      rngs=nnx.Rngs(params=0, pooling=1),
+    )
+    return model(jnp.zeros((2, 28, 28, 1), jnp.float32))
+
+  try:
+    jax.eval_shape(forward)
+  except (TypeError, ValueError) as e:
+    raise cli.ConfigError(
+      f"config.pool={config.pool!r} with config.pool_options={options} does not fit "
+      f"model {config.model!r}: {cli.one_line(e)}"
+    ) from e
 
 
 def _check_divisible(config, num_devices: int) -> None:
@@ -373,55 +392,6 @@ def _from_storable(stored, like):
   return {"params": params, "rest": rest, "opt_state": opt_state}
 
 
-class Checkpoints:
-  """orbax checkpoints of (state, metrics history), one per epoch, atomic."""
-
-  def __init__(self, directory: str, keep: int):
-    import orbax.checkpoint as ocp
-
-    self.ocp = ocp
-    self.manager = ocp.CheckpointManager(
-      directory,
-      item_names=("state", "history"),
-      options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
-        create=True,
-        enable_async_checkpointing=False,
-        cleanup_tmp_directories=True,
-      ),
-    )
-
-  def latest(self) -> int | None:
-    return self.manager.latest_step()
-
-  def save(self, epoch: int, state, history: list[dict]) -> None:
-    ocp = self.ocp
-    self.manager.save(
-      epoch,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_storable(state)),
-        history=ocp.args.JsonSave({"epochs": history}),
-      ),
-    )
-    self.manager.wait_until_finished()
-
-  def restore(self, epoch: int, like) -> tuple[Any, list[dict]]:
-    ocp = self.ocp
-    target = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _to_storable(like)
-    )
-    out = self.manager.restore(
-      epoch,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), history=ocp.args.JsonRestore()
-      ),
-    )
-    return _from_storable(out["state"], like), list(out["history"]["epochs"])
-
-  def close(self):
-    self.manager.close()
-
-
 # ------------------------------------------------------------------------- the run
 
 
@@ -438,6 +408,26 @@ def _on_device(array: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
+def _workdir_errors(fn):
+  """A failed write in the workdir (full disk, read-only, no permission) becomes one
+  `checkpoints.WorkdirError` naming the workdir and the cause."""
+
+  @functools.wraps(fn)
+  def wrapper(config, workdir):
+    try:
+      return fn(config, workdir)
+    except (ckpt_lib.WorkdirError, data_lib.MnistDataError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      cause = cli.disk_cause(e)
+      if cause is None:
+        raise
+      raise ckpt_lib.workdir_error(os.path.abspath(workdir), cause, "the run's files", e) from e
+
+  return wrapper
+
+
+@_workdir_errors
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates `config` in `workdir` (resuming it); returns the summary.
 
@@ -459,6 +449,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: bad config (unknown key, pool, model, indivisible batch, ...).
     data.MnistDataError: MNIST missing or corrupt.
     FloatingPointError: non-finite loss (the last good checkpoint is kept).
+    checkpoints.CheckpointError: every checkpoint in the workdir is corrupt (a
+      corrupt newest one is moved aside and the one before it resumed).
+    checkpoints.WorkdirError: the workdir cannot be written (full disk, read-only).
   """
   validate_config(config)
   maybe_initialize_distributed(config)
@@ -491,19 +484,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   state = trainer.create_state()
   num_params = int(sum(x.size for x in jax.tree.leaves(state["params"])))
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
+  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_keep)
   start_epoch, history = 0, []
-  latest = checkpoints.latest()
-  if latest is not None:
-    try:
-      state, history = checkpoints.restore(latest, state)
-    except ValueError as e:
-      raise ValueError(
-        f"The checkpoint of epoch {latest} in {workdir} does not match this config "
-        f"(model, pool or optimizer changed?); use a new workdir. ({e})"
-      ) from e
-    start_epoch = latest
-    logging.info("Resuming %s after epoch %d.", workdir, latest)
+  try:
+    # The newest intact checkpoint; corrupt ones are moved aside with a warning.
+    restored = checkpoints.restore_latest(_to_storable(state))
+  except ValueError as e:
+    raise ValueError(
+      f"The checkpoint of epoch {checkpoints.latest()} in {workdir} does not match this "
+      f"config (model, pool or optimizer changed?); use a new workdir. ({e})"
+    ) from e
+  if restored is not None:
+    start_epoch, stored, history = restored
+    state = _from_storable(stored, state)
+    logging.info("Resuming %s after epoch %d.", workdir, start_epoch)
 
   t0 = time.perf_counter()
   train_epoch, evaluate = trainer.compile(state, train_x, train_y, test_x, test_y)
@@ -561,7 +555,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f"(now {config.learning_rate}) or change the optimizer."
         )
       history.append(record)
-      checkpoints.save(epoch + 1, state, history)
+      checkpoints.save(epoch + 1, _to_storable(state), history)
       if writer_process:
         with open(metrics_path, "a") as f:
           f.write(json.dumps(record) + "\n")
@@ -620,8 +614,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _define_flags():
   from ml_collections import config_flags
 
+  # New attributes: pool options are set as `--config.pool_options.<option>=value`
+  # into an empty dict; validate_config checks every key and option afterwards.
   config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/mnist.py:pool=avg.", lock_config=True
+    "config",
+    None,
+    "Config file, e.g. configs/mnist.py:pool=avg.",
+    lock_config=False,
+    accept_new_attributes=True,
   )
   flags.DEFINE_string("workdir", None, "Run directory (resumed when it has checkpoints).")
   flags.DEFINE_bool("quiet", False, "No progress bar (for logs).")
@@ -633,38 +633,14 @@ def main(argv) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
   if flags.FLAGS.quiet:
-    with config.unlocked():
-      config.quiet = True
+    config.quiet = True
   logging.set_verbosity(logging.INFO)
   pylogging.getLogger("absl").setLevel(pylogging.INFO)
+  cli.quiet_library_logs()
   summary = train_and_evaluate(config, flags.FLAGS.workdir)
   if jax.process_index() == 0:
     print(json.dumps(summary, sort_keys=True))
 
 
-def check_override_flags(argv) -> None:
-  """`--config.a.b=v` flags must name existing fields (ml_collections' own error for
-  an unknown one is a bare KeyError): raise ValueError listing the valid keys."""
-  default = _default_config()
-  valid = sorted(k for k, v in default.items() if not isinstance(v, ml_collections.ConfigDict))
-  valid += sorted(
-    f"{k}.{sub}"
-    for k, v in default.items()
-    if isinstance(v, ml_collections.ConfigDict)
-    for sub in v.keys()
-  )
-  for arg in argv[1:]:
-    if not arg.startswith("--config."):
-      continue
-    key = arg[len("--config.") :].split("=", 1)[0]
-    if key.startswith("pool_options.") or key in valid:
-      continue
-    raise ValueError(
-      f"Unknown config key {key!r} in {arg!r}; valid keys: {valid} (and pool_options.<option>)."
-    )
-
-
 if __name__ == "__main__":
-  check_override_flags(sys.argv)
-  _define_flags()
-  app.run(main)
+  cli.run(main, prog="train", define_flags=_define_flags, open_paths=("pool_options",))

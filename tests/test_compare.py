@@ -355,6 +355,7 @@ def test_main_runs_a_config_file(tmp_path, monkeypatch):
   )
   trainer = FakeTrainer()
   monkeypatch.setattr(compare, "train_and_evaluate", trainer)
+  monkeypatch.setattr(compare, "check_cell", lambda cfg: None)  # A partial base config.
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   workdir = tmp_path / "run"
@@ -694,3 +695,58 @@ def test_real_training_on_mock_data(tmp_path):
     config, str(tmp_path), quiet=True, command=["c"], train_fn=lambda *a: calls.append(a)
   )
   assert calls == []
+
+
+def test_unknown_pool_or_option_stops_the_study_before_any_training(tmp_path):
+  """Every pool of the study is checked (registry names and options, looked up now)
+  before the first cell trains; nothing is written."""
+  from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
+
+  trainer = FakeTrainer()
+  config = compare_config.get_config("quick,pools=max+maxx")
+  with pytest.raises(
+    ValueError, match=r"config.pools.maxx: .*unknown pool 'maxx'; did you mean 'max'\?"
+  ):
+    compare.run_study(
+      config, str(tmp_path / "a"), quiet=True, train_fn=trainer, check_fn=compare.check_cell
+    )
+  config = compare_config.get_config("quick,pools=max+stochastic,stochastic.windw=(2,2)")
+  with pytest.raises(ValueError, match="config.pools.stochastic: .*unknown pool option 'windw'"):
+    compare.run_study(
+      config, str(tmp_path / "b"), quiet=True, train_fn=trainer, check_fn=compare.check_cell
+    )
+  assert trainer.calls == []
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+  # Options set from the config arg reach the cells.
+  some = compare_config.get_config("quick,pools=max+lp,lp.p=3,pool_options.padding=SAME")
+  assert some.pools.lp.options.p == 3 and some.pools.max.options.padding == "SAME"
+  assert "p" not in some.pools.max.options
+  compare.check_cell(compare.cell_config(some, compare.plan(some)[1]))
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
+def test_main_exits_non_zero_and_lists_the_failed_cells(tmp_path, monkeypatch, capsys):
+  config_file = tmp_path / "study_cfg.py"
+  config_file.write_text(
+    textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+      import test_compare
+      def get_config(arg=None):
+        return test_compare.study_config(pools=("max", "bad"), seeds=(0, 1))
+      """)
+  )
+  trainer = FakeTrainer(fail={("bad", 1)})
+  monkeypatch.setattr(compare, "train_and_evaluate", trainer)
+  monkeypatch.setattr(compare, "check_cell", lambda cfg: None)
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  argv = ["compare.py", f"--config={config_file}", f"--workdir={tmp_path / 'run'}", "--quiet"]
+  monkeypatch.setattr(sys, "argv", argv)
+  flag_values = compare.define_flags(flags.FlagValues())
+  flag_values(argv)
+  assert compare.main(["compare.py"], flag_values) == 1
+  assert len(trainer.calls) == 4  # The cells after the failure ran.
+  err = capsys.readouterr().err
+  assert "compare: 1 cell(s) failed:" in err
+  assert "cells/bad-seed1: FloatingPointError: non-finite loss in pool bad seed 1" in err

@@ -2,10 +2,17 @@
 mock data. Hand-made files are tiny (a few examples), so the md5 check is off for
 them, except in the test that checks the md5 error itself."""
 
+import errno
 import gzip
 import hashlib
 import os
+import pathlib
+import shutil
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 
 import ml_collections
@@ -15,6 +22,9 @@ import pytest
 pytest.importorskip("tensorflow_datasets")
 
 from experiments import data  # noqa: E402
+from experiments.data import Split  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STEMS = {
   "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -195,3 +205,125 @@ def test_mock_data():
   splits = data.load(c)
   assert splits["train"].images.shape == (7, 28, 28, 1)
   assert splits["train"].labels.min() >= 0 and splits["train"].labels.max() <= 9
+
+
+def _prepared_copy(tmp_path):
+  """Hand-made IDX files prepared into tmp_path/tfds; returns (raw, tfds, arrays)."""
+  raw, tfds_dir = tmp_path / "raw", tmp_path / "tfds"
+  arrays = write_idx_files(raw)
+  data.load(cfg(tfds_dir, raw))
+  data._load_cached.cache_clear()
+  return raw, tfds_dir, arrays
+
+
+def _zero_middle(path):
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    f.write(b"\0" * 64)
+
+
+def _garble(path):
+  with open(path, "r+b") as f:
+    f.seek(10)
+    f.write(b"\x07garbage{{{")
+
+
+@pytest.mark.parametrize(
+  "damage",
+  [
+    lambda v: _zero_middle(next(v.glob("*train.array_record*"))),  # Riegeli hash mismatch.
+    lambda v: os.truncate(next(v.glob("*test.array_record*")), 100),
+    lambda v: _garble(v / "dataset_info.json"),  # JSON / protobuf parse error.
+  ],
+  ids=["zeroed_records", "truncated_records", "garbled_dataset_info"],
+)
+def test_corrupt_prepared_copy_names_the_folder_to_delete(tmp_path, damage):
+  raw, tfds_dir, arrays = _prepared_copy(tmp_path)
+  version_dir = data._version_dir(str(tfds_dir))
+  damage(pathlib.Path(version_dir))
+  with pytest.raises(data.MnistDataError) as info:
+    data.load(cfg(tfds_dir, raw))
+  message = str(info.value)
+  assert f"the prepared MNIST in {version_dir!r} cannot be read" in message
+  assert f"Delete {version_dir!r} and rerun" in message
+  # Doing what it says prepares it again, with the original content.
+  shutil.rmtree(version_dir)
+  data._load_cached.cache_clear()
+  splits = data.load(cfg(tfds_dir, raw))
+  for split, (images, labels) in arrays.items():
+    expected = Split(images[..., None], labels.astype(np.int32))
+    assert sort_split(splits[split]) == sort_split(expected)
+
+
+def test_stale_preparation_folders_are_removed(tmp_path):
+  """A preparation killed mid-way leaves its temporary folder; the next load removes
+  it, unless a preparation holds the data dir's lock right now."""
+  raw, tfds_dir = tmp_path / "raw", tmp_path / "tfds"
+  write_idx_files(raw)
+  stale = tfds_dir / f"{data.TMP_PREFIX}killed" / "mnist" / "3.0.1"
+  stale.mkdir(parents=True)
+  (stale / "half-written.array_record").write_bytes(b"x" * 100)
+  data.load(cfg(tfds_dir, raw))  # Prepares, removing the stale folder first.
+  assert sorted(os.listdir(tfds_dir)) == ["mnist"]
+
+  stale.mkdir(parents=True)
+  with data._preparation_lock(str(tfds_dir)) as locked:  # "Another" preparation runs.
+    assert locked
+    data.remove_stale_tmp_dirs(str(tfds_dir))
+    assert stale.is_dir()
+  data._load_cached.cache_clear()
+  data.load(cfg(tfds_dir, raw))  # Already prepared: the stale folder still goes.
+  assert sorted(os.listdir(tfds_dir)) == ["mnist"]
+
+
+def test_killed_preparation_leaves_nothing_after_the_next_run(tmp_path):
+  """SIGKILL during the preparation (the `finally` never runs), then a new load."""
+  raw, tfds_dir = tmp_path / "raw", tmp_path / "tfds"
+  write_idx_files(raw)
+  script = textwrap.dedent(f"""
+    import time
+    from experiments import data
+    import ml_collections
+    cls = data._local_builder_class()
+    original = cls._generate_examples
+    def slow(self, split):
+      yield from original(self, split)
+      print("writing", flush=True)
+      time.sleep(600)
+    cls._generate_examples = slow
+    data.load(ml_collections.ConfigDict(dict(name="mnist", data_dir={str(tfds_dir)!r},
+        raw_dir={str(raw)!r}, verify_md5=False, mock=False, mock_num_examples=0)))
+  """)
+  env = dict(os.environ, PYTHONPATH=REPO)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+  )
+  try:
+    for line in proc.stdout:  # TFDS prints its progress there too.
+      if line.strip() == "writing":
+        break
+    assert [n for n in os.listdir(tfds_dir) if n.startswith(data.TMP_PREFIX)]
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  splits = data.load(cfg(tfds_dir, raw))
+  assert len(splits["train"]) == 12
+  assert sorted(os.listdir(tfds_dir)) == ["mnist"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_data_dir_that_cannot_be_written_is_named(tmp_path, monkeypatch, code):
+  raw, tfds_dir = tmp_path / "raw", tmp_path / "tfds"
+  write_idx_files(raw)
+  cls = data._local_builder_class()
+
+  def failing(self, *args, **kwargs):
+    raise OSError(code, os.strerror(code))
+
+  monkeypatch.setattr(cls, "download_and_prepare", failing)
+  with pytest.raises(data.MnistDataError) as info:
+    data.load(cfg(tfds_dir, raw))
+  assert f"cannot prepare MNIST in the TFDS data dir {str(tfds_dir)!r}: {os.strerror(code)}" in str(
+    info.value
+  )
+  _assert_clean(tfds_dir)

@@ -13,6 +13,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from configs import mnist
+from experiments import checkpoints as ckpt_lib
 from experiments import learned, models, train
 
 
@@ -113,10 +114,11 @@ def test_training_logs_the_checkpointed_parameters(tmp_path):
     records = [json.loads(line) for line in f]
   assert len(records) == 2
   trainer = train.Trainer(config, Mesh(np.asarray(jax.devices()), ("data",)), 96, 96)
-  checkpoints = train.Checkpoints(os.path.join(workdir, "checkpoints"), 2)
-  state, _ = checkpoints.restore(2, trainer.create_state())
+  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), 2)
+  epoch, stored, _ = checkpoints.restore_latest(train._to_storable(trainer.create_state()))
   checkpoints.close()
-  logits = np.asarray(nnx.to_pure_dict(state["params"])["pool"]["alpha_logit"])
+  assert epoch == 2
+  logits = np.asarray(stored["params"]["pool"]["alpha_logit"])
   alpha = sigmoid(logits)
   assert alpha.shape == (32,) and alpha.std() > 0  # It trained per channel.
   last = records[-1]

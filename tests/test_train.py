@@ -2,8 +2,12 @@
 SIGKILL, 4 fake devices vs 1, two processes through jax.distributed, config errors,
 non-finite loss, and (when the real MNIST files are there) one real epoch >= 97%."""
 
+import builtins
+import errno
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +21,7 @@ pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("tensorflow_datasets")
 
 from configs import mnist, zeiler_fergus  # noqa: E402
+from experiments import checkpoints as ckpt_lib  # noqa: E402
 from experiments import data as data_lib  # noqa: E402
 from experiments import train  # noqa: E402
 
@@ -149,6 +154,56 @@ def test_resume_after_sigkill_matches_straight_run(tmp_path):
     assert json.load(f)["completed"] is True
 
 
+def test_corrupt_latest_checkpoint_resumes_from_the_one_before(straight_run, tmp_path):
+  """4 KiB zeroed in a data file of the newest checkpoint (which orbax restores
+  without complaint): the rerun detects it, moves it aside with a warning and
+  retrains from the checkpoint before it, to the straight run's metrics."""
+  straight_dir, straight = straight_run
+  workdir = tmp_path / "w"
+  shutil.copytree(straight_dir, workdir)
+  data_files = glob.glob(
+    str(workdir / "checkpoints" / "2" / "state" / "ocdbt.process_0" / "d" / "*")
+  )
+  with open(max(data_files, key=os.path.getsize), "r+b") as f:
+    f.seek(1024)
+    f.write(b"\0" * 4096)
+  summary = train.train_and_evaluate(tiny_config(), str(workdir))
+  assert comparable(metrics(str(workdir))) == comparable(metrics(straight_dir))
+  assert summary["final_test_error"] == straight["final_test_error"]
+  assert os.path.isdir(workdir / ckpt_lib.CORRUPT_DIR / "2")
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1", "2"]
+
+
+def test_full_disk_and_read_only_workdir_are_one_error(tmp_path, monkeypatch):
+  workdir = tmp_path / "full"
+  usage = shutil.disk_usage(tmp_path)
+  with monkeypatch.context() as m:
+    m.setattr(ckpt_lib.shutil, "disk_usage", lambda p: usage._replace(free=10_000))
+    with pytest.raises(ckpt_lib.WorkdirError) as info:
+      train.train_and_evaluate(tiny_config("num_epochs=1"), str(workdir))
+  assert f"in the workdir {workdir}: No space left on device" in str(info.value)
+  assert not glob.glob(str(workdir / "checkpoints" / "*"))  # orbax wrote nothing.
+
+  read_only = tmp_path / "read_only"
+  read_only.mkdir()
+  if os.geteuid() != 0:
+    os.chmod(read_only, 0o555)
+    cause = os.strerror(errno.EACCES)
+  else:  # root writes through any mode bits: the file system refuses instead.
+    real_open = builtins.open
+
+    def refusing_open(file, mode="r", *args, **kwargs):
+      if str(file).startswith(str(read_only)) and any(c in mode for c in "wax+"):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+      return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    cause = os.strerror(errno.EROFS)
+  with pytest.raises(ckpt_lib.WorkdirError) as info:
+    train.train_and_evaluate(tiny_config("num_epochs=1"), str(read_only))
+  assert f"in the workdir {read_only}: {cause}" in str(info.value)
+
+
 def test_four_fake_devices_match_one_device(straight_run, tmp_path):
   workdir, _ = straight_run
   code, out = run_cli(
@@ -204,33 +259,48 @@ def test_two_processes_through_jax_distributed(tmp_path):
 def test_config_errors(tmp_path):
   with pytest.raises(ValueError, match="valid keys"):
     mnist.get_config("no_such_key=1")
+  with pytest.raises(ValueError, match="did you mean 'num_epochs'"):
+    mnist.get_config("num_epoch=1")
   with pytest.raises(ValueError, match="valid flags"):
     mnist.get_config("fast_please")
   c = tiny_config()
   with c.unlocked():
     c.extra_field = 3
-  with pytest.raises(ValueError, match=r"Unknown config key 'extra_field'.*'batch_size'"):
+  with pytest.raises(ValueError, match=r"unknown config key 'extra_field'; valid keys: batch_size"):
     train.train_and_evaluate(c, str(tmp_path))
   c = tiny_config("pool=maxx")
-  with pytest.raises(ValueError, match=r"'maxx'.*'avg'.*'max'"):
+  with pytest.raises(ValueError, match=r"unknown pool 'maxx'; did you mean 'max'\? .*avg, .*max"):
     train.train_and_evaluate(c, str(tmp_path))
-  with pytest.raises(ValueError, match="valid: \\['adam', 'sgd', 'adadelta'\\]"):
+  with pytest.raises(ValueError, match="valid optimizers: adam, sgd, adadelta"):
     train.train_and_evaluate(tiny_config("optimizer=rmsprop"), str(tmp_path))
+  with pytest.raises(ValueError, match="unknown pool option 'window_shap'; did you mean"):
+    train.validate_config(tiny_config("pool_options.window_shap=(3,3)"))
+  # An option the pool takes, with a value that does not fit the 28x28 input.
+  with pytest.raises(ValueError, match=r"does not fit model 'seed_cnn': max_pool: .*larger"):
+    train.validate_config(tiny_config("pool_options.window_shape=(30,30)"))
   with pytest.raises(ValueError, match="not divisible by the number of devices \\(3\\)"):
     train._check_divisible(tiny_config(), 3)
   assert not os.path.exists(tmp_path / "summary.json")
-  # Command-line overrides: unknown keys are listed with the valid ones.
-  train.check_override_flags(
-    [
-      "train",
-      "--config.num_epochs=3",
-      "--config.data.raw_dir=/x",
-      "--config.pool_options.window_shape=(3,3)",
-      "--quiet",
-    ]
+
+
+def test_pool_options_from_the_config_arg():
+  """`:pool_options.K=V` sets any option (a Python literal, commas inside brackets
+  kept); validate_config accepts the pool's own options."""
+  c = mnist.get_config(
+    "pool=lp,pool_options.window_shape=(3,3),pool_options.strides=(2,2),"
+    "pool_options.padding=SAME,pool_options.p=3"
   )
-  with pytest.raises(ValueError, match=r"Unknown config key 'data.nope'.*'data.raw_dir'"):
-    train.check_override_flags(["train", "--config.data.nope=1"])
+  assert c.pool_options.to_dict() == {
+    "window_shape": (3, 3),
+    "strides": (2, 2),
+    "padding": "SAME",
+    "p": 3,
+  }
+  train.validate_config(c)
+  m = mnist.get_config("pool=mixed,pool_options.granularity=channel")
+  assert m.pool_options.granularity == "channel"
+  train.validate_config(m)
+  assert mnist.split_arg("a=(1, 2),b='x,y',c") == ["a=(1, 2)", "b='x,y'", "c"]
 
 
 def test_configs_and_arg_parsing():
