@@ -41,12 +41,12 @@ import sys
 import time
 import traceback
 
+import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 from ml_collections import config_flags
-import numpy as np
 
 STUDY_FILE = "study.json"
 CELL_CONFIG_FILE = "cell.json"
@@ -350,7 +350,7 @@ def aggregate(study, cells):
     mine = [c for c in cells if c["label"] == label]
     done = [c for c in mine if c["status"] == "completed"]
     s = [c["summary"] for c in done]
-    get = lambda key: [x.get(key) for x in s]
+    get = lambda key, s=s: [x.get(key) for x in s]
     test = [_pct(v) for v in get("final_test_error")]
     train = [_pct(v) for v in get("final_train_error")]
     gaps = [t - r for t, r in zip(test, train) if t is not None and r is not None]

@@ -29,13 +29,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import math
+from typing import Any
+from typing import Optional
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-import math
 
 import jaxpool
 from jaxpool._src import conv as _conv

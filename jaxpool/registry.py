@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 __all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS", "SLOT_NAMES_EXCLUDED"]
 

@@ -60,7 +60,8 @@ from jaxpool._src import global_norm
 from jaxpool._src import powers
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _check_p(p: Any, fn: str) -> float | jax.Array:

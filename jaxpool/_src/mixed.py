@@ -39,7 +39,8 @@ from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
 

@@ -56,7 +56,8 @@ from jaxpool._src import dtypes
 from jaxpool._src import fallback
 from jaxpool._src import geometry
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _floating(value: Any, name: str, fn: str) -> jax.Array:
@@ -76,7 +77,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
   if not window_terms:  # every window lies in the padding
     return jnp.zeros(geom.output_shape, dtype)
   # The window maximum of the logits, from the same strided slices as the sums.
-  m = lax.stop_gradient(functools.reduce(jnp.maximum, [l for l, _ in window_terms]))
+  m = lax.stop_gradient(functools.reduce(jnp.maximum, [logit for logit, _ in window_terms]))
   m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
   numerator = denominator = None
   for logit, value in window_terms:
