@@ -33,7 +33,6 @@ from typing import Callable
 from typing import Optional
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -41,6 +40,15 @@ import jaxpool
 from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+
+try:
+  import flax.linen as nn
+except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
+  if err.name is None or err.name.partition(".")[0] != "flax":
+    raise
+  raise ImportError(
+    'jaxpool.linen needs Flax, which is not installed: pip install "jaxpool[flax]"'
+  ) from err
 
 RNG_STREAM = "pooling"
 """The rng stream that every random pooling module draws its keys from."""

@@ -36,12 +36,20 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 import jaxpool
 from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+
+try:
+  from flax import nnx
+except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
+  if err.name is None or err.name.partition(".")[0] != "flax":
+    raise
+  raise ImportError(
+    'jaxpool.nnx needs Flax, which is not installed: pip install "jaxpool[flax]"'
+  ) from err
 
 RNG_STREAM = "pooling"
 """The rng stream that every random pooling module draws its keys from."""
