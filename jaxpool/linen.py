@@ -660,7 +660,7 @@ class GlobalAvgPool(nn.Module):
   num_spatial_dims: Optional[int] = None
   channel_axis: int = -1
 
-  def _options(self):
+  def _options(self) -> dict[str, Any]:
     return dict(
       keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
     )

@@ -99,6 +99,7 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
   for offset in np.ndindex(*kernel.shape[:nd]):
     term = _shifted(x_pad, offset, out) * kernel[offset][0].astype(x.dtype)  # (N, *S', 1) * (O,)
     y = term if y is None else y + term
+  assert y is not None  # the kernel has at least one offset
   return y
 
 

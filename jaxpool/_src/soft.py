@@ -85,6 +85,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
     term = weight * value
     numerator = term if numerator is None else numerator + term
     denominator = weight if denominator is None else denominator + weight
+  assert numerator is not None and denominator is not None  # window_terms is not empty
   # The denominator is >= 1 except for windows with no input element (0 there).
   positive = denominator > 0
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
@@ -140,9 +141,9 @@ def _tangent_operands(dtype, x, logits, tx, tl):
   inside the rules: a float32 copy made before would be a residual written to
   memory. `tl` stays None for SoftPool.
   """
-  cast = lambda a: None if a is None else a.astype(dtype)
-  x = cast(x)
-  return x, x if logits is None else cast(logits), cast(tx), cast(tl)
+  x = x.astype(dtype)
+  logits = x if logits is None else logits.astype(dtype)
+  return x, logits, tx.astype(dtype), None if tl is None else tl.astype(dtype)
 
 
 def _tiled_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
