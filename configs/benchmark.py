@@ -11,7 +11,6 @@ pooling beside it, in float32 and bfloat16, plus the training throughput.
 
 import ml_collections
 
-
 # The pools that the speed targets of issue 8 name, and avg_pool beside max_pool.
 _TARGET_POOLS = (
   "max_pool",

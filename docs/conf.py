@@ -128,10 +128,10 @@ def _split_attribute_lists(app, what, name, obj, options, lines):
 
 # -- A table of the registry, from the registry itself -----------------------------
 def setup(app):
+  from docutils import nodes
   from docutils.parsers.rst import Directive
   from docutils.statemachine import StringList
   from sphinx.util.nodes import nested_parse_with_titles
-  from docutils import nodes
 
   from jaxpool import registry
 

@@ -56,14 +56,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app
+from absl import flags
 from jax import lax
+from ml_collections import config_flags
 
 import jaxpool
 from experiments import allocator
@@ -563,7 +562,7 @@ def benchmark_case(
   for name in names:
     try:
       fn, base_name, base, torch_key = BUILDERS[name](case, jax.random.fold_in(key, 1))
-      y = jax.eval_shape(lambda v: _first(fn(v)), x)
+      y = jax.eval_shape(lambda v, fn=fn: _first(fn(v)), x)
     except Exception as e:  # a pool whose signature or geometry does not fit this case
       skipped.append(
         {

@@ -26,7 +26,8 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,10 @@ import fnmatch
 import logging as pylogging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 # Keys that any config (or part of one) may have: `plugins` names modules that
 # register extra pools (their import is the program's business, before pools are

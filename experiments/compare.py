@@ -55,12 +55,12 @@ import sys
 import time
 import traceback
 
+import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 from ml_collections import config_flags
-import numpy as np
 
 from experiments import cli
 from experiments import stats
@@ -445,7 +445,7 @@ def aggregate(study, cells):
     mine = [c for c in cells if c["label"] == label]
     done = [c for c in mine if c["status"] == "completed"]
     s = [c["summary"] for c in done]
-    get = lambda key: [x.get(key) for x in s]
+    get = lambda key, s=s: [x.get(key) for x in s]
     test = [_pct(v) for v in get("final_test_error")]
     train = [_pct(v) for v in get("final_train_error")]
     gaps = [t - r for t, r in zip(test, train) if t is not None and r is not None]
@@ -919,7 +919,7 @@ def plot(workdir, study=None, cells=None, rows=None):
   for name, overrides, group_cells in _regime_groups(study, cells):
     group_rows = [r for r in rows if r["regime"] == name]
     label = f"{title}, {name}" if name else title
-    path = lambda kind: os.path.join(workdir, plot_name(kind, name))  # noqa: E731
+    path = lambda kind, name=name: os.path.join(workdir, plot_name(kind, name))  # noqa: E731
     paths.append(plots.curves(path("curves"), group_cells, group_rows, title=label))
     paths.append(plots.final(path("final"), group_rows, title=label))
     learned = plots.learned(path("learned"), group_cells, title=label)

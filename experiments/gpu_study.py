@@ -36,7 +36,9 @@ from collections.abc import Sequence
 
 _T0 = time.perf_counter()
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from experiments import stats  # noqa: E402
@@ -66,8 +68,9 @@ def probe(config, workdir: str, *, epochs: Sequence[int]) -> dict:
   """Times seed 0 of every pool of `config` (a configs/compare.py study config), the
   i-th pool for `epochs[i]` epochs (the lengths must differ somewhere, so that
   `experiments.budget.fit` can tell per-epoch from per-cell costs)."""
-  from experiments import compare, train  # noqa: PLC0415
+  from experiments import compare  # noqa: PLC0415
   from experiments import data as data_lib  # noqa: PLC0415
+  from experiments import train  # noqa: PLC0415
 
   labels = list(config.pools.keys())
   if len(epochs) != len(labels) or min(epochs) < 1 or len(set(epochs)) < 2:

@@ -65,7 +65,6 @@ import os
 import sys
 import time
 
-
 BASES = ("fit_numpy", "fit_numpy_spe", "fit_tfdata", "fit_tfdata_spe", "tf_function")
 DEFAULT_VARIANTS = ("fit_numpy", "fit_tfdata_spe", "tf_function")
 

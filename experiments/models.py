@@ -33,7 +33,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from typing import Callable
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp

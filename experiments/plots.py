@@ -109,7 +109,7 @@ def curves(path, cells, rows, *, title=""):
   fig, axes = _grid(len(shown))
   # The y-range: epochs 2 onward where there are more than 2 epochs.
   values = []
-  for epochs, mean, lo, hi in data.values():
+  for epochs, _mean, lo, hi in data.values():
     keep = epochs >= 2 if epochs.max(initial=0) > 2 else np.ones_like(epochs, bool)
     values += list(lo[keep]) + list(hi[keep])
   log = use_log_scale(values)
@@ -235,7 +235,9 @@ def learned_series(cells):
       epochs = sorted(stats.get("mean", {}))
       if not epochs:
         continue
-      get = lambda s: np.array([stats.get(s, {}).get(e, np.nan) for e in epochs], float)  # noqa: E731
+      get = lambda s, stats=stats, epochs=epochs: np.array(  # noqa: E731
+        [stats.get(s, {}).get(e, np.nan) for e in epochs], float
+      )
       out.setdefault((c["label"], layer, quantity), []).append(
         (c["seed"], np.asarray(epochs), get("mean"), get("min"), get("max"))
       )
@@ -265,7 +267,7 @@ def learned(path, cells, *, title=""):
   fig, axes = _grid(len(keys), width=3.3, height=2.4)
   for ax, key in zip(axes, keys):
     pool, layer, quantity = key
-    for seed, epochs, mean, lo, hi in series[key]:
+    for _seed, epochs, mean, lo, hi in series[key]:
       ax.plot(epochs, mean, color=colour[pool], lw=0.9, alpha=0.9, marker=".", ms=3)
       ax.fill_between(epochs, lo, hi, color=colour[pool], alpha=0.1, lw=0)
     if quantity in ("alpha", "gate"):

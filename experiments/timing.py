@@ -17,7 +17,8 @@ right after a 70 ms one measured 6-10 ms, and 3-4 ms after three settle calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -53,9 +53,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from experiments import checkpoints as ckpt_lib
 from experiments import cli
@@ -434,10 +438,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Writes `config.json` (at start), `metrics.jsonl` (one JSON object per epoch:
   epoch, train_loss, train_error, test_loss, test_error, seconds,
   images_per_second, and for learnable pools `learned/<layer>/<quantity>/<stat>`
-  as `experiments.learned` describes), TensorBoard events (the same scalars) in `tensorboard/`, orbax checkpoints in
-  `checkpoints/`, and `summary.json` (final_test_error, best_test_error,
-  best_epoch, final_train_error, total_seconds, seconds_per_epoch,
-  images_per_second, compile_seconds, num_params, device_kind, device_count,
+  as `experiments.learned` describes), TensorBoard events (the same scalars) in
+  `tensorboard/`, orbax checkpoints in `checkpoints/`, and `summary.json`
+  (final_test_error, best_test_error, best_epoch, final_train_error, total_seconds,
+  seconds_per_epoch, images_per_second, compile_seconds, num_params, device_kind, device_count,
   backend, jax_version, flax_version, pool, model, seed, num_epochs, platform,
   completed=True). Errors are fractions in [0, 1]. Train loss/error are the means
   over the epoch's steps, in train mode. `seconds` is the wall time of the

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from typing import Callable
+from typing import Optional
+from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -38,6 +40,15 @@ import jaxpool
 from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+
+try:
+  import flax.linen as nn
+except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
+  if err.name is None or err.name.partition(".")[0] != "flax":
+    raise
+  raise ImportError(
+    'jaxpool.linen needs Flax, which is not installed: pip install "jaxpool[flax]"'
+  ) from err
 
 RNG_STREAM = "pooling"
 """The rng stream that every random pooling module draws its keys from."""
@@ -657,7 +668,7 @@ class GlobalAvgPool(nn.Module):
   num_spatial_dims: Optional[int] = None
   channel_axis: int = -1
 
-  def _options(self):
+  def _options(self) -> dict[str, Any]:
     return dict(
       keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
     )

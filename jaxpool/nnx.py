@@ -29,18 +29,27 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import math
+from typing import Any
+from typing import Optional
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-
-import math
 
 import jaxpool
 from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+
+try:
+  from flax import nnx
+except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
+  if err.name is None or err.name.partition(".")[0] != "flax":
+    raise
+  raise ImportError(
+    'jaxpool.nnx needs Flax, which is not installed: pip install "jaxpool[flax]"'
+  ) from err
 
 RNG_STREAM = "pooling"
 """The rng stream that every random pooling module draws its keys from."""
@@ -48,7 +57,7 @@ RNG_STREAM = "pooling"
 Shape = Sequence[int]
 
 
-def _freeze(value):
+def _freeze(value: Any) -> Any:
   """Lists (e.g. padding pairs from a config) as nested tuples: static and hashable."""
   if isinstance(value, (list, tuple)):
     return tuple(_freeze(v) for v in value)
@@ -80,7 +89,7 @@ def _fork_stream(rngs, module: str):
 class _Random(nnx.Module):
   """Mixin of the random modules: the ``deterministic`` flag and the key stream."""
 
-  deterministic: bool
+  deterministic: Optional[bool]
   rngs: Any
 
   def _resolve(self, deterministic: Optional[bool]) -> bool:
@@ -307,7 +316,10 @@ class LpPool(_WindowPool):
 
   def p_value(self):
     """The exponent in use: ``1 + softplus(raw_p)`` if learnt, else ``p``."""
-    return _m.p_from_raw(self.raw_p[...]) if self.learn_p else self.p
+    if not self.learn_p:
+      return self.p
+    assert self.raw_p is not None  # a Param whenever learn_p (__init__)
+    return _m.p_from_raw(self.raw_p[...])
 
   def __call__(self, inputs):
     return jaxpool.lp_pool(inputs, self.p_value(), mean=self.mean, **self._window())
@@ -373,7 +385,7 @@ class GeMPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def __call__(self, inputs):
-    p = self.p[...] if self.learn_p else self.p
+    p = self.p[...] if isinstance(self.p, nnx.Param) else self.p  # a Param iff learn_p
     return jaxpool.gem_pool(
       inputs,
       p,
@@ -576,6 +588,7 @@ class MixedPool(_WindowPool, _Random):
   def alpha(self, *, deterministic: Optional[bool] = None, rngs=None):
     """The mixing weight of this call (learnt: sigmoid of the logit)."""
     if not self.stochastic:
+      assert self.alpha_logit is not None  # a Param unless stochastic (__init__)
       return jax.nn.sigmoid(self.alpha_logit[...])
     if self._resolve(deterministic):
       return jnp.asarray(0.5, jnp.float32)
@@ -748,6 +761,7 @@ class LIPLogits(nnx.Module):
     h = _m.channels_last(inputs, self.channel_axis)
     h = self.conv(h)
     # self.norm's parameters and values, by a formula XLA:CPU runs faster.
+    assert self.norm.scale is not None and self.norm.bias is not None  # GroupNorm's defaults
     h = _m.instance_norm(h, self.norm.scale[...], self.norm.bias[...], self.norm.epsilon)
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
 
@@ -853,7 +867,7 @@ class GlobalAvgPool(nnx.Module):
     self.num_spatial_dims = num_spatial_dims
     self.channel_axis = channel_axis
 
-  def _options(self):
+  def _options(self) -> dict[str, Any]:
     return dict(
       keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
     )

@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 __all__ = ["names", "make", "info", "Entry", "CONTEXT_OPTIONS", "APIS", "SLOT_NAMES_EXCLUDED"]
 
@@ -139,7 +140,9 @@ def _options(cls, api: str) -> tuple[list[str], list[str]]:
 def info(name: str) -> dict[str, Any]:
   """What a name builds: function, module name, summary and the options per API."""
   entry = _entry(name)
-  out = dict(name=name, function=entry.function, module=entry.module, summary=entry.summary)
+  out: dict[str, Any] = dict(
+    name=name, function=entry.function, module=entry.module, summary=entry.summary
+  )
   for api in APIS:
     options, required = _options(_module_class(name, api), api)
     out[f"{api}_options"] = options

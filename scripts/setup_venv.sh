@@ -10,14 +10,11 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[all]"
 
 # PyTorch is optional: the parity tests against torch.nn.functional and the torch
-# baselines of the benchmark run when it is importable. Install it only where a CPU
-# wheel lies on disk, so set-up never downloads a multi-GB CUDA build.
+# baselines of the benchmark run when it is importable, and are skipped with a message
+# otherwise. Pinned to one release: a CPU build of 2.13.0 is what pip picks on the
+# project's machines, where an unpinned `torch` would pull a multi-GB CUDA build.
+TORCH_VERSION=2.13.0
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  torch_wheel=$(ls /opt/wheels/torch-*+cpu-cp311-*.whl 2>/dev/null | head -n 1 || true)
-  if [ -n "$torch_wheel" ]; then
-    .venv/bin/python -m pip install --quiet "$torch_wheel" \
-      || echo "setup: torch not installed; torch parity tests will be skipped"
-  else
-    echo "setup: no local torch CPU wheel; torch parity tests will be skipped"
-  fi
+  .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION}" \
+    || echo "setup: torch==${TORCH_VERSION} not installed; the torch parity tests will be skipped"
 fi

@@ -9,7 +9,8 @@ forwards a wrong option, mis-shapes or mis-transforms a parameter fails.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -10,10 +10,12 @@ import jaxpool
 
 try:
   from tests import reference
-  from tests.helpers import J, ties
+  from tests.helpers import J
+  from tests.helpers import ties
 except ImportError:  # tests/ itself on sys.path
   import reference
-  from helpers import J, ties
+  from helpers import J
+  from helpers import ties
 
 
 def _perm(rng, shape):
@@ -387,7 +389,7 @@ def test_torch_parity_pyramid_and_global():
   rng = np.random.default_rng(10)
   x = rng.normal(size=(2, 3, 9, 7)).astype(np.float32)
   expected = torch.cat(
-    [F.adaptive_max_pool2d(torch.tensor(x), l).flatten(1) for l in (1, 2, 4)], 1
+    [F.adaptive_max_pool2d(torch.tensor(x), level).flatten(1) for level in (1, 2, 4)], 1
   ).numpy()
   np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, channel_axis=1)(x), expected)
   lp = F.lp_pool2d(torch.tensor(np.abs(x)), 3.0, (9, 7)).numpy()[:, :, 0, 0]

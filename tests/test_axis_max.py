@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import reference
-from helpers import ties
 from jaxpool._src import axis_max
+from tests import reference
+from tests.helpers import ties
 
 
 def _expected(x, axis, absolute=False):

@@ -89,6 +89,7 @@ def test_every_public_pool_has_working_builders():
   """Each public pool's builder traces (no compilation) on a small 2-D case, with its
   baseline, in float32 and bfloat16; a pool without a builder is reported, not lost."""
   import jax  # noqa: PLC0415
+
   import jaxpool  # noqa: PLC0415
   from experiments import benchmark  # noqa: PLC0415
 

@@ -139,8 +139,8 @@ def read_csv(path):
 
 def table_rows(md):
   """The data rows of the first markdown table, as lists of cells."""
-  lines = [l for l in md.splitlines() if l.startswith("|")]
-  return [[c.strip() for c in l.strip("|").split("|")] for l in lines[2:]]
+  lines = [line for line in md.splitlines() if line.startswith("|")]
+  return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
 
 
 def assert_png(path):
@@ -223,10 +223,10 @@ def test_curves_are_mean_min_max_over_seeds(tmp_path):
   for pool in ("max", "avg"):
     epochs, mean, lo, hi = curves[pool]
     assert list(epochs) == list(range(1, NUM_EPOCHS + 1))
-    for e, m, l, h in zip(epochs, mean, lo, hi):
+    for e, m, low, high in zip(epochs, mean, lo, hi):
       vals = [100 * fake_test_error(pool, s, e) for s in (0, 1)]
       assert m == pytest.approx(statistics.mean(vals))
-      assert (l, h) == pytest.approx((min(vals), max(vals)))
+      assert (low, high) == pytest.approx((min(vals), max(vals)))
   assert study["config"]["study"] == "seed_cnn"
 
 
@@ -441,6 +441,7 @@ def test_default_sweep_fills_the_slot_with_every_fitting_registry_pool():
   nnx = pytest.importorskip("flax.nnx")
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   from configs import compare as compare_config  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   from jaxpool import registry  # pylint: disable=g-import-not-at-top
@@ -635,7 +636,7 @@ def test_learned_png_from_logged_parameters(tmp_path):
   assert list(series) == [("avg", "pool", "alpha")]
   seeds = sorted(s[0] for s in series[("avg", "pool", "alpha")])
   assert seeds == [0, 1]
-  for seed, epochs, mean, lo, hi in series[("avg", "pool", "alpha")]:
+  for seed, epochs, mean, _lo, _hi in series[("avg", "pool", "alpha")]:
     assert list(epochs) == [1, 2, 3]
     assert list(mean) == pytest.approx([0.5 + 0.1 * e + 0.01 * seed for e in (1, 2, 3)])
 

@@ -126,7 +126,7 @@ def test_no_data_no_network_says_what_to_set(tmp_path, monkeypatch):
 def _assert_clean(tfds_dir):
   assert not data.is_prepared(str(tfds_dir))
   leftovers = []
-  for root, dirs, files in os.walk(tfds_dir):
+  for _root, _dirs, files in os.walk(tfds_dir):
     leftovers += files
   assert leftovers == [], leftovers
 
@@ -194,7 +194,7 @@ def test_failure_during_writing_leaves_nothing(tmp_path, monkeypatch):
     raise OSError("disk full (simulated)")
 
   monkeypatch.setattr(cls, "_generate_examples", broken)
-  with pytest.raises(Exception):
+  with pytest.raises(OSError, match="disk full"):  # propagated as raised, not wrapped
     data.load(cfg(tmp_path / "tfds", raw))
   _assert_clean(tmp_path / "tfds")
 

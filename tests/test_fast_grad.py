@@ -15,14 +15,14 @@ the compiled gradient has no select-and-scatter.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jax
-import jax.numpy as jnp
-
 import jaxpool
-from jaxpool._src import geometry, reduce
+from jaxpool._src import geometry
+from jaxpool._src import reduce
 
 try:
   from tests import reference

@@ -10,10 +10,12 @@ import jaxpool
 
 try:
   from tests import reference
-  from tests.helpers import J, ties
+  from tests.helpers import J
+  from tests.helpers import ties
 except ImportError:  # tests/ itself on sys.path
   import reference
-  from helpers import J, ties
+  from helpers import J
+  from helpers import ties
 
 
 # (spatial, window, output size)

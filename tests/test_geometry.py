@@ -169,6 +169,7 @@ def test_validation_errors(shape, window, strides, padding, options, error, frag
 
 def test_errors_are_raised_by_the_public_functions_at_trace_time():
   import jax.numpy as jnp
+
   import jaxpool
 
   x = jnp.zeros((1, 4, 4, 1))

@@ -1,5 +1,5 @@
-"""experiments/gpu_study.py (the report of a study folder), the `data.loader="idx"` path it runs on, and the
-shell script's argument checks. The probe itself trains networks: the CPU smoke
+"""experiments/gpu_study.py (the report of a study folder), the `data.loader="idx"` path
+it runs on, and the shell script's argument checks. The probe itself trains networks: the CPU smoke
 run `scripts/gpu_study.sh --tiny` covers it (minutes, so not here)."""
 
 import gzip
@@ -11,10 +11,12 @@ import sys
 import ml_collections
 import numpy as np
 import pytest
-from test_compare import FakeTrainer, study_config
+from test_compare import FakeTrainer
+from test_compare import study_config
 
-from experiments import compare, gpu_study
+from experiments import compare
 from experiments import data as data_lib
+from experiments import gpu_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,9 @@ from jax.sharding import Mesh
 
 from configs import mnist
 from experiments import checkpoints as ckpt_lib
-from experiments import learned, models, train
+from experiments import learned
+from experiments import models
+from experiments import train
 
 
 def build(pool, options=None, model="seed_cnn"):

@@ -10,9 +10,11 @@ import pytest
 from jax.test_util import check_grads
 
 try:
-  from tests.helpers import J, ties
+  from tests.helpers import J
+  from tests.helpers import ties
 except ImportError:  # tests/ itself on sys.path
-  from helpers import J, ties
+  from helpers import J
+  from helpers import ties
 from jaxpool._src import separable
 
 nan, inf = np.nan, np.inf

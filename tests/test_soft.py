@@ -103,7 +103,7 @@ def test_stable_at_1e4(dtype):
     assert np.all(np.isfinite(np.asarray(y, np.float32)))
     assert np.all(np.isfinite(np.asarray(grad, np.float32)))
   grad_logits = jax.jit(
-    jax.grad(lambda l: jnp.sum(jaxpool.lip_pool(big, l, (3, 3), 2, "SAME").astype(jnp.float32)))
+    jax.grad(lambda lg: jnp.sum(jaxpool.lip_pool(big, lg, (3, 3), 2, "SAME").astype(jnp.float32)))
   )(big)
   assert np.all(np.isfinite(np.asarray(grad_logits, np.float32)))
 
@@ -130,14 +130,14 @@ def test_grads_in_inputs_and_logits():
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
     logits = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
-    lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME"))
+    lip = jax.jit(lambda x, lg: jaxpool.lip_pool(x, lg, (3, 3), 2, "SAME"))
     check_grads(lip, (x, logits), order=1, modes=("fwd", "rev"))
     # lip's derivative is taken through window blocks where the windows tile the
     # input, through padded copies otherwise: both forms, to second order.
     grow = ((0, 0), (0, 1), (0, 1), (0, 0))  # 6 x 6: 2x2/2 windows tile it
     x6, l6 = jnp.pad(x, grow), jnp.pad(logits, grow)
     for args in (((2, 2), 2), ((3, 3), 2, 1)):
-      lip = jax.jit(lambda x, l, args=args: jaxpool.lip_pool(x, l, *args))
+      lip = jax.jit(lambda x, lg, args=args: jaxpool.lip_pool(x, lg, *args))
       check_grads(lip, (x6, l6), order=2, modes=("fwd", "rev"))
     soft = jax.jit(lambda x: jaxpool.soft_pool(x, (2, 2), 1, 1, dilation=2))
     check_grads(soft, (x,), order=1, modes=("fwd", "rev"))
@@ -167,7 +167,7 @@ def test_under_vmap_and_jit():
   rng = np.random.default_rng(8)
   x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
   logits = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
-  f = jax.jit(jax.vmap(lambda x, l: jaxpool.lip_pool(x, l, (3, 3), 2, "SAME")))
+  f = jax.jit(jax.vmap(lambda x, lg: jaxpool.lip_pool(x, lg, (3, 3), 2, "SAME")))
   np.testing.assert_allclose(
     f(x, logits), reference.lip_pool(x, logits, (3, 3), 2, "SAME"), rtol=RTOL, atol=ATOL
   )
@@ -207,7 +207,7 @@ def test_tiling_windows_grads_crop_and_empty_windows():
     rng = np.random.default_rng(11)
     x = jnp.asarray(rng.normal(size=(1, 5, 7, 2)))
     logits = jnp.asarray(rng.normal(size=(1, 5, 7, 2)) * 2)
-    lip = jax.jit(lambda x, l: jaxpool.lip_pool(x, l, (2, 3), (2, 3)))
+    lip = jax.jit(lambda x, lg: jaxpool.lip_pool(x, lg, (2, 3), (2, 3)))
     np.testing.assert_allclose(
       lip(x, logits),
       reference.lip_pool(np.asarray(x), np.asarray(logits), (2, 3), (2, 3), "VALID"),
@@ -227,7 +227,7 @@ def test_tiling_windows_grads_crop_and_empty_windows():
   # A window whose logits are all -inf contributes 0 with finite gradients.
   x = jnp.arange(8.0).reshape(1, 4, 2)
   logits = jnp.asarray([0.0, 1.0, -np.inf, -np.inf]).reshape(1, 4, 1)  # shared by channels
-  f = lambda x, l: jnp.sum(jaxpool.lip_pool(x, l, (2,), 2))
+  f = lambda x, lg: jnp.sum(jaxpool.lip_pool(x, lg, (2,), 2))
   y = jaxpool.lip_pool(x, logits, (2,), 2)
   e = 1 / (1 + np.exp(-1.0))
   np.testing.assert_allclose(y[0], [[(1 - e) * 0 + e * 2, (1 - e) * 1 + e * 3], [0, 0]], rtol=1e-6)
@@ -268,16 +268,16 @@ def test_gradient_and_jvp_match_numpy(spatial, window, strides, padding, options
 
 
 def _lip_vjp_and_jvp(x, logits, cot, tangents, window, strides, padding, options):
-  f = lambda x, l: jaxpool.lip_pool(x, l, window, strides, padding, **options)
-  vjp = jax.jit(lambda x, l, c: jax.vjp(f, x, l)[1](c))(x, logits, cot)
-  jvp = jax.jit(lambda x, l, t: jax.jvp(f, (x, l), t)[1])(x, logits, tangents)
+  f = lambda x, lg: jaxpool.lip_pool(x, lg, window, strides, padding, **options)
+  vjp = jax.jit(lambda x, lg, c: jax.vjp(f, x, lg)[1](c))(x, logits, cot)
+  jvp = jax.jit(lambda x, lg, t: jax.jvp(f, (x, lg), t)[1])(x, logits, tangents)
   return tuple(np.asarray(g) for g in vjp), np.asarray(jvp)
 
 
 def _check_lip_derivatives(x, logits, window, strides, padding, options, rng, tol=1e-4):
   """lip_pool's VJP in both arguments against the numpy reference, its JVP by
   <J t, cot> = <t, J^T cot>, and the values it returns under differentiation."""
-  f = lambda x, l: jaxpool.lip_pool(x, l, window, strides, padding, **options)
+  f = lambda x, lg: jaxpool.lip_pool(x, lg, window, strides, padding, **options)
   cot = rng.normal(size=jax.eval_shape(f, x, logits).shape).astype(np.float32)
   tangents = (
     rng.normal(size=x.shape).astype(np.float32),
@@ -293,7 +293,7 @@ def _check_lip_derivatives(x, logits, window, strides, padding, options, rng, to
   np.testing.assert_allclose(
     np.sum(jvp * cot), np.sum(tangents[0] * want_x) + np.sum(tangents[1] * want_l), rtol=tol
   )
-  y = jax.jit(lambda x, l: jax.vjp(f, x, l)[0])(x, logits)
+  y = jax.jit(lambda x, lg: jax.vjp(f, x, lg)[0])(x, logits)
   np.testing.assert_allclose(
     y, reference.lip_pool(x, logits, window, strides, padding, **options), rtol=1e-5, atol=1e-5
   )
@@ -325,7 +325,7 @@ def test_soft_and_lip_second_order_on_overlapping_windows():
         x, logits = x[:, 0], logits[:, 0]
       soft = jax.jit(lambda x, args=args: jaxpool.soft_pool(x, *args))
       check_grads(soft, (x,), order=2, modes=("fwd", "rev"))
-      lip = jax.jit(lambda x, l, args=args: jaxpool.lip_pool(x, l, *args))
+      lip = jax.jit(lambda x, lg, args=args: jaxpool.lip_pool(x, lg, *args))
       check_grads(lip, (x, logits), order=2, modes=("fwd", "rev"))
 
 

@@ -356,6 +356,7 @@ def test_uniforms_are_the_threefry_words_of_the_key(size):
   # their top 24 bits.
   from jax import lax
   from jax.extend import random as jax_random
+
   from jaxpool._src import stochastic
 
   key = jax.random.key(16)

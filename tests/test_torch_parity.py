@@ -242,10 +242,10 @@ def test_named_cases(kind, cfg):
 
 def test_all_equal_and_nan_windows_route_like_torch():
   cfg = dict(kernel=(2, 2), stride=(1, 1), padding=(1, 1), dilation=(1, 1), ceil_mode=False)
-  x = np.zeros((1, 1, 3, 3), np.float32)  # every window all-equal
+  x1 = np.zeros((1, 1, 3, 3), np.float32)  # every window all-equal
   x2 = np.array([[[[1, np.nan, 2], [np.nan, 3, np.nan], [4, 5, np.nan]]]], np.float32)
   x3 = np.full((1, 1, 3, 3), -np.inf, np.float32)
-  for x in (x, x2, x3):
+  for x in (x1, x2, x3):
     ct = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) + 1
     y_t, g_t = torch_pool("max", x, ct, cfg)
     y_j, g_j = jax_value_and_grad("max", x, ct, cfg, channels_last=False)

@@ -20,7 +20,8 @@ pytest.importorskip("optax")
 pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("tensorflow_datasets")
 
-from configs import mnist, zeiler_fergus  # noqa: E402
+from configs import mnist  # noqa: E402
+from configs import zeiler_fergus  # noqa: E402
 from experiments import checkpoints as ckpt_lib  # noqa: E402
 from experiments import data as data_lib  # noqa: E402
 from experiments import train  # noqa: E402

@@ -3,11 +3,10 @@ against the plain numpy window loops of tests/reference.py."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 from jaxpool._src import geometry

@@ -10,7 +10,8 @@ import pytest
 from jax.test_util import check_grads
 
 from jaxpool._src import geometry
-from jaxpool._src.window_dot import check_weights, window_dot
+from jaxpool._src.window_dot import check_weights
+from jaxpool._src.window_dot import window_dot
 
 try:
   from tests import reference

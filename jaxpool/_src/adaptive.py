@@ -24,6 +24,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from typing import Any
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -300,7 +301,7 @@ def global_max_pool(
 
 def global_lp_pool(
   inputs: Any,
-  p,
+  p: float | jax.Array,
   *,
   keepdims: bool = False,
   num_spatial_dims: int | None = None,
@@ -437,7 +438,7 @@ def spatial_pyramid_pool(
   axes, channel = geometry.spatial_axes(x.shape, n, channel_axis, fn)
   features = []
   for grid in grids:
-    y = pool(x, grid, channel_axis=channel_axis)
+    y = cast(jax.Array, pool(x, grid, channel_axis=channel_axis))  # no return_indices
     if channel != 1:
       y = jnp.moveaxis(y, channel, 1)  # (N, C, *grid): channel-major flatten
     features.append(y.reshape(y.shape[0], -1))

@@ -99,6 +99,7 @@ def max_pool_with_argmax(
   indices = jnp.full(geom.output_shape, -1, jnp.int32)
   for offset, selected in zip(geom.window_offsets(), selections):
     flat = sum(_axis_term(geom, d, k, plane_strides[d]) for d, k in enumerate(offset))
+    assert isinstance(flat, np.ndarray)  # a sum over >= 1 spatial dims, not sum's start 0
     indices = jnp.where(selected, jnp.asarray(geom.spatial_to_output(flat), jnp.int32), indices)
   return values, indices
 
@@ -202,4 +203,4 @@ def max_unpool(
   out = jnp.zeros((planes, size), v.dtype).at[rows, target].set(v2, mode="drop")
 
   out = out.reshape(planes_shape + output_shape)
-  return jnp.transpose(out, np.argsort(order))
+  return jnp.transpose(out, np.argsort(order).tolist())

@@ -2,7 +2,8 @@ r"""A stride-1 convolution whose kernel gradient is an ordinary forward convolut
 
 Used by the logit network of LIP pooling (:class:`jaxpool.nnx.LIPLogits`,
 :class:`jaxpool.linen.LIPLogits`), a C -> C convolution that is most of the cost
-of an LIP layer, and by the convolutions of the MNIST models in `experiments/`. Same values and gradients as `lax.conv_general_dilated`; only how
+of an LIP layer, and by the convolutions of the MNIST models in `experiments/`.
+Same values and gradients as `lax.conv_general_dilated`; only how
 the kernel gradient is computed differs. XLA:CPU evaluates the kernel gradient of
 a convolution (the "backward filter" convolution JAX's transpose rule emits, with
 the batch as contraction dim and the image as window) 10-100x slower inside a
@@ -98,6 +99,7 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
   for offset in np.ndindex(*kernel.shape[:nd]):
     term = _shifted(x_pad, offset, out) * kernel[offset][0].astype(x.dtype)  # (N, *S', 1) * (O,)
     y = term if y is None else y + term
+  assert y is not None  # the kernel has at least one offset
   return y
 
 

@@ -389,6 +389,7 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
     if best is None:
       best, best_pos = candidate, jnp.where(inside, pos, -1)
     else:
+      assert best_pos is not None  # set with best
       # the first maximal element: a later one only if strictly larger, or the first
       # one inside the window
       better = inside & ((candidate > best) | (best_pos < 0))
@@ -398,9 +399,11 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
       is_nan = inside & jnp.isnan(candidate)
       nan = candidate if nan is None else jnp.where(is_nan, candidate, nan)
       nan_pos = jnp.where(is_nan, pos, -1 if nan_pos is None else nan_pos)
+  assert best is not None and best_pos is not None  # stage.span >= 1: the loop ran
   if nan_pos is None:
     value, selected = best, best_pos
   else:
+    assert nan is not None  # set with nan_pos
     has_nan = nan_pos >= 0
     value, selected = jnp.where(has_nan, nan, best), jnp.where(has_nan, nan_pos, best_pos)
   if not with_indices:
@@ -416,4 +419,5 @@ def _gather_selected(a: jax.Array, selected: jax.Array, stage: _Stage) -> jax.Ar
     candidate = stage.take(a, j)
     hit = selected == stage.shaped(stage.positions(j), a.ndim)
     out = candidate if out is None else jnp.where(hit, candidate, out)
+  assert out is not None  # stage.span >= 1: the loop ran
   return out

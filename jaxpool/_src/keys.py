@@ -17,7 +17,7 @@ def random_key(key: Any, fn: str) -> jax.Array:
   one key already draws independently for every window and example; `vmap` over a
   batch of keys to draw with a key per example.
   """
-  if isinstance(key, (jax.Array, np.ndarray)) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     if key.shape != ():
       raise ValueError(
         f"{fn}: key must be one key (shape ()), got a batch of keys of shape "
@@ -35,4 +35,4 @@ def random_key(key: Any, fn: str) -> jax.Array:
     raise TypeError(
       f"{fn}: key must be {allowed}, got an array of dtype {key.dtype} and shape {key.shape}."
     )
-  return jax.random.wrap_key_data(key)
+  return jax.random.wrap_key_data(jnp.asarray(key))

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -60,7 +61,8 @@ from jaxpool._src import global_norm
 from jaxpool._src import powers
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _check_p(p: Any, fn: str) -> float | jax.Array:
@@ -322,7 +324,7 @@ def _tiled_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   dtype = yc.dtype
   blocks, axes = views.window_blocks(x.astype(dtype), geom)
   factors = (jnp.expand_dims(v, axes) for v in _window_factors(yc, gc, geom, mean))
-  grad = _ratio_terms(blocks, *factors, p, sign=True)
+  grad = _ratio_terms(blocks, *factors, p=p, sign=True)
   unblock = jax.linear_transpose(
     lambda t: views.window_blocks(t, geom)[0], jax.ShapeDtypeStruct(geom.input_shape, dtype)
   )
@@ -405,6 +407,7 @@ def _lp_traced_fwd(x, p, geom, mean):
 def _lp_traced_bwd(geom, mean, res, g):
   x, y, p = res
   grad_x, grad_p = _backward(x, y, p, g, geom, mean, want_p=True)
+  assert grad_p is not None  # want_p=True
   return grad_x.astype(x.dtype), grad_p.astype(p.dtype)
 
 
@@ -502,11 +505,11 @@ def lp_pool(
     channel_axis=channel_axis,
     fn=fn,
   )
-  if isinstance(p, float):
+  if not isinstance(p, jax.Array):  # _check_p: a float, or an array to differentiate
     return _lp_static(x, geom, p, bool(mean))
   return _lp_traced(
     x, p.astype(jnp.promote_types(p.dtype, dtypes.compute_dtype(x.dtype))), geom, bool(mean)
-  ).astype(x.dtype)
+  ).astype(x.dtype)  # pyright: ignore[reportAttributeAccessIssue]  # partial(custom_vjp) hides it
 
 
 def l2_pool(
@@ -624,7 +627,7 @@ def gem_pool(
     raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}.")
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   dtype = dtypes.compute_dtype(x.dtype)
-  exponent = p if isinstance(p, float) else p.astype(dtype)
+  exponent = p.astype(dtype) if isinstance(p, jax.Array) else p
   count = math.prod(x.shape[a] for a in axes)
   # (mean c^p)^(1/p) = |S|^(-1/p) ||c||_p, the norm as global_lp_pool computes it.
   norm = global_norm.lp_norm(x, exponent, axes, floor=float(eps))

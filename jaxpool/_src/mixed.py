@@ -39,7 +39,8 @@ from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 from jaxpool._src.window_dot import check_weights
 from jaxpool._src.window_dot import window_dot
 
@@ -160,6 +161,7 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
     selected = views.selected_in_blocks(index, blocks.ndim, window_axes, geom)
     coef = jnp.where(selected, expand(p), 0) + expand(q)
     if r is not None:  # w (*window, 1 or C) on the block's window and channel axes
+      assert w is not None  # r and w are given together
       channel = geom.channel_axis + sum(a < geom.channel_axis for a in geom.spatial_axes)
       w_shape = [1] * blocks.ndim
       w_shape[channel] = w.shape[-1]
@@ -175,6 +177,7 @@ def _weighted_elements(t: jax.Array, index: jax.Array, p, q, r, w, geom: PoolGeo
   for k, view in views.linear_views(t, geom):
     coef = jnp.where(index == k, p, 0) + q
     if r is not None:
+      assert w is not None  # r and w are given together
       coef = coef + r * jnp.reshape(w[offsets[k]], shape)
     term = view * coef
     total = term if total is None else total + term

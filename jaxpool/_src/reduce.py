@@ -48,7 +48,8 @@ from jax import lax
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _lowest(dtype, kind: str):

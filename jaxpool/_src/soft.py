@@ -56,7 +56,8 @@ from jaxpool._src import dtypes
 from jaxpool._src import fallback
 from jaxpool._src import geometry
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _floating(value: Any, name: str, fn: str) -> jax.Array:
@@ -76,7 +77,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
   if not window_terms:  # every window lies in the padding
     return jnp.zeros(geom.output_shape, dtype)
   # The window maximum of the logits, from the same strided slices as the sums.
-  m = lax.stop_gradient(functools.reduce(jnp.maximum, [l for l, _ in window_terms]))
+  m = lax.stop_gradient(functools.reduce(jnp.maximum, [logit for logit, _ in window_terms]))
   m = jnp.where(jnp.isfinite(m), m, 0)  # all-padding windows (m = -inf) get weights 0
   numerator = denominator = None
   for logit, value in window_terms:
@@ -84,6 +85,7 @@ def _window_average(window_terms, geom: PoolGeometry, dtype) -> jax.Array:
     term = weight * value
     numerator = term if numerator is None else numerator + term
     denominator = weight if denominator is None else denominator + weight
+  assert numerator is not None and denominator is not None  # window_terms is not empty
   # The denominator is >= 1 except for windows with no input element (0 there).
   positive = denominator > 0
   return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
@@ -139,9 +141,9 @@ def _tangent_operands(dtype, x, logits, tx, tl):
   inside the rules: a float32 copy made before would be a residual written to
   memory. `tl` stays None for SoftPool.
   """
-  cast = lambda a: None if a is None else a.astype(dtype)
-  x = cast(x)
-  return x, x if logits is None else cast(logits), cast(tx), cast(tl)
+  x = x.astype(dtype)
+  logits = x if logits is None else logits.astype(dtype)
+  return x, logits, tx.astype(dtype), None if tl is None else tl.astype(dtype)
 
 
 def _tiled_tangent(x, logits, y, tx, tl, geom: PoolGeometry):

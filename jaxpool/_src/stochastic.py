@@ -49,7 +49,8 @@ from jaxpool._src import geometry
 from jaxpool._src import keys
 from jaxpool._src import reduce
 from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike, PoolGeometry
+from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.geometry import PoolGeometry
 
 
 def _positive_part(x: jax.Array) -> jax.Array:
