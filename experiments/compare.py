@@ -56,6 +56,9 @@ METRICS_FILE = "metrics.jsonl"
 CELLS_DIR = "cells"
 # Keys of a cell's config that may change between reruns without changing results.
 _VOLATILE_KEYS = ("quiet",)
+# Keys added to the training config later, with their defaults: a cell written before
+# them had those values.
+_ADDED_KEYS = {"plugins": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +93,21 @@ def plan(config) -> list[Cell]:
   return cells
 
 
+def study_plugins(config) -> str:
+  """The plugin modules of a study (`config.plugins`, then the base config's), as
+  one comma-separated string: every cell imports them (experiments/plugins.py)."""
+  from experiments import plugins  # pylint: disable=g-import-not-at-top
+
+  base = config.base.get("plugins", "") if "base" in config else ""
+  return ",".join(plugins.names(f"{config.get('plugins', '') or ''},{base or ''}"))
+
+
 def cell_config(config, cell: Cell, *, quiet: bool = False):
-  """The training config of one cell: `config.base` with pool, options and seed."""
+  """The training config of one cell: `config.base` with pool, options, seed and the
+  study's plugins."""
   cfg = ml_collections.ConfigDict(config.base.to_dict())
+  if "plugins" in cfg:
+    cfg.plugins = study_plugins(config)
   cfg.pool = cell.pool
   cfg.pool_options = ml_collections.ConfigDict(dict(cell.options))
   cfg.seed = cell.seed
@@ -140,10 +155,14 @@ def _check_same_cell(celldir, cell_cfg):
   new = _jsonable(cell_cfg)
   if old is None:
     return
-  strip = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE_KEYS}
+  strip = lambda d: {
+    k: v
+    for k, v in d.items()
+    if k not in _VOLATILE_KEYS and not (k in _ADDED_KEYS and v == _ADDED_KEYS[k])
+  }
   if strip(old) != strip(new):
     diff = sorted(
-      k for k in set(old) | set(new) if k not in _VOLATILE_KEYS and old.get(k) != new.get(k)
+      k for k in set(strip(old)) | set(strip(new)) if strip(old).get(k) != strip(new).get(k)
     )
     raise ValueError(
       f"{celldir} was trained with a different config (keys that differ: "
@@ -814,6 +833,12 @@ def main(argv, flag_values=flags.FLAGS):
     config = flag_values.config
     if config is None:
       raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
+    from experiments import plugins  # pylint: disable=g-import-not-at-top
+
+    try:
+      plugins.load(study_plugins(config))  # users' pools, before the cells resolve theirs
+    except plugins.PluginError as e:
+      sys.exit(f"experiments.compare: {e}")  # one line, exit status 1
     run_study(config, workdir, quiet=flag_values.quiet or bool(config.get("quiet")))
   with open(os.path.join(workdir, "results.md")) as f:
     text = f.read()

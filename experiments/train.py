@@ -50,6 +50,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from experiments import data as data_lib
 from experiments import models
+from experiments import plugins
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -413,7 +414,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: bad config (unknown key, pool, model, indivisible batch, ...).
     data.MnistDataError: MNIST missing or corrupt.
     FloatingPointError: non-finite loss (the last good checkpoint is kept).
+    plugins.PluginError: a module of `config.plugins` cannot be imported.
   """
+  plugins.load(config.get("plugins", ""))  # users' pools, before the pool is resolved
   validate_config(config)
   maybe_initialize_distributed(config)
   devices = jax.devices()
@@ -584,6 +587,10 @@ def main(argv) -> None:
       config.quiet = True
   logging.set_verbosity(logging.INFO)
   pylogging.getLogger("absl").setLevel(pylogging.INFO)
+  try:
+    plugins.load(config.get("plugins", ""))
+  except plugins.PluginError as e:
+    sys.exit(f"experiments.train: {e}")  # one line, exit status 1
   summary = train_and_evaluate(config, flags.FLAGS.workdir)
   if jax.process_index() == 0:
     print(json.dumps(summary, sort_keys=True))
