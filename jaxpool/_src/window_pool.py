@@ -51,27 +51,19 @@ _VIEW_REDUCTIONS = {
 }
 
 
-@functools.lru_cache(maxsize=256)
-def _keywords(fn: Callable) -> frozenset[str]:
-  """The keywords among ("axis", "mask") that `fn` takes by name."""
+def fn_keywords(fn: Callable) -> frozenset[str]:
+  """Which of ``axis`` / ``mask`` `window_pool` passes to `fn` (the parameters its
+  signature names; none for an uninspectable callable). Not cached: a `fn` made
+  per call (a lambda closing over traced parameters) would be kept alive."""
   try:
     params = inspect.signature(fn).parameters
   except (TypeError, ValueError):  # builtins and other uninspectable callables
     return frozenset()
-  named = {
+  return frozenset(
     name
     for name, p in params.items()
     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name in ("axis", "mask")
-  }
-  return frozenset(named)
-
-
-def fn_keywords(fn: Callable) -> frozenset[str]:
-  """Which of ``axis`` / ``mask`` `window_pool` passes to `fn` (by name)."""
-  try:
-    return _keywords(fn)
-  except TypeError:  # unhashable callable: inspect it every time
-    return _keywords.__wrapped__(fn)
+  )
 
 
 def window_views(x: jax.Array, geom: PoolGeometry, pad_value: Any) -> list[jax.Array]:
