@@ -48,6 +48,9 @@ each cell one training run of `config.base` (a `configs/mnist.py` or
   pool_options.K=V  pool option K of every pool in the sweep (V a Python literal,
                     e.g. `pool_options.window_shape=(3,3)`), replacing the slot's.
   <pool>.K=V        pool option K of that pool only, e.g. `pools=max+lp,lp.p=3`.
+  plugins=a.b+c.d   modules that register users' pools (experiments/plugins.py),
+                    imported here, so that `pools=` and the default sweep see their
+                    names; `--config.plugins=a.b,c.d` does the same for `pools=`.
 
 The flags combine, e.g. `zeiler_fergus,quick` or `quick,pools=max+avg,seeds=3`.
 Every field can also be overridden on the command line, e.g.
@@ -130,7 +133,7 @@ _REGIME_EPOCHS = 4
 _MNIST_TRAIN_IMAGES = 60000
 
 _FLAGS = ("quick", "zeiler_fergus", "paper", "regimes")
-_KEYS = ("platform", "pools", "seeds", "epochs", "reference")
+_KEYS = ("platform", "pools", "seeds", "epochs", "reference", "plugins")
 
 
 def _parse(arg):
@@ -277,6 +280,11 @@ def _pool_entry(name, options):
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the study config; `arg` as in the module docstring."""
   flags, values, options = _parse(arg)
+  plugins = values.get("plugins", "")
+  if plugins:  # before the default sweep asks the registry for its names
+    from experiments import plugins as plugin_loader  # pylint: disable=g-import-not-at-top
+
+    plugin_loader.load(plugins)
   platform = values.get("platform", "cpu")
   zeiler_fergus = "zeiler_fergus" in flags
 
@@ -290,6 +298,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arg = arg or ""
   config.platform = platform
   config.base = base
+  # Passed to every cell's training config (experiments/compare.py), and imported by
+  # experiments.compare before the study starts.
+  config.plugins = plugins
 
   if zeiler_fergus:
     # The paper's network keeps its own 3x3 stride-2 SAME slot for all three pools.

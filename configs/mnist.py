@@ -11,6 +11,7 @@
   mock      random examples from tfds.testing.mock_data (no data needed; tests)
   cpu|gpu|tpu  (or platform=...) the platform preset, recorded in the results; tpu
             computes in bfloat16
+  plugins=a.b+c.d  modules that register users' pools (experiments/plugins.py)
 Unknown keys or flags raise ValueError listing the valid ones.
 """
 
@@ -49,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.platform = "cpu"
   c.quiet = False
   c.checkpoint_keep = 2  # Checkpoints kept in workdir/checkpoints.
+  # Modules imported before the pool is resolved (experiments/plugins.py), comma- or
+  # +-separated, e.g. "examples.median_pool_plugin": they register users' pools.
+  c.plugins = ""
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"

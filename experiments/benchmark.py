@@ -334,6 +334,37 @@ def _blur(case: Case, key):
   return (lambda x: jaxpool.blur_pool(x, case.strides)), "", None, None
 
 
+def _pool(case: Case, key):
+  w, s, p = case.window_args()
+  nn = _flax()
+  init = -jnp.inf
+  return (
+    (lambda x: jaxpool.pool(x, init, lax.max, w, s, p)),
+    "flax.linen.pool(lax.max)",
+    (lambda x: nn.pool(x, init, lax.max, w, s, p)),
+    "max",
+  )
+
+
+def _window_pool(kind):
+  """window_pool with fn=jnp.max (baseline: flax's max_pool), jnp.mean (jaxpool's
+  avg_pool) or jnp.median (a plain median of `_patches`, zero padding alike)."""
+
+  def build(case: Case, key):
+    w, s, p = case.window_args()
+    if kind == "max":
+      nn = _flax()
+      fn = lambda x: jaxpool.window_pool(jnp.max, x, w, s, p, pad_value=-jnp.inf)
+      return fn, "flax.linen.max_pool", (lambda x: nn.max_pool(x, w, s, p)), "max"
+    if kind == "mean":
+      fn = lambda x: jaxpool.window_pool(jnp.mean, x, w, s, p)
+      return fn, "jaxpool.avg_pool", (lambda x: jaxpool.avg_pool(x, w, s, p)), "avg"
+    fn = lambda x: jaxpool.window_pool(jnp.median, x, w, s, p)
+    return fn, "jnp.median of patches", (lambda x: jnp.median(_patches(x, case), -1)), None
+
+  return build
+
+
 BUILDERS: dict[str, Callable] = {
   "max_pool": _classic("max_pool"),
   "min_pool": _classic("min_pool"),
@@ -358,21 +389,30 @@ BUILDERS: dict[str, Callable] = {
   "max_unpool": _unpool,
   "fractional_max_pool": _fractional,
   "blur_pool": _blur,
+  "pool": _pool,
+  "window_pool": _window_pool("max"),
 }
+
+# More rows of a public function, each timed as a pool of its own, after it:
+# window_pool's user function is jnp.max above, jnp.mean and jnp.median here.
+VARIANTS: dict[str, tuple[str, ...]] = {"window_pool": ("window_pool[mean]", "window_pool[median]")}
+BUILDERS["window_pool[mean]"] = _window_pool("mean")
+BUILDERS["window_pool[median]"] = _window_pool("median")
 
 
 def public_pools(selected=()) -> tuple[list[str], list[dict]]:
   """(names to run, skipped entries): every callable `jaxpool.__all__` entry with a builder."""
   names, skipped = [], []
   for name in sorted(getattr(jaxpool, "__all__", ())):
-    if selected and name not in selected:
-      continue
     if not callable(getattr(jaxpool, name, None)):
       continue
-    if name not in BUILDERS:
-      skipped.append({"pool": name, "reason": "no argument builder in experiments/benchmark.py"})
-      continue
-    names.append(name)
+    for row in (name, *VARIANTS.get(name, ())):
+      if selected and row not in selected:
+        continue
+      if row not in BUILDERS:
+        skipped.append({"pool": row, "reason": "no argument builder in experiments/benchmark.py"})
+        continue
+      names.append(row)
   for name in selected:
     if name not in names and not any(s["pool"] == name for s in skipped):
       skipped.append({"pool": name, "reason": "not in jaxpool.__all__ of this checkout"})

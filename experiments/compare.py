@@ -63,6 +63,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import cli
+from experiments import plugins
 from experiments import stats
 
 STUDY_FILE = "study.json"
@@ -73,6 +74,9 @@ METRICS_FILE = "metrics.jsonl"
 CELLS_DIR = "cells"
 # Keys of a cell's config that may change between reruns without changing results.
 _VOLATILE_KEYS = ("quiet",)
+# Keys added to the training config later, with their defaults: a cell written before
+# them had those values.
+_ADDED_KEYS = {"plugins": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +132,16 @@ def plan(config) -> list[Cell]:
   return cells
 
 
+def study_plugins(config) -> str:
+  """The plugin modules of a study (`config.plugins`, then the base config's), as
+  one comma-separated string: every cell imports them (experiments/plugins.py)."""
+  base = config.base.get("plugins", "") if "base" in config else ""
+  return ",".join(plugins.names(f"{config.get('plugins', '') or ''},{base or ''}"))
+
+
 def cell_config(config, cell: Cell, *, quiet: bool = False):
   """The training config of one cell: `config.base` with the regime's overrides,
-  pool, options and seed."""
+  pool, options, seed and the study's plugins."""
   cfg = ml_collections.ConfigDict(config.base.to_dict())
   for key, value in cell.overrides.items():
     if key not in cfg:
@@ -139,6 +150,8 @@ def cell_config(config, cell: Cell, *, quiet: bool = False):
         f"valid fields: {', '.join(sorted(cfg.keys()))}"
       )
     cfg[key] = value
+  if "plugins" in cfg:
+    cfg.plugins = study_plugins(config)
   cfg.pool = cell.pool
   cfg.pool_options = ml_collections.ConfigDict(dict(cell.options))
   cfg.seed = cell.seed
@@ -186,10 +199,14 @@ def _check_same_cell(celldir, cell_cfg):
   new = _jsonable(cell_cfg)
   if old is None:
     return
-  strip = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE_KEYS}
+  strip = lambda d: {
+    k: v
+    for k, v in d.items()
+    if k not in _VOLATILE_KEYS and not (k in _ADDED_KEYS and v == _ADDED_KEYS[k])
+  }
   if strip(old) != strip(new):
     diff = sorted(
-      k for k in set(old) | set(new) if k not in _VOLATILE_KEYS and old.get(k) != new.get(k)
+      k for k in set(strip(old)) | set(strip(new)) if strip(old).get(k) != strip(new).get(k)
     )
     raise ValueError(
       f"{celldir} was trained with a different config (keys that differ: "
@@ -1004,6 +1021,9 @@ def main(argv, flag_values=flags.FLAGS):
     config = flag_values.config
     if config is None:
       raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
+    # Users' pools (a PluginError names a module that fails), before the study's
+    # pools are checked and resolved.
+    plugins.load(study_plugins(config))
     check_study(config)
     run_study(config, workdir, quiet=flag_values.quiet or bool(config.get("quiet")))
   with open(os.path.join(workdir, "results.md")) as f:

@@ -66,6 +66,7 @@ from experiments import cli
 from experiments import data as data_lib
 from experiments import learned as learned_lib
 from experiments import models
+from experiments import plugins
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -456,7 +457,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoints.CheckpointError: every checkpoint in the workdir is corrupt (a
       corrupt newest one is moved aside and the one before it resumed).
     checkpoints.WorkdirError: the workdir cannot be written (full disk, read-only).
+    plugins.PluginError: a module of `config.plugins` cannot be imported.
   """
+  plugins.load(config.get("plugins", ""))  # users' pools, before the pool is resolved
   validate_config(config)
   maybe_initialize_distributed(config)
   devices = jax.devices()

@@ -1,7 +1,8 @@
 """jaxpool: pooling layers for JAX research.
 
-The functional API: every pool is a pure function of arrays, built on
-`jax.lax.reduce_window`, usable under `jit`, `vmap` and `grad`. Flax modules live
+The functional API: every pool is a pure function of arrays, usable under `jit`,
+`vmap` and `grad`; `window_pool` turns any function of the window elements into
+one, and `pool` is `flax.linen.pool` with derivatives. Flax modules live
 in `jaxpool.linen` and `jaxpool.nnx`; `jaxpool.registry` builds them by name.
 """
 
@@ -21,6 +22,7 @@ from jaxpool._src.lp import lp_pool
 from jaxpool._src.mixed import gated_pool
 from jaxpool._src.mixed import mixed_pool
 from jaxpool._src.mixed import tree_pool
+from jaxpool._src.pool import pool
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
 from jaxpool._src.reduce import min_pool
@@ -28,6 +30,7 @@ from jaxpool._src.reduce import sum_pool
 from jaxpool._src.soft import lip_pool
 from jaxpool._src.soft import soft_pool
 from jaxpool._src.stochastic import stochastic_pool
+from jaxpool._src.window_pool import window_pool
 
 __version__ = "0.1.0"
 
@@ -50,9 +53,11 @@ __all__ = (
   "max_unpool",
   "min_pool",
   "mixed_pool",
+  "pool",
   "soft_pool",
   "spatial_pyramid_pool",
   "stochastic_pool",
   "sum_pool",
   "tree_pool",
+  "window_pool",
 )

@@ -533,6 +533,35 @@ class SoftPool(_WindowPool):
     return jaxpool.soft_pool(inputs, **self._window())
 
 
+class WindowPool(_WindowPool):
+  """Any function of the window elements, :func:`jaxpool.window_pool`.
+
+  Attributes:
+    fn: ``(windows[, mask]) -> one value per window`` (keyword, required): gets the
+      window elements on a trailing axis of size ``prod(window_shape)`` (see
+      :func:`jaxpool.window_pool`; called with ``axis=-1`` / ``mask=`` where its
+      signature names them).
+    pad_value: the value of padded window elements.
+    (and the window attributes of :class:`MaxPool`)
+
+  No parameters of its own; `fn` may close over arrays (a learnt temperature is
+  a parameter of the module that calls it).
+
+  Example:
+    >>> pool = WindowPool((3, 3), strides=2, padding=1, fn=jnp.median)
+    >>> pool.apply({}, jnp.ones((1, 5, 5, 2))).shape
+    (1, 3, 3, 2)
+  """
+
+  _: dataclasses.KW_ONLY
+  fn: Callable[..., Any]
+  pad_value: Any = 0
+
+  @nn.compact
+  def __call__(self, inputs):
+    return jaxpool.window_pool(self.fn, inputs, pad_value=self.pad_value, **self._window())
+
+
 class _InstanceNorm(nn.Module):
   """``nn.GroupNorm(num_groups=C)``: same parameters (``scale`` ones, ``bias``
   zeros, shape (C,)) and values, by a formula XLA:CPU runs faster."""

@@ -717,6 +717,45 @@ class SoftPool(MaxPool):
     return jaxpool.soft_pool(inputs, **self._window())
 
 
+class WindowPool(_WindowPool):
+  """Any function of the window elements, :func:`jaxpool.window_pool`. No parameters.
+
+  Args:
+    fn: ``(windows[, mask]) -> one value per window`` (keyword, required): gets the
+      window elements on a trailing axis of size ``prod(window_shape)`` (see
+      :func:`jaxpool.window_pool`; called with ``axis=-1`` / ``mask=`` where its
+      signature names them). Kept as a static attribute: it must be hashable
+      (functions are).
+    pad_value: the value of padded window elements.
+    (and the window arguments of :class:`MaxPool`)
+
+  Example:
+    >>> WindowPool((3, 3), strides=2, padding=1, fn=jnp.median)(jnp.ones((1, 5, 5, 2))).shape
+    (1, 3, 3, 2)
+  """
+
+  def __init__(
+    self,
+    window_shape: Shape,
+    strides=None,
+    padding="VALID",
+    *,
+    fn,
+    pad_value=0,
+    dilation=None,
+    ceil_mode: bool = False,
+    channel_axis: int = -1,
+  ):
+    if not callable(fn):
+      raise TypeError(f"WindowPool: fn must be a callable (windows[, mask]) -> values, got {fn!r}.")
+    self._set_window(window_shape, strides, padding, dilation, ceil_mode, channel_axis)
+    self.fn = fn
+    self.pad_value = pad_value
+
+  def __call__(self, inputs):
+    return jaxpool.window_pool(self.fn, inputs, pad_value=self.pad_value, **self._window())
+
+
 class LIPLogits(nnx.Module):
   r"""The logit network of :class:`LIPPool` (Gao et al. 2019, simplified LIP).
 

@@ -148,3 +148,158 @@ def test_same_positional_arguments_in_both_apis(name):
     ]
 
   assert positional(getattr(jpl, module).__init__) == positional(getattr(jpx, module).__init__)
+
+
+# --------------------------------------------------------------------------------
+# Pools registered by users
+
+
+@pytest.fixture
+def user_names():
+  """Names registered by a test, unregistered after it (the registry is global)."""
+  added = []
+  yield added
+  for name in added:
+    if name in registry.names():
+      registry.unregister(name)
+
+
+def top2_mean(windows):
+  return jax.numpy.mean(jax.lax.top_k(windows, 2)[0], axis=-1)
+
+
+def test_register_a_window_function_builds_in_both_apis(user_names):
+  registry.register("top2", top2_mean, summary="mean of the 2 largest")
+  user_names.append("top2")
+  assert "top2" in registry.names() and "top2" in registry.names(layers_only=True)
+  expected = jaxpool.window_pool(top2_mean, X, (2, 2), 2, "SAME")
+  opts = dict(window_shape=(2, 2), strides=2, padding="SAME")
+  n = registry.make("top2", rngs=nnx.Rngs(0), num_features=3, **opts)
+  ln = registry.make("top2", api="linen", **opts)
+  assert isinstance(n, jpx.WindowPool) and isinstance(ln, jpl.WindowPool)
+  np.testing.assert_array_equal(n(X), expected)
+  np.testing.assert_array_equal(ln.apply({}, X), expected)
+  info = registry.info("top2")
+  assert info["summary"] == "mean of the 2 largest" and not info["builtin"]
+  assert "fn" not in info["nnx_options"] and "pad_value" in info["nnx_options"]
+  assert info["nnx_required"] == ["window_shape"] and info["apis"] == ["nnx", "linen"]
+
+
+def test_register_defaults_are_options_given_unless_overridden(user_names):
+  registry.register("smax", jax.numpy.max, pad_value=-np.inf)
+  user_names.append("smax")
+  x = -np.abs(np.asarray(X)) - 1.0  # all negative: a 0 padding would win the max
+  pool = registry.make("smax", window_shape=(3, 3), strides=2, padding=1)
+  np.testing.assert_array_equal(pool(x), jaxpool.max_pool(x, (3, 3), 2, 1))
+  zero = registry.make("smax", window_shape=(3, 3), strides=2, padding=1, pad_value=0.0)
+  assert float(zero(x).max()) == 0.0
+
+
+class LearntSmoothMax(nnx.Module):
+  """t log sum exp(w / t) with a learnt temperature t."""
+
+  def __init__(self, window_shape, strides=None, padding="VALID", *, rngs: nnx.Rngs):
+    self.window = (window_shape, strides, padding)
+    self.log_t = nnx.Param(jax.numpy.zeros(()))
+
+  def __call__(self, x):
+    t = jax.numpy.exp(self.log_t[...])
+    fn = lambda w: t * jax.nn.logsumexp(w / t, axis=-1)
+    return jaxpool.window_pool(fn, x, *self.window)
+
+
+class LinenLearntSmoothMax(nn.Module):
+  window_shape: tuple
+  strides: tuple | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    t = jax.numpy.exp(self.param("log_t", nn.initializers.zeros, ()))
+    fn = lambda w: t * jax.nn.logsumexp(w / t, axis=-1)
+    return jaxpool.window_pool(fn, x, self.window_shape, self.strides)
+
+
+def test_register_module_classes_with_learnt_parameters(user_names):
+  registry.register("smooth", nnx=LearntSmoothMax, linen=LinenLearntSmoothMax)
+  user_names.append("smooth")
+  n = registry.make("smooth", window_shape=(2, 2), strides=(2, 2), rngs=nnx.Rngs(0), num_features=3)
+  assert isinstance(n, LearntSmoothMax)
+  loss = lambda m: m(X).sum()
+  grads = nnx.grad(loss)(n)
+  assert float(abs(grads.log_t[...])) > 0  # the temperature is learnt
+  ln = registry.make("smooth", api="linen", window_shape=(2, 2), strides=(2, 2))
+  variables = ln.init(jax.random.key(0), X)
+  np.testing.assert_allclose(ln.apply(variables, X), n(X), rtol=1e-6)
+  assert registry.info("smooth")["nnx_options"] == ["window_shape", "strides", "padding", "rngs"]
+
+
+def test_a_module_class_for_one_api_only(user_names):
+  registry.register("smooth_nnx", LearntSmoothMax)
+  user_names.append("smooth_nnx")
+  info = registry.info("smooth_nnx")
+  assert info["apis"] == ["nnx"] and info["linen_options"] == []
+  with pytest.raises(ValueError, match="registered with a nnx module only"):
+    registry.make("smooth_nnx", api="linen", window_shape=(2, 2))
+
+
+def test_taken_names_are_refused(user_names):
+  with pytest.raises(ValueError, match="'max' is a built-in pool and cannot be replaced"):
+    registry.register("max", top2_mean)
+  registry.register("top2", top2_mean)
+  user_names.append("top2")
+  registry.register("top2", top2_mean)  # the same pool again (a plugin imported twice)
+  with pytest.raises(ValueError, match=r"'top2' is already registered \(by .*test_registry\)"):
+    registry.register("top2", jax.numpy.median)
+
+
+def test_bad_names_and_signatures_are_refused():
+  with pytest.raises(ValueError, match="registry.register: name must be lowercase"):
+    registry.register("My Pool", top2_mean)
+  with pytest.raises(TypeError, match="window function must take the windows"):
+    registry.register("nothing_in", lambda: 0)
+  with pytest.raises(TypeError, match="k of .* have none"):
+    registry.register("needs_k", lambda windows, k: windows[..., :k].mean(-1))
+  with pytest.raises(TypeError, match="pool must be a window function .* or a"):
+    registry.register("not_callable", 3)
+  with pytest.raises(TypeError, match="pool must be a window function"):
+    registry.register("plain_class", dict)
+  with pytest.raises(TypeError, match="linen= must be a flax.linen module class"):
+    registry.register("wrong_api", linen=LearntSmoothMax)
+
+  class NoInput(nnx.Module):
+    def __call__(self):
+      return 0
+
+  with pytest.raises(TypeError, match=r"must be called on the inputs"):
+    registry.register("no_input", NoInput)
+  with pytest.raises(ValueError, match=r"default option\(s\) \['temperature'\]"):
+    registry.register("bad_default", top2_mean, temperature=2.0)
+  assert not {"nothing_in", "needs_k", "no_input", "bad_default"} & set(registry.names())
+
+
+def test_unregister():
+  with pytest.raises(ValueError, match="'avg' is a built-in pool and cannot be removed"):
+    registry.unregister("avg")
+  with pytest.raises(ValueError, match="'nope' is not a registered user pool"):
+    registry.unregister("nope")
+  registry.register("mine", top2_mean)
+  registry.unregister("mine")
+  assert "mine" not in registry.names()
+  registry.register("mine", jax.numpy.median)  # free again
+  registry.unregister("mine")
+
+
+def test_window_pool_modules_equal_the_function():
+  fn = jax.numpy.median
+  expected = jaxpool.window_pool(fn, X, (3, 3), 2, 1, pad_value=-1.0, dilation=1, ceil_mode=True)
+  opts = dict(fn=fn, pad_value=-1.0, dilation=1, ceil_mode=True)
+  np.testing.assert_array_equal(jpx.WindowPool((3, 3), 2, 1, **opts)(X), expected)
+  np.testing.assert_array_equal(jpl.WindowPool((3, 3), 2, 1, **opts).apply({}, X), expected)
+  x_first = jax.numpy.moveaxis(X, -1, 1)
+  got = jpx.WindowPool((3, 3), 2, 1, channel_axis=1, **opts)(x_first)
+  np.testing.assert_array_equal(jax.numpy.moveaxis(got, 1, -1), expected)
+  with pytest.raises(TypeError, match="WindowPool: fn must be a callable"):
+    jpx.WindowPool((2, 2), fn=None)
+  # under nnx.jit the function is a static attribute of the module
+  pool = jpx.WindowPool((3, 3), 2, 1, **opts)
+  np.testing.assert_array_equal(nnx.jit(lambda m, x: m(x))(pool, X), expected)
