@@ -20,6 +20,10 @@ Conventions (see DESIGN.md):
       ceil((L + lo + hi - e) / s) + 1, minus 1 if the last
           window would start at or past L + lo               (ceil_mode=True, PyTorch)
 
+  and must be >= 1. With ``ceil_mode`` that allows a window larger than the padded
+  input (``L + lo + hi - e > -s``), as PyTorch does: one window, starting at the
+  low padding, holding the whole input.
+
   With ``ceil_mode`` the last window may overhang the high padding; the overhang is
   implemented as extra high padding (``ceil_extra``) that is never counted by
   ``avg_pool`` and never selected by ``max_pool``.
@@ -459,18 +463,25 @@ def resolve(
   out, extra = [], []
   for L, (lo, hi), e, s in zip(sizes, pads, effective, strides):
     span = L + lo + hi - e
-    if span < 0:
-      raise ValueError(
-        f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
-        f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
-        f"padding {pads})."
-      )
     if ceil_mode:
+      # PyTorch: the window may be larger than the padded input (span < 0) as long
+      # as one window starts inside the input or the low padding.
       size = -(-span // s) + 1
       if (size - 1) * s >= L + lo:  # PyTorch: the last window must start in input or low pad
         size -= 1
     else:
       size = span // s + 1
+    if size < 1:
+      hint = (
+        " (with ceil_mode=True the window may exceed the padded input by less than one stride)"
+        if ceil_mode
+        else " (ceil_mode=True allows a window that exceeds it by less than one stride)"
+      )
+      raise ValueError(
+        f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
+        f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
+        f"padding {pads}, strides {strides}), so there is no output{hint}."
+      )
     out.append(size)
     extra.append((size - 1) * s + e - (L + lo + hi))
   return PoolGeometry(
