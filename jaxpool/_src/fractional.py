@@ -250,7 +250,9 @@ class _Config:
     """(*batch, C, o, ...) -> broadcastable against the array pooled along dim d,
     trailing axes of `a` after o kept after it."""
     n, lead = len(self.axes), self.batch_ndim
-    if self.channel == 1:  # (N, C, 1.., o, ..., 1..)
+    # Channels first by position, not by index: a rank-2 (L, C) input has its
+    # channels last at index 1.
+    if self.channel < self.axes[0]:  # (N, C, 1.., o, ..., 1..)
       return a.reshape(a.shape[: lead + 1] + (1,) * d + a.shape[lead + 1 :] + (1,) * (n - 1 - d))
     a = jnp.moveaxis(a, lead, -1)  # (*batch, o, ..., C) -> (*batch, 1.., o, ..., 1.., C)
     return a.reshape(
