@@ -153,6 +153,17 @@ ERRORS = [
     ValueError,
     ["channel_axis=1", "(2, 3, 4, 4, 4)"],
   ),
+  # rank 2 with channel_axis=1: index 1 is also the last axis; refused, not read as
+  # (L, C) (issue 23), as (C, H, W) is refused for 2-d windows above
+  (
+    (2, 6),
+    (3,),
+    None,
+    "VALID",
+    {"channel_axis": 1},
+    ValueError,
+    ["channel_axis=1", "(2, 6)", "inputs[None]", "channel_axis=-1"],
+  ),
 ]
 
 

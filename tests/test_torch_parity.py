@@ -355,3 +355,19 @@ def test_ceil_mode_larger_windows_argmax_and_lp_match_torch():
   lp_t = F.lp_pool1d(torch.tensor(x), p, k, 3, ceil_mode=True).numpy() * (2 / k) ** (1 / p)
   lp_j = jaxpool.lp_pool(x, p, (k,), 3, 0, ceil_mode=True, channel_axis=1)
   np.testing.assert_allclose(lp_j, lp_t, rtol=1e-5)
+
+
+def test_rank_2_channels_first_is_refused_and_batched_matches_torch_unbatched():
+  """PyTorch reads a rank-2 input of max_pool1d as unbatched (C, L). jaxpool's
+  channel_axis=1 is the batched (N, C, L) layout only: the rank-2 call is refused
+  (it was silently read as channels-last (L, C)), and with the batch dim added the
+  values are PyTorch's."""
+  x = np.arange(12.0, dtype=np.float32).reshape(2, 6)
+  for pool in (jaxpool.max_pool, jaxpool.avg_pool, jaxpool.soft_pool, jaxpool.l2_pool):
+    name = pool.__name__
+    with pytest.raises(ValueError, match=rf"^{name}: channel_axis=1 .* \(2, 6\)"):
+      pool(x, (3,), (2,), 1, channel_axis=1)
+  want = F.max_pool1d(torch.tensor(x), 3, 2, 1).numpy()
+  assert want.shape == (2, 3)
+  np.testing.assert_array_equal(jaxpool.max_pool(x[None], (3,), (2,), 1, channel_axis=1)[0], want)
+  np.testing.assert_array_equal(jaxpool.max_pool(x.T, (3,), (2,), 1).T, want)  # (L, C)

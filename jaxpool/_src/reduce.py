@@ -304,10 +304,18 @@ def max_pool(
     dilation: window dilation per spatial dim (PyTorch's `dilation`).
     ceil_mode: PyTorch's ceil_mode: the output size rounds up, the last window
       starting inside the input or the low padding.
-    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+    channel_axis: -1 (channels last) or 1 (channels first: PyTorch's batched
+      `(N, C, *spatial)` layout). PyTorch's unbatched `(C, *spatial)` is refused
+      with a ValueError (add the batch dim), also a rank-2 `(C, L)` input with
+      `channel_axis=1`, although index 1 is its last axis too.
 
   Returns:
     The pooled array, same dtype, spatial dims replaced by the output sizes.
+
+  Raises:
+    ValueError, TypeError: naming the argument, for inputs or window arguments that
+      are not allowed (`geometry.resolve`), e.g. a window larger than the padded
+      input (unless `ceil_mode` still gives an output, as PyTorch).
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
