@@ -188,7 +188,7 @@ def fractional_max_pool(
   if key is not None:
     u = jax.random.uniform(keys.random_key(key, fn), sample_shape, jnp.float32)
   else:
-    u = jnp.asarray(samples)
+    u = dtypes.as_array(samples, fn, "samples")
     if not jnp.issubdtype(u.dtype, jnp.floating):
       raise TypeError(f"{fn}: samples must have a floating dtype, got {u.dtype}.")
     if u.shape != sample_shape:
