@@ -392,3 +392,43 @@ def test_torch_parity_pyramid_and_global():
   np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, channel_axis=1)(x), expected)
   lp = F.lp_pool2d(torch.tensor(np.abs(x)), 3.0, (9, 7)).numpy()[:, :, 0, 0]
   np.testing.assert_allclose(J(jaxpool.global_lp_pool, 3.0, channel_axis=1)(x), lp, rtol=1e-5)
+
+
+def test_zero_size_batch_and_channels_give_empty_results():
+  """Issue 23: spatial_pyramid_pool, global_max_pool and global_lp_pool(p=inf) raised
+  ZeroDivisionError on an empty batch or channel dim. PyTorch's adaptive and global
+  pools return empty results for an empty batch (shapes checked against it) and
+  refuse zero channels (shapes (N, C * 5) and (N, C) there)."""
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  for n, c in ((0, 3), (2, 0)):
+    xt = torch.zeros((n, c, 5, 4))
+    x = np.moveaxis(xt.numpy(), 1, -1)
+    if n == 0:
+      levels = torch.cat([F.adaptive_max_pool2d(xt, level).flatten(1) for level in (1, 2)], 1)
+      want, glob = tuple(levels.shape), tuple(F.adaptive_max_pool2d(xt, 1).flatten(1).shape)
+    else:
+      want, glob = (n, c * (1 + 4)), (n, c)
+    for mode in ("max", "avg"):
+      assert jaxpool.spatial_pyramid_pool(x, (1, 2), mode=mode).shape == want
+      first = jaxpool.spatial_pyramid_pool(xt.numpy(), (1, 2), mode=mode, channel_axis=1)
+      assert first.shape == want
+    assert jaxpool.global_max_pool(x).shape == glob
+    assert jaxpool.global_lp_pool(x, float("inf")).shape == glob
+    assert jaxpool.global_max_pool(xt.numpy(), channel_axis=1).shape == glob
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.spatial_pyramid_pool(v, (1, 2))))(jnp.asarray(x))
+    assert grad.shape == x.shape
+
+
+def test_spatial_pyramid_pool_errors_name_it():
+  """Its errors used to name adaptive_max_pool, which it calls."""
+  with pytest.raises(
+    ValueError, match=r"^spatial_pyramid_pool: every spatial dim .*\(2, 0, 4, 2\)"
+  ):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 0, 4, 2)))
+  with pytest.raises(ValueError, match=r"^spatial_pyramid_pool: every spatial dim"):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 2, 4, 0)), mode="avg", channel_axis=1)
+  with pytest.raises(TypeError, match=r"^spatial_pyramid_pool: inputs must be an array"):
+    jaxpool.spatial_pyramid_pool(None)
+  with pytest.raises(ValueError, match=r"^spatial_pyramid_pool: channel_axis"):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 4, 4, 2)), channel_axis=2)

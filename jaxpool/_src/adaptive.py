@@ -246,7 +246,9 @@ def global_avg_pool(
 
 def _flatten_spatial(x, axes):
   """Merge the contiguous spatial `axes` into one axis at `axes[0]`."""
-  return x.reshape(x.shape[: axes[0]] + (-1,) + x.shape[axes[-1] + 1 :])
+  # The size written out: -1 cannot be inferred where a batch or channel dim is 0.
+  merged = int(np.prod([x.shape[a] for a in axes]))
+  return x.reshape(x.shape[: axes[0]] + (merged,) + x.shape[axes[-1] + 1 :])
 
 
 def _restore(y, x, axes, keepdims):
@@ -435,10 +437,14 @@ def spatial_pyramid_pool(
     grids.append(tuple(grid))
   pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
   axes, channel = geometry.spatial_axes(x.shape, n, channel_axis, fn)
+  # Everything the adaptive pools below would refuse is checked here, so that every
+  # error names spatial_pyramid_pool.
+  if any(x.shape[a] < 1 for a in axes):
+    raise ValueError(f"{fn}: every spatial dim must be non-empty, got inputs of shape {x.shape}.")
   features = []
   for grid in grids:
     y = pool(x, grid, channel_axis=channel_axis)
     if channel != 1:
       y = jnp.moveaxis(y, channel, 1)  # (N, C, *grid): channel-major flatten
-    features.append(y.reshape(y.shape[0], -1))
+    features.append(y.reshape(y.shape[0], int(np.prod(y.shape[1:]))))  # not -1: N may be 0
   return jnp.concatenate(features, axis=1)
