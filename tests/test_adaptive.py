@@ -432,3 +432,21 @@ def test_spatial_pyramid_pool_errors_name_it():
     jaxpool.spatial_pyramid_pool(None)
   with pytest.raises(ValueError, match=r"^spatial_pyramid_pool: channel_axis"):
     jaxpool.spatial_pyramid_pool(jnp.zeros((2, 4, 4, 2)), channel_axis=2)
+
+
+def test_global_pools_refuse_empty_spatial_dims_naming_themselves():
+  """Found by tests/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
+  raised numpy's "zero-size array to reduction operation max". PyTorch's adaptive
+  pools refuse empty planes; the global pools now do too, with their own names."""
+  x = jnp.zeros((2, 0, 4, 3))
+  calls = {
+    "gem_pool": lambda: jaxpool.gem_pool(x, 3.0),
+    "global_lp_pool": lambda: jaxpool.global_lp_pool(x, 2.5),
+    "global_max_pool": lambda: jaxpool.global_max_pool(x),
+    "global_avg_pool": lambda: jaxpool.global_avg_pool(x, keepdims=True),
+  }
+  for name, call in calls.items():
+    with pytest.raises(ValueError, match=rf"^{name}: every spatial dim .*\(2, 0, 4, 3\)"):
+      call()
+  with pytest.raises(ValueError, match=r"^gem_pool: every spatial dim"):
+    jaxpool.gem_pool(jnp.zeros((2, 3, 5, 0)), 3.0, channel_axis=1)

@@ -400,7 +400,12 @@ def global_spatial_axes(
     )
   else:
     n = int(num_spatial_dims)
-  return spatial_axes(shape, n, channel_axis, fn)[0]
+  axes = spatial_axes(shape, n, channel_axis, fn)[0]
+  if any(shape[a] == 0 for a in axes):  # as PyTorch's adaptive pools: no empty planes
+    raise ValueError(
+      f"{fn}: every spatial dim must be non-empty, got inputs of shape {tuple(shape)}."
+    )
+  return axes
 
 
 def resolve(
