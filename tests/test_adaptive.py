@@ -450,3 +450,25 @@ def test_global_pools_refuse_empty_spatial_dims_naming_themselves():
       call()
   with pytest.raises(ValueError, match=r"^gem_pool: every spatial dim"):
     jaxpool.gem_pool(jnp.zeros((2, 3, 5, 0)), 3.0, channel_axis=1)
+
+
+def test_averages_of_huge_values_do_not_overflow():
+  """global_avg_pool and adaptive_avg_pool's gathered path summed before dividing,
+  so 3e38 in float32 gave inf; they sum pre-scaled by a power of two, as avg_pool.
+  Reference: numpy float64 means over the same windows."""
+  rng = np.random.default_rng(21)
+  x = (3e38 * rng.uniform(0.5, 1.0, size=(2, 8, 7, 3))).astype(np.float32)
+  want = x.astype(np.float64).mean(axis=(1, 2))
+  np.testing.assert_allclose(jaxpool.global_avg_pool(x), want, rtol=1e-6)
+  ref = reference.adaptive_avg_pool(x.astype(np.float64), (3, 5))
+  got = jaxpool.adaptive_avg_pool(x, (3, 5))
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  # ordinary values: unchanged up to rounding
+  y = rng.normal(size=(2, 8, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(
+    jaxpool.adaptive_avg_pool(y, (3, 5)),
+    reference.adaptive_avg_pool(y, (3, 5)),
+    rtol=1e-5,
+    atol=1e-6,
+  )

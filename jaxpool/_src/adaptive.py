@@ -21,6 +21,7 @@ otherwise; nothing loops over output positions in Python.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -124,6 +125,11 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
     window = tuple(L // o for L, o in zip(sizes, outs))
     return reduce_lib.avg_pool(x.astype(out_dtype), window, window, channel_axis=channel_axis)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
+  # Summed pre-scaled by a power of two, as avg_pool: a box of huge values (1e38 in
+  # float32) does not overflow before the division.
+  largest = np.prod([max(e - s) for s, e in (adaptive_windows(L, o) for L, o in zip(sizes, outs))])
+  scale = reduce_lib.sum_scale(int(largest))
+  acc = acc * np.asarray(scale, acc.dtype)
   counts = np.ones((), np.int64)
   for axis, L, o in reversed(list(zip(axes, sizes, outs))):
     starts, ends = adaptive_windows(L, o)
@@ -135,7 +141,7 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
     counts = np.multiply.outer(ends - starts, counts)
   divisor = np.ones(acc.ndim, int)
   divisor[list(axes)] = outs
-  return (acc / jnp.asarray(counts.reshape(divisor), acc.dtype)).astype(out_dtype)
+  return (acc / jnp.asarray(counts.reshape(divisor) * scale, acc.dtype)).astype(out_dtype)
 
 
 def adaptive_max_pool(
@@ -241,7 +247,11 @@ def global_avg_pool(
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   out_dtype = dtypes.mean_dtype(x.dtype)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
-  return jnp.mean(acc, axis=axes, keepdims=keepdims).astype(out_dtype)
+  # Summed pre-scaled by a power of two, as avg_pool: no overflow of huge values.
+  count = math.prod(x.shape[a] for a in axes)
+  scale = reduce_lib.sum_scale(count)
+  total = jnp.sum(acc * np.asarray(scale, acc.dtype), axis=axes, keepdims=keepdims)
+  return (total / np.asarray(count * scale, acc.dtype)).astype(out_dtype)
 
 
 def _flatten_spatial(x, axes):

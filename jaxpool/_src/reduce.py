@@ -474,7 +474,12 @@ def average_scale(geom: PoolGeometry) -> float:
   count * 2^-k. The same quotient (scaling by a power of two is exact), but the sum
   of a window of huge values (1e38 in float32) no longer overflows before the
   division."""
-  return 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  return sum_scale(geom.window_size)
+
+
+def sum_scale(count: int) -> float:
+  """2^-k with 2^k >= `count` (1 for 0): see `average_scale`."""
+  return 2.0 ** -int(np.ceil(np.log2(max(count, 1))))
 
 
 def avg_pool(
