@@ -12,7 +12,10 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     ``y = m * (sum_k (|x_k| / m)^p)^(1/p)``, so no power overflows or underflows to
     a wrong result (|x| = 1e30 with p = 8 in float32, |x| = 1e4 with p = 8 in bf16);
     the scale is the power of two nearest below ``m`` (exact, and a multiplication
-    instead of a division per element, which XLA would not fuse);
+    instead of a division per element, which XLA would not fuse); for a small p
+    (or a traced one) the root and the scale are combined in the exponent,
+    ``y = 2^(log2(total) / p + log2(1/r))``, since ``total^(1/p)`` alone may leave
+    the float range (``K^(1/p)``) where ``y`` does not (p = 0.001 in float64);
   * window elements are visited as strided slices of the unpadded input, one per
     window offset (``views.padded_views``), so no (window x output) patch tensor
     exists, the scaling by the per-window maximum is exact also for overlapping
