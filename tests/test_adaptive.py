@@ -394,3 +394,83 @@ def test_torch_parity_pyramid_and_global():
   np.testing.assert_array_equal(J(jaxpool.spatial_pyramid_pool, channel_axis=1)(x), expected)
   lp = F.lp_pool2d(torch.tensor(np.abs(x)), 3.0, (9, 7)).numpy()[:, :, 0, 0]
   np.testing.assert_allclose(J(jaxpool.global_lp_pool, 3.0, channel_axis=1)(x), lp, rtol=1e-5)
+
+
+def test_zero_size_batch_and_channels_give_empty_results():
+  """Issue 23: spatial_pyramid_pool, global_max_pool and global_lp_pool(p=inf) raised
+  ZeroDivisionError on an empty batch or channel dim. PyTorch's adaptive and global
+  pools return empty results for an empty batch (shapes checked against it) and
+  refuse zero channels (shapes (N, C * 5) and (N, C) there)."""
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  for n, c in ((0, 3), (2, 0)):
+    xt = torch.zeros((n, c, 5, 4))
+    x = np.moveaxis(xt.numpy(), 1, -1)
+    if n == 0:
+      levels = torch.cat([F.adaptive_max_pool2d(xt, level).flatten(1) for level in (1, 2)], 1)
+      want, glob = tuple(levels.shape), tuple(F.adaptive_max_pool2d(xt, 1).flatten(1).shape)
+    else:
+      want, glob = (n, c * (1 + 4)), (n, c)
+    for mode in ("max", "avg"):
+      assert jaxpool.spatial_pyramid_pool(x, (1, 2), mode=mode).shape == want
+      first = jaxpool.spatial_pyramid_pool(xt.numpy(), (1, 2), mode=mode, channel_axis=1)
+      assert first.shape == want
+    assert jaxpool.global_max_pool(x).shape == glob
+    assert jaxpool.global_lp_pool(x, float("inf")).shape == glob
+    assert jaxpool.global_max_pool(xt.numpy(), channel_axis=1).shape == glob
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.spatial_pyramid_pool(v, (1, 2))))(jnp.asarray(x))
+    assert grad.shape == x.shape
+
+
+def test_spatial_pyramid_pool_errors_name_it():
+  """Its errors used to name adaptive_max_pool, which it calls."""
+  with pytest.raises(
+    ValueError, match=r"^spatial_pyramid_pool: every spatial dim .*\(2, 0, 4, 2\)"
+  ):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 0, 4, 2)))
+  with pytest.raises(ValueError, match=r"^spatial_pyramid_pool: every spatial dim"):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 2, 4, 0)), mode="avg", channel_axis=1)
+  with pytest.raises(TypeError, match=r"^spatial_pyramid_pool: inputs must be an array"):
+    jaxpool.spatial_pyramid_pool(None)
+  with pytest.raises(ValueError, match=r"^spatial_pyramid_pool: channel_axis"):
+    jaxpool.spatial_pyramid_pool(jnp.zeros((2, 4, 4, 2)), channel_axis=2)
+
+
+def test_global_pools_refuse_empty_spatial_dims_naming_themselves():
+  """Found by tests/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
+  raised numpy's "zero-size array to reduction operation max". PyTorch's adaptive
+  pools refuse empty planes; the global pools now do too, with their own names."""
+  x = jnp.zeros((2, 0, 4, 3))
+  calls = {
+    "gem_pool": lambda: jaxpool.gem_pool(x, 3.0),
+    "global_lp_pool": lambda: jaxpool.global_lp_pool(x, 2.5),
+    "global_max_pool": lambda: jaxpool.global_max_pool(x),
+    "global_avg_pool": lambda: jaxpool.global_avg_pool(x, keepdims=True),
+  }
+  for name, call in calls.items():
+    with pytest.raises(ValueError, match=rf"^{name}: every spatial dim .*\(2, 0, 4, 3\)"):
+      call()
+  with pytest.raises(ValueError, match=r"^gem_pool: every spatial dim"):
+    jaxpool.gem_pool(jnp.zeros((2, 3, 5, 0)), 3.0, channel_axis=1)
+
+
+def test_averages_of_huge_values_do_not_overflow():
+  """global_avg_pool and adaptive_avg_pool's gathered path summed before dividing,
+  so 3e38 in float32 gave inf; they sum pre-scaled by a power of two, as avg_pool.
+  Reference: numpy float64 means over the same windows."""
+  rng = np.random.default_rng(21)
+  x = (3e38 * rng.uniform(0.5, 1.0, size=(2, 8, 7, 3))).astype(np.float32)
+  want = x.astype(np.float64).mean(axis=(1, 2))
+  np.testing.assert_allclose(jaxpool.global_avg_pool(x), want, rtol=1e-6)
+  ref = reference.adaptive_avg_pool(x.astype(np.float64), (3, 5))
+  got = jaxpool.adaptive_avg_pool(x, (3, 5))
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  # ordinary values: unchanged up to rounding
+  y = rng.normal(size=(2, 8, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(
+    jaxpool.adaptive_avg_pool(y, (3, 5)),
+    reference.adaptive_avg_pool(y, (3, 5)),
+    rtol=1e-5,
+    atol=1e-6,
+  )

@@ -222,3 +222,37 @@ def test_torch_parity_1d_3d_and_unpool_gradient():
     )
   )(rv.numpy())
   np.testing.assert_allclose(grad, tv.grad.numpy(), rtol=1e-6)
+
+
+def test_zero_size_batch_and_channels_give_empty_results_as_torch():
+  """Issue 23: max_unpool of an empty batch or channel dim raised ZeroDivisionError
+  (a reshape inferring -1 next to a 0). PyTorch returns an empty result for an
+  empty batch (and refuses zero channels: the shape is (N, 0, 4, 4) there)."""
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  for n, c in ((0, 2), (2, 0)):
+    x = np.zeros((n, c, 4, 4), np.float32)
+    v, i = jaxpool.max_pool_with_argmax(x, (2, 2), 2, channel_axis=1)
+    got = jaxpool.max_unpool(v, i, (4, 4), channel_axis=1)
+    assert got.shape == (n, c, 4, 4)
+    if n == 0:
+      rv, ri = F.max_pool2d(torch.tensor(x), 2, 2, return_indices=True)
+      want = F.max_unpool2d(rv, ri, 2, 2, output_size=(4, 4)).numpy()
+      assert v.shape == rv.shape and i.shape == ri.shape and got.shape == want.shape
+    channels_last = jaxpool.max_unpool(
+      jnp.zeros((n, 2, 2, c)), jnp.zeros((n, 2, 2, c), jnp.int32), (4, 4)
+    )
+    assert channels_last.shape == (n, 4, 4, c)
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.max_unpool(v, i, (4, 4), channel_axis=1)))(v)
+    assert grad.shape == v.shape
+
+
+def test_non_array_arguments_name_the_function_and_argument():
+  values, indices = jnp.zeros((1, 2, 1)), jnp.zeros((1, 2, 1), jnp.int32)
+  for bad in (None, "idx", {"a": 1}, [1, "a"], object()):
+    with pytest.raises(TypeError, match=r"^max_unpool: indices must be an array"):
+      jaxpool.max_unpool(values, bad, (4,))
+    with pytest.raises(TypeError, match=r"^max_unpool: values must be an array"):
+      jaxpool.max_unpool(bad, indices, (4,))
+    with pytest.raises(TypeError, match=r"^max_pool_with_argmax: inputs must be an array"):
+      jaxpool.max_pool_with_argmax(bad, (2,))

@@ -179,3 +179,20 @@ def test_output_shapes_over_random_configurations():
     k = 1 if pool == "none" else 2
     assert y.shape == (1, *[(L - k) // s + 1 for L, s in zip(spatial, strides)], 2)
     np.testing.assert_allclose(y, 1.0, rtol=1e-6)  # reflection keeps constants constant
+
+
+def test_integer_arrays_as_strides():
+  """Issue 23: np.array([1]) was refused as strides, which every other pool accepts;
+  integer arrays (numpy or jax, any int dtype, 0-d for all dims) now work."""
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(2, 9, 7, 3))
+  expected = reference.blur_pool(x, (2, 1), 3, "max")
+  for strides in (np.array([2, 1]), jnp.array([2, 1], jnp.int32), [np.int64(2), np.int8(1)]):
+    y = jaxpool.blur_pool(x.astype(np.float32), strides)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+  y = jaxpool.blur_pool(x.astype(np.float32), np.array(2), pool="avg")
+  np.testing.assert_allclose(y, reference.blur_pool(x, 2, 3, "avg"), rtol=1e-5, atol=1e-6)
+  y = jaxpool.blur_pool(x[0, :, 0].astype(np.float32), np.array([1]))  # (L, C)
+  np.testing.assert_allclose(y[None], reference.blur_pool(x[:1, :, 0], 1, 3), rtol=1e-5, atol=1e-6)
+  with pytest.raises(TypeError, match="blur_pool: strides must contain only ints"):
+    jaxpool.blur_pool(x.astype(np.float32), np.array([2.0, 1.0]))

@@ -309,3 +309,26 @@ def test_forward_and_differentiated_forms_agree():
     (values, index), _ = jax.jit(lambda v: jax.jvp(f, (v,), (jnp.ones_like(v),)))(jnp.asarray(x))
     np.testing.assert_array_equal(forward[0], values)
     np.testing.assert_array_equal(forward[1], index)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_unbatched_1d_input(channels):
+  """`(L, C)`, no batch dim (issue 23): the (6, 1) input came out (3, 3), (6, 3) gave
+  wrong values and (6, 2) failed inside JAX, because channels at index 1 were taken
+  for PyTorch's channels-first layout. The reference loops over `x[None]`."""
+  rng = np.random.default_rng(channels)
+  x = ties(rng, (11, channels))
+  u = rng.uniform(size=(channels, 1)).astype(np.float32)
+  ref_values, ref_indices = reference.fractional_max_pool(x[None], (3,), (5,), u[None], False)
+  f = lambda v: jaxpool.fractional_max_pool(v, (3,), 5, samples=u, return_indices=True)
+  values, indices = jax.jit(f)(x)
+  np.testing.assert_array_equal(values, ref_values[0])
+  np.testing.assert_array_equal(indices, ref_indices[0])
+  (values, indices), _ = jax.jvp(f, (jnp.asarray(x),), (jnp.ones(x.shape, jnp.float32),))
+  np.testing.assert_array_equal(values, ref_values[0])
+  np.testing.assert_array_equal(indices, ref_indices[0])
+  # The issue's reproducer: windows [0, 2), [2, 4), [4, 6) whatever the key.
+  y = jaxpool.fractional_max_pool(
+    jnp.arange(6.0 * channels).reshape(6, channels), (2,), 3, key=jax.random.key(0)
+  )
+  np.testing.assert_array_equal(y, np.arange(6.0 * channels).reshape(3, 2, channels)[:, 1])

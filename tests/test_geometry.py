@@ -57,6 +57,9 @@ ERRORS = [
     ["window_shape=(3, 2)", "dilation=(2, 2)", "(4, 4)"],
   ),
   ((1, 3, 1), (6,), None, ((1, 1),), {}, ValueError, ["window_shape=(6,)", "((1, 1),)"]),
+  # with ceil_mode a larger window is allowed only while one window starts in the input
+  ((1, 2, 1), (6,), 3, 0, {"ceil_mode": True}, ValueError, ["window_shape=(6,)", "ceil_mode"]),
+  ((1, 2, 1), (5,), 2, 0, {"ceil_mode": True}, ValueError, ["window_shape=(5,)", "(2,)"]),
   # padding: unknown string, wrong type, wrong length, non-int, negative, bad pairs
   ((1, 4, 4, 1), (2, 2), None, "FULL", {}, ValueError, ["padding", "'FULL'", "VALID"]),
   ((1, 4, 4, 1), (2, 2), None, 1.0, {}, TypeError, ["padding", "1.0"]),
@@ -150,6 +153,17 @@ ERRORS = [
     ValueError,
     ["channel_axis=1", "(2, 3, 4, 4, 4)"],
   ),
+  # rank 2 with channel_axis=1: index 1 is also the last axis; refused, not read as
+  # (L, C) (issue 23), as (C, H, W) is refused for 2-d windows above
+  (
+    (2, 6),
+    (3,),
+    None,
+    "VALID",
+    {"channel_axis": 1},
+    ValueError,
+    ["channel_axis=1", "(2, 6)", "inputs[None]", "channel_axis=-1"],
+  ),
 ]
 
 
@@ -183,17 +197,21 @@ def test_errors_are_raised_by_the_public_functions_at_trace_time():
 
 # --- output shapes -----------------------------------------------------------------
 def test_output_shape_grid_matches_pytorch_rule():
-  checked = 0
+  checked = larger = 0
   for size, window, stride, lo, hi, dilation, ceil_mode in itertools.product(
     range(1, 9), range(1, 5), range(1, 4), range(0, 3), range(0, 3), range(1, 3), (False, True)
   ):
     effective = dilation * (window - 1) + 1
-    if size + lo + hi < effective:
+    expected = reference.output_size(size, window, stride, lo, hi, dilation, ceil_mode)
+    if expected < 1:  # PyTorch: "Output size is too small"
+      with pytest.raises(ValueError, match="^pool: the window .* no output"):
+        resolve(
+          (2, size, 3), (window,), stride, ((lo, hi),), dilation=dilation, ceil_mode=ceil_mode
+        )
       continue
     geom = resolve(
       (2, size, 3), (window,), stride, ((lo, hi),), dilation=dilation, ceil_mode=ceil_mode
     )
-    expected = reference.output_size(size, window, stride, lo, hi, dilation, ceil_mode)
     assert geom.output_spatial == (expected,), (size, window, stride, lo, hi, dilation, ceil_mode)
     assert geom.output_shape == (2, expected, 3)
     # The change to the high padding makes the last window end at the padded end,
@@ -205,7 +223,9 @@ def test_output_shape_grid_matches_pytorch_rule():
     if not ceil_mode:
       assert geom.ceil_extra[0] <= 0
     checked += 1
+    larger += size + lo + hi < effective
   assert checked > 1000
+  assert larger > 50  # ceil_mode windows larger than the padded input (PyTorch allows them)
 
 
 @pytest.mark.parametrize(
@@ -327,3 +347,98 @@ def test_window_counts_and_bounds():
         assert mask is None
       else:
         np.testing.assert_array_equal(mask.reshape(-1), inside)
+
+
+# --- every pool that takes ceil_mode: windows larger than the input (issue 23) ----
+def _by_window(fn):
+  """A `reference.window_pool` of `fn(values, count)`: one window's in-input values
+  (float64, (K_in, B, C)) and its element count including the declared padding."""
+
+  def pool(x, window, strides, padding, **kw):
+    reduce = lambda v, inside, declared: fn(v[inside].astype(np.float64), declared.sum())
+    return reference.window_pool(x, window, strides, padding, **kw, reduce=reduce)
+
+  return pool
+
+
+def _weighted(v, count):
+  a = np.maximum(v, 0)
+  total = a.sum(0)
+  return np.where(total > 0, (a * a).sum(0) / np.where(total > 0, total, 1), 0)
+
+
+def _soft(v, count):
+  w = np.exp(v - v.max(0))
+  return (w * v).sum(0) / w.sum(0)
+
+
+_RNG = np.random.default_rng(3)
+_GATE = _RNG.normal(size=(4, 3, 1))
+_LEAVES, _GATES = _RNG.normal(size=(2, 4, 3, 2)), _RNG.normal(size=(1, 4, 3, 1))
+
+
+def _ceil_pools():
+  """(name, jaxpool call, numpy reference), both `f(x, window, strides, padding, **kw)`."""
+  import jaxpool
+
+  return [
+    ("max_pool", jaxpool.max_pool, reference.max_pool),
+    ("min_pool", jaxpool.min_pool, reference.min_pool),
+    ("sum_pool", jaxpool.sum_pool, reference.sum_pool),
+    ("avg_pool", jaxpool.avg_pool, reference.avg_pool),
+    (
+      "lp_pool",
+      lambda x, *a, **k: jaxpool.lp_pool(x, 3.0, *a, **k),
+      _by_window(lambda v, c: (np.abs(v) ** 3).sum(0) ** (1 / 3)),
+    ),
+    ("l2_pool", jaxpool.l2_pool, _by_window(lambda v, c: np.sqrt((v * v).sum(0)))),
+    (
+      "stochastic_pool",
+      lambda x, *a, **k: jaxpool.stochastic_pool(x, *a, deterministic=True, **k),
+      _by_window(_weighted),
+    ),
+    ("soft_pool", jaxpool.soft_pool, _by_window(_soft)),
+    (
+      "mixed_pool",
+      lambda x, *a, **k: jaxpool.mixed_pool(x, 0.3, *a, **k),
+      _by_window(lambda v, c: 0.3 * v.max(0) + 0.7 * v.sum(0) / c),
+    ),
+    (
+      "gated_pool",
+      lambda x, *a, **k: jaxpool.gated_pool(x, _GATE, *a, **k),
+      lambda x, *a, **k: reference.gated_pool(x, _GATE, *a, **k),
+    ),
+    (
+      "tree_pool",
+      lambda x, *a, **k: jaxpool.tree_pool(x, _LEAVES, _GATES, *a, **k),
+      lambda x, *a, **k: reference.tree_pool(x, _LEAVES, _GATES, *a, **k),
+    ),
+    (
+      "lip_pool",
+      lambda x, *a, **k: jaxpool.lip_pool(x, 0.5 * x, *a, **k),
+      lambda x, *a, **k: reference.lip_pool(x, 0.5 * x, *a, **k),
+    ),
+    (
+      "max_pool_with_argmax",
+      lambda x, *a, **k: jaxpool.max_pool_with_argmax(x, *a, **k)[0],
+      reference.max_pool,
+    ),
+  ]
+
+
+@pytest.mark.parametrize(
+  "name, pool, ref", _ceil_pools(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_ceil_mode_pool_takes_windows_larger_than_the_input(name, pool, ref):
+  """Spatial (2, 3), window (4, 3), strides (3, 2), ceil_mode: the first dim's window
+  exceeds the input (span -2 > -3), the second ends at it; one output each (with
+  dilation 2 in the second dim and stride 3 it exceeds it there too). The
+  reference's output size is PyTorch's rule, its windows plain loops."""
+  x = np.random.default_rng(4).normal(size=(2, 2, 3, 2)).astype(np.float32)
+  cases = (((0, 0), None, (3, 2)), (((1, 0), (0, 1)), None, (3, 2)), ((0, 0), (1, 2), (3, 3)))
+  for padding, dilation, strides in cases:
+    kw = dict(dilation=dilation, ceil_mode=True)
+    want = ref(x, (4, 3), strides, padding, **kw)
+    got = jax.jit(lambda x: pool(x, (4, 3), strides, padding, **kw))(x)
+    assert got.shape == want.shape, (name, padding, dilation)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {padding}")

@@ -520,3 +520,37 @@ def test_factorised_backward_under_vmap_and_bfloat16():
     "SAME",
   )
   np.testing.assert_allclose(np.asarray(gb, np.float32), want, rtol=2e-2, atol=2e-2)
+
+
+def _log_lp_reference(x, p, k, mean):
+  """log of lp_pool over windows k (stride k, 1-d, channels last) in float64, as
+  log m + log(sum (|x| / m)^p / c) / p: finite even where y^p would overflow."""
+  w = np.abs(np.asarray(x, np.float64)[0, :, 0]).reshape(-1, k)
+  m = w.max(1)
+  return np.log(m) + np.log(((w / m[:, None]) ** p).sum(1) / (k if mean else 1)) / p
+
+
+@pytest.mark.parametrize("p", [0.001, 0.00097, 0.0005, 0.02])
+def test_small_p_gives_the_representable_value(p):
+  """Issue 23: with p = 0.001 in float64, total^(1/p) overflowed where m total^(1/p)
+  is finite (~1e301), so lp_pool returned inf. Any finite input whose pooled value
+  is representable now gives it (relative error ~|log y| ulp, the conditioning of
+  the 1/p power); values past the float range are inf. Reference: the log-domain
+  formula in float64 (numpy)."""
+  rng = np.random.default_rng(int(p * 1e5))
+  with jax.enable_x64(True):
+    for k, mean, scale in ((2, False, 1.0), (2, False, 0.01), (3, True, 1.0), (4, True, 1e-3)):
+      x = rng.normal(size=(1, 300 * k, 1)) * scale
+      y = np.asarray(jaxpool.lp_pool(jnp.asarray(x), p, (k,), k, mean=mean))[0, :, 0]
+      log_y = _log_lp_reference(x, p, k, mean)
+      representable = log_y < np.log(np.finfo(np.float64).max)
+      np.testing.assert_array_equal(np.isinf(y), ~representable)
+      np.testing.assert_allclose(np.log(y[representable]), log_y[representable], atol=1e-11)
+  # float32 (bfloat16 computes in it): the range ends at 2^128
+  x = rng.normal(size=(1, 400, 1)).astype(np.float32)
+  y = np.asarray(jaxpool.lp_pool(x, 1 / 128, (2,), 2), np.float64)[0, :, 0]
+  log_y = _log_lp_reference(x, 1 / 128, 2, False)
+  representable = log_y < np.log(np.finfo(np.float32).max) - 1e-4
+  assert representable.sum() > 20 and (~representable).sum() > 20
+  np.testing.assert_array_equal(np.isinf(y), ~representable)
+  np.testing.assert_allclose(np.log(y[representable]), log_y[representable], atol=1e-4)

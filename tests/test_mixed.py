@@ -403,3 +403,25 @@ def test_mixed_and_gated_second_order_grads():
     gated = lambda x, g: jaxpool.gated_pool(x, g, (3, 3), 2, "SAME")
     check_grads(mixed, (x, 0.3), order=2, modes=("rev",))
     check_grads(gated, (x, gate), order=2, modes=("fwd", "rev"), eps=1e-4)
+
+
+def test_alpha_must_be_a_real_array():
+  """Issue 23: a complex alpha was accepted with a ComplexWarning and its imaginary
+  part dropped; refused like complex gate weights. None and strings reached JAX's
+  own messages."""
+  x = jnp.zeros((1, 4, 1))
+  for bad in (1 + 1j, jnp.ones((), jnp.complex64), np.array([0.5 + 0j])):
+    with pytest.raises(TypeError, match=r"^mixed_pool: alpha must be real .*complex"):
+      jaxpool.mixed_pool(x, bad, (2,))
+  with pytest.raises(TypeError, match=r"^gated_pool: gate must be real"):
+    jaxpool.gated_pool(x, jnp.ones((2, 1), jnp.complex64), (2,))
+  for bad in (None, "a", [0.5, "b"]):
+    with pytest.raises(TypeError, match=r"^mixed_pool: alpha must be an array"):
+      jaxpool.mixed_pool(x, bad, (2,))
+    with pytest.raises(TypeError, match=r"^gated_pool: gate must be an array"):
+      jaxpool.gated_pool(x, bad, (2,))
+    with pytest.raises(TypeError, match=r"^tree_pool: leaves must be an array"):
+      jaxpool.tree_pool(x, bad, jnp.zeros((0, 2, 1)), (2,))
+  # bool and int alphas are real: 1 is the max pool (reference: a numpy loop)
+  y = jaxpool.mixed_pool(jnp.array([[1.0], [3.0], [2.0]]), np.int32(1), (2,))
+  np.testing.assert_array_equal(y[:, 0], [3.0, 3.0])

@@ -365,3 +365,27 @@ def test_uniforms_are_the_threefry_words_of_the_key(size):
   u = np.asarray(jax.jit(lambda k: stochastic._uniforms(k, (size,)))(key))
   np.testing.assert_array_equal(u, (words >> 8).astype(np.float64) * 2.0**-24)
   assert u.min() >= 0 and u.max() < 1
+
+
+@pytest.mark.parametrize("scale", [1e30, 3e37, 1e-30])
+def test_eval_formula_is_exact_for_huge_and_tiny_values(scale):
+  """Issue 23: sum a^2 / sum a overflowed to inf for a = 1e30 in float32 (and
+  underflowed to 0 for tiny a); every window is now scaled by its maximum. The
+  reference is the formula in float64 (numpy loop). Gradient: finite, and the
+  formula's derivative (2 a_k S1 - S2) / S1^2 (scale-invariant) at those values."""
+  rng = np.random.default_rng(11)
+  unit = rng.normal(size=(2, 7, 6, 3))
+  x = (unit * scale).astype(np.float32)
+  got = jax.jit(
+    lambda x: jaxpool.stochastic_pool(x, (3, 2), 2, 1, deterministic=True, ceil_mode=True)
+  )(x)
+  want = weighted_reference(x, (3, 2), 2, 1, ceil_mode=True)
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=np.abs(want).max() * 1e-6 + 1e-45)
+  grad = jax.grad(lambda x: jnp.sum(jaxpool.stochastic_pool(x, (2, 2), 2, deterministic=True)))(x)
+  unit_grad = jax.grad(
+    lambda x: jnp.sum(jaxpool.stochastic_pool(x, (2, 2), 2, deterministic=True))
+  )(unit.astype(np.float32))
+  if True:  # x = unit * scale up to rounding, and the derivative is scale-invariant
+    np.testing.assert_allclose(grad, unit_grad, rtol=1e-4, atol=1e-5)
+  assert np.isfinite(grad).all()

@@ -6,6 +6,7 @@ gets the gradient). Skipped when torch is not installed.
 """
 
 import functools
+import itertools
 
 import jax
 import numpy as np
@@ -251,3 +252,122 @@ def test_all_equal_and_nan_windows_route_like_torch():
     y_j, g_j = jax_value_and_grad("max", x, ct, cfg, channels_last=False)
     np.testing.assert_array_equal(y_j, y_t)
     np.testing.assert_array_equal(g_j, g_t)
+
+
+# --- ceil_mode windows larger than the (padded) input (issue 23) -------------------
+# PyTorch accepts them when one window starts inside the input or its low padding;
+# that window holds the whole input (its overhang is neither selected nor counted).
+LARGER_WINDOW_CASES = [
+  # the issue's reproducers: avg_pool1d(len 2, 4, 3, 0), max_pool1d(len 2, 3, 2, 0),
+  # avg_pool2d((1, 1, 1, 6), 2, (2, 1)), max_pool1d(len 2, 2, 3, dilation 2)
+  ("avg", dict(shape=(1, 1, 2), kernel=(4,), stride=(3,), padding=(0,))),
+  ("max", dict(shape=(1, 1, 2), kernel=(3,), stride=(2,), padding=(0,))),
+  ("avg", dict(shape=(1, 1, 1, 6), kernel=(2, 2), stride=(2, 1), padding=(0, 0))),
+  ("max", dict(shape=(1, 1, 2), kernel=(2,), stride=(3,), padding=(0,), dilation=(2,))),
+  ("max", dict(shape=(2, 3, 3, 2), kernel=(4, 3), stride=(3, 2), padding=(1, 0))),
+  ("avg", dict(shape=(2, 3, 3, 2), kernel=(4, 3), stride=(3, 2), padding=(1, 0))),
+  ("max", dict(shape=(1, 2, 2, 3, 1), kernel=(3, 4, 2), stride=(2, 2, 2), padding=(0, 1, 0))),
+]
+
+
+def larger_window_configs():
+  """The named cases, then every small 1-d case where the window exceeds the padded
+  input and PyTorch still gives an output."""
+  for kind, cfg in LARGER_WINDOW_CASES:
+    n = len(cfg["kernel"])
+    base = dict(dilation=(1,) * n, ceil_mode=True, count_include_pad=True, divisor_override=None)
+    yield kind, dict(base, **cfg)
+    if kind == "avg":
+      yield kind, dict(base, **cfg, **{"count_include_pad": False})
+  grid = itertools.product((1, 2), range(2, 6), range(1, 4), (0, 1), (1, 2))
+  for i, (L, k, s, p, d) in enumerate(grid):
+    e = d * (k - 1) + 1
+    if L + 2 * p >= e or 2 * p > k:
+      continue
+    yield (
+      "avg" if d == 1 and i % 2 else "max",  # one compilation per case: half of each
+      dict(
+        shape=(1, 2, L),
+        kernel=(k,),
+        stride=(s,),
+        padding=(p,),
+        dilation=(d,),
+        ceil_mode=True,
+        count_include_pad=bool(L % 2),
+        divisor_override=None,
+      ),
+    )
+
+
+def test_ceil_mode_windows_larger_than_the_input():
+  rng = np.random.default_rng(23)
+  compared = refused = 0
+  for kind, cfg in larger_window_configs():
+    x = rng.normal(size=cfg["shape"]).astype(np.float32)
+    try:
+      y_t, _ = torch_pool(kind, x, None, cfg)
+    except RuntimeError:  # PyTorch: "Output size is too small"; we refuse it too
+      with pytest.raises(ValueError, match=rf"^{kind}_pool: the window .* no output"):
+        jaxpool.max_pool(
+          x,
+          cfg["kernel"],
+          cfg["stride"],
+          cfg["padding"],
+          ceil_mode=True,
+          dilation=cfg["dilation"],
+          channel_axis=1,
+        ) if kind == "max" else (
+          jaxpool.avg_pool(
+            x, cfg["kernel"], cfg["stride"], cfg["padding"], ceil_mode=True, channel_axis=1
+          )
+        )
+      refused += 1
+      continue
+    ct = rng.normal(size=y_t.shape).astype(np.float32)
+    y_t, g_t = torch_pool(kind, x, ct, cfg)
+    # A dilated window may hold no input element at all: PyTorch gives -inf (max)
+    # there and writes its gradient past the channel's plane; its documented
+    # choices are -inf (max) and 0 (avg without padding counted) here.
+    holds_input = np.isfinite(y_t).all()
+    for channels_last in (False, True):
+      y_j, g_j = jax_value_and_grad(kind, x, ct, cfg, channels_last)
+      assert y_j.shape == y_t.shape, cfg
+      if holds_input:
+        np.testing.assert_allclose(y_j, y_t, rtol=1e-6, atol=1e-6, err_msg=str(cfg))
+        np.testing.assert_allclose(g_j, g_t, rtol=1e-6, atol=1e-6, err_msg=str(cfg))
+      else:
+        np.testing.assert_array_equal(y_j, np.where(np.isnan(y_t), 0, y_t), err_msg=str(cfg))
+    compared += holds_input
+  assert compared > 15 and refused > 5
+
+
+def test_ceil_mode_larger_windows_argmax_and_lp_match_torch():
+  """max_pool_with_argmax against return_indices; lp_pool against lp_pool1d on
+  non-negative inputs where the one window holds the whole input (PyTorch scales a
+  window overhanging the input by K / count, so compare with count == K undone)."""
+  x = np.abs(np.random.default_rng(1).normal(size=(2, 3, 2))).astype(np.float32)
+  y_t, i_t = F.max_pool1d(torch.tensor(x), 3, 2, 0, ceil_mode=True, return_indices=True)
+  y_j, i_j = jaxpool.max_pool_with_argmax(x, (3,), 2, 0, ceil_mode=True, channel_axis=1)
+  np.testing.assert_array_equal(y_j, y_t.numpy())
+  np.testing.assert_array_equal(i_j, i_t.numpy())
+  # torch: (avg_pool1d(x^p) * K)^(1/p), avg over the 2 elements inside -> times 2 / K
+  p, k = 3.0, 4
+  lp_t = F.lp_pool1d(torch.tensor(x), p, k, 3, ceil_mode=True).numpy() * (2 / k) ** (1 / p)
+  lp_j = jaxpool.lp_pool(x, p, (k,), 3, 0, ceil_mode=True, channel_axis=1)
+  np.testing.assert_allclose(lp_j, lp_t, rtol=1e-5)
+
+
+def test_rank_2_channels_first_is_refused_and_batched_matches_torch_unbatched():
+  """PyTorch reads a rank-2 input of max_pool1d as unbatched (C, L). jaxpool's
+  channel_axis=1 is the batched (N, C, L) layout only: the rank-2 call is refused
+  (it was silently read as channels-last (L, C)), and with the batch dim added the
+  values are PyTorch's."""
+  x = np.arange(12.0, dtype=np.float32).reshape(2, 6)
+  for pool in (jaxpool.max_pool, jaxpool.avg_pool, jaxpool.soft_pool, jaxpool.l2_pool):
+    name = pool.__name__
+    with pytest.raises(ValueError, match=rf"^{name}: channel_axis=1 .* \(2, 6\)"):
+      pool(x, (3,), (2,), 1, channel_axis=1)
+  want = F.max_pool1d(torch.tensor(x), 3, 2, 1).numpy()
+  assert want.shape == (2, 3)
+  np.testing.assert_array_equal(jaxpool.max_pool(x[None], (3,), (2,), 1, channel_axis=1)[0], want)
+  np.testing.assert_array_equal(jaxpool.max_pool(x.T, (3,), (2,), 1).T, want)  # (L, C)

@@ -21,6 +21,7 @@ otherwise; nothing loops over output positions in Python.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -125,6 +126,11 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
     window = tuple(L // o for L, o in zip(sizes, outs))
     return reduce_lib.avg_pool(x.astype(out_dtype), window, window, channel_axis=channel_axis)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
+  # Summed pre-scaled by a power of two, as avg_pool: a box of huge values (1e38 in
+  # float32) does not overflow before the division.
+  largest = np.prod([max(e - s) for s, e in (adaptive_windows(L, o) for L, o in zip(sizes, outs))])
+  scale = reduce_lib.sum_scale(int(largest))
+  acc = acc * np.asarray(scale, acc.dtype)
   counts = np.ones((), np.int64)
   for axis, L, o in reversed(list(zip(axes, sizes, outs))):
     starts, ends = adaptive_windows(L, o)
@@ -136,7 +142,7 @@ def adaptive_avg_pool(inputs: Any, output_size, *, channel_axis: int = -1) -> ja
     counts = np.multiply.outer(ends - starts, counts)
   divisor = np.ones(acc.ndim, int)
   divisor[list(axes)] = outs
-  return (acc / jnp.asarray(counts.reshape(divisor), acc.dtype)).astype(out_dtype)
+  return (acc / jnp.asarray(counts.reshape(divisor) * scale, acc.dtype)).astype(out_dtype)
 
 
 def adaptive_max_pool(
@@ -242,12 +248,18 @@ def global_avg_pool(
   axes = geometry.global_spatial_axes(x.shape, num_spatial_dims, channel_axis, fn)
   out_dtype = dtypes.mean_dtype(x.dtype)
   acc = x.astype(dtypes.compute_dtype(out_dtype))
-  return jnp.mean(acc, axis=axes, keepdims=keepdims).astype(out_dtype)
+  # Summed pre-scaled by a power of two, as avg_pool: no overflow of huge values.
+  count = math.prod(x.shape[a] for a in axes)
+  scale = reduce_lib.sum_scale(count)
+  total = jnp.sum(acc * np.asarray(scale, acc.dtype), axis=axes, keepdims=keepdims)
+  return (total / np.asarray(count * scale, acc.dtype)).astype(out_dtype)
 
 
 def _flatten_spatial(x, axes):
   """Merge the contiguous spatial `axes` into one axis at `axes[0]`."""
-  return x.reshape(x.shape[: axes[0]] + (-1,) + x.shape[axes[-1] + 1 :])
+  # The size written out: -1 cannot be inferred where a batch or channel dim is 0.
+  merged = int(np.prod([x.shape[a] for a in axes]))
+  return x.reshape(x.shape[: axes[0]] + (merged,) + x.shape[axes[-1] + 1 :])
 
 
 def _restore(y, x, axes, keepdims):
@@ -436,10 +448,14 @@ def spatial_pyramid_pool(
     grids.append(tuple(grid))
   pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
   axes, channel = geometry.spatial_axes(x.shape, n, channel_axis, fn)
+  # Everything the adaptive pools below would refuse is checked here, so that every
+  # error names spatial_pyramid_pool.
+  if any(x.shape[a] < 1 for a in axes):
+    raise ValueError(f"{fn}: every spatial dim must be non-empty, got inputs of shape {x.shape}.")
   features = []
   for grid in grids:
     y = cast(jax.Array, pool(x, grid, channel_axis=channel_axis))  # no return_indices
     if channel != 1:
       y = jnp.moveaxis(y, channel, 1)  # (N, C, *grid): channel-major flatten
-    features.append(y.reshape(y.shape[0], -1))
+    features.append(y.reshape(y.shape[0], int(np.prod(y.shape[1:]))))  # not -1: N may be 0
   return jnp.concatenate(features, axis=1)

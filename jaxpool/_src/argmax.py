@@ -159,8 +159,8 @@ def max_unpool(
            [0., 0., 4., 0.]], dtype=float32)
   """
   fn = "max_unpool"
-  v = jnp.asarray(values)
-  idx = jnp.asarray(indices)
+  v = dtypes.as_array(values, fn, "values")
+  idx = dtypes.as_array(indices, fn, "indices")
   if not (jnp.issubdtype(v.dtype, jnp.floating) or jnp.issubdtype(v.dtype, jnp.integer)):
     raise TypeError(f"{fn}: values must have a floating or integer dtype, got {v.dtype}.")
   if not jnp.issubdtype(idx.dtype, jnp.integer):
@@ -190,8 +190,11 @@ def max_unpool(
   order = [a for a in range(v.ndim) if a not in axes] + list(axes)
   planes_shape = tuple(v.shape[a] for a in order[: v.ndim - n])
   planes = int(np.prod(planes_shape))
-  v2 = jnp.transpose(v, order).reshape(planes, -1)
-  i2 = jnp.transpose(idx, order).reshape(planes, -1).astype(jnp.int32)
+  # Sizes written out, not -1: reshape cannot infer -1 next to a zero-size dim (an
+  # empty batch or channel dim gives an empty result, as PyTorch).
+  positions = int(np.prod([v.shape[a] for a in axes]))
+  v2 = jnp.transpose(v, order).reshape(planes, positions)
+  i2 = jnp.transpose(idx, order).reshape(planes, positions).astype(jnp.int32)
   size = int(np.prod(output_shape))
   i2 = jnp.where((i2 >= 0) & (i2 < size), i2, size)  # out of range -> dropped below
   rows = jnp.arange(planes, dtype=jnp.int32)[:, None]

@@ -106,9 +106,9 @@ def _blur_axis(
   window = tuple(f if j == axis_index else 1 for j in range(n))
   steps = tuple(stride if j == axis_index else 1 for j in range(n))
   pads = tuple(((f - 1) // 2, f // 2) if j == axis_index else (0, 0) for j in range(n))
-  geom = geometry.resolve(
-    y.shape, window, steps, pads, channel_axis=base.channel_axis, fn="blur_pool"
-  )
+  # -1 for channels last: index 1 of a rank-2 (L, C) input would mean (N, C, L).
+  channel_axis = -1 if base.channel_axis == base.ndim - 1 else 1
+  geom = geometry.resolve(y.shape, window, steps, pads, channel_axis=channel_axis, fn="blur_pool")
   kernel = jnp.asarray(row.reshape((1,) + window + (1,)), y.dtype)
   out = window_dot(y, kernel, geom)[0]
   if padding == "zero":
@@ -201,6 +201,7 @@ def blur_pool(
     raise ValueError(f"{fn}: pool must be one of {_POOLS}, got {pool!r}.")
   if not isinstance(padding, str) or padding not in _PADDINGS:
     raise ValueError(f"{fn}: padding must be one of {tuple(_PADDINGS)}, got {padding!r}.")
+  strides = geometry.from_numpy(strides)  # integer arrays, as the window pools take them
   n = _spatial_dims(x, strides, channel_axis)
   if window_shape is None:
     window_shape = (2,) * n

@@ -20,13 +20,52 @@ def compute_dtype(dtype):
   return dtype
 
 
+def as_array(value: Any, fn: str, name: str) -> jax.Array:
+  """`value` (an array, a number or nested sequences of numbers) as a jax array.
+
+  The one check of every array argument of the public functions (`inputs`,
+  `indices`, `alpha`, `p`, weights, ...), so that None, strings and other
+  non-arrays give a TypeError naming the function and the argument instead of
+  JAX's own message.
+
+  Raises:
+    TypeError: naming `fn`, `name` and what was received.
+  """
+  if _holds_text_or_none(value):
+    raise TypeError(_not_an_array(value, fn, name))
+  try:
+    a = jnp.asarray(value)
+  except (TypeError, ValueError, OverflowError) as err:
+    raise TypeError(_not_an_array(value, fn, name)) from err
+  if not (jnp.issubdtype(a.dtype, jnp.number) or a.dtype == jnp.bool_):
+    raise TypeError(_not_an_array(value, fn, name))
+  return a
+
+
+def _holds_text_or_none(value: Any) -> bool:
+  """None or a string, also inside nested lists and tuples (where jnp.asarray would
+  read a string as a dtype name)."""
+  if value is None or isinstance(value, (str, bytes)):
+    return True
+  return isinstance(value, (list, tuple)) and any(_holds_text_or_none(v) for v in value)
+
+
+def _not_an_array(value: Any, fn: str, name: str) -> str:
+  text = repr(value)
+  text = text if len(text) <= 60 else text[:57] + "..."
+  return (
+    f"{fn}: {name} must be an array (a jax or numpy array, a number or nested "
+    f"sequences of numbers), got {text} of type {type(value).__name__}."
+  )
+
+
 def pool_input(inputs: Any, fn: str, *, integers: bool = False) -> jax.Array:
   """`inputs` as a jax array of a floating (or, if allowed, integer) dtype.
 
   Raises:
-    TypeError: naming `fn` and the dtype received.
+    TypeError: naming `fn`, for non-arrays (`as_array`) and the dtype received.
   """
-  x = jnp.asarray(inputs)
+  x = as_array(inputs, fn, "inputs")
   ok = jnp.issubdtype(x.dtype, jnp.floating) or (integers and jnp.issubdtype(x.dtype, jnp.integer))
   if not ok:
     allowed = "a floating or integer" if integers else "a floating"

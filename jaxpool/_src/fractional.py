@@ -188,7 +188,7 @@ def fractional_max_pool(
   if key is not None:
     u = jax.random.uniform(keys.random_key(key, fn), sample_shape, jnp.float32)
   else:
-    u = jnp.asarray(samples)
+    u = dtypes.as_array(samples, fn, "samples")
     if not jnp.issubdtype(u.dtype, jnp.floating):
       raise TypeError(f"{fn}: samples must have a floating dtype, got {u.dtype}.")
     if u.shape != sample_shape:
@@ -250,7 +250,9 @@ class _Config:
     """(*batch, C, o, ...) -> broadcastable against the array pooled along dim d,
     trailing axes of `a` after o kept after it."""
     n, lead = len(self.axes), self.batch_ndim
-    if self.channel == 1:  # (N, C, 1.., o, ..., 1..)
+    # Channels first by position, not by index: a rank-2 (L, C) input has its
+    # channels last at index 1.
+    if self.channel < self.axes[0]:  # (N, C, 1.., o, ..., 1..)
       return a.reshape(a.shape[: lead + 1] + (1,) * d + a.shape[lead + 1 :] + (1,) * (n - 1 - d))
     a = jnp.moveaxis(a, lead, -1)  # (*batch, o, ..., C) -> (*batch, 1.., o, ..., 1.., C)
     return a.reshape(

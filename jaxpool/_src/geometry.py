@@ -9,7 +9,10 @@ at trace time, naming the argument, the value received and what is allowed.
 Conventions (see DESIGN.md):
 
 * ``inputs`` is ``(*batch, *spatial, features)`` (``channel_axis=-1``, any number of
-  batch dims, including none) or ``(N, C, *spatial)`` (``channel_axis=1``, PyTorch).
+  batch dims, including none) or ``(N, C, *spatial)`` (``channel_axis=1``, PyTorch's
+  batched layout). PyTorch's unbatched ``(C, *spatial)`` is refused with a ValueError,
+  also a rank-2 ``(C, L)`` with ``channel_axis=1`` (whose index 1 is the last axis
+  too): add the batch dim.
 * ``padding`` is ``"VALID"``, ``"SAME"`` (or ``"SAME_LOWER"``, as ``lax``), an int
   (both sides of every spatial dim, as PyTorch), a sequence of ints (per dim, both
   sides) or a sequence of ``(low, high)`` pairs (as Flax).
@@ -19,6 +22,10 @@ Conventions (see DESIGN.md):
       floor((L + lo + hi - e) / s) + 1                      (ceil_mode=False)
       ceil((L + lo + hi - e) / s) + 1, minus 1 if the last
           window would start at or past L + lo               (ceil_mode=True, PyTorch)
+
+  and must be >= 1. With ``ceil_mode`` that allows a window larger than the padded
+  input (``L + lo + hi - e > -s``), as PyTorch does: one window, starting at the
+  low padding, holding the whole input.
 
   With ``ceil_mode`` the last window may overhang the high padding; the overhang is
   implemented as extra high padding (``ceil_extra``) that is never counted by
@@ -45,15 +52,15 @@ def is_int(value: Any) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _from_numpy(value: Any) -> Any:
+def from_numpy(value: Any) -> Any:
   """Numpy (or concrete jax) arrays, also nested in lists and tuples, as nested
   tuples of Python scalars: Flax accepts such paddings, e.g. `np.array([[1, 1]])`."""
   if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
     value = np.asarray(value)
   if isinstance(value, np.ndarray):
-    return value.item() if value.ndim == 0 else tuple(_from_numpy(v) for v in value)
+    return value.item() if value.ndim == 0 else tuple(from_numpy(v) for v in value)
   if isinstance(value, (list, tuple)):
-    return tuple(_from_numpy(v) for v in value)
+    return tuple(from_numpy(v) for v in value)
   return value
 
 
@@ -61,7 +68,7 @@ def _int_tuple(
   value: Any, n: int, name: str, fn: str, *, minimum: int, allow_scalar: bool
 ) -> tuple[int, ...]:
   """`value` as a tuple of `n` ints >= `minimum`, or a clear error."""
-  value = _from_numpy(value)
+  value = from_numpy(value)
   if allow_scalar and is_int(value):
     value = (value,) * n
   if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -89,7 +96,7 @@ def _same_padding(size: int, window: int, stride: int, lower: bool) -> tuple[int
 
 
 def _explicit_padding(padding: Any, n: int, fn: str) -> tuple[tuple[int, int], ...]:
-  padding = _from_numpy(padding)
+  padding = from_numpy(padding)
   if is_int(padding):
     pairs = ((padding, padding),) * n
   elif isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)):
@@ -343,6 +350,16 @@ def spatial_axes(
       f"{fn}: channel_axis must be -1 (inputs (*batch, *spatial, features)) or 1 "
       f"(inputs (N, C, *spatial)), got {channel_axis!r} for inputs of shape {shape}."
     )
+  if channel_axis == 1 and ndim == 2:
+    # Index 1 is also the last axis here. channel_axis=1 always means the batched
+    # (N, C, *spatial) layout, so PyTorch's unbatched (C, L) is refused (as (C, H, W)
+    # is for 2-d windows) rather than silently read as (L, C).
+    raise ValueError(
+      f"{fn}: channel_axis=1 means the batched (N, C, *spatial) layout (rank {n + 2} "
+      f"for a {n}-d window), got inputs of rank 2 {shape}. For channels-first (C, L) "
+      "inputs add a batch dim (inputs[None]); for channels-last (L, C) pass "
+      "channel_axis=-1."
+    )
   if channel_axis in (-1, ndim - 1):
     if ndim < n + 1:
       raise ValueError(
@@ -384,7 +401,12 @@ def global_spatial_axes(
     )
   else:
     n = int(num_spatial_dims)
-  return spatial_axes(shape, n, channel_axis, fn)[0]
+  axes = spatial_axes(shape, n, channel_axis, fn)[0]
+  if any(shape[a] == 0 for a in axes):  # as PyTorch's adaptive pools: no empty planes
+    raise ValueError(
+      f"{fn}: every spatial dim must be non-empty, got inputs of shape {tuple(shape)}."
+    )
+  return axes
 
 
 def resolve(
@@ -415,7 +437,7 @@ def resolve(
     TypeError, ValueError: naming the argument, the value and what is allowed.
   """
   input_shape = tuple(int(s) for s in input_shape)
-  window_shape = _from_numpy(window_shape)
+  window_shape = from_numpy(window_shape)
   if isinstance(window_shape, (str, bytes)) or not isinstance(window_shape, Sequence):
     raise TypeError(
       f"{fn}: window_shape must be a sequence of ints, one per spatial dimension "
@@ -460,18 +482,25 @@ def resolve(
   out, extra = [], []
   for L, (lo, hi), e, s in zip(sizes, pads, effective, strides):
     span = L + lo + hi - e
-    if span < 0:
-      raise ValueError(
-        f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
-        f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
-        f"padding {pads})."
-      )
     if ceil_mode:
+      # PyTorch: the window may be larger than the padded input (span < 0) as long
+      # as one window starts inside the input or the low padding.
       size = -(-span // s) + 1
       if (size - 1) * s >= L + lo:  # PyTorch: the last window must start in input or low pad
         size -= 1
     else:
       size = span // s + 1
+    if size < 1:
+      hint = (
+        " (with ceil_mode=True the window may exceed the padded input by less than one stride)"
+        if ceil_mode
+        else " (ceil_mode=True allows a window that exceeds it by less than one stride)"
+      )
+      raise ValueError(
+        f"{fn}: the window (window_shape={window}, dilation={dilation}, effective "
+        f"size {effective}) is larger than the padded input (spatial shape {sizes}, "
+        f"padding {pads}, strides {strides}), so there is no output{hint}."
+      )
     out.append(size)
     extra.append((size - 1) * s + e - (L + lo + hi))
   return PoolGeometry(

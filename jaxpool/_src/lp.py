@@ -12,7 +12,10 @@ How it is computed (all of it in float32 for float16/bfloat16 inputs):
     ``y = m * (sum_k (|x_k| / m)^p)^(1/p)``, so no power overflows or underflows to
     a wrong result (|x| = 1e30 with p = 8 in float32, |x| = 1e4 with p = 8 in bf16);
     the scale is the power of two nearest below ``m`` (exact, and a multiplication
-    instead of a division per element, which XLA would not fuse);
+    instead of a division per element, which XLA would not fuse); for a small p
+    (or a traced one) the root and the scale are combined in the exponent,
+    ``y = 2^(log2(total) / p + log2(1/r))``, since ``total^(1/p)`` alone may leave
+    the float range (``K^(1/p)``) where ``y`` does not (p = 0.001 in float64);
   * window elements are visited as strided slices of the unpadded input, one per
     window offset (``views.padded_views``), so no (window x output) patch tensor
     exists, the scaling by the per-window maximum is exact also for overlapping
@@ -74,10 +77,7 @@ def _check_p(p: Any, fn: str) -> float | jax.Array:
     if not p > 0:  # also catches NaN
       raise ValueError(f"{fn}: p must be > 0 (or inf for the max of |x|), got {p!r}.")
     return p
-  try:
-    arr = jnp.asarray(p)
-  except TypeError as err:
-    raise TypeError(f"{fn}: p must be a positive number or a scalar array, got {p!r}.") from err
+  arr = dtypes.as_array(p, fn, "p")
   if arr.shape != ():
     raise ValueError(f"{fn}: p must be a scalar, got an array of shape {arr.shape}.")
   if not jnp.issubdtype(arr.dtype, jnp.floating):
@@ -154,9 +154,30 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
     total = total / c
   # total lies in [1/c, K 2^p] (K 4^p in the top binade), where `powers.root` is
   # accurate
-  root = powers.root(total, p)
+  if _root_in_range(p, geom, mean, total.dtype):
+    y = powers.root(total, p) * inv_r
+  else:
+    # total^(1/p) may overflow (K^(1/p)) or underflow ((1/c)^(1/p)) for a small p
+    # although y is representable: the exponents of the root and of 1/r are added
+    # before exponentiating, y = 2^(log2(total) / p + log2(1/r)) (1/r is a power of
+    # two, so its log2 is exact; the relative error of y is ~|log2 y| ulp, as for
+    # exp(log(total) / p) itself).
+    exponent = jnp.log2(total) / jnp.asarray(p, total.dtype) + jnp.log2(inv_r)
+    y = jnp.exp2(exponent)
   # |x| = inf makes the scaled elements NaN; the norm is inf there.
-  return jnp.where(jnp.isinf(m), m, root * inv_r)
+  return jnp.where(jnp.isinf(m), m, y)
+
+
+def _root_in_range(p, geom: PoolGeometry, mean: bool, dtype) -> bool:
+  """Whether total^(1/p), for every total in [1/c, K 4^p], is a normal number with
+  room to spare (then root * (1/r) is y up to rounding): false for a small p, and
+  for a traced one, which cannot be checked."""
+  if not isinstance(p, float):
+    return False
+  info = jnp.finfo(dtype)
+  top = math.log2(geom.window_size) / p + 2  # log2 of the largest root
+  bottom = -math.log2(geom.window_counts(True).max()) / p if mean else 0.0
+  return top < info.maxexp - 2 and bottom > info.minexp + 2
 
 
 # The factorised backward pass (`_factorised_grad`) is used when every window's
@@ -490,7 +511,15 @@ def lp_pool(
     >>> jaxpool.lp_pool(x, 2, (2,), strides=2)[:, 0]
     Array([5., 0.], dtype=float32)
   """
-  fn = "lp_pool"
+  return _lp_pool(
+    inputs, p, window_shape, strides, padding, mean, dilation, ceil_mode, channel_axis, "lp_pool"
+  )
+
+
+def _lp_pool(
+  inputs, p, window_shape, strides, padding, mean, dilation, ceil_mode, channel_axis, fn: str
+) -> jax.Array:
+  """`lp_pool`, its errors naming `fn` (the public function called)."""
   x = dtypes.pool_input(inputs, fn)
   p = _check_p(p, fn)
   if not isinstance(mean, (bool, np.bool_)):
@@ -554,16 +583,8 @@ def l2_pool(
     >>> jaxpool.l2_pool(jnp.array([[3.0], [4.0]]), (2,))[:, 0]
     Array([5.], dtype=float32)
   """
-  return lp_pool(
-    inputs,
-    2.0,
-    window_shape,
-    strides,
-    padding,
-    mean=mean,
-    dilation=dilation,
-    ceil_mode=ceil_mode,
-    channel_axis=channel_axis,
+  return _lp_pool(
+    inputs, 2.0, window_shape, strides, padding, mean, dilation, ceil_mode, channel_axis, "l2_pool"
   )
 
 

@@ -279,7 +279,11 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
 
 def _alpha(alpha: Any, geom: PoolGeometry) -> jax.Array:
   """alpha as an array broadcastable to the output (a (C,) vector goes on the channel axis)."""
-  a = jnp.asarray(alpha)
+  a = dtypes.as_array(alpha, "mixed_pool", "alpha")
+  if jnp.issubdtype(a.dtype, jnp.complexfloating):  # astype(float) would drop the imaginary part
+    raise TypeError(
+      f"mixed_pool: alpha must be real (a float, int or bool array or number), got dtype {a.dtype}."
+    )
   if not jnp.issubdtype(a.dtype, jnp.floating):
     a = a.astype(jnp.result_type(float))
   out = geom.output_shape

@@ -305,10 +305,18 @@ def max_pool(
     dilation: window dilation per spatial dim (PyTorch's `dilation`).
     ceil_mode: PyTorch's ceil_mode: the output size rounds up, the last window
       starting inside the input or the low padding.
-    channel_axis: -1 (channels last) or 1 (channels first, PyTorch layout).
+    channel_axis: -1 (channels last) or 1 (channels first: PyTorch's batched
+      `(N, C, *spatial)` layout). PyTorch's unbatched `(C, *spatial)` is refused
+      with a ValueError (add the batch dim), also a rank-2 `(C, L)` input with
+      `channel_axis=1`, although index 1 is its last axis too.
 
   Returns:
     The pooled array, same dtype, spatial dims replaced by the output sizes.
+
+  Raises:
+    ValueError, TypeError: naming the argument, for inputs or window arguments that
+      are not allowed (`geometry.resolve`), e.g. a window larger than the padded
+      input (unless `ceil_mode` still gives an output, as PyTorch).
 
   Example:
     >>> import jax.numpy as jnp, jaxpool
@@ -467,7 +475,12 @@ def average_scale(geom: PoolGeometry) -> float:
   count * 2^-k. The same quotient (scaling by a power of two is exact), but the sum
   of a window of huge values (1e38 in float32) no longer overflows before the
   division."""
-  return 2.0 ** -int(np.ceil(np.log2(geom.window_size)))
+  return sum_scale(geom.window_size)
+
+
+def sum_scale(count: int) -> float:
+  """2^-k with 2^k >= `count` (1 for 0): see `average_scale`."""
+  return 2.0 ** -int(np.ceil(np.log2(max(count, 1))))
 
 
 def avg_pool(

@@ -61,7 +61,7 @@ from jaxpool._src.geometry import PoolGeometry
 
 
 def _floating(value: Any, name: str, fn: str) -> jax.Array:
-  a = jnp.asarray(value)
+  a = dtypes.as_array(value, fn, name)
   if not jnp.issubdtype(a.dtype, jnp.floating):
     raise TypeError(f"{fn}: {name} must have a floating dtype, got {a.dtype}.")
   return a

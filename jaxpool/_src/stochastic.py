@@ -47,6 +47,7 @@ from jax import lax
 from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import keys
+from jaxpool._src import lp
 from jaxpool._src import reduce
 from jaxpool._src import views
 from jaxpool._src.geometry import PaddingLike
@@ -194,14 +195,29 @@ _sample.defvjp(_sample_fwd, _sample_bwd)
 
 
 def _weighted(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """Probabilistic weighting sum a^2 / sum a, 0 where sum a = 0, finite gradient."""
+  """Probabilistic weighting sum a^2 / sum a, 0 where sum a = 0, finite gradient.
+
+  Every window is scaled by a power of two near its maximum ``m`` first (as lp_pool,
+  `lp._power_of_two_reciprocal`), ``y = (1/r) sum (a r)^2 / sum (a r)`` with ``a r``
+  in [0, 4): no square overflows (a = 1e30 in float32) or underflows. The scale is
+  under stop_gradient: y is homogeneous of degree 1 in ``a``, so the derivative of
+  the scaled form with ``r`` held fixed is the derivative of y.
+  """
   a = _positive_part(x.astype(dtypes.compute_dtype(x.dtype)))
-  zero = np.zeros((), a.dtype)  # concrete: lax picks its differentiable window sum
-  total = geom.reduce_window(a, zero, jax.lax.add)
-  squares = geom.reduce_window(a * a, zero, jax.lax.add)
+  zero = np.zeros((), a.dtype)
+  elements = views.view_arrays(a, geom, 0)  # strided views: the scale is per window
+  if not elements:  # every window lies in the padding
+    return jnp.zeros(geom.output_shape, x.dtype)
+  m = lax.stop_gradient(functools.reduce(jnp.maximum, elements))
+  r, inv_r = lax.stop_gradient(lp._power_of_two_reciprocal(m))
+  scaled = [e * r for e in elements]
+  total = functools.reduce(jnp.add, scaled)
+  squares = functools.reduce(jnp.add, [s * s for s in scaled])
   empty = total == 0
   # The inner where keeps the unused branch's gradient finite (no 0 / 0).
-  y = jnp.where(empty, zero, squares / jnp.where(empty, 1, total))
+  y = jnp.where(empty, zero, squares / jnp.where(empty, 1, total) * inv_r)
+  # An infinite element: the weighting tends to inf (the scaled form gives inf / inf).
+  y = jnp.where(jnp.isposinf(m), m, y)
   return y.astype(x.dtype)
 
 

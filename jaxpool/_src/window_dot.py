@@ -37,7 +37,7 @@ def check_weights(
 
   `leading` names the one leading dim (e.g. "n_leaves"); None means there is none.
   """
-  w = jnp.asarray(weights)
+  w = dtypes.as_array(weights, fn, name)
   if jnp.issubdtype(w.dtype, jnp.complexfloating):  # astype(float) would drop the imaginary part
     raise TypeError(f"{fn}: {name} must be real (a float, int or bool array), got dtype {w.dtype}.")
   if not jnp.issubdtype(w.dtype, jnp.floating):
