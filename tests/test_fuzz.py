@@ -29,7 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import note
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import jaxpool
@@ -492,6 +495,15 @@ def _gem(draw):
 
 
 # name -> strategy of (call, check(result), must_succeed or None)
+def _logaddexp(draw, x, n, c, window):
+  # log(sum e^v) <= max v + log K: within the bound's margin wherever max v is.
+  return (-jnp.inf, jnp.logaddexp), {}, {}
+
+
+def _window_max(x, window, strides, padding, **kwargs):
+  return jaxpool.window_pool(jnp.max, x, window, strides, padding, **kwargs)
+
+
 FUNCTIONS = {
   "max_pool": window_entry(jaxpool.max_pool, "max", ints=True),
   "min_pool": window_entry(jaxpool.min_pool, "max", ints=True),
@@ -516,6 +528,10 @@ FUNCTIONS = {
   "fractional_max_pool": other_entry(_fractional),
   "blur_pool": other_entry(_blur),
   "max_unpool": other_entry(_unpool),
+  # The generic pools: a reducer and a window function that no built-in pool routes
+  # (pool's logaddexp) and one that takes window_pool's fast path (jnp.max).
+  "pool": window_entry(jaxpool.pool, "max", extra=_logaddexp),
+  "window_pool": window_entry(_window_max, "max", ints=True),
 }
 
 
@@ -579,6 +595,8 @@ def _fixed_calls():
     "spatial_pyramid_pool": lambda x: jaxpool.spatial_pyramid_pool(x, (1, 2)),
     "fractional_max_pool": lambda x: jaxpool.fractional_max_pool(x, w, 3, key=key),
     "blur_pool": lambda x: jaxpool.blur_pool(x, 2),
+    "pool": lambda x: jaxpool.pool(x, -jnp.inf, jnp.logaddexp, w),
+    "window_pool": lambda x: jaxpool.window_pool(jnp.max, x, w),
     "max_unpool": lambda x: jaxpool.max_unpool(
       x, np.zeros(np.shape(x), np.int32) if np.ndim(x) else x, (5, 5)
     ),
