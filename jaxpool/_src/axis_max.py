@@ -10,8 +10,8 @@ not `jnp.max`'s derivative, which splits the gradient among ties.
 
 The forward pass is `jnp.max` plus a NaN check. XLA:CPU's plain max and sum
 reductions run as library kernels several times faster than any reduction with a
-fused elementwise prologue (a `where` before a max over (32, 3136, 256) float32:
-28 ms vs 2.3), so the selected element (`separable.first_max_index`, PyTorch's
+fused elementwise prologue (case: a `where` before a max on a 2d_3x3s2_resnet
+input), so the selected element (`separable.first_max_index`, PyTorch's
 rule as for the adaptive pools) is searched only by the derivative rule (a custom
 JVP, linear in the tangent, so JAX transposes it into the VJP), never in a
 forward-only call.
@@ -46,7 +46,7 @@ def nan_max(x: jax.Array, axis: int, absolute: bool = False) -> jax.Array:
   """`jnp.max(x, axis)` (of `|x|` if `absolute`), NaN wherever a NaN lies along
   `axis`, on every backend."""
   # The check sums x, not |x|: XLA:CPU fuses two reductions of one elementwise
-  # producer into one loop that ran 8x slower than the two apart.
+  # producer into one loop that runs slower than the two apart.
   value = jnp.max(jnp.abs(x) if absolute else x, axis=axis)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return value

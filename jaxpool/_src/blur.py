@@ -217,7 +217,7 @@ def blur_pool(
   # Validates strides against the inputs, naming blur_pool.
   geom = geometry.resolve(y.shape, (1,) * n, strides, "VALID", channel_axis=channel_axis, fn=fn)
   # The binomial filter is separable: one 1-D pass (f taps, stride s_i) per spatial
-  # dim costs n * f slices instead of f ** n (49 -> 14 for f = 7 in 2-D). Padding one
+  # dim costs n * f slices instead of f ** n (14 instead of 49 for f = 7 in 2-D). Padding one
   # dim at a time is exact: padding commutes with filtering along another dim.
   row = binomial_filter(filter_size, 1)
   for i in range(n):

@@ -6,10 +6,10 @@ of an LIP layer, and by the convolutions of the MNIST models in `experiments/`.
 Same values and gradients as `lax.conv_general_dilated`; only how
 the kernel gradient is computed differs. XLA:CPU evaluates the kernel gradient of
 a convolution (the "backward filter" convolution JAX's transpose rule emits, with
-the batch as contraction dim and the image as window) 10-100x slower inside a
-while loop (a training epoch under `lax.scan`) than outside one: the LIP train
-step under `lax.scan` ran 30x slower than max pooling. Here it is written as a
-plain VALID forward convolution instead. For channels-last `x` of shape
+the batch as contraction dim and the image as window) far slower inside a
+while loop (a training epoch under `lax.scan`) than outside one (case: the LIP
+train step under `lax.scan`, the benchmark's training table). Here it is written as
+a plain VALID forward convolution instead. For channels-last `x` of shape
 `(N, *S, I)` padded to `x_pad`, output gradient `g` of shape `(N, *S', O)` and a
 kernel `K` of shape `(*k, I, O)`:
 
@@ -18,7 +18,7 @@ kernel `K` of shape `(*k, I, O)`:
 i.e. the VALID convolution of `x_pad` laid out as `(I, *S, N)` (batch `I`,
 features `N`) with `g` laid out as `(*S', N, O)` as the kernel. The input gradient
 (JAX's transpose rule emits a convolution whose kernel flip and in/out swap are
-folded into the dimension numbers: 30x slower in a loop too) is written as the
+folded into the dimension numbers: as slow in a loop) is written as the
 forward convolution of `g` with the explicitly flipped, in/out-swapped kernel and
 padding `(k - 1 - lo, k - 1 - hi)`.
 
@@ -89,8 +89,8 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, pads) -> jax.Array:
 
   ``y[n, s, o] = sum_a x_pad[n, s + a, 0] K[a, 0, o]``: one fused elementwise pass
   writing the output, K multiply-adds per output element. XLA:CPU's convolution
-  with one input channel was 2.6x slower: (128, 28, 28, 1) -> 32 channels, 3x3
-  VALID, with bias and ReLU, 1.74 vs 0.67 ms.
+  with one input channel is slower (case: the seed CNN's first layer, one input
+  channel to 32, 3x3 VALID, with bias and ReLU).
   """
   nd = x.ndim - 2
   x_pad = _zero_padded(x, pads)
@@ -142,10 +142,10 @@ def _kernel_and_bias_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precisi
   nd = x_pad.ndim - 2
   if x_pad.shape[-1] == 1:
     # One input channel (a first layer on grayscale images): one matrix product
-    # of the (N * S', K + 1) patches of x_pad with g, 2x faster than the
+    # of the (N * S', K + 1) patches of x_pad with g, faster than the
     # convolution. The last patch column is ones, so that the product's last row
-    # is the bias gradient: as a reduction of its own, 0.45 of a 5.6 ms seed_cnn
-    # training step (profiled).
+    # is the bias gradient: as a reduction of its own it was a large share of the
+    # seed_cnn training step (case: the benchmark's training table).
     out = g.shape[1:-1]
     patches = jnp.stack(
       [_shifted(x_pad, offset, out)[..., 0] for offset in np.ndindex(*kernel_window)]
@@ -169,7 +169,7 @@ def _kernel_grad(x_pad: jax.Array, g: jax.Array, kernel_window, precision) -> ja
     rhs = gc.transpose(tuple(range(1, nd + 1)) + (0, nd + 1))  # (*S', n, O)
     return _forward(lhs, rhs, ((0, 0),) * nd, precision)  # (I, *k, O)
 
-  # In chunks of images that fit in cache, summed: 4x faster on CPU than one
+  # In chunks of images that fit in cache, summed: faster on CPU than one
   # convolution over the whole batch. A power of two images per chunk; the batch
   # is padded with zero images (which add nothing) to a whole number of chunks.
   n = x_pad.shape[0]
@@ -190,7 +190,7 @@ def _cpu_bwd(x, kernel, bias, g, pads, precision):
   nd = x.ndim - 2
   # dx: the forward convolution of g with the flipped kernel (in and out swapped).
   # What JAX's transpose rule emits instead (the same convolution with the flip and
-  # swap folded into the dimension numbers) is 30x slower inside a loop.
+  # swap folded into the dimension numbers) is far slower inside a loop.
   flipped = jnp.flip(kernel, tuple(range(nd))).swapaxes(-1, -2).astype(g.dtype)
   back = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel.shape[:nd], pads))
   dx = _forward(g, flipped, back, precision).astype(x.dtype)

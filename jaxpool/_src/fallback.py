@@ -15,9 +15,8 @@ Which mechanism is cheaper depends on the backend, so it is chosen per backend
     taken costs nothing.
   * GPU and other accelerators: the exact form, always. A `lax.cond` on a
     device-computed predicate copies it to the host and waits for it before
-    launching the branch; on an H100 that wait made l2/lp 3x3/2 SAME
-    forward+backward 4x slower than plain autodiff (0.24 vs 0.06 ms on a
-    (128, 28, 28, 64) batch), more than the exact form costs.
+    launching the branch; that wait costs more than the exact form (benchmark
+    case: l2/lp 2d_3x3s2_same fwd+bwd on a GPU, configs/benchmark.py:accelerator).
 
 Under `vmap` with a batched predicate `lax.cond` computes both branches and
 selects (JAX's rule), which stays correct.
@@ -52,7 +51,7 @@ def all_true(ok: jax.Array) -> jax.Array:
   check of a fast form, computed per window.
 
   Summed as 0/1 floats over the leading dims first (vectorised along the trailing
-  ones), which XLA:CPU runs 2-3x faster than `jnp.all`; a sum of non-negative
+  ones), which XLA:CPU vectorises, unlike `jnp.all`; a sum of non-negative
   numbers is 0 exactly when all of them are.
   """
   if ok.size == 0:

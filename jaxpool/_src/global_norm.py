@@ -76,9 +76,8 @@ def _largest_magnitude(x, axes, floor):
   """max |max(x, floor)| (max |x| without a floor) over `axes`, kept, in the compute
   dtype. With a floor, max(max(x), floor): one plain reduction of `x`. Without, on
   CPU max(max(x), -min(x)): XLA:CPU runs plain max and min reductions as library
-  kernels, a max with |.| fused before it 3x slower (1.0 vs 3.0 ms over (128, 28,
-  28, 64) float32; global_lp_pool(p=2.5) forward 16-19 -> 12 ms, gem_pool with a
-  traced p 19-23 -> 13); elsewhere the one reduction of |x|."""
+  kernels, not a max with |.| fused before it (case: global_lp_pool and gem_pool
+  forward on a 2d_3x3s2_same input); elsewhere the one reduction of |x|."""
   dtype = dtypes.compute_dtype(x.dtype)
   if floor is not None:  # max(x, floor) >= floor > 0 is its own magnitude
     hi = jnp.max(x, axis=axes, keepdims=True).astype(dtype)
@@ -173,8 +172,8 @@ def _integral_norm_jvp(p, axes, floor, primals, tangents):
   (x,), (tx,) = primals, tangents
   # With a clamp (gem_pool), bfloat16 widened by its bits here too: XLA otherwise
   # writes the converted input and a full-size clamp constant for the library
-  # reduction (gem fwd+bwd on (128, 28, 28, 64): 26 -> 9 ms). Not without a clamp
-  # (global_lp_pool's fwd+bwd: 1.8 -> 3.6 ms), nor in the plain forward (slower).
+  # reduction. Not without a clamp (global_lp_pool's fwd+bwd), nor in the plain
+  # forward: slower there (case: gem/global_lp_pool fwd+bwd on a 2d_3x3s2_same input).
   r = _integral_value(x, p, axes, floor, by_bits=floor is not None)
   dx = _clamp_derivative(
     _integral_derivative(_clamp(dtypes.float32_by_bits(x), floor), r, p), x, floor

@@ -132,11 +132,10 @@ def _forward(x: jax.Array, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   # One fused loop over strided views of the unpadded input: the maximum of |x|
   # over views of |x|, the sum over views of the signed x (abs after the view). Two
   # sets of views, so that XLA shares no padded view between the two reductions: a
-  # shared view, like a padded copy of |x|, is written to memory first (l2_pool
-  # 3x3/2 SAME forward+backward on CPU: 22 ms that way, 12 ms this way). For
+  # shared view, like a padded copy of |x|, is written to memory first. For
   # bfloat16, |x| is widened by its bits, not by the `convert` of the sums: XLA
-  # would merge the two converts and write the float32 copy (3x3/2 pad 1
-  # forward+backward on (128, 28, 28, 64): 17.3 -> 11.4 ms).
+  # would merge the two converts and write the float32 copy. Benchmark case:
+  # l2_pool 2d_3x3s2_same fwd+bwd on CPU (configs/benchmark.py:targets).
   wide = dtypes.float32_by_bits(x)
   magnitudes = views.view_arrays(jnp.abs(wide), geom, 0)
   if not magnitudes:  # every window lies in the padding
@@ -247,11 +246,10 @@ def _backward(x, y, p, g, geom: PoolGeometry, mean: bool, want_p: bool):
       return h, ok
 
     # h is computed twice, for the check and inside the fast branch, where it fuses
-    # into the transposed window sum: as an operand of the cond it was written to
-    # memory (fwd+bwd (64, 1024, 64) 3/2 pad 1 float32 5.8 -> 3.2 ms, (128, 28, 28,
-    # 64) 3x3/2 SAME 6.6 -> 5.3 ms). Likewise `x`, `y` and `g` enter the branches in
-    # their own dtype and the gradient leaves in it: float32 copies made outside (for
-    # bfloat16) were written to memory.
+    # into the transposed window sum: as an operand of the cond it would be written
+    # to memory. Likewise `x`, `y` and `g` enter the branches in their own dtype and
+    # the gradient leaves in it: float32 copies made outside (for bfloat16) would be
+    # written. Benchmark cases: l2/lp fwd+bwd 1d_3s2 and 2d_3x3s2_same.
     def factorised(x, y, g):
       h, _ = scaled_cotangent(y.astype(dtype), g.astype(dtype))
       return _factorised_grad(x.astype(dtype), h, p, geom).astype(x.dtype), None
@@ -277,12 +275,9 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   coefficients ``c_k = sign(x_k) q_k^(p-1)`` on the output grid: JAX turns it into
   one pass over the input in which every element evaluates the terms of the
   windows holding it, from the stride phases where they pay (`views.linear_views`);
-  nothing per offset is written. Against the previous forms, same process: on CPU
-  (the fused spread of interior-padded factors) l2 3x3/2 SAME on (128, 28, 28, 64)
-  29.4 -> 7.7 ms, bfloat16 30.8 -> 6.6, 1-D 3/2 pad 1 on (64, 1024, 64) 10.7 ->
-  2.8, 3x3x3/2 pad 1 17.9 -> 7.2 (lp_pool p = 0.5, which takes this pass on CPU
-  too, fwd+bwd 250 -> 45 ms); on an H100 (K per-offset arrays written) l2 fwd+bwd
-  at batch 1024 0.73 -> 0.56 ms, bfloat16 0.86 -> 0.59, 3x3x3/2 1.96 -> 1.53.
+  nothing per offset is written, and each element reads only its own phase's
+  windows. Benchmark cases: l2_pool fwd+bwd 2d_3x3s2_same (float32, bfloat16),
+  1d_3s2 and 3-D 3x3x3/2, on CPU and GPU (figures: docs/benchmarks.md).
   """
   dtype = yc.dtype
   positive, r, s, weight = _window_factors(yc, gc, geom, mean)
@@ -292,9 +287,9 @@ def _exact_grad(x, yc, gc, p, geom: PoolGeometry, mean: bool) -> jax.Array:
   }
   if not powers.is_integral(p - 1):
     # Powers by exp and log written once per offset on CPU: fused into the
-    # transposed loop, XLA:CPU evaluated them there unvectorised (p = 0.5, 3x3/2
-    # SAME on (128, 28, 28, 64): 104 -> 29 ms); multiplications stay fused (p = 2:
-    # 6.5 ms fused, 22 written).
+    # transposed loop, XLA:CPU evaluates them there unvectorised; multiplications
+    # (integral p - 1) stay fused, where writing them costs more. Benchmark case:
+    # lp_pool p = 0.5 and l2_pool, 2d_3x3s2_same fwd+bwd on CPU.
     coefficients = {k: views.materialize_on_cpu(c, x) for k, c in coefficients.items()}
   if not coefficients:  # every window lies in the padding
     return jnp.zeros(x.shape, x.dtype)
@@ -384,8 +379,8 @@ def _general_backward(x, yc, p, gc, geom: PoolGeometry, mean: bool, want_p: bool
       term = jnp.where(nonzero, q_pow * q * jnp.log(q), 0)  # q^p log q
       dp_sum = term if dp_sum is None else dp_sum + term
   # XLA would fuse each offset's powers into the scatter's pads and re-evaluate them
-  # (and the forward pass they depend on) for every input element: 5-20x slower on
-  # CPU. A second, cheap use of every per-offset array makes XLA materialise it;
+  # (and the forward pass they depend on) for every input element. A second,
+  # cheap use of every per-offset array makes XLA materialise it;
   # `total > inf` is always False (NaN too), so the anchor is exactly 0.
   total = functools.reduce(jnp.add, [jnp.sum(v) for v in per_offset])
   anchor = (total > jnp.inf).astype(dtype)

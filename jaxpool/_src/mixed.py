@@ -63,18 +63,16 @@ def _written_once(
 
   XLA computes an elementwise value inside each fusion that reads it; where the
   window views of the input are padded, it also writes each padded view to memory
-  first: 2-4x slower for 3x3/2 SAME. Without padding, recomputing from plain
-  strided views is cheaper than the extra pass (measured on 2x2/2 VALID).
+  first (benchmark case 2d_3x3s2_same). Without padding, recomputing from plain
+  strided views is cheaper than the extra pass (benchmark case 2d_2x2s2).
 
   `for_overlaps`: also where an input element lies in two or more windows on
   average (`views.overlaps_twice`). Gated pooling's per-window factors (max, gate,
   gate derivative; then also the average) enter the term of each of an element's
-  windows in the transpose, and recomputing them there from K views each cost more
-  than writing them: 3x3/2 VALID fwd+bwd on (128, 28, 28, 64) 30 -> 13.5 ms, on
-  (256, 14, 14, 64) 12.8 -> 4.5 ms (with the barrier of the time, a copy). Not for
-  mixed pooling's one factor (3.9 -> 4.8 ms), nor for
-  1-D 3/2 windows (gated on (64, 1024, 64): 4.6 -> 7.8 ms when written) or stride 1,
-  whose output is as large as the input (2x2/1: 26 -> 50 ms).
+  windows in the transpose, and recomputing them there from K views each costs more
+  than writing them (case: gated_pool 3x3/2 VALID fwd+bwd). Not for mixed pooling's
+  one factor, nor for 1-D 3/2 windows (benchmark case 1d_3s2) or stride 1, whose
+  output is as large as the input: there writing costs more than recomputing.
   """
   if geom.has_padding or (for_overlaps and views.overlaps_twice(geom)):
     return views.materialize(a, x)
@@ -197,8 +195,8 @@ def _parts(
   0 on windows holding no input in the latter. `for_overlaps`: see `_written_once`."""
   # Not differentiated: the max of `x` converted to the compute dtype. For bfloat16,
   # max_pool's own output (bfloat16, converted back) fused into the mixture's loop
-  # made the forward 5.5x slower on 3x3/2 SAME (128, 28, 28, 64): mixed 6.6 -> 1.2
-  # ms, gated 10.9 -> 3.7 (same values: the max of bfloat16 numbers is one of them).
+  # slows the forward (same values: the max of bfloat16 numbers is one of them).
+  # Benchmark case: mixed/gated 2d_3x3s2_same bfloat16 forward.
   raw = _max_value(x if differentiated else x.astype(dtypes.compute_dtype(x.dtype)), geom)
   if differentiated:  # the mixture and `selected_offset` both read it
     raw = _written_once(raw, x, geom, for_overlaps=for_overlaps)
@@ -261,10 +259,8 @@ def _gated_jvp(geom, count_include_pad, primals, tangents):
   )
   # y, dy/dz and the K terms of the transpose all read g. The average is read by y
   # only (fused there): dy/dz = (max - avg) g (1 - g) = g (max - y), as
-  # max - y = (1 - g) (max - avg). Written for dy/dz too, it cost a pass of its own
-  # (fwd+bwd, same process: 3x3/2 SAME on (128, 28, 28, 64) 7.2 -> 6.7 ms, bfloat16
-  # 7.4 -> 7.0; 1-D 3/2 pad 1 on (64, 1024, 64) 12.6 -> 10.1; 2x2/2 bfloat16 5.5 ->
-  # 4.2, float32 4.4-4.9 -> 4.7-5.0, where nothing was written).
+  # max - y = (1 - g) (max - avg). Written for dy/dz too, it costs a pass of its own
+  # (benchmark cases: gated_pool fwd+bwd 2d_3x3s2_same, 1d_3s2, 2d_2x2s2).
   g = once(jax.nn.sigmoid(_gate_logits(x, w, geom, dtype)))
   y = views.pooled(_mix(big_c, mean, g), x)
   r = once(g * (big_c - y))  # dy/dz

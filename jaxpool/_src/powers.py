@@ -33,9 +33,8 @@ def root(total: jax.Array, p) -> jax.Array:
   ~20 ulp); for float32 and an integral 3 <= p <= 7, Newton's iteration from the
   bits (`_integral_root`: products only, 1-2 ulp on that range, where exp and log
   give 3-4); exp(log(total) / p) otherwise. XLA:CPU evaluates exp and log inside
-  the pools' fused window loops far slower than a square root or a few products:
-  3x3/2 SAME forward on (128, 28, 28, 64), lp_pool(p=4) 2.93 -> 1.6 ms (l2_pool
-  1.4), lp_pool(p=3) 3.4 -> 2.7-2.9 ms. (jnp.cbrt took 22 ms there.)
+  the pools' fused window loops far slower than a square root or a few products
+  (jnp.cbrt slower still); benchmark case: lp_pool p = 3 and 4, 2d_3x3s2_same forward.
   """
   if isinstance(p, float) and p == 2:
     return jnp.sqrt(total)
@@ -59,7 +58,7 @@ def _integral_root(t: jax.Array, n: int) -> jax.Array:
   outside that range, t = inf included, the result is wrong (t^-1 = w^n leaves the
   float32 range): lp_pool's forward pass takes an infinite window's norm from its
   maximum instead. No select for those cases: one in the pool's fused window loop
-  made XLA:CPU run it 8x slower (3x3/2 SAME lp_pool(p=3) forward 2.6 -> 20 ms).
+  stops XLA:CPU vectorising it (benchmark case: lp_pool p = 3, 2d_3x3s2_same forward).
 
   The inverse root w = t^(-1/n) is estimated from the bits (a float's bits, read as
   an integer, are an affine function of its log2 up to a bounded error: ``bits(w)
@@ -73,7 +72,8 @@ def _integral_root(t: jax.Array, n: int) -> jax.Array:
   magic = round((1 + 1 / n) * (127 - 0.0450465) * 2**23)
   # The estimate for t = 0 is taken at 2^-40 (the bits of 0 give one whose n-th power
   # overflows, and 0 * inf = NaN): w stays finite and y = 0 * w^(n-1) = 0 below. On
-  # the bits, an integer maximum: a float one cost 15% of lp_pool(p=3)'s forward.
+  # the bits, an integer maximum: cheaper than a float one (benchmark case: lp_pool
+  # p = 3, 2d_3x3s2_same forward).
   bits = jnp.maximum(
     jax.lax.bitcast_convert_type(t, jnp.uint32), np.float32(2.0**-40).view(np.uint32)
   )

@@ -4,10 +4,10 @@
 and return the same values, except that a window holding a NaN always gives NaN
 (PyTorch's rule; XLA's vectorized CPU reduce-window behind Flax may return a
 number for a window holding NaNs). Windows of up to 64 elements are reduced as an
-elementwise max over strided views of the input (one fused pass, 1.2-3x faster
-than XLA's CPU reduce-window). Their derivative is a custom JVP rule instead of
-XLA's `select_and_gather_add` / `select_and_scatter_add` (which is 30-70x slower
-than a streaming pass on CPUs):
+elementwise max over strided views of the input (one fused pass, faster than
+XLA's CPU reduce-window). Their derivative is a custom JVP rule instead of
+XLA's `select_and_gather_add` / `select_and_scatter_add` (which costs many
+streaming passes on CPUs):
 
   * each window selects the *first* maximal element in row-major window order or,
     if it holds a NaN, the *last* NaN (exactly as PyTorch's kernels); padding never;
@@ -27,12 +27,10 @@ element computed from the offsets of its stride phase only). One rule gives
 everywhere, as for every piecewise-linear function), and it works with window
 dilation, where `jax.grad` of `lax.reduce_window` raises NotImplementedError.
 
-Speed (see experiments/benchmark.py): on CPU, forward+backward of a 2x2/2 max pool
-costs about 2-3 streaming passes over the input, against 30-70 for
-select-and-scatter. The same max/min rule is used on every backend: on an H100 it
-was 1.0-2.6x faster than XLA's select-and-scatter rule (batch 128 and 1024, 1-D
-to 3-D, float32 and bfloat16), never slower. Sum/avg pooling takes XLA's rule for
-overlapping windows off CPU (`_window_sum_tangent`).
+Speed: the same max/min rule is used on every backend, as it was never slower than
+XLA's select-and-scatter rule on any benchmark case (max_pool fwd+bwd, all cases of
+configs/benchmark.py, CPU and GPU; figures: docs/benchmarks.md). Sum/avg pooling
+takes XLA's rule for overlapping windows off CPU (`_window_sum_tangent`).
 """
 
 from __future__ import annotations
@@ -71,14 +69,15 @@ def _reduce_extremum(x: jax.Array, geom: PoolGeometry, kind: str) -> jax.Array:
   """
   if geom.window_size <= _VIEW_MAX_WINDOW:
     if x.dtype in (jnp.bfloat16, jnp.float16):
-      # Exact in float32; XLA's CPU code for a half-float max is 1.8x slower.
+      # Exact in float32; XLA's CPU code for a half-float max is slower (benchmark
+      # case: max_pool bfloat16 forward, configs/benchmark.py:targets).
       y = _extremum_by_views(x.astype(jnp.float32), geom, kind)
       return dtypes.selected_back(y, x.dtype)
     return _extremum_by_views(x, geom, kind)
   op = lax.max if kind == "max" else lax.min
   if x.dtype in (jnp.bfloat16, jnp.float16) and not views.is_tiling(geom):
     # Exact in float32; XLA's CPU reduce-window over overlapping half-float windows
-    # is about 2x slower than converting once and reducing in float32.
+    # is slower than converting once and reducing in float32.
     y = dtypes.selected_back(
       geom.reduce_window(x.astype(jnp.float32), _lowest(x.dtype, kind), op), x.dtype
     )
@@ -124,7 +123,8 @@ def window_selections(x: jax.Array, y: jax.Array, geom: PoolGeometry, kind: str)
 
 # Windows of at most this many elements are reduced as elementwise ops over strided
 # views (max/min forward and selected offset, sum forward). On CPU one fused pass
-# over the views beat XLA's reduce-window 1.2x (max 2x2/2) to 3-5x (sum 3x3/2).
+# over the views beats XLA's reduce-window (benchmark cases: max_pool 2d_2x2s2,
+# avg_pool 2d_3x3s2_same).
 _VIEW_MAX_WINDOW = 64
 
 
@@ -226,7 +226,8 @@ def gather_selected(t: jax.Array, index: jax.Array, geom: PoolGeometry) -> jax.A
     return _gather_tiled(t, index, geom)
   if t.dtype in (jnp.bfloat16, jnp.float16):
     # Exact either way (one nonzero term per window), but XLA's CPU code for a sum
-    # of padded half-precision terms converts every term: ~10x slower than float32.
+    # of padded half-precision terms converts every term, where one conversion of
+    # the input suffices.
     return _gather_by_views(t.astype(jnp.float32), index, geom).astype(t.dtype)
   return _gather_by_views(t, index, geom)
 
@@ -243,7 +244,7 @@ def _extremum_pool_jvp(geom, kind, primals, tangents):
   # jvp, check_grads order 2) would otherwise hit XLA's select_and_gather_add, whose
   # transpose raises NotImplementedError with window dilation. Written to memory
   # once (`views.pooled`), which the offset pass below also wants: it re-reads y
-  # through padded views (3x3/2 SAME forward+backward 1.6x faster).
+  # through padded views (benchmark case: max_pool 2d_3x3s2_same fwd+bwd).
   y = views.pooled(extremum_pool(x, geom, kind), x)
   index = selected_offset(x, y, geom, kind)  # the only residual of the VJP
   return y, gather_selected(t, index, geom)
@@ -372,7 +373,7 @@ def min_pool(
 def _linear_window_sum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
   if geom.window_size <= _VIEW_MAX_WINDOW:
     # Strided views in the forward for tiling windows too: the reshape-and-sum of
-    # the tangent rule is fast to transpose but 4x slower than views forward.
+    # the tangent rule is fast to transpose but slower than views forward.
     return views.strided_window_sum(x, geom)
   return geom.reduce_window(x, 0, lax.add)  # XLA's reduce-window: never fused into readers
 
@@ -381,11 +382,11 @@ def _window_sum_tangent(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The tangent rule of sum/avg pooling, chosen per backend where that pays.
 
   Tiling windows: `views.window_sum_by_views` everywhere (its transpose, a broadcast of
-  the cotangent, beat XLA's rule by 1.2x on an H100 too). Overlapping windows:
-  the views on CPU; elsewhere XLA's reduce-window, whose transpose (pad +
-  reduce-window) was 1.3x faster than the views' on an H100 for 3x3/2 SAME on
-  (1024, 28, 28, 64) and 1.2x slower on (32, 56, 56, 256): XLA's own rule is
-  never slower than `flax.linen.avg_pool`'s, which is that rule.
+  the cotangent, beats XLA's rule on a GPU too; benchmark case: avg_pool 2d_2x2s2
+  fwd+bwd). Overlapping windows: the views on CPU; elsewhere XLA's reduce-window,
+  whose transpose (pad + reduce-window) is never slower than
+  `flax.linen.avg_pool`'s, which is that rule (benchmark cases: avg_pool
+  2d_3x3s2_same and 2d_3x3s2_resnet fwd+bwd on a GPU, where neither form wins both).
   """
   if views.is_tiling(geom):
     return views.window_sum_by_views(t, geom)
@@ -405,12 +406,10 @@ def _linear_window_sum_jvp(geom, primals, tangents):
 def _xla_rule_faster(geom: PoolGeometry) -> bool:
   """Whether sum_pool is faster with XLA's reduce-window and JAX's own derivative.
 
-  One spatial dim, no dilation: (64, 1024, 64) float32 forward+backward, same
-  process, against the views: window 3 stride 1 pad 1 2.4 vs 12.5 ms, 3/2 pad 1
-  1.7 vs 2.0, 2/2 1.4 vs 2.6 (these timings vary 2-4x from run to run; XLA's rule
-  was never the slower). Not for half precision (its float32 copy would be written
-  to memory before XLA's reduce-window: bfloat16 forward 0.7 -> 2.0 ms), and not
-  avg_pool (its pre-scaled input likewise: forward 0.65 -> 2.1 ms).
+  One spatial dim, no dilation: there XLA's rule was never the slower against the
+  views (benchmark case: sum_pool 1d_3s2 fwd+bwd, and windows 3/1 and 2/2 on that
+  input). Not for half precision (its float32 copy would be written to memory
+  before XLA's reduce-window), and not avg_pool (its pre-scaled input likewise).
   """
   return len(geom.window_shape) == 1 and geom.dilation == (1,)
 

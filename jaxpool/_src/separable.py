@@ -81,8 +81,7 @@ def first_max_index(x: jax.Array, value: jax.Array, axis: int, valid=None) -> ja
   Score: a NaN at k scores L + k (the last NaN wins, above every non-NaN), a maximal
   element L - 1 - k (the first one wins), any other -1. Float scores (exact below
   2^24) where they fit: XLA:CPU vectorizes their reduction, not an argmax (a
-  variadic reduction: a global max pool's forward over (32, 56, 56, 256) took
-  399 ms with one).
+  variadic reduction; case: a global max pool's forward on a 2d_3x3s2_resnet input).
   """
   size = x.shape[axis]
   iota = positions(jnp.float32 if 2 * size < 2**24 else jnp.int32, x, axis)

@@ -105,7 +105,8 @@ def _log_denominator(logits: jax.Array, geom: PoolGeometry) -> jax.Array:
 
   The softmax weights are e^(l_k - z). Recomputed in the backward pass rather than
   kept from the forward: XLA:CPU writes y and z in one pass only by splitting it
-  into several (3x the forward's time).
+  into several, which cost more than the recomputation (case: soft_pool
+  2d_3x3s2_same fwd+bwd).
   """
   terms = views.view_arrays(logits, geom, -np.inf)
   if not terms:
@@ -184,7 +185,7 @@ def _shifted_sums(x: jax.Array, geom: PoolGeometry):
   x = x.astype(dtype)
   e = _shifted_exp(x, shift)
   # Two window sums of two different arrays: views shared by both sums (e and e x
-  # as views of e times views of x) would be written to memory first (4x slower).
+  # as views of e times views of x) would be written to memory first.
   d = views.strided_window_sum(e, geom)
   numerator = views.strided_window_sum(e * x, geom)
   positive = d > 0
@@ -193,10 +194,10 @@ def _shifted_sums(x: jax.Array, geom: PoolGeometry):
 
 @jax.custom_jvp
 def _shifted_exp(logits: jax.Array, shift: jax.Array) -> jax.Array:
-  """e^(l - shift) for l <= shift. The explicit bound (l - shift <= 0 already) made
-  the fused loop of `_factorised_tangent`'s transpose 4x faster on XLA:CPU (3x3/2
-  SAME on (128, 28, 28, 64): 20 -> 4.7 ms; reading an e kept from the forward pass
-  instead took 15 ms). Its derivative is that of the exponential (a custom JVP:
+  """e^(l - shift) for l <= shift. The explicit bound (l - shift <= 0 already) lets
+  XLA:CPU vectorise the fused loop of `_factorised_tangent`'s transpose, which is
+  also faster than reading an e kept from the forward pass (benchmark case:
+  soft_pool 2d_3x3s2_same fwd+bwd). Its derivative is that of the exponential (a custom JVP:
   autodiff of the minimum would halve it at l = shift, the largest logit, which
   second-order derivatives of the tangent rules go through)."""
   return jnp.exp(jnp.minimum(logits - shift, 0))
@@ -259,10 +260,9 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   # Written once: fused into every term below it would be recomputed per offset.
   z = views.materialize(_log_denominator(logits, geom), x)
   # The tangents' views from `views.linear_views` (the stride phases): the
-  # transpose then sums only the terms of each element's own phase (lip_pool
-  # fwd+bwd 3x3x3/2 pad 1 on (16, 16, 16, 16, 32) 25.8 -> 15.5 ms, 3x3/2 SAME on
-  # (128, 28, 28, 64) bfloat16 66 -> 59). Same offsets, in the same order, as
-  # `views.view_arrays`.
+  # transpose then sums only the terms of each element's own phase (cases: lip_pool
+  # fwd+bwd 3x3x3/2 pad 1 and 2d_3x3s2_same bfloat16). Same offsets, in the same
+  # order, as `views.view_arrays`.
   tangent_views = lambda t: [view for _, view in views.linear_views(t, geom)]
   tl_views = [None] * geom.window_size if soft else tangent_views(tl)
   terms = []
@@ -274,12 +274,12 @@ def _exact_tangent(x, logits, y, tx, tl, geom: PoolGeometry):
   ):
     # Computed once into memory on CPU: XLA would otherwise fuse every weight (an
     # exp) into the transposed views and evaluate it for every input element. On
-    # an H100 the fused form was as fast on 3x3/2 SAME (1024, 28, 28, 64) and
-    # faster on 1-D 3/2 (0.49 -> 0.39 ms fwd+bwd) and 3x3x3/2 (3.2 -> 2.8 ms).
+    # a GPU the fused form is not slower (benchmark cases: soft_pool fwd+bwd
+    # 2d_3x3s2_same, 1d_3s2 and 3-D 3x3x3/2, configs/benchmark.py:accelerator).
     if soft:  # the whole coefficient of the one tangent
       terms.append(views.materialize_on_cpu(jnp.exp(logit - z) * (value - y + 1), x) * t_x)
     else:
-      # lip_pool: written on every backend (fused, 3% slower on an H100)
+      # lip_pool: written on every backend (fused, slightly slower on a GPU too)
       p = views.materialize(jnp.exp(logit - z), x)
       terms.append(_tangent_coefficients(p, value, y, t_x, t_l))
   if not terms:
@@ -296,9 +296,8 @@ def _lip_pool(x: jax.Array, logits: jax.Array, geom: PoolGeometry) -> jax.Array:
 @_lip_pool.defjvp
 def _lip_pool_jvp(geom, primals, tangents):
   # Always the exact weights: SoftPool's one-shift form with its fallback (a
-  # lax.cond) was 1.4-2x slower than this on the 1-D case (64, 1024, 64) 3/2 pad 1
-  # (31-41 vs 17-19 ms fwd+bwd, float32 and bfloat16) and only 1.15x faster on
-  # (128, 28, 28, 64) 3x3/2 pad 1 (42 vs 49 ms).
+  # lax.cond) is slower on the 1-D benchmark case 1d_3s2 (fwd+bwd) and gains under
+  # the 1.2x bar on 3x3/2 pad 1, so one form is kept.
   (x, logits), (tx, tl) = primals, tangents
   if x.size == 0 or math.prod(geom.output_shape) == 0:
     return _lip_pool(x, logits, geom), jnp.zeros(geom.output_shape, x.dtype)

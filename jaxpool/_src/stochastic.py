@@ -70,7 +70,7 @@ def _threefry_2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
 
   The function JAX's threefry keys are built on, written out round by round: on CPU,
   XLA runs `jax.extend.random.threefry_2x32` as a loop over memory (4 rounds per
-  pass), this as one fused pass, 3x faster; the words are the same bits (tested).
+  pass), this as one fused pass; the words are the same bits (tested).
   """
   keys = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
   rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -108,7 +108,7 @@ def _uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   else:
     bits = jax.random.bits(key, (size,), jnp.uint32)
   # Written to memory once: fused into the draw, the flat halves are re-indexed per
-  # element (measured 30x slower than the draw itself).
+  # element, which costs far more than the draw itself.
   bits = views.materialize(bits.reshape(shape), jax.random.key_data(key))
   return lax.shift_right_logical(bits, jnp.uint32(8)).astype(jnp.float32) * np.float32(2.0**-24)
 
@@ -137,7 +137,7 @@ def _draw(elements: list[jax.Array], u: jax.Array, geom: PoolGeometry) -> jax.Ar
   all-zero window, an infinite sum) it is the last ``k`` whose ``a_k`` increased the
   running sum, or K if none did. Each element is read once, so XLA fuses the walk
   into one loop (reading an element twice makes it write every padded slice to
-  memory first, 7x slower here). The codes are materialized once: the gathers of
+  memory first). The codes are materialized once: the gathers of
   the forward and backward passes read them up to K times per output.
   """
   size = len(elements)
@@ -166,7 +166,7 @@ def _forward(x: jax.Array, u: jax.Array, geom: PoolGeometry):
   # The drawn element (a_k = x_k there) by a select per offset: no arithmetic, so
   # exact and cheap in half precision too.
   # In float32 for half precision inputs too: XLA's CPU code rounds every half
-  # precision select back and forth (7x slower).
+  # precision select back and forth.
   value = jnp.where(drawn == geom.window_size + 1, np.nan, 0).astype(a.dtype)
   for k, e in enumerate(_elements(x.astype(a.dtype), geom)):
     value = jnp.where(drawn == k, e, value)

@@ -121,7 +121,7 @@ def phase_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]]
   into a concatenate, so the VJP of a linear map of these views computes every
   input element from the terms of its own phase only (4 of 9 at most for 3x3/2),
   where the transposed strided slices evaluate all K interior-padded terms per
-  element. On CPU the transposed max-pool gather for 3x3/2 SAME ran 1.7x faster.
+  element (benchmark case: max_pool 2d_3x3s2_same fwd+bwd).
   The forward evaluation is slower than strided slices (index arithmetic of the
   pad and reshape), so forward passes keep `padded_views`.
   """
@@ -176,20 +176,16 @@ def linear_views(t: jax.Array, geom: PoolGeometry) -> list[tuple[int, jax.Array]
 
   `phase_views`, whose transpose (a concatenate of per-phase sums) computes every
   input element from the terms of its own stride phase only, where the transposed
-  strided slices evaluate all K interior-padded terms per element. Faster on both
-  backends measured, fwd+bwd of 3x3/2 SAME on (B, 28, 28, 64): on CPU 1.1-1.9x for
-  the max/min, mixed and gated gradients (B = 128); on an H100 (B = 1024) max_pool
-  0.53 -> 0.38 ms (bfloat16 0.51 -> 0.32), soft_pool 0.73 -> 0.57, and 3x3x3/2 pad 1
-  on (128, 16, 32, 32, 32) max_pool 1.93 -> 0.86, soft_pool 2.74 -> 1.57.
+  strided slices evaluate all K interior-padded terms per element. Benchmark case:
+  max/min, mixed, gated and soft_pool fwd+bwd 2d_3x3s2_same (CPU: :targets, GPU:
+  :accelerator) and 3-D 3x3x3/2 pad 1.
   Only where a window has at least twice as many elements as there are phases
   (`prod(strides)`): for 1-D 3/2 windows (1.5 terms per element instead of 3) the
-  concatenate cost more than it saved on CPU (max_pool 0.74x), and with stride 1
-  both forms are the same shifted slices. And only where every spatial size is a
-  multiple of its stride: otherwise the phases differ in length, the transpose
-  crops the concatenate, and XLA:CPU's loop for that was slower than the strided
-  views' (max_pool 3x3/2 VALID fwd+bwd, float32: 55x55 6.2 -> 4.1 ms, 27x27 6.2 ->
-  4.0, 13x13 3.1 -> 1.8; bfloat16 27x27 12.8 -> 4.0; mixed_pool 27x27 7.8 -> 4.4;
-  same process; with padding the two forms were within noise there).
+  concatenate costs more than it saves on CPU (benchmark case 1d_3s2), and with
+  stride 1 both forms are the same shifted slices. And only where every spatial size
+  is a multiple of its stride: otherwise the phases differ in length, the transpose
+  crops the concatenate, and XLA:CPU's loop for that is slower than the strided
+  views' (case: max_pool and mixed_pool 3x3/2 VALID fwd+bwd on odd sizes).
   """
   whole_phases = all(
     geom.input_shape[axis] % s == 0 for axis, s in zip(geom.spatial_axes, geom.strides)
@@ -234,16 +230,14 @@ def _through_a_conditional(a: jax.Array, source: jax.Array) -> jax.Array:
   knows, so one branch passes `a` through `lax.optimization_barrier` (also the
   identity), and the predicate is ``(b | 1) == 0`` for the bits ``b`` of the first
   element of `source`: never true, but only known when the program runs. The
-  branch taken returns its operand's buffer (no copy). This replaced the
-  reduce-window below on CPU, where that copy cost 0.3-1.4 ms per 6.4 MB array
-  (3x3/2 SAME fwd+bwd on (128, 28, 28, 64), with freed memory kept by malloc:
-  gated_pool 11.0 -> 6.9 ms, max_pool 3.1 -> 2.5).
+  branch taken returns its operand's buffer (no copy), where a copy would cost a
+  pass over the array (benchmark case: gated_pool and max_pool 2d_3x3s2_same fwd+bwd).
 
   Derivative: the identity on `a`'s tangent (no barrier there); `source` has
   none. Under `vmap` the whole batch goes through one conditional
   (`_batched_conditional`): JAX turns a `lax.cond` with a batched predicate into a
-  select of both branches, which XLA fuses away (vmap of gated_pool's gradient,
-  3x3/2 SAME, 4 x (32, 28, 28, 64): 61 -> 288 ms with the select).
+  select of both branches, which XLA fuses away, and with it the barrier (case: vmap
+  of gated_pool's gradient, 3x3/2 SAME).
   """
   return _conditional(a, source)
 
@@ -318,16 +312,14 @@ def pooled(y: jax.Array, source: jax.Array) -> jax.Array:
   derivative rule, i.e. when they are differentiated (no derivative goes through
   it). Without it, XLA:CPU fuses the views into whatever reads the output, and a
   flatten there (pool -> dense, as in most CNNs) makes the fusion compute every
-  view in the flattened index space: seed_cnn's training step (2x2/2 pools, batch
-  128) was 1.15-1.45x slower for max, avg, l2 and soft pooling. Not in the plain
+  view in the flattened index space (benchmark case: the training table, seed_cnn
+  with max, avg, l2 and soft pooling, 2x2/2). Not in the plain
   forward pass, where the barrier of the time (a copy) made the forward of
   max/avg/l2 slower than flax's and the naive l2.
 
-  On CPU only (`lax.platform_dependent`): on an H100 the barrier was an extra pass
-  that bought nothing, forward+backward on (1024, 28, 28, 64) 2x2/2 without it:
-  max_pool 0.287 -> 0.183 ms, l2_pool 0.313 -> 0.275, soft_pool 0.407 -> 0.372
-  (bfloat16 0.303 -> 0.268); avg_pool and 3x3/2 SAME unchanged, and seed_cnn
-  training too (757k vs 751k images/s).
+  On CPU only (`lax.platform_dependent`): on a GPU the barrier is an extra pass
+  that buys nothing (benchmark case: 2d_2x2s2 fwd+bwd, configs/benchmark.py:
+  accelerator, and the training table).
   """
   return materialize_on_cpu(y, source)
 
@@ -376,12 +368,12 @@ def selected_in_blocks(index: jax.Array, ndim: int, window_axes, geom: PoolGeome
 def strided_window_sum(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   """The window sum as a sum of strided views of `t` (padded back where needed).
 
-  One fused elementwise pass, also for tiling windows: on CPU 1.4x faster than
-  XLA's reduce-window for float32 2x2/2 and 3-5x for 3x3/2.
+  One fused elementwise pass, also for tiling windows: on CPU faster than XLA's
+  reduce-window (benchmark cases: avg_pool 2d_2x2s2 and 2d_3x3s2_same forward).
   """
   if t.dtype in (jnp.bfloat16, jnp.float16):
     # Exact either way, but XLA's CPU code for a sum of padded half-precision terms
-    # converts every term: ~10x slower than float32.
+    # converts every term, where one conversion of the input suffices.
     return strided_window_sum(t.astype(jnp.float32), geom).astype(t.dtype)
   total = jnp.zeros(geom.output_shape, t.dtype)
   for view in view_arrays(t, geom, 0):
@@ -398,7 +390,7 @@ def window_sum_by_views(t: jax.Array, geom: PoolGeometry) -> jax.Array:
   tiling windows, a sum of interior pads otherwise) instead of XLA's pad +
   reduce-window over the cotangent followed by full-size rescaling. Not
   `phase_views`: its K terms are shifts of one array, which XLA shares between
-  the phases and writes to memory (3x3/2 SAME: 2.3x slower transpose).
+  the phases and writes to memory (benchmark case: 2d_3x3s2_same fwd+bwd).
   """
   if is_tiling(geom):
     blocks, window_axes = window_blocks(t, geom)

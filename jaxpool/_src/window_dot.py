@@ -11,11 +11,9 @@ with :math:`\tilde x` the input padded with zeros (declared padding and the
 It is computed as a sum over window offsets of strided slices of the padded input
 (`PoolGeometry.window_element`), never materialising the patches. On CPU this is
 much faster than `lax.conv_general_dilated` with `feature_group_count=C` (grouped
-convolutions, above all with a channel multiplier, have no fast CPU kernel in XLA):
-on a (32, 28, 28, 32) float32 input with stride 2, best of 15 timings on a shared
-CPU, forward + gradient in inputs and weights took 13 ms against 113 ms for one
-2x2 filter, and 11 ms against 1522 ms for three 3x3 filters; the forward alone is
-more than 10x faster.
+convolutions, above all with a channel multiplier, have no fast CPU kernel in XLA);
+case: forward + gradient on a (32, 28, 28, 32) float32 input with stride 2, one 2x2
+filter and three 3x3 filters (figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -84,7 +82,7 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
   shape[geom.channel_axis] = w.shape[-1]
   elements = [(offset, geom.window_element(padded, offset)) for offset in geom.window_offsets()]
   # One accumulation per filter, stacked at the end: broadcasting the slices against
-  # all M filters at once makes XLA's CPU backward pass 5-8x slower.
+  # all M filters at once makes XLA's CPU backward pass much slower.
   outputs = []
   for m in range(w.shape[0]):
     total = None
