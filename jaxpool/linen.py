@@ -542,7 +542,7 @@ class WindowPool(_WindowPool):
       :func:`jaxpool.window_pool`; called with ``axis=-1`` / ``mask=`` where its
       signature names them).
     pad_value: the value of padded window elements.
-    (and the window attributes of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   No parameters of its own; `fn` may close over arrays (a learnt temperature is
   a parameter of the module that calls it).

@@ -727,7 +727,7 @@ class WindowPool(_WindowPool):
       signature names them). Kept as a static attribute: it must be hashable
       (functions are).
     pad_value: the value of padded window elements.
-    (and the window arguments of :class:`MaxPool`)
+    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Example:
     >>> WindowPool((3, 3), strides=2, padding=1, fn=jnp.median)(jnp.ones((1, 5, 5, 2))).shape
