@@ -119,28 +119,18 @@ def pool(
   x = dtypes.pool_input(inputs, "pool", integers=True)
   if not callable(reduce_fn):
     raise TypeError(f"pool: reduce_fn must be a callable (a, b) -> a ⊕ b, got {reduce_fn!r}.")
-  geom = geometry.resolve(  # errors name `pool`
-    x.shape,
-    window_shape,
+  options: dict[str, Any] = dict(
     strides=strides,
     padding=padding,
     dilation=dilation,
     ceil_mode=ceil_mode,
     channel_axis=channel_axis,
-    fn="pool",
   )
+  geom = geometry.resolve(x.shape, window_shape, fn="pool", **options)  # errors name `pool`
   kind = _monoid(reduce_fn, init, x.dtype)
   if kind is not None:
     fn = {"sum": reduce.sum_pool, "max": reduce.max_pool, "min": reduce.min_pool}[kind]
-    return fn(
-      x,
-      window_shape,
-      strides=strides,
-      padding=padding,
-      dilation=dilation,
-      ceil_mode=ceil_mode,
-      channel_axis=channel_axis,
-    )
+    return fn(x, window_shape, **options)
   if not isinstance(init, jax.core.Tracer):
     init = np.asarray(init, x.dtype)
     if init.shape != ():
