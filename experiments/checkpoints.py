@@ -44,6 +44,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from experiments import cli
+
 INTEGRITY = "integrity"
 CORRUPT_DIR = "corrupt_checkpoints"
 # Room beyond the arrays' bytes: orbax's metadata, the history, the filesystem.
@@ -294,8 +296,7 @@ def _quiet_orbax_leftovers():
 
 
 def _short(error: BaseException, limit: int = 300) -> str:
-  text = " ".join(f"{type(error).__name__}: {error}".split())
-  return text if len(text) <= limit else text[: limit - 1] + "…"
+  return cli.squeeze(f"{type(error).__name__}: {error}", limit)
 
 
 def _layout_difference(saved: list, current: list) -> str:

@@ -271,6 +271,12 @@ def disk_cause(error: BaseException) -> str | None:
   return None
 
 
+def squeeze(text: str, limit: int) -> str:
+  """`text` with its whitespace runs as single spaces, cut to `limit` characters."""
+  text = " ".join(str(text).split())
+  return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def one_line(error: BaseException, limit: int = 2000) -> str:
   """The message of `error` on one line (its type name first unless it is one of
   ours), at most `limit` characters."""
@@ -282,9 +288,7 @@ def one_line(error: BaseException, limit: int = 2000) -> str:
   ours = any(c.__name__ in _USER_MESSAGE_CLASSES for c in type(error).__mro__)
   if not (ours or isinstance(error, (*_USER_MESSAGES, flags.Error, app.UsageError))) or not text:
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-  if len(text) > limit:
-    text = text[: limit - 1] + "…"
-  return text
+  return squeeze(text, limit)
 
 
 def fail(prog: str, message: str, code: int) -> None:

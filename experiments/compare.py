@@ -639,11 +639,6 @@ def _fmt_int(v):
   return "–" if v is None else f"{v:,.0f}"
 
 
-def _one_line(text, limit=160):
-  text = " ".join(str(text).split())
-  return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _regime_groups(study, cells):
   """[(regime, its overrides, its cells)]: one group ("") for a plain study."""
   named = regimes_of_study(study)
@@ -871,7 +866,7 @@ def markdown(study, cells, rows) -> str:
     out += ["## Failed cells", ""]
     for c in failed:
       out.append(
-        f"- `{c['dir']}`: {_one_line(c['error'])} (traceback in `{c['dir']}/{ERROR_FILE}`)"
+        f"- `{c['dir']}`: {cli.squeeze(c['error'], 160)} (traceback in `{c['dir']}/{ERROR_FILE}`)"
       )
     out.append("")
   excluded = config.get("excluded") or {}
@@ -1005,7 +1000,7 @@ def check_study(config):
 def failures(workdir) -> list[str]:
   """`"<cell dir>: <error>"` for every failed cell of the study in `workdir`."""
   _, cells = load_cells(workdir)
-  return [f"{c['dir']}: {_one_line(c['error'])}" for c in cells if c["status"] == "failed"]
+  return [f"{c['dir']}: {cli.squeeze(c['error'], 160)}" for c in cells if c["status"] == "failed"]
 
 
 def main(argv, flag_values=flags.FLAGS):
