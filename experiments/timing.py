@@ -82,3 +82,16 @@ def compare(
       "repeats": int(ms.size),
     }
   return out
+
+
+def repeated(fn: Callable, calls: int) -> Callable:
+  """`fn` called `calls` times back to back (its result: the last one's)."""
+  if calls == 1:
+    return fn
+
+  def run():
+    for _ in range(calls - 1):
+      fn()
+    return fn()
+
+  return run

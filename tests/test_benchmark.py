@@ -1,4 +1,4 @@
-"""experiments/benchmark.py end to end (the `:quick` config) and its pool discovery."""
+"""experiments.benchmark end to end (the `:quick` config) and its pool discovery."""
 
 from __future__ import annotations
 
@@ -70,17 +70,17 @@ def test_quick_benchmark_writes_both_files(tmp_path):
 
 def test_public_pools_skips_unknown_and_missing(monkeypatch):
   import jaxpool  # noqa: PLC0415
-  from experiments import benchmark  # noqa: PLC0415
+  from experiments.benchmarks import cases  # noqa: PLC0415
 
   monkeypatch.setattr(jaxpool, "__all__", (*jaxpool.__all__, "fancy_pool"), raising=False)
   monkeypatch.setattr(jaxpool, "fancy_pool", lambda x: x, raising=False)
-  names, skipped = benchmark.public_pools()
+  names, skipped = cases.public_pools()
   assert "max_pool" in names and "fancy_pool" not in names
   assert {
     "pool": "fancy_pool",
     "reason": "no argument builder in experiments/benchmark.py",
   } in skipped
-  names, skipped = benchmark.public_pools(("max_pool", "not_yet_merged_pool"))
+  names, skipped = cases.public_pools(("max_pool", "not_yet_merged_pool"))
   assert names == ["max_pool"]
   assert skipped[-1]["pool"] == "not_yet_merged_pool"
 
@@ -91,9 +91,10 @@ def test_every_public_pool_has_working_builders():
   import jax  # noqa: PLC0415
 
   import jaxpool  # noqa: PLC0415
-  from experiments import benchmark  # noqa: PLC0415
+  from experiments.benchmarks import cases  # noqa: PLC0415
+  from experiments.benchmarks import harness  # noqa: PLC0415
 
-  names, skipped = benchmark.public_pools()
+  names, skipped = cases.public_pools()
   assert not skipped, skipped
   spec = {
     "name": "t",
@@ -103,24 +104,24 @@ def test_every_public_pool_has_working_builders():
     "padding": "SAME",
   }
   for dtype in ("float32", "bfloat16"):
-    case = benchmark.Case(spec, dtype)
+    case = cases.Case(spec, dtype)
     x = jax.ShapeDtypeStruct(case.shape, case.dtype)
     for name in names:
-      fn, _, base, _ = benchmark.BUILDERS[name](case, jax.random.key(0))
-      jax.eval_shape(lambda v: benchmark._first(fn(v)), x)
+      fn, _, base, _ = cases.BUILDERS[name](case, jax.random.key(0))
+      jax.eval_shape(lambda v: harness._first(fn(v)), x)
       if base is not None:
         jax.eval_shape(base, x)
-  variants = {v for vs in benchmark.VARIANTS.values() for v in vs}
+  variants = {v for vs in cases.VARIANTS.values() for v in vs}
   assert set(names) == {n for n in jaxpool.__all__ if callable(getattr(jaxpool, n))} | variants
 
 
 def test_targets_variant_names_the_cases_and_pools_of_the_speed_targets():
   from configs import benchmark as benchmark_config  # noqa: PLC0415
-  from experiments import benchmark  # noqa: PLC0415
+  from experiments.benchmarks import cases  # noqa: PLC0415
 
   config = benchmark_config.get_config("targets")
   assert [c["name"] for c in config.cases] == ["2d_2x2s2", "2d_3x3s2_same"]
-  names, skipped = benchmark.public_pools(tuple(config.pools))
+  names, skipped = cases.public_pools(tuple(config.pools))
   assert (
     set(names)
     == {
@@ -145,14 +146,15 @@ def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, pr
   included, it ends full, and every line reaches stdout with or without it."""
   import jaxpool  # noqa: PLC0415
   from configs import benchmark as benchmark_config  # noqa: PLC0415
-  from experiments import benchmark  # noqa: PLC0415
+  from experiments.benchmarks import cases  # noqa: PLC0415
+  from experiments.benchmarks import runner  # noqa: PLC0415
 
   def unfit_builder(case, key):  # a pool whose signature does not fit any case
     raise ValueError("no builder fits")
 
   monkeypatch.setattr(jaxpool, "__all__", (*jaxpool.__all__, "unfit_pool"), raising=False)
   monkeypatch.setattr(jaxpool, "unfit_pool", lambda x: x, raising=False)
-  monkeypatch.setitem(benchmark.BUILDERS, "unfit_pool", unfit_builder)
+  monkeypatch.setitem(cases.BUILDERS, "unfit_pool", unfit_builder)
   config = benchmark_config.get_config("quick")
   config.cases = (
     *config.cases,
@@ -162,7 +164,7 @@ def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, pr
   config.training.enabled = False
   config.torch = False
   config.repeats = 1
-  result = benchmark.run(config, str(tmp_path), log=print, progress_bar=progress_bar)
+  result = runner.run(config, str(tmp_path), log=print, progress_bar=progress_bar)
   out, err = capsys.readouterr()
   assert [(r["case"], r["pool"]) for r in result["rows"]] == [
     ("2d_3x3s2_same", "max_pool"),

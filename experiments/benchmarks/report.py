@@ -1,0 +1,138 @@
+"""The benchmark's report: the device it ran on and the Markdown tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import jax
+
+from experiments import allocator
+from experiments.benchmarks.harness import _ratio
+from experiments.benchmarks.torch_kernels import torch_device
+
+
+def device_info() -> dict:
+  dev = jax.devices()[0]
+  cpu = platform.processor() or ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  try:
+    load = os.getloadavg()
+  except OSError:
+    load = None
+  return {
+    "platform": dev.platform,
+    "device_kind": dev.device_kind,
+    "device_count": jax.device_count(),
+    "cpu_model": cpu,
+    "cpu_count": os.cpu_count(),
+    "load_average": load,
+    "jax": jax.__version__,
+    "python": sys.version.split()[0],
+    "torch_device": torch_device(),
+    "malloc": allocator.describe(),
+  }
+
+
+def _fmt(v, digits=2, suffix=""):
+  return "" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def to_markdown(result: dict) -> str:
+  d = result["device"]
+  lines = [
+    "# jaxpool benchmark",
+    "",
+    f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
+    f"{d['cpu_model']} ({d['cpu_count']} cores); jax {d['jax']}. "
+    f"Load average at start/end: {d.get('load_average')} / "
+    f"{result.get('load_average_end')}. malloc: {d.get('malloc', 'default')} "
+    "(experiments/allocator.py).",
+    "",
+    f"Medians of interleaved rounds (experiments/timing.py), each timed call "
+    f"after {result['config'].get('settle', 0)} untimed ones of the same candidate, "
+    f"milliseconds per call ({result.get('calls_per_sample', 1)} back-to-back calls "
+    f"per timed sample). PyTorch on {d.get('torch_device', 'cpu')}, in rounds of its "
+    "own beside jaxpool's fwd+bwd (`x torch` compares those two). "
+    "`xN` = baseline time / jaxpool time (higher is better); `/roof` = jaxpool "
+    "fwd+bwd time / a streaming pass over the same bytes; `/max` = fwd+bwd time / "
+    "jaxpool max_pool fwd+bwd on the same case.",
+    "",
+  ]
+  by_case: dict[tuple, list] = {}
+  for r in result["rows"]:
+    by_case.setdefault((r["case"], str(r["shape"]), r["dtype"]), []).append(r)
+  for (case, shape, dtype), rows in by_case.items():
+    r0 = rows[0]
+    lines += [
+      f"## {case} {shape} window {r0['window']} strides {r0['strides']} "
+      f"padding {r0['padding']}, {dtype}",
+      "",
+      "| pool | fwd | fwd+bwd | baseline | base fwd | base fwd+bwd | x fwd | "
+      "x fwd+bwd | torch fwd | torch fwd+bwd | x torch | roof fwd+bwd | /roof | /max |",
+      "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+      lines.append(
+        f"| {r['pool']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} | {r['baseline']} "
+        f"| {_fmt(r['base_fwd_ms'])} | {_fmt(r['base_fwd_bwd_ms'])} "
+        f"| {_fmt(r['speedup_vs_baseline_fwd'], 1, 'x')} "
+        f"| {_fmt(r['speedup_vs_baseline_fwd_bwd'], 1, 'x')} "
+        f"| {_fmt(r['torch_fwd_ms'])} | {_fmt(r['torch_fwd_bwd_ms'])} "
+        f"| {_fmt(r['speedup_vs_torch_fwd_bwd'], 2, 'x')} | {_fmt(r['roof_fwd_bwd_ms'])} "
+        f"| {_fmt(r['over_roofline_fwd_bwd'], 2)} | {_fmt(r['fwd_bwd_over_max_pool'], 2)} |"
+      )
+    lines.append("")
+  tr = result.get("training", {})
+  lines += ["## Training throughput (seed_cnn, adam)", ""]
+  if "skipped" in tr:
+    lines.append(f"Skipped: {tr['skipped']}")
+  else:
+    keras = tr.get("keras images/s")
+    lines += ["| model | images/s | / keras |", "|---|---:|---:|"]
+    for k, v in tr.items():
+      if k.endswith("images/s"):
+        name = k[: -len(" images/s")]
+        if name == "keras":
+          name = f"keras (fastest: {tr.get('keras_best')})"
+        lines.append(f"| {name} | {v:.0f} | {_fmt(_ratio(v, keras), 2, 'x')} |")
+    lines.append("")
+    lines.append(
+      f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
+      + (
+        f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
+        f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
+        if tr.get("jaxpool_over_keras")
+        else f"; keras: {tr.get('keras', '')}"
+      )
+    )
+    run = tr.get("keras_run")
+    if run:
+      rounds = next(iter(tr.get("timings", {}).values()), {}).get("repeats")
+      lines += [
+        "",
+        f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
+        "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
+        f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
+        f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
+        "(experiments/keras_throughput.py) that runs one round of its variants "
+        "after each JAX round: one epoch of "
+        f"{run.get('steps_per_call')} steps per timed call, after "
+        f"{run.get('settle')} untimed. Medians of {rounds} rounds.",
+      ]
+  lines.append("")
+  if result["skipped"]:
+    lines += ["## Skipped", ""]
+    for s in result["skipped"]:
+      where = f" ({s['case']}, {s['dtype']})" if "case" in s else ""
+      lines.append(f"- {s['pool']}{where}: {s['reason']}")
+    lines.append("")
+  return "\n".join(lines)

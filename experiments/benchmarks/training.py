@@ -1,0 +1,145 @@
+"""The training-throughput table: the seed CNN with jaxpool's vs Flax's max pool vs Keras."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from experiments import timing
+from experiments.benchmarks.cases import _flax
+from experiments.benchmarks.keras_process import _KerasProcess
+
+
+def training_throughput(config, log) -> dict:
+  """Images/s of seed_cnn training (adam): jaxpool's vs flax.linen's max pool vs Keras.
+
+  Needs `experiments.models` (the seed CNN); skipped with a message otherwise. Each
+  timed call is one compiled `lax.scan` of `config.training.steps` train steps on
+  random data already on the device, after one untimed call of the same candidate.
+  With `config.training.keras`, the same model in Keras on TensorFlow runs in a
+  subprocess (`_KerasProcess`, experiments/keras_throughput.py) that answers one
+  round (every Keras variant: an untimed epoch, then a timed one, of the same
+  `steps` steps) after each round of the JAX candidates, so that all of them share
+  the machine's load alike; its result, or why it was skipped, is in the output.
+  """
+  cfg = config.training
+  if not cfg.enabled:
+    return {"skipped": "config.training.enabled is False"}
+  try:
+    from experiments import models  # noqa: PLC0415 - written on another branch
+  except ImportError as e:
+    return {
+      "skipped": f"experiments.models is not available in this checkout ({e}); "
+      "the training benchmark runs once it is merged."
+    }
+  try:
+    import optax  # noqa: PLC0415
+    from flax import nnx  # noqa: PLC0415
+  except ImportError as e:
+    return {"skipped": f"needs flax.nnx and optax ({e})."}
+
+  nn = _flax()
+
+  class FlaxMaxPool(nnx.Module):
+    """flax.linen.max_pool 2x2/2 in the seed CNN's pooling slot (the baseline)."""
+
+    def __call__(self, x):
+      return nn.max_pool(x, (2, 2), (2, 2), "VALID")
+
+  def build(flax_pool: bool):
+    rngs = nnx.Rngs(params=0, pooling=1)
+    if hasattr(models, "build_model"):
+      model = models.build_model("seed_cnn", pool="max", pool_options=None, rngs=rngs)
+    else:
+      model = models.SeedCNN(pool="max", rngs=rngs)
+    if flax_pool:
+      model.pool = FlaxMaxPool()
+    return model
+
+  keras, keras_result = None, None
+  if cfg.get("keras", True):  # started first: it traces while JAX compiles
+    keras, keras_result = _KerasProcess.start(config, log)
+  try:
+    return _training_rounds(config, log, build, optax, keras, keras_result)
+  finally:
+    if keras is not None:
+      keras.close()
+
+
+def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
+  from flax import nnx  # noqa: PLC0415
+
+  cfg = config.training
+  b, steps = cfg.batch_size, cfg.steps
+  key = jax.random.key(config.seed)
+  images = jax.random.uniform(key, (steps, b, 28, 28, 1), jnp.float32)
+  labels = jax.random.randint(jax.random.fold_in(key, 1), (steps, b), 0, 10)
+  runners = {}
+  try:
+    for name, flax_pool in (("jaxpool.max_pool", False), ("flax.linen.max_pool", True)):
+      model = build(flax_pool)
+      graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+      tx = optax.adam(1e-3)
+
+      def step(carry, batch, graphdef=graphdef, rest=rest, tx=tx):
+        params, opt_state = carry
+
+        def loss_fn(p):
+          logits = nnx.merge(graphdef, p, rest)(batch[0])
+          return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+      epoch = jax.jit(lambda carry, xs, ys, step=step: lax.scan(step, carry, (xs, ys)))
+      carry = (params, tx.init(params))
+      runners[name] = functools.partial(epoch, carry, images, labels)
+  except Exception as e:  # the models module changed its interface
+    return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
+  names = list(runners)
+  for name in names:  # compile (while the Keras process traces its variants)
+    jax.block_until_ready(runners[name]())
+  timeout = cfg.get("keras_timeout_s", 900)
+  if keras is not None:
+    keras_result = keras.ready(timeout)
+  ms = {name: [] for name in names}
+  for r in range(cfg.repeats):
+    order = names[r % len(names) :] + names[: r % len(names)]
+    t = timing.compare({n: runners[n] for n in order}, repeats=1, warmup=0, settle=1)
+    for name in names:
+      ms[name].append(t[name]["median_ms"])
+    if keras is not None and keras_result is None:  # one Keras round per JAX round
+      keras_result = keras.round(timeout)
+  if keras is not None and keras_result is None:
+    keras_result = keras.finish(timeout)
+  t = {
+    name: {
+      "median_ms": float(np.median(v)),
+      "min_ms": float(np.min(v)),
+      "q1_ms": float(np.percentile(v, 25)),
+      "q3_ms": float(np.percentile(v, 75)),
+      "repeats": len(v),
+    }
+    for name, v in ms.items()
+  }
+  result = {"batch_size": b, "steps_per_call": steps, "timings": t}
+  for name, v in t.items():
+    result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
+  result["jaxpool_over_flax"] = (
+    result["jaxpool.max_pool images/s"] / result["flax.linen.max_pool images/s"]
+  )
+  if keras_result is not None:
+    result.update(keras_result)
+    if "keras images/s" in keras_result:
+      keras_ips = keras_result["keras images/s"]
+      result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras_ips
+      result["flax_over_keras"] = result["flax.linen.max_pool images/s"] / keras_ips
+  log(
+    "  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.endswith("images/s"))
+  )
+  return result
