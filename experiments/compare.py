@@ -55,7 +55,7 @@ from ml_collections import config_flags
 from experiments import cli
 from experiments import plugins
 from experiments.comparison.files import METRICS_FILE
-from experiments.comparison.files import _read_metrics
+from experiments.comparison.files import read_metrics
 from experiments.comparison.files import load_cells
 from experiments.comparison.report import report
 from experiments.comparison.report import write_tables
@@ -88,7 +88,7 @@ __all__ = [
   "study_plugins",
   "train_and_evaluate",
   "write_tables",
-  "_read_metrics",
+  "read_metrics",
 ]
 
 
@@ -140,6 +140,36 @@ def failures(workdir) -> list[str]:
   return [f"{c['dir']}: {cli.squeeze(c['error'], 160)}" for c in cells if c["status"] == "failed"]
 
 
+def _run(config, flag_values):
+  """Loads the study's plugins, checks its config and runs it into --workdir."""
+  if config is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
+  # Users' pools (a PluginError names a module that fails), before the study's
+  # pools are checked and resolved.
+  plugins.load(study_plugins(config))
+  check_study(config)
+  run_study(
+    config,
+    flag_values.workdir,
+    quiet=flag_values.quiet or bool(config.get("quiet")),
+    # This module's names, looked up now: tests swap them here.
+    train_fn=train_and_evaluate,
+    check_fn=check_cell,
+  )
+
+
+def _print_tables(workdir):
+  """The tables of results.md and its `Cells:` line, for the terminal."""
+  with open(os.path.join(workdir, "results.md")) as f:
+    text = f.read()
+  print(
+    "\n".join(
+      line for line in text.splitlines() if line.startswith("|") or line.startswith("Cells:")
+    )
+  )
+  print(f"\nresults: {os.path.join(workdir, 'results.md')}")
+
+
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -150,30 +180,8 @@ def main(argv, flag_values=flags.FLAGS):
   if flag_values["report-only"].value:
     report(workdir)
   else:
-    config = flag_values.config
-    if config is None:
-      raise app.UsageError("--config is required, e.g. --config=configs/compare.py")
-    # Users' pools (a PluginError names a module that fails), before the study's
-    # pools are checked and resolved.
-    plugins.load(study_plugins(config))
-    check_study(config)
-    run_study(
-      config,
-      workdir,
-      quiet=flag_values.quiet or bool(config.get("quiet")),
-      # This module's names, looked up now: tests swap them here.
-      train_fn=train_and_evaluate,
-      check_fn=check_cell,
-    )
-  with open(os.path.join(workdir, "results.md")) as f:
-    text = f.read()
-  # The table, for the terminal (the rest is in results.md).
-  print(
-    "\n".join(
-      line for line in text.splitlines() if line.startswith("|") or line.startswith("Cells:")
-    )
-  )
-  print(f"\nresults: {os.path.join(workdir, 'results.md')}")
+    _run(flag_values.config, flag_values)
+  _print_tables(workdir)
   failed = failures(workdir)
   if failed:  # The others ran; the exit status says that the study is not whole.
     sys.stdout.flush()

@@ -95,7 +95,7 @@ def probe(config, workdir: str, *, epochs: Sequence[int]) -> dict:
     t = time.perf_counter()
     summary = train.train_and_evaluate(cfg, rundir)
     wall = time.perf_counter() - t
-    metrics = compare._read_metrics(os.path.join(rundir, compare.METRICS_FILE))
+    metrics = compare.read_metrics(os.path.join(rundir, compare.METRICS_FILE))
     runs.append(
       {
         "pool": label,

@@ -684,7 +684,7 @@ def test_real_training_on_mock_data(tmp_path):
   assert int(rows[0]["num_params"]) > 0
   assert rows[0]["backend_device"].startswith("cpu / ")
   summary = json.loads((tmp_path / "cells" / "avg-seed0" / "summary.json").read_text())
-  metrics = compare._read_metrics(tmp_path / "cells" / "avg-seed0" / "metrics.jsonl")
+  metrics = compare.read_metrics(tmp_path / "cells" / "avg-seed0" / "metrics.jsonl")
   assert [m["epoch"] for m in metrics] == [1]
   assert summary["final_test_error"] == pytest.approx(metrics[-1]["test_error"])
   assert rows[0]["test_error_mean"] == pytest.approx(100 * metrics[-1]["test_error"])

@@ -15,14 +15,14 @@ METRICS_FILE = "metrics.jsonl"
 CELLS_DIR = "cells"
 
 
-def _jsonable(value):
+def jsonable(value):
   """A JSON-friendly copy of a ConfigDict / dict / tuple tree."""
   if hasattr(value, "to_json_best_effort"):
     return json.loads(value.to_json_best_effort(sort_keys=True))
   return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-def _read_json(path):
+def read_json(path):
   try:
     with open(path) as f:
       return json.load(f)
@@ -30,7 +30,7 @@ def _read_json(path):
     return None
 
 
-def _write_json(path, obj):
+def write_json(path, obj):
   """Writes atomically: a reader never sees half a file."""
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
@@ -39,16 +39,16 @@ def _write_json(path, obj):
   os.replace(tmp, path)
 
 
-def _now():
+def utc_now():
   return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def is_complete(celldir: str) -> bool:
-  summary = _read_json(os.path.join(celldir, SUMMARY_FILE))
+  summary = read_json(os.path.join(celldir, SUMMARY_FILE))
   return bool(summary and summary.get("completed"))
 
 
-def _read_metrics(path):
+def read_metrics(path):
   """metrics.jsonl -> list of dicts; a torn last line (a killed run) is skipped."""
   rows = []
   try:
@@ -70,7 +70,7 @@ def _read_metrics(path):
 
 def load_cells(workdir):
   """Every cell of the study with its status, summary, metrics and error."""
-  study = _read_json(os.path.join(workdir, STUDY_FILE))
+  study = read_json(os.path.join(workdir, STUDY_FILE))
   if study is None:
     raise FileNotFoundError(
       f"no {STUDY_FILE} in {workdir!r}: run the study first (without "
@@ -79,8 +79,8 @@ def load_cells(workdir):
   cells = []
   for c in study["cells"]:
     celldir = os.path.join(workdir, c["dir"])
-    summary = _read_json(os.path.join(celldir, SUMMARY_FILE))
-    error = _read_json(os.path.join(celldir, ERROR_FILE))
+    summary = read_json(os.path.join(celldir, SUMMARY_FILE))
+    error = read_json(os.path.join(celldir, ERROR_FILE))
     if summary and summary.get("completed"):
       status = "completed"
     elif error:
@@ -93,7 +93,7 @@ def load_cells(workdir):
         status=status,
         summary=summary or {},
         error=(error or {}).get("error", ""),
-        metrics=_read_metrics(os.path.join(celldir, METRICS_FILE)),
+        metrics=read_metrics(os.path.join(celldir, METRICS_FILE)),
         regime=c.get("regime", ""),
         overrides=c.get("overrides", {}),
       )

@@ -8,7 +8,7 @@ import os
 from experiments.comparison.files import load_cells
 from experiments.comparison.markdown import markdown
 from experiments.comparison.markdown import plot_name
-from experiments.comparison.results import _regime_groups
+from experiments.comparison.results import regime_groups
 from experiments.comparison.results import all_rows
 from experiments.comparison.results import regimes_of_study
 from experiments.comparison.results import train_size
@@ -116,7 +116,7 @@ def plot(workdir, study=None, cells=None, rows=None):
   title = study["config"].get("study", "")
   paths = []
   groups = []
-  for name, overrides, group_cells in _regime_groups(study, cells):
+  for name, overrides, group_cells in regime_groups(study, cells):
     group_rows = [r for r in rows if r["regime"] == name]
     label = f"{title}, {name}" if name else title
     path = lambda kind, name=name: os.path.join(workdir, plot_name(kind, name))  # noqa: E731

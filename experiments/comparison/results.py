@@ -41,6 +41,71 @@ def _final_errors(cells, label) -> dict:
   }
 
 
+def _seed_columns(mine) -> dict:
+  """How many seeds of one pool's cells completed, failed or are still to run."""
+  done = sum(c["status"] == "completed" for c in mine)
+  failed = sum(c["status"] == "failed" for c in mine)
+  return {
+    "seeds_completed": done,
+    "seeds_failed": failed,
+    "seeds_pending": len(mine) - done - failed,
+  }
+
+
+def _machine_columns(summaries) -> dict:
+  """Parameter counts, backend / device and platform of the completed runs, each
+  distinct value once."""
+  backends = {
+    f"{x.get('backend', '?')} / {x.get('device_kind', '?')} x{x.get('device_count', '?')}"
+    for x in summaries
+  }
+  params = {int(x["num_params"]) for x in summaries if x.get("num_params")}
+  platforms = {str(x.get("platform")) for x in summaries if x.get("platform")}
+  return {
+    "num_params": " ".join(str(p) for p in sorted(params)),
+    "backend_device": "; ".join(sorted(backends)),
+    "platform": " ".join(sorted(platforms)),
+  }
+
+
+def _error_columns(summaries) -> dict:
+  """Final, best and train error (%) and the train/test gap (pp), means over seeds."""
+  test = [_pct(x.get("final_test_error")) for x in summaries]
+  train = [_pct(x.get("final_train_error")) for x in summaries]
+  gaps = [t - r for t, r in zip(test, train) if t is not None and r is not None]
+  return {
+    "test_error_mean": _mean(test),
+    "test_error_std": _std(test),
+    "best_test_error_mean": _mean([_pct(x.get("best_test_error")) for x in summaries]),
+    "best_epochs": " ".join(str(x.get("best_epoch")) for x in summaries),
+    "train_error_mean": _mean(train),
+    "gap_mean": _mean(gaps),
+    "test_errors": " ".join(f"{v:.2f}" for v in test if v is not None),
+  }
+
+
+def _pool_columns(mine, paper_error) -> dict:
+  """The figures of one pool (its cells `mine`), errors in %, means over seeds."""
+  s = [c["summary"] for c in mine if c["status"] == "completed"]
+  failed = [c for c in mine if c["status"] == "failed"]
+  return {
+    "pool": mine[0]["label"],
+    "registry_name": mine[0]["pool"],
+    "options": json.dumps(mine[0]["options"], sort_keys=True),
+    **_seed_columns(mine),
+    **_error_columns(s),
+    **{k: _mean([x.get(k) for x in s]) for k in _MEAN_KEYS},
+    **_machine_columns(s),
+    "paper_test_error": _pct(paper_error),
+    "errors": " | ".join(f"{c['dir']}: {c['error']}" for c in failed),
+    "regime": mine[0].get("regime", ""),
+  }
+
+
+# Figures of the runs' summaries that the rows average as they are.
+_MEAN_KEYS = ("num_epochs", "seconds_per_epoch", "images_per_second")
+
+
 def aggregate(study, cells):
   """Per-pool rows (errors in %), sorted by final test error (failed pools last).
 
@@ -50,59 +115,17 @@ def aggregate(study, cells):
   `diff_high` (percentage points) and `distinguishable` ("yes" / "no" / "").
   """
   paper = study["config"].get("paper_test_error") or {}
-  labels = []
-  for c in cells:
-    if c["label"] not in labels:
-      labels.append(c["label"])
+  labels = list(dict.fromkeys(c["label"] for c in cells))
   reference = reference_label(study, labels)
   ref_errors = _final_errors(cells, reference)
   rows = []
   for label in labels:
     mine = [c for c in cells if c["label"] == label]
-    done = [c for c in mine if c["status"] == "completed"]
-    s = [c["summary"] for c in done]
-    get = lambda key, s=s: [x.get(key) for x in s]
-    test = [_pct(v) for v in get("final_test_error")]
-    train = [_pct(v) for v in get("final_train_error")]
-    gaps = [t - r for t, r in zip(test, train) if t is not None and r is not None]
-    backends = sorted(
-      {
-        f"{x.get('backend', '?')} / {x.get('device_kind', '?')} x{x.get('device_count', '?')}"
-        for x in s
-      }
-    )
-    params = sorted({int(x["num_params"]) for x in s if x.get("num_params")})
-    platforms = sorted({str(x.get("platform")) for x in s if x.get("platform")})
-    failed = [c for c in mine if c["status"] == "failed"]
-    rows.append(
-      {
-        "pool": label,
-        "registry_name": mine[0]["pool"],
-        "options": json.dumps(mine[0]["options"], sort_keys=True),
-        "seeds_completed": len(done),
-        "seeds_failed": len(failed),
-        "seeds_pending": len(mine) - len(done) - len(failed),
-        "test_error_mean": _mean(test),
-        "test_error_std": _std(test),
-        "best_test_error_mean": _mean([_pct(v) for v in get("best_test_error")]),
-        "best_epochs": " ".join(str(v) for v in get("best_epoch")),
-        "train_error_mean": _mean(train),
-        "gap_mean": _mean(gaps),
-        "num_epochs": _mean(get("num_epochs")),
-        "seconds_per_epoch": _mean(get("seconds_per_epoch")),
-        "images_per_second": _mean(get("images_per_second")),
-        "num_params": " ".join(str(p) for p in params),
-        "backend_device": "; ".join(backends),
-        "platform": " ".join(platforms),
-        "paper_test_error": _pct(paper.get(label, paper.get(mine[0]["pool"]))),
-        "test_errors": " ".join(f"{v:.2f}" for v in test if v is not None),
-        "errors": " | ".join(f"{c['dir']}: {c['error']}" for c in failed),
-        "regime": mine[0].get("regime", ""),
-        "reference": reference,
-        **_paired_columns(_final_errors(cells, label), ref_errors, label == reference),
-      }
-    )
-    rows[-1]["distinguishable"] = distinguishable(rows[-1])
+    row = _pool_columns(mine, paper.get(label, paper.get(mine[0]["pool"])))
+    row["reference"] = reference
+    row.update(_paired_columns(_final_errors(cells, label), ref_errors, label == reference))
+    row["distinguishable"] = distinguishable(row)
+    rows.append(row)
   rows.sort(key=lambda r: (r["test_error_mean"] is None, r["test_error_mean"] or 0.0, r["pool"]))
   return rows
 
@@ -170,7 +193,7 @@ def summary_paragraph(study, rows, overrides=None) -> str:
   )
 
 
-def _regime_groups(study, cells):
+def regime_groups(study, cells):
   """[(regime, its overrides, its cells)]: one group ("") for a plain study."""
   named = regimes_of_study(study)
   if not named:
@@ -185,7 +208,7 @@ def regimes_of_study(study) -> dict:
 
 def all_rows(study, cells) -> list[dict]:
   """`aggregate` of every regime (or of the whole study), regime by regime."""
-  return [r for _, _, group in _regime_groups(study, cells) for r in aggregate(study, group)]
+  return [r for _, _, group in regime_groups(study, cells) for r in aggregate(study, group)]
 
 
 def train_size(overrides) -> int:

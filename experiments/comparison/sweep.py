@@ -19,10 +19,10 @@ from experiments.comparison.files import CELLS_DIR
 from experiments.comparison.files import ERROR_FILE
 from experiments.comparison.files import STUDY_FILE
 from experiments.comparison.files import SUMMARY_FILE
-from experiments.comparison.files import _jsonable
-from experiments.comparison.files import _now
-from experiments.comparison.files import _read_json
-from experiments.comparison.files import _write_json
+from experiments.comparison.files import jsonable
+from experiments.comparison.files import utc_now
+from experiments.comparison.files import read_json
+from experiments.comparison.files import write_json
 from experiments.comparison.files import is_complete
 from experiments.comparison.report import report
 from experiments.comparison.report import write_tables
@@ -118,8 +118,8 @@ def cell_config(config, cell: Cell, *, quiet: bool = False):
 
 def _check_same_cell(celldir, cell_cfg):
   """Refuses to reuse a cell directory made with a different config."""
-  old = _read_json(os.path.join(celldir, CELL_CONFIG_FILE))
-  new = _jsonable(cell_cfg)
+  old = read_json(os.path.join(celldir, CELL_CONFIG_FILE))
+  new = jsonable(cell_cfg)
   if old is None:
     return
   strip = lambda d: {
@@ -169,23 +169,9 @@ def run_study(
   cells = plan(config)
   if not cells:
     raise ValueError("the study has no cells: config.pools and config.seeds must be non-empty")
-
-  # Validate every cell up front, so a config clash, an unknown pool or a bad
-  # option stops before hours of work.
   if check_fn is None and train_fn is train_and_evaluate:
     check_fn = check_cell
-  todo, checked = [], set()
-  for cell in cells:
-    celldir = os.path.join(workdir, CELLS_DIR, cell.dirname)
-    cfg = cell_config(config, cell, quiet=quiet)
-    if check_fn is not None and cell.label not in checked:  # Seeds share the rest.
-      try:
-        check_fn(cfg)
-      except ValueError as e:
-        raise cli.ConfigError(f"config.pools.{cell.label}: {e}") from e
-      checked.add(cell.label)
-    _check_same_cell(celldir, cfg)
-    todo.append((cell, celldir, cfg))
+  todo = _checked_cells(config, workdir, cells, quiet, check_fn)
   os.makedirs(os.path.join(workdir, CELLS_DIR), exist_ok=True)
   _record_study(workdir, config, cells, command)
 
@@ -198,34 +184,7 @@ def run_study(
     if is_complete(celldir):
       counts["skipped"] += 1
       continue
-    os.makedirs(celldir, exist_ok=True)
-    _write_json(os.path.join(celldir, CELL_CONFIG_FILE), _jsonable(cfg))
-    logging.info("cell %s: training %s", cell.dirname, celldir)
-    start = time.time()
-    try:
-      train_fn(cfg, celldir)
-    except Exception as e:  # pylint: disable=broad-except
-      # Any failure of one cell (bad options, NaN loss, out of memory) is data
-      # for the table; the other cells still run. Ctrl-C is not an Exception.
-      counts["failed"] += 1
-      message = f"{type(e).__name__}: {e}"
-      logging.error("cell %s failed after %.0f s: %s", cell.dirname, time.time() - start, message)
-      _write_json(
-        os.path.join(celldir, ERROR_FILE),
-        {"error": message, "traceback": traceback.format_exc(), "time": _now()},
-      )
-    else:
-      if not is_complete(celldir):
-        counts["failed"] += 1
-        message = f"training returned without writing a completed {SUMMARY_FILE}"
-        _write_json(
-          os.path.join(celldir, ERROR_FILE), {"error": message, "traceback": "", "time": _now()}
-        )
-      else:
-        counts["completed"] += 1
-        if os.path.exists(os.path.join(celldir, ERROR_FILE)):
-          os.remove(os.path.join(celldir, ERROR_FILE))
-      logging.info("cell %s done in %.0f s", cell.dirname, time.time() - start)
+    counts[_run_cell(cell, celldir, cfg, train_fn)] += 1
     write_tables(workdir)  # Partial results are readable while the study runs.
   bar.close()
   logging.info(
@@ -235,10 +194,57 @@ def run_study(
     counts["failed"],
     counts["skipped"],
   )
-  study = _read_json(os.path.join(workdir, STUDY_FILE))
-  study["finished_at"] = _now()
-  _write_json(os.path.join(workdir, STUDY_FILE), study)
+  study = read_json(os.path.join(workdir, STUDY_FILE))
+  study["finished_at"] = utc_now()
+  write_json(os.path.join(workdir, STUDY_FILE), study)
   return report(workdir)
+
+
+def _checked_cells(config, workdir, cells, quiet, check_fn) -> list[tuple]:
+  """[(cell, its folder, its config)], every pool checked by `check_fn` once and every
+  folder against its earlier config: a config clash, an unknown pool or a bad
+  option stops the study before hours of work."""
+  todo, checked = [], set()
+  for cell in cells:
+    celldir = os.path.join(workdir, CELLS_DIR, cell.dirname)
+    cfg = cell_config(config, cell, quiet=quiet)
+    if check_fn is not None and cell.label not in checked:  # Seeds share the rest.
+      try:
+        check_fn(cfg)
+      except ValueError as e:
+        raise cli.ConfigError(f"config.pools.{cell.label}: {e}") from e
+      checked.add(cell.label)
+    _check_same_cell(celldir, cfg)
+    todo.append((cell, celldir, cfg))
+  return todo
+
+
+def _run_cell(cell, celldir, cfg, train_fn) -> str:
+  """Trains one cell; "completed", or "failed" with the reason in its error.json."""
+  os.makedirs(celldir, exist_ok=True)
+  write_json(os.path.join(celldir, CELL_CONFIG_FILE), jsonable(cfg))
+  logging.info("cell %s: training %s", cell.dirname, celldir)
+  start = time.time()
+  error_file = os.path.join(celldir, ERROR_FILE)
+  try:
+    train_fn(cfg, celldir)
+  except Exception as e:  # pylint: disable=broad-except
+    # Any failure of one cell (bad options, NaN loss, out of memory) is data
+    # for the table; the other cells still run. Ctrl-C is not an Exception.
+    message = f"{type(e).__name__}: {e}"
+    logging.error("cell %s failed after %.0f s: %s", cell.dirname, time.time() - start, message)
+    write_json(
+      error_file, {"error": message, "traceback": traceback.format_exc(), "time": utc_now()}
+    )
+    return "failed"
+  status = "completed" if is_complete(celldir) else "failed"
+  if status == "failed":
+    message = f"training returned without writing a completed {SUMMARY_FILE}"
+    write_json(error_file, {"error": message, "traceback": "", "time": utc_now()})
+  elif os.path.exists(error_file):
+    os.remove(error_file)
+  logging.info("cell %s done in %.0f s", cell.dirname, time.time() - start)
+  return status
 
 
 def _command_line(command):
@@ -251,7 +257,7 @@ def _command_line(command):
 def _record_study(workdir, config, cells, command):
   """study.json: what was run, how, and when; earlier commands kept in history."""
   path = os.path.join(workdir, STUDY_FILE)
-  old = _read_json(path) or {}
+  old = read_json(path) or {}
   argv = _command_line(command)
   history = list(old.get("history", []))
   if old.get("command"):
@@ -262,14 +268,14 @@ def _record_study(workdir, config, cells, command):
         "finished_at": old.get("finished_at"),
       }
     )
-  _write_json(
+  write_json(
     path,
     {
       "command": shlex.join(argv),
       "argv": argv,
-      "started_at": _now(),
+      "started_at": utc_now(),
       "finished_at": None,
-      "config": _jsonable(config),
+      "config": jsonable(config),
       "cells": [dataclasses.asdict(c) | {"dir": os.path.join(CELLS_DIR, c.dirname)} for c in cells],
       "history": history,
     },
