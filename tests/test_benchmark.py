@@ -180,3 +180,48 @@ def test_progress_bar_counts_every_measurement(tmp_path, capsys, monkeypatch, pr
     assert "benchmark: 100%" in err and "4/4" in err
   else:
     assert "benchmark:" not in err
+
+
+def test_a_label_with_a_pipe_renders_as_one_table_cell():
+  """`naive (sum|x|^3)^(1/3)` (lp_pool's baseline) stays one cell of its row: the row
+  has as many cells as the header, split the way GitHub's Markdown splits a table
+  row (on every `|` not escaped by a backslash)."""
+  import re  # noqa: PLC0415
+
+  from experiments.benchmarks import report  # noqa: PLC0415
+
+  label = "naive (sum|x|^3)^(1/3)"
+  numbers = (
+    "fwd_ms",
+    "fwd_bwd_ms",
+    "base_fwd_ms",
+    "base_fwd_bwd_ms",
+    "speedup_vs_baseline_fwd",
+    "speedup_vs_baseline_fwd_bwd",
+    "torch_fwd_ms",
+    "torch_fwd_bwd_ms",
+    "speedup_vs_torch_fwd_bwd",
+    "roof_fwd_bwd_ms",
+    "over_roofline_fwd_bwd",
+    "fwd_bwd_over_max_pool",
+  )
+  row = {"case": "c", "shape": [2, 8, 8, 4], "window": [3, 3], "strides": [2, 2]}
+  row |= {"padding": "SAME", "dtype": "float32", "pool": "lp|pool", "baseline": label}
+  row |= dict.fromkeys(numbers, 1.0)
+  device = {"platform": "cpu", "device_kind": "cpu", "device_count": 1}
+  device |= {"cpu_model": "x", "cpu_count": 2, "jax": "0"}
+  training = {"skipped": "no"}
+  result = {"device": device, "config": {}, "rows": [row], "skipped": [], "training": training}
+  lines = report.to_markdown(result).splitlines()
+  header = next(i for i, line in enumerate(lines) if line.startswith("| pool |"))
+
+  def cells(line):
+    parts = re.split(r"(?<!\\)\|", line.strip())
+    assert parts[0] == "" and parts[-1] == ""
+    return [p.strip().replace("\\|", "|") for p in parts[1:-1]]
+
+  head, body = cells(lines[header]), cells(lines[header + 2])
+  assert len(body) == len(head) == 14
+  assert body[head.index("pool")] == "lp|pool"
+  assert body[head.index("baseline")] == label
+  assert report.table_row(["a|b", 1]) == "| a\\|b | 1 |"

@@ -46,9 +46,16 @@ def _fmt(v, digits=2, suffix=""):
   return "" if v is None else f"{v:.{digits}f}{suffix}"
 
 
-def to_markdown(result: dict) -> str:
+def table_row(cells) -> str:
+  """One Markdown table row; a `|` inside a cell (e.g. the baseline label
+  `naive (sum|x|^3)^(1/3)`) is escaped, else it would split the cell in two."""
+  return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _intro(result: dict) -> list[str]:
+  """The title, the machine and how the numbers were measured."""
   d = result["device"]
-  lines = [
+  return [
     "# jaxpool benchmark",
     "",
     f"Device: {d['platform']} / {d['device_kind']} x{d['device_count']}; CPU: "
@@ -67,11 +74,38 @@ def to_markdown(result: dict) -> str:
     "jaxpool max_pool fwd+bwd on the same case.",
     "",
   ]
+
+
+def _pool_row(r: dict) -> str:
+  """One pool's row of a case's table (`harness.benchmark_case`'s row)."""
+  return table_row(
+    [
+      r["pool"],
+      _fmt(r["fwd_ms"]),
+      _fmt(r["fwd_bwd_ms"]),
+      r["baseline"],
+      _fmt(r["base_fwd_ms"]),
+      _fmt(r["base_fwd_bwd_ms"]),
+      _fmt(r["speedup_vs_baseline_fwd"], 1, "x"),
+      _fmt(r["speedup_vs_baseline_fwd_bwd"], 1, "x"),
+      _fmt(r["torch_fwd_ms"]),
+      _fmt(r["torch_fwd_bwd_ms"]),
+      _fmt(r["speedup_vs_torch_fwd_bwd"], 2, "x"),
+      _fmt(r["roof_fwd_bwd_ms"]),
+      _fmt(r["over_roofline_fwd_bwd"], 2),
+      _fmt(r["fwd_bwd_over_max_pool"], 2),
+    ]
+  )
+
+
+def _case_tables(rows: list[dict]) -> list[str]:
+  """A section per case and dtype: a row per pool."""
   by_case: dict[tuple, list] = {}
-  for r in result["rows"]:
+  for r in rows:
     by_case.setdefault((r["case"], str(r["shape"]), r["dtype"]), []).append(r)
-  for (case, shape, dtype), rows in by_case.items():
-    r0 = rows[0]
+  lines = []
+  for (case, shape, dtype), case_rows in by_case.items():
+    r0 = case_rows[0]
     lines += [
       f"## {case} {shape} window {r0['window']} strides {r0['strides']} "
       f"padding {r0['padding']}, {dtype}",
@@ -79,60 +113,75 @@ def to_markdown(result: dict) -> str:
       "| pool | fwd | fwd+bwd | baseline | base fwd | base fwd+bwd | x fwd | "
       "x fwd+bwd | torch fwd | torch fwd+bwd | x torch | roof fwd+bwd | /roof | /max |",
       "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      *(_pool_row(r) for r in case_rows),
+      "",
     ]
-    for r in rows:
-      lines.append(
-        f"| {r['pool']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_bwd_ms'])} | {r['baseline']} "
-        f"| {_fmt(r['base_fwd_ms'])} | {_fmt(r['base_fwd_bwd_ms'])} "
-        f"| {_fmt(r['speedup_vs_baseline_fwd'], 1, 'x')} "
-        f"| {_fmt(r['speedup_vs_baseline_fwd_bwd'], 1, 'x')} "
-        f"| {_fmt(r['torch_fwd_ms'])} | {_fmt(r['torch_fwd_bwd_ms'])} "
-        f"| {_fmt(r['speedup_vs_torch_fwd_bwd'], 2, 'x')} | {_fmt(r['roof_fwd_bwd_ms'])} "
-        f"| {_fmt(r['over_roofline_fwd_bwd'], 2)} | {_fmt(r['fwd_bwd_over_max_pool'], 2)} |"
-      )
-    lines.append("")
-  tr = result.get("training", {})
-  lines += ["## Training throughput (seed_cnn, adam)", ""]
+  return lines
+
+
+def _training_table(tr: dict) -> list[str]:
+  """images/s of every model of the training table, and its ratio to Keras."""
+  keras = tr.get("keras images/s")
+  lines = ["| model | images/s | / keras |", "|---|---:|---:|"]
+  for k, v in tr.items():
+    if k.endswith("images/s"):
+      name = k[: -len(" images/s")]
+      if name == "keras":
+        name = f"keras (fastest: {tr.get('keras_best')})"
+      lines.append(table_row([name, f"{v:.0f}", _fmt(_ratio(v, keras), 2, "x")]))
+  return lines
+
+
+def _training_section(tr: dict) -> list[str]:
+  """The training table, its ratios and how the Keras side was run."""
+  lines = ["## Training throughput (seed_cnn, adam)", ""]
   if "skipped" in tr:
-    lines.append(f"Skipped: {tr['skipped']}")
-  else:
-    keras = tr.get("keras images/s")
-    lines += ["| model | images/s | / keras |", "|---|---:|---:|"]
-    for k, v in tr.items():
-      if k.endswith("images/s"):
-        name = k[: -len(" images/s")]
-        if name == "keras":
-          name = f"keras (fastest: {tr.get('keras_best')})"
-        lines.append(f"| {name} | {v:.0f} | {_fmt(_ratio(v, keras), 2, 'x')} |")
-    lines.append("")
-    lines.append(
-      f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
-      + (
-        f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
-        f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
-        if tr.get("jaxpool_over_keras")
-        else f"; keras: {tr.get('keras', '')}"
-      )
-    )
-    run = tr.get("keras_run")
-    if run:
-      rounds = next(iter(tr.get("timings", {}).values()), {}).get("repeats")
-      lines += [
-        "",
-        f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
-        "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
-        f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
-        f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
-        "(experiments/keras_throughput.py) that runs one round of its variants "
-        "after each JAX round: one epoch of "
-        f"{run.get('steps_per_call')} steps per timed call, after "
-        f"{run.get('settle')} untimed. Medians of {rounds} rounds.",
-      ]
+    return lines + [f"Skipped: {tr['skipped']}"]
+  lines += _training_table(tr)
   lines.append("")
-  if result["skipped"]:
-    lines += ["## Skipped", ""]
-    for s in result["skipped"]:
-      where = f" ({s['case']}, {s['dtype']})" if "case" in s else ""
-      lines.append(f"- {s['pool']}{where}: {s['reason']}")
-    lines.append("")
+  lines.append(
+    f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"
+    + (
+      f"; jaxpool / keras: {_fmt(tr.get('jaxpool_over_keras'), 2, 'x')}"
+      f"; flax / keras: {_fmt(tr.get('flax_over_keras'), 2, 'x')}"
+      if tr.get("jaxpool_over_keras")
+      else f"; keras: {tr.get('keras', '')}"
+    )
+  )
+  run = tr.get("keras_run")
+  if run:
+    rounds = next(iter(tr.get("timings", {}).values()), {}).get("repeats")
+    lines += [
+      "",
+      f"Batch {tr.get('batch_size')}, {tr.get('steps_per_call')} steps per timed "
+      "call. JAX: one jitted `lax.scan` per call, jaxpool and flax interleaved. "
+      f"Keras {run.get('keras')} on TensorFlow {run.get('tensorflow')} (python "
+      f"{run.get('python')}, threads {run.get('threads')}), in a subprocess "
+      "(experiments/keras_throughput.py) that runs one round of its variants "
+      "after each JAX round: one epoch of "
+      f"{run.get('steps_per_call')} steps per timed call, after "
+      f"{run.get('settle')} untimed. Medians of {rounds} rounds.",
+    ]
+  return lines
+
+
+def _skipped_section(skipped: list[dict]) -> list[str]:
+  """Every pool that was not timed, where and why."""
+  if not skipped:
+    return []
+  lines = ["## Skipped", ""]
+  for s in skipped:
+    where = f" ({s['case']}, {s['dtype']})" if "case" in s else ""
+    lines.append(f"- {s['pool']}{where}: {s['reason']}")
+  return lines + [""]
+
+
+def to_markdown(result: dict) -> str:
+  """benchmark.md: the machine, a table per case and dtype, the training table and
+  what was skipped."""
+  lines = _intro(result)
+  lines += _case_tables(result["rows"])
+  lines += _training_section(result.get("training", {}))
+  lines.append("")
+  lines += _skipped_section(result["skipped"])
   return "\n".join(lines)
