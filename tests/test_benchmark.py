@@ -78,7 +78,7 @@ def test_public_pools_skips_unknown_and_missing(monkeypatch):
   assert "max_pool" in names and "fancy_pool" not in names
   assert {
     "pool": "fancy_pool",
-    "reason": "no argument builder in experiments/benchmark.py",
+    "reason": "no argument builder in experiments/benchmarks/cases.py",
   } in skipped
   names, skipped = cases.public_pools(("max_pool", "not_yet_merged_pool"))
   assert names == ["max_pool"]
@@ -108,7 +108,7 @@ def test_every_public_pool_has_working_builders():
     x = jax.ShapeDtypeStruct(case.shape, case.dtype)
     for name in names:
       fn, _, base, _ = cases.BUILDERS[name](case, jax.random.key(0))
-      jax.eval_shape(lambda v: harness._first(fn(v)), x)
+      jax.eval_shape(lambda v: harness.first_output(fn(v)), x)
       if base is not None:
         jax.eval_shape(base, x)
   variants = {v for vs in cases.VARIANTS.values() for v in vs}

@@ -83,11 +83,11 @@ def test_skipped_without_tensorflow_or_without_an_interpreter(monkeypatch):
   monkeypatch.setattr(
     importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a)
   )
-  proc, result = keras_process._KerasProcess.start(_config(keras_python=""), print)
+  proc, result = keras_process.KerasProcess.start(_config(keras_python=""), print)
   assert proc is None
   assert result["keras"].startswith("skipped: tensorflow is not importable by")
   assert "keras_python" in result["keras"]  # says what to set
-  proc, result = keras_process._KerasProcess.start(
+  proc, result = keras_process.KerasProcess.start(
     _config(keras_python="/nonexistent/bin/python"), print
   )
   assert proc is None
@@ -104,7 +104,7 @@ def test_protocol_rounds_and_parsing_with_a_fake_interpreter(tmp_path):
     keras_settle=2,
     keras_variants="fit_numpy,tf_function",
   )
-  proc, result = keras_process._KerasProcess.start(config, lambda *a: None)
+  proc, result = keras_process.KerasProcess.start(config, lambda *a: None)
   assert result is None
   try:
     assert proc.ready(timeout=60) is None
@@ -134,21 +134,21 @@ def test_a_failing_or_silent_interpreter_is_reported_not_fatal(tmp_path):
   from experiments.benchmarks import keras_process  # noqa: PLC0415
 
   crash = _fake_python(tmp_path, "sys.stderr.write('ImportError: boom\\n'); sys.exit(3)\n")
-  proc, _ = keras_process._KerasProcess.start(_config(keras_python=crash), lambda *a: None)
+  proc, _ = keras_process.KerasProcess.start(_config(keras_python=crash), lambda *a: None)
   result = proc.ready(timeout=60)
   assert result["keras"].startswith("failed: keras_throughput.py exited 3 early")
   assert result["keras"].endswith("ImportError: boom")
 
   (tmp_path / "silent").mkdir()
   silent = _fake_python(tmp_path / "silent", "time.sleep(600)\n")
-  proc, _ = keras_process._KerasProcess.start(_config(keras_python=silent), lambda *a: None)
+  proc, _ = keras_process.KerasProcess.start(_config(keras_python=silent), lambda *a: None)
   result = proc.ready(timeout=0.5)
   assert "gave no answer within 0.5 s" in result["keras"]
   assert proc.proc.poll() is not None  # killed, not left behind
 
   (tmp_path / "skip").mkdir()
   skip = _fake_python(tmp_path / "skip", "emit({'skipped': 'tensorflow is not importable'})\n")
-  proc, _ = keras_process._KerasProcess.start(_config(keras_python=skip), lambda *a: None)
+  proc, _ = keras_process.KerasProcess.start(_config(keras_python=skip), lambda *a: None)
   assert proc.ready(timeout=60) == {"keras": "skipped: tensorflow is not importable"}
 
 

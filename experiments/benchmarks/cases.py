@@ -66,7 +66,8 @@ def _patches(x, case: Case):
   return jnp.transpose(p, (0, *range(3, 3 + n), 1, 2))
 
 
-def _flax():
+def flax_linen():
+  """flax.linen, imported on first use."""
   import flax.linen as nn  # noqa: PLC0415 - flax is an optional dependency
 
   return nn
@@ -78,7 +79,7 @@ def _classic(name):
   def build(case: Case, key):
     w, s, p = case.window_args()
     fn = getattr(jaxpool, name)
-    nn = _flax()
+    nn = flax_linen()
     baselines = {
       "max_pool": ("flax.linen.max_pool", lambda x: nn.max_pool(x, w, s, p)),
       "min_pool": ("-flax.linen.max_pool(-x)", lambda x: -nn.max_pool(-x, w, s, p)),
@@ -132,14 +133,14 @@ def _stochastic(case: Case, key):
 
 def _mixed(case: Case, key):
   w, s, p = case.window_args()
-  nn = _flax()
+  nn = flax_linen()
   naive = lambda x: 0.3 * nn.max_pool(x, w, s, p) + 0.7 * nn.avg_pool(x, w, s, p)
   return (lambda x: jaxpool.mixed_pool(x, 0.3, w, s, p)), "flax 0.3*max + 0.7*avg", naive, None
 
 
 def _gated(case: Case, key):
   w, s, p = case.window_args()
-  nn = _flax()
+  nn = flax_linen()
   gate = jax.random.normal(key, (*w, 1), jnp.float32) * 0.1
 
   def naive(x):
@@ -199,7 +200,7 @@ def _adaptive(kind):
   def build(case: Case, key):
     out = tuple(max(1, d // st) for d, st in zip(case.shape[1:-1], case.strides))
     fn = getattr(jaxpool, f"adaptive_{kind}_pool")
-    nn = _flax()
+    nn = flax_linen()
     divisible = all(d % o == 0 for d, o in zip(case.shape[1:-1], out))
     window = tuple(d // o for d, o in zip(case.shape[1:-1], out))
     base = None
@@ -231,7 +232,7 @@ def _pyramid(case: Case, key):
 
 def _argmax(case: Case, key):
   w, s, p = case.window_args()
-  nn = _flax()
+  nn = flax_linen()
   return (
     (lambda x: jaxpool.max_pool_with_argmax(x, w, s, p)[0]),
     "flax.linen.max_pool",
@@ -261,7 +262,7 @@ def _blur(case: Case, key):
 
 def _pool(case: Case, key):
   w, s, p = case.window_args()
-  nn = _flax()
+  nn = flax_linen()
   init = -jnp.inf
   return (
     (lambda x: jaxpool.pool(x, init, lax.max, w, s, p)),
@@ -278,7 +279,7 @@ def _window_pool(kind):
   def build(case: Case, key):
     w, s, p = case.window_args()
     if kind == "max":
-      nn = _flax()
+      nn = flax_linen()
       fn = lambda x: jaxpool.window_pool(jnp.max, x, w, s, p, pad_value=-jnp.inf)
       return fn, "flax.linen.max_pool", (lambda x: nn.max_pool(x, w, s, p)), "max"
     if kind == "mean":
@@ -335,7 +336,9 @@ def public_pools(selected=()) -> tuple[list[str], list[dict]]:
       if selected and row not in selected:
         continue
       if row not in BUILDERS:
-        skipped.append({"pool": row, "reason": "no argument builder in experiments/benchmark.py"})
+        skipped.append(
+          {"pool": row, "reason": "no argument builder in experiments/benchmarks/cases.py"}
+        )
         continue
       names.append(row)
   for name in selected:

@@ -53,7 +53,7 @@ def _keras_result(out: dict) -> dict:
   return result
 
 
-class _KerasProcess:
+class KerasProcess:
   """experiments/keras_throughput.py --serve in a subprocess, one round on request.
 
   TensorFlow and JAX in one process fight over threads and memory, hence a process
@@ -76,7 +76,7 @@ class _KerasProcess:
     threading.Thread(target=self._read, daemon=True).start()
 
   @classmethod
-  def start(cls, config, log) -> tuple[_KerasProcess | None, dict | None]:
+  def start(cls, config, log) -> tuple[KerasProcess | None, dict | None]:
     cfg = config.training
     python = cfg.get("keras_python", "")
     how = "set --config.training.keras_python to the python of an environment that has tensorflow"

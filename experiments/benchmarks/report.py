@@ -9,7 +9,7 @@ import sys
 import jax
 
 from experiments import allocator
-from experiments.benchmarks.harness import _ratio
+from experiments.benchmarks.harness import ratio
 from experiments.benchmarks.torch_kernels import torch_device
 
 
@@ -128,7 +128,7 @@ def _training_table(tr: dict) -> list[str]:
       name = k[: -len(" images/s")]
       if name == "keras":
         name = f"keras (fastest: {tr.get('keras_best')})"
-      lines.append(table_row([name, f"{v:.0f}", _fmt(_ratio(v, keras), 2, "x")]))
+      lines.append(table_row([name, f"{v:.0f}", _fmt(ratio(v, keras), 2, "x")]))
   return lines
 
 

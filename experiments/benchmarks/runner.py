@@ -16,6 +16,42 @@ from experiments.benchmarks.report import to_markdown
 from experiments.benchmarks.training import training_throughput
 
 
+def _progress_bar(steps: list[str], shown: bool):
+  """A tqdm bar on stderr over `steps` (hidden unless `shown`), and `done()`, which
+  advances it and names the next step."""
+  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+
+  bar = tqdm.tqdm(
+    total=len(steps),
+    desc="benchmark",
+    unit="measurement",
+    disable=not shown,
+    dynamic_ncols=True,
+    file=sys.stderr,
+  )
+
+  def done():
+    bar.update(1)
+    if bar.n < len(steps):
+      bar.set_postfix_str(steps[bar.n])
+
+  if steps:
+    bar.set_postfix_str(steps[0])
+  return bar, done
+
+
+def _write(result: dict, workdir: str):
+  """benchmark.json and benchmark.md of the result so far."""
+  try:
+    result["load_average_end"] = os.getloadavg()
+  except OSError:
+    pass
+  with open(os.path.join(workdir, "benchmark.json"), "w") as f:
+    json.dump(result, f, indent=1, default=str)
+  with open(os.path.join(workdir, "benchmark.md"), "w") as f:
+    f.write(to_markdown(result))
+
+
 def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
   """Run the whole benchmark and write benchmark.json / benchmark.md into `workdir`.
 
@@ -25,8 +61,6 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
   """
   os.makedirs(workdir, exist_ok=True)
   names, skipped = public_pools(tuple(config.pools))
-  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
-
   # The measurements in the order they are made; the bar names the one under way.
   steps = ["training"] * bool(config.training.enabled) + [
     f"{spec['name']} {dtype} {name}"
@@ -34,24 +68,9 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
     for dtype in config.dtypes
     for name in names
   ]
-  bar = tqdm.tqdm(
-    total=len(steps),
-    desc="benchmark",
-    unit="measurement",
-    disable=not progress_bar,
-    dynamic_ncols=True,
-    file=sys.stderr,
-  )
+  bar, done = _progress_bar(steps, progress_bar)
   if progress_bar:
     log = functools.partial(_write_above, bar)
-
-  def done():
-    bar.update(1)
-    if bar.n < len(steps):
-      bar.set_postfix_str(steps[bar.n])
-
-  if steps:
-    bar.set_postfix_str(steps[0])
 
   result = {
     "device": device_info(),
@@ -62,18 +81,6 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
     "skipped": skipped,
   }
   log(f"device: {result['device']}")
-
-  def write():  # after every case, so a long run that is stopped keeps its tables
-    try:
-      result["load_average_end"] = os.getloadavg()
-    except OSError:
-      pass
-    with open(os.path.join(workdir, "benchmark.json"), "w") as f:
-      json.dump(result, f, indent=1, default=str)
-    with open(os.path.join(workdir, "benchmark.md"), "w") as f:
-      f.write(to_markdown(result))
-
-  result["training"] = {"skipped": "not run yet"}
   if config.training.enabled:  # first: it is the shortest, and the most asked-for
     result["training"] = training_throughput(config, log)
     done()
@@ -88,8 +95,8 @@ def run(config, workdir: str, log=print, progress_bar: bool = False) -> dict:
       rows, skip = benchmark_case(case, names, config, log, done)
       result["rows"] += rows
       result["skipped"] += skip
-      write()
-  write()
+      _write(result, workdir)  # after every case: a run that is stopped keeps its tables
+  _write(result, workdir)
   bar.close()
   return result
 

@@ -34,20 +34,8 @@ def torch_device() -> str:
   return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
-def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int = 1):
-  """PyTorch forward and forward+backward (channels-last), each `calls` times, or None.
-
-  On `torch_device()`; CUDA work is synchronized after the last call, so a timed
-  call measures the kernels, not only their launch.
-  """
-  if torch_key is None:
-    return None
-  torch = _import_torch()
-  if torch is None:
-    return None
-  F = torch.nn.functional  # noqa: N806
-  torch.set_num_threads(threads)
-  device = torch_device()
+def _torch_input(torch, case: Case, device: str):
+  """A random input of the case's shape and dtype, channels-last, requiring grad."""
   dtype = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -60,22 +48,44 @@ def _torch_callables(torch_key: str | None, case: Case, threads: int, calls: int
     x = x.contiguous(memory_format=torch.channels_last)
   elif case.nd == 3:
     x = x.contiguous(memory_format=torch.channels_last_3d)
-  x.requires_grad_(True)
+  return x.requires_grad_(True)
+
+
+def _torch_pool(F, torch_key: str, case: Case):  # noqa: N803 - torch.nn.functional
+  """PyTorch's pool for `torch_key` ("max", "avg", "lp<p>") on the case, or None."""
   k, s, p = case.window, case.strides, case.torch_padding
   nd = case.nd
   if torch_key == "max":
     op = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
-    fn = lambda v: op(v, k, s, p)
-  elif torch_key == "avg":
+    return lambda v: op(v, k, s, p)
+  if torch_key == "avg":
     op = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
-    fn = lambda v: op(v, k, s, p)
-  elif torch_key.startswith("lp"):
+    return lambda v: op(v, k, s, p)
+  if torch_key.startswith("lp"):
     if p or nd == 3 and not hasattr(F, "lp_pool3d"):
       return None  # torch's lp_pool has no padding
     op = {1: F.lp_pool1d, 2: F.lp_pool2d, 3: getattr(F, "lp_pool3d", None)}[nd]
     norm = float(torch_key[2:])
-    fn = lambda v: op(v, norm, k, s)
-  else:
+    return lambda v: op(v, norm, k, s)
+  return None
+
+
+def torch_callables(torch_key: str | None, case: Case, threads: int, calls: int = 1):
+  """PyTorch forward and forward+backward (channels-last), each `calls` times, or None.
+
+  On `torch_device()`; CUDA work is synchronized after the last call, so a timed
+  call measures the kernels, not only their launch.
+  """
+  if torch_key is None:
+    return None
+  torch = _import_torch()
+  if torch is None:
+    return None
+  torch.set_num_threads(threads)
+  device = torch_device()
+  x = _torch_input(torch, case, device)
+  fn = _torch_pool(torch.nn.functional, torch_key, case)
+  if fn is None:
     return None
   with torch.no_grad():
     cot = torch.randn_like(fn(x))

@@ -10,8 +10,8 @@ import numpy as np
 from jax import lax
 
 from experiments import timing
-from experiments.benchmarks.cases import _flax
-from experiments.benchmarks.keras_process import _KerasProcess
+from experiments.benchmarks.cases import flax_linen
+from experiments.benchmarks.keras_process import KerasProcess
 
 
 def training_throughput(config, log) -> dict:
@@ -21,7 +21,7 @@ def training_throughput(config, log) -> dict:
   timed call is one compiled `lax.scan` of `config.training.steps` train steps on
   random data already on the device, after one untimed call of the same candidate.
   With `config.training.keras`, the same model in Keras on TensorFlow runs in a
-  subprocess (`_KerasProcess`, experiments/keras_throughput.py) that answers one
+  subprocess (`KerasProcess`, experiments/keras_throughput.py) that answers one
   round (every Keras variant: an untimed epoch, then a timed one, of the same
   `steps` steps) after each round of the JAX candidates, so that all of them share
   the machine's load alike; its result, or why it was skipped, is in the output.
@@ -42,7 +42,7 @@ def training_throughput(config, log) -> dict:
   except ImportError as e:
     return {"skipped": f"needs flax.nnx and optax ({e})."}
 
-  nn = _flax()
+  nn = flax_linen()
 
   class FlaxMaxPool(nnx.Module):
     """flax.linen.max_pool 2x2/2 in the seed CNN's pooling slot (the baseline)."""
@@ -62,7 +62,7 @@ def training_throughput(config, log) -> dict:
 
   keras, keras_result = None, None
   if cfg.get("keras", True):  # started first: it traces while JAX compiles
-    keras, keras_result = _KerasProcess.start(config, log)
+    keras, keras_result = KerasProcess.start(config, log)
   try:
     return _training_rounds(config, log, build, optax, keras, keras_result)
   finally:
@@ -70,7 +70,14 @@ def training_throughput(config, log) -> dict:
       keras.close()
 
 
-def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
+# The JAX rows of the training table: name -> whether flax.linen's max pool replaces
+# jaxpool's in the seed CNN (`build`'s argument).
+MODELS = (("jaxpool.max_pool", False), ("flax.linen.max_pool", True))
+
+
+def _epoch_runners(config, build, optax) -> dict:
+  """name -> a zero-argument call of one compiled epoch (`lax.scan` of the train
+  steps) of that model, on random data already on the device."""
   from flax import nnx  # noqa: PLC0415
 
   cfg = config.training
@@ -79,31 +86,32 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
   images = jax.random.uniform(key, (steps, b, 28, 28, 1), jnp.float32)
   labels = jax.random.randint(jax.random.fold_in(key, 1), (steps, b), 0, 10)
   runners = {}
-  try:
-    for name, flax_pool in (("jaxpool.max_pool", False), ("flax.linen.max_pool", True)):
-      model = build(flax_pool)
-      graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-      tx = optax.adam(1e-3)
+  for name, flax_pool in MODELS:
+    model = build(flax_pool)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(1e-3)
 
-      def step(carry, batch, graphdef=graphdef, rest=rest, tx=tx):
-        params, opt_state = carry
+    def step(carry, batch, graphdef=graphdef, rest=rest, tx=tx):
+      params, opt_state = carry
 
-        def loss_fn(p):
-          logits = nnx.merge(graphdef, p, rest)(batch[0])
-          return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+      def loss_fn(p):
+        logits = nnx.merge(graphdef, p, rest)(batch[0])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
 
-      epoch = jax.jit(lambda carry, xs, ys, step=step: lax.scan(step, carry, (xs, ys)))
-      carry = (params, tx.init(params))
-      runners[name] = functools.partial(epoch, carry, images, labels)
-  except Exception as e:  # the models module changed its interface
-    return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
+    epoch = jax.jit(lambda carry, xs, ys, step=step: lax.scan(step, carry, (xs, ys)))
+    carry = (params, tx.init(params))
+    runners[name] = functools.partial(epoch, carry, images, labels)
+  return runners
+
+
+def _timed_rounds(runners: dict, cfg, keras, keras_result) -> tuple[dict, dict | None]:
+  """Milliseconds per epoch of each runner, one list per name (a rotating order each
+  round), with one Keras round after each JAX round; and the Keras result."""
   names = list(runners)
-  for name in names:  # compile (while the Keras process traces its variants)
-    jax.block_until_ready(runners[name]())
   timeout = cfg.get("keras_timeout_s", 900)
   if keras is not None:
     keras_result = keras.ready(timeout)
@@ -117,19 +125,22 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
       keras_result = keras.round(timeout)
   if keras is not None and keras_result is None:
     keras_result = keras.finish(timeout)
-  t = {
-    name: {
-      "median_ms": float(np.median(v)),
-      "min_ms": float(np.min(v)),
-      "q1_ms": float(np.percentile(v, 25)),
-      "q3_ms": float(np.percentile(v, 75)),
-      "repeats": len(v),
-    }
-    for name, v in ms.items()
+  return ms, keras_result
+
+
+def _statistics(ms: list[float]) -> dict:
+  """Median, min and quartiles of one runner's rounds (the keys of timing.compare)."""
+  return {
+    "median_ms": float(np.median(ms)),
+    "min_ms": float(np.min(ms)),
+    "q1_ms": float(np.percentile(ms, 25)),
+    "q3_ms": float(np.percentile(ms, 75)),
+    "repeats": len(ms),
   }
-  result = {"batch_size": b, "steps_per_call": steps, "timings": t}
-  for name, v in t.items():
-    result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
+
+
+def _ratios(result: dict, keras_result: dict | None) -> dict:
+  """images/s ratios: jaxpool / flax, and both / Keras where Keras ran."""
   result["jaxpool_over_flax"] = (
     result["jaxpool.max_pool images/s"] / result["flax.linen.max_pool images/s"]
   )
@@ -139,6 +150,24 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
       keras_ips = keras_result["keras images/s"]
       result["jaxpool_over_keras"] = result["jaxpool.max_pool images/s"] / keras_ips
       result["flax_over_keras"] = result["flax.linen.max_pool images/s"] / keras_ips
+  return result
+
+
+def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
+  cfg = config.training
+  try:
+    runners = _epoch_runners(config, build, optax)
+  except Exception as e:  # the models module changed its interface
+    return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
+  for name in runners:  # compile (while the Keras process traces its variants)
+    jax.block_until_ready(runners[name]())
+  ms, keras_result = _timed_rounds(runners, cfg, keras, keras_result)
+  t = {name: _statistics(v) for name, v in ms.items()}
+  b, steps = cfg.batch_size, cfg.steps
+  result = {"batch_size": b, "steps_per_call": steps, "timings": t}
+  for name, v in t.items():
+    result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
+  result = _ratios(result, keras_result)
   log(
     "  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.endswith("images/s"))
   )
