@@ -4,8 +4,9 @@ r"""Speed of every public jaxpool pool beside its baselines, measured in one run
     python -m experiments.benchmark --config=configs/benchmark.py:quick   # smoke test
 
 For every case of the config (an input shape and a window), every dtype and every
-pool in `jaxpool.__all__` that has an argument builder below (pools that are not
-in this checkout yet are skipped, with the reason in the output), it times the
+pool in `jaxpool.__all__` that has an argument builder in
+experiments/benchmarks/cases.py (pools that are not in this checkout yet are
+skipped, with the reason in the output), it times the
 compiled forward pass and the compiled forward+backward pass (`jax.vjp` with a
 random cotangent) beside, in the same interleaved rounds (experiments/timing.py):
 
@@ -31,6 +32,11 @@ With `JAXPOOL_MALLOC=retain` in the environment it first sets the malloc options
 of experiments/allocator.py (XLA:CPU's temporary buffers are then reused instead
 of page-faulted in afresh on every call), for every candidate alike, the Keras
 subprocess included; the report names the setting.
+
+The pieces are in experiments/benchmarks/ (its __init__ lists them). A new row is a
+builder in experiments/benchmarks/cases.py (the pool's call, its baseline, its
+PyTorch kernel) and its entry in BUILDERS; a new input shape is a case in
+configs/benchmark.py.
 
 Writes `benchmark.json` (every median, quartile and ratio, the device) and
 `benchmark.md` (the tables) into `--workdir`, after every case. While it runs, a

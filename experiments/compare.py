@@ -40,6 +40,9 @@ first), so a study cut short still covers every pool.
 
 `--report-only` rebuilds all of these from what is on disk, without JAX.
 `--quiet` replaces the progress bars by log lines.
+
+This module is the command line and re-exports the study's API; the pieces are in
+experiments/comparison/ (its __init__ lists them).
 """
 
 from __future__ import annotations

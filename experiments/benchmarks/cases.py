@@ -75,6 +75,8 @@ def flax_linen():
 
 # Each builder returns (jaxpool fn, baseline name, baseline fn or None, torch key).
 # The fns take the input `x` (of the case's dtype) and return an array or a tuple.
+# A new row of the benchmark: a builder here and its entry in BUILDERS (below);
+# torch key: "max", "avg", "lp<p>" (torch_kernels.py) or None.
 def _classic(name):
   def build(case: Case, key):
     w, s, p = case.window_args()
