@@ -58,8 +58,8 @@ from ml_collections import config_flags
 from experiments import cli
 from experiments import plugins
 from experiments.comparison.files import METRICS_FILE
-from experiments.comparison.files import read_metrics
 from experiments.comparison.files import load_cells
+from experiments.comparison.files import read_metrics
 from experiments.comparison.report import report
 from experiments.comparison.report import write_tables
 from experiments.comparison.results import aggregate

@@ -15,7 +15,6 @@ import time
 
 from experiments import allocator
 
-
 KERAS_SCRIPT = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_throughput.py"
 )

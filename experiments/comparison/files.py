@@ -6,7 +6,6 @@ import datetime
 import json
 import os
 
-
 STUDY_FILE = "study.json"
 CELL_CONFIG_FILE = "cell.json"
 ERROR_FILE = "error.json"

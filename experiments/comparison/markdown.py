@@ -7,8 +7,8 @@ import math
 
 from experiments import cli
 from experiments.comparison.files import ERROR_FILE
-from experiments.comparison.results import regime_groups
 from experiments.comparison.results import budget
+from experiments.comparison.results import regime_groups
 from experiments.comparison.results import regimes_of_study
 from experiments.comparison.results import summary_paragraph
 

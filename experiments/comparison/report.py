@@ -8,11 +8,10 @@ import os
 from experiments.comparison.files import load_cells
 from experiments.comparison.markdown import markdown
 from experiments.comparison.markdown import plot_name
-from experiments.comparison.results import regime_groups
 from experiments.comparison.results import all_rows
+from experiments.comparison.results import regime_groups
 from experiments.comparison.results import regimes_of_study
 from experiments.comparison.results import train_size
-
 
 _CSV_FIELDS = (
   "regime",

@@ -19,14 +19,13 @@ from experiments.comparison.files import CELLS_DIR
 from experiments.comparison.files import ERROR_FILE
 from experiments.comparison.files import STUDY_FILE
 from experiments.comparison.files import SUMMARY_FILE
-from experiments.comparison.files import jsonable
-from experiments.comparison.files import utc_now
-from experiments.comparison.files import read_json
-from experiments.comparison.files import write_json
 from experiments.comparison.files import is_complete
+from experiments.comparison.files import jsonable
+from experiments.comparison.files import read_json
+from experiments.comparison.files import utc_now
+from experiments.comparison.files import write_json
 from experiments.comparison.report import report
 from experiments.comparison.report import write_tables
-
 
 # Keys of a cell's config that may change between reruns without changing results.
 _VOLATILE_KEYS = ("quiet",)
