@@ -306,7 +306,7 @@ def fractional_starts(u: float, size: int, out: int, window: int) -> list[int]:
 def fractional_max_pool(x, window, outs, samples, overlapping):
   """(values, indices) of fractional max pooling with samples `(B, C, n)`, channels-last.
 
-  overlapping: windows [s_i, s_i + k); otherwise [s_i, min(s_i + k, s_{i+1})).
+  overlapping: windows [s_i, s_i + k); otherwise [s_i, min(s_i + k, max(s_{i+1}, s_i + 1))).
   """
   spatial = np.shape(x)[1:-1]
 
@@ -317,7 +317,7 @@ def fractional_max_pool(x, window, outs, samples, overlapping):
       for i, s in enumerate(starts):
         end = s + window[d]
         if not overlapping and i + 1 < len(starts):
-          end = min(end, starts[i + 1])
+          end = min(end, max(starts[i + 1], s + 1))  # never empty (rounding)
         result.append(list(range(s, end)))
       return result
 

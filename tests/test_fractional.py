@@ -332,3 +332,132 @@ def test_unbatched_1d_input(channels):
     jnp.arange(6.0 * channels).reshape(6, channels), (2,), 3, key=jax.random.key(0)
   )
   np.testing.assert_array_equal(y, np.arange(6.0 * channels).reshape(3, 2, channels)[:, 1])
+
+
+# --- the strided form: every dim's candidate starts an arithmetic progression ----------
+
+# (spatial, window, output size) whose windows start at multiples of an integer alpha,
+# up to float rounding of the sequence: alpha 2 (ratio 1/2 on even sizes, and with
+# window 3 overlapping windows), 3 (skipped elements), 1 (window 2 on L = o + 1).
+STRIDED = [
+  ((12,), (2,), (6,)),
+  ((10, 14), (2, 2), (5, 7)),
+  ((11, 14), (3, 2), (5, 5)),
+  ((8, 6), (2, 2), (7, 3)),
+  ((6, 8, 4), (2, 2, 2), (3, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("overlapping", [True, False])
+@pytest.mark.parametrize("spatial,window,out", STRIDED)
+def test_strided_form_matches_loop_reference(spatial, window, out, overlapping):
+  """Where every dim's candidates are strided slices, the derivative reads the
+  selected positions (`_selected_tangent`, `_add_at_selected`): values, indices,
+  the gradient (to the selected element, summed where windows overlap) and the
+  forward-mode tangent against the loop reference, ties and NaNs included."""
+  from jaxpool._src import fractional
+
+  rng = np.random.default_rng(sum(spatial) + 7 * overlapping)
+  x = ties(rng, (2, *spatial, 3))
+  x[1, (0,) * len(spatial)] = np.nan
+  # one sample just below 1, where the float32 sequence can step off the multiples
+  samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
+  samples[0, 0] = np.nextafter(np.float32(1), np.float32(0))
+  config = fractional._Config(
+    axes=tuple(range(1, len(spatial) + 1)),
+    channel=len(spatial) + 1,
+    sizes=spatial,
+    window=window,
+    outs=out,
+    overlapping=overlapping,
+    with_indices=False,
+    batch_ndim=1,
+  )
+  assert all(
+    fractional._stage_of(config, d, jnp.float32).step is not None for d in range(len(spatial))
+  )
+  pool = lambda v: jaxpool.fractional_max_pool(
+    v, window, out, samples=samples, overlapping=overlapping
+  )
+  values, indices = J(
+    jaxpool.fractional_max_pool,
+    window,
+    out,
+    samples=samples,
+    overlapping=overlapping,
+    return_indices=True,
+  )(x)
+  ref_values, ref_indices = reference.fractional_max_pool(x, window, out, samples, overlapping)
+  np.testing.assert_array_equal(values, ref_values)
+  np.testing.assert_array_equal(indices, ref_indices)
+  ct = rng.normal(size=values.shape).astype(np.float32)
+  grad = jax.jit(jax.grad(lambda v: jnp.sum(pool(v) * ct)))(x)
+  np.testing.assert_allclose(
+    grad, reference.scatter_grad(x.shape, ref_indices, ct), rtol=1e-6, atol=1e-6
+  )
+  tangent = rng.normal(size=x.shape).astype(np.float32)
+  _, out_tangent = jax.jit(lambda v, t: jax.jvp(pool, (v,), (t,)))(x, tangent)
+  flat = tangent.reshape(2, -1, 3)
+  expected = np.take_along_axis(flat, np.asarray(ref_indices).reshape(2, -1, 3), axis=1)
+  np.testing.assert_array_equal(out_tangent, expected.reshape(values.shape))
+
+
+def test_strided_form_bfloat16_and_channels_first():
+  """bfloat16 inputs and the (N, C, H, W) layout through the strided derivative:
+  the gradient lands on the selected elements (PyTorch's indices)."""
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(21)
+  x = ties(rng, (2, 3, 10, 14), magnitude=50)
+  samples = rng.uniform(size=(2, 3, 2)).astype(np.float32)
+  ref_values, ref_indices = torch.nn.functional.fractional_max_pool2d(
+    torch.tensor(x),
+    2,
+    output_size=(5, 7),
+    return_indices=True,
+    _random_samples=torch.tensor(samples),
+  )
+  ours = samples[..., ::-1].copy()
+  ct = ties(rng, ref_values.shape)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    pool = lambda v: jaxpool.fractional_max_pool(
+      v, (2, 2), (5, 7), samples=ours, overlapping=True, channel_axis=1
+    )
+    xv = jnp.asarray(x, dtype)
+    np.testing.assert_array_equal(np.asarray(jax.jit(pool)(xv), np.float32), ref_values.numpy())
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(pool(v).astype(jnp.float32) * ct)))(xv)
+    assert grad.dtype == dtype
+    expected = np.zeros((2, 3, 140), np.float32)
+    np.put_along_axis(expected, ref_indices.numpy().reshape(2, 3, -1), ct.reshape(2, 3, -1), 2)
+    np.testing.assert_array_equal(np.asarray(grad, np.float32), expected.reshape(x.shape))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_start_range_holds_every_start(dtype):
+  """`_exact_start_range` bounds the starts for every sample of the dtype: checked
+  against the float formula on a grid of bit patterns, the top of [0, 1) and the
+  neighbourhood of 1/2, in numpy arithmetic of that dtype (IEEE, as XLA runs it)."""
+  from jaxpool._src import fractional
+
+  if dtype == np.float32:
+    bits = np.concatenate(
+      [
+        np.arange(0, 0x3F800000, 7919),
+        np.arange(0x3F800000 - 50000, 0x3F800000),
+        np.arange(0x3F000000 - 20000, 0x3F000000 + 20000),
+      ]
+    ).astype(np.uint32)
+  else:
+    top = 0x3FF0000000000000
+    bits = np.concatenate([np.arange(0, top, top // 300000), np.arange(top - 50000, top)]).astype(
+      np.uint64
+    )
+  u = bits.view(dtype)
+  for L, k, o in ((28, 2, 14), (25, 2, 17), (97, 5, 13), (1000, 3, 611), (30, 2, 29)):
+    alpha = np.asarray(L - k, dtype) / np.asarray(o - 1, dtype)
+    i = np.arange(o - 1).astype(dtype)[:, None]
+    starts = np.floor((i + u[None]) * alpha) - np.floor(u * alpha)[None]
+    lo, hi = fractional._exact_start_range(np.dtype(dtype), L, o, k)
+    assert (starts.min(axis=1) >= lo).all() and (starts.max(axis=1) <= hi).all(), (L, k, o)
+    # and it is the few starts the formula can give: floor(i alpha) or one more
+    base = np.floor(np.arange(o - 1) * ((L - k) / (o - 1)))
+    assert (lo >= base - 1).all() and (hi <= base + 1).all(), (L, k, o)

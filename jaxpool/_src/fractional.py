@@ -1,12 +1,15 @@
 """Fractional max pooling (Graham 2014), with PyTorch's random window sequence.
 
 Two forms with the same values and indices. A forward-only call reads every window
-from static candidate positions (`_candidate_starts`: the few starts the float32
-window formula can give each window) and selects by an elementwise chain over
-them (`_stage`), faster than gathers and than PyTorch's kernel (case: 2x2 windows,
-ratio 0.5, on a 2d_2x2s2 input). Under differentiation (`jvp`, `grad`)
-the per-plane gathers of `separable.separable_max`, whose selection JAX transposes
-into one pass; the candidates' static takes would transpose into scatters.
+from static candidate positions (`_candidate_starts`: the few starts the window
+formula can give each window, exactly for float32/float64 samples) and selects by
+an elementwise chain over them (`_stage`), faster than gathers and than PyTorch's
+kernel (case: 2x2 windows, ratio 0.5, on a 2d_2x2s2 input). Under differentiation
+(`jvp`, `grad`): where every dim's candidates are strided slices (ratio 1/2 on even
+sizes, the common case), the same chain, whose derivative reads the cotangents at
+the selected positions from the input side (`_selected_tangent`); otherwise the
+per-plane gathers of `separable.separable_max`, whose selection JAX transposes into
+one pass (the candidates' static takes would transpose into scatters).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from jaxpool._src import dtypes
 from jaxpool._src import geometry
 from jaxpool._src import keys
 from jaxpool._src import separable
+from jaxpool._src import views
 
 
 def _per_dim(value, n: int, name: str, fn: str, kind) -> tuple:
@@ -120,7 +124,9 @@ def fractional_max_pool(
     ratio :math:`1/\sqrt 2`).
   * `overlapping=False` (default): window :math:`[s_i, \min(s_i + k, s_{i+1}))`
     (the last one :math:`[L - k, L)`): the same windows cut where the next one
-    starts, so no two windows share an element. With :math:`k \ge \lceil\alpha\rceil`
+    starts, so no two windows share an element. (Float rounding of the sequence can
+    make :math:`s_{i+1} \le s_i` for a sample just below 1; that window keeps its
+    first element, :math:`[s_i, s_i + 1)`.) With :math:`k \ge \lceil\alpha\rceil`
     (e.g. :math:`k = 2` and ratios in :math:`[1/2, 1)`) they tile the input: Graham's
     *disjoint* pooling regions :math:`[a_{i-1}, a_i - 1]` with :math:`a_i = s_i`.
 
@@ -210,7 +216,7 @@ def fractional_max_pool(
   if jnp.issubdtype(x.dtype, jnp.floating):
     values, index = _fractional(x, u, config)
   else:  # integers have no derivative
-    values, index = _by_candidates(x, u, config)
+    values, index, _ = _by_candidates(x, u, config)
   return (values, index) if return_indices else values
 
 
@@ -235,12 +241,12 @@ class _Config:
       starts = fractional_starts(u[..., d], size, o, k)
       ends = starts + k
       if not self.overlapping and o > 1:
-        ends = jnp.minimum(
-          ends,
-          jnp.concatenate(
-            [starts[..., 1:], jnp.full(starts.shape[:-1] + (1,), size, jnp.int32)], axis=-1
-          ),
+        following = jnp.concatenate(
+          [starts[..., 1:], jnp.full(starts.shape[:-1] + (1,), size, jnp.int32)], axis=-1
         )
+        # at least the window's first element where rounding makes the next start
+        # equal to this one (or smaller)
+        ends = jnp.minimum(ends, jnp.maximum(following, starts + 1))
       yield d, starts, ends
 
   def stride(self, d: int) -> int:
@@ -262,44 +268,60 @@ class _Config:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _fractional(x: jax.Array, u: jax.Array, config: _Config):
-  return _by_candidates(x, u, config)
+  return _by_candidates(x, u, config)[:2]
 
 
 @_fractional.defjvp
 def _fractional_jvp(config, primals, tangents):
-  # Differentiated: the per-plane gathers of `separable.separable_max`, whose
-  # selection is linear in the tangent and transposes into a pass of its own (the
-  # candidates' static takes transpose into scatters, slower even with a custom
-  # transpose reading the cotangents from the input side, where XLA:CPU writes every
-  # take as a gather of its own; case: fractional_max_pool fwd+bwd, 2x2, ratio 0.5).
   x, u = primals
-  return jax.jvp(lambda v: _by_separable(v, u, config), (x,), (tangents[0],))
+  stages = [_stage_of(config, d, u.dtype) for d in reversed(range(len(config.axes)))]
+  if any(stage.step is None for stage in stages):
+    # The per-plane gathers of `separable.separable_max`, whose selection JAX
+    # transposes into a pass of its own: the candidates' static takes would
+    # transpose into scatters, which XLA:CPU runs as one gather per take.
+    return jax.jvp(lambda v: _by_separable(v, u, config), (x,), (tangents[0],))
+  # Every dim's candidates are strided slices (e.g. ratio 1/2 on even sizes): the
+  # tangent is read at each stage's selected positions (in memory once,
+  # `views.materialize`, not recomputed by every reader) by `_selected_tangent`.
+  values, index, selections = _by_candidates(x, u, config)
+  values = views.pooled(values, x)
+  t = tangents[0]
+  for stage, selected in zip(stages, selections):
+    t = _selected_tangent(t, views.materialize(selected, x), stage)
+  return (values, index), (t, None if index is None else np.zeros(index.shape, jax.dtypes.float0))
+
+
+def _stage_of(config: _Config, d: int, sample_dtype) -> _Stage:
+  """The candidate windows of spatial dim `d` for samples of `sample_dtype`."""
+  size, k, o = config.sizes[d], config.window[d], config.outs[d]
+  lo, count = _candidate_starts(np.dtype(sample_dtype), size, o, k)
+  return _Stage(
+    axis=config.axes[d],
+    lo=tuple(int(v) for v in lo),
+    span=count + k - 1,
+    size=size,
+    stride=config.stride(d),
+  )
 
 
 def _by_candidates(x: jax.Array, u: jax.Array, config: _Config):
-  """(values, flat indices or None) from static candidate windows (`_stage`)."""
+  """(values, flat indices or None, selections) from static candidate windows
+  (`_stage`); selections: the selected position of every window of each stage."""
   # Half precision compared in float32 (exact; XLA:CPU's half-precision compares and
   # selects convert every operand; case: bfloat16 forward, 2x2, ratio 0.5).
-  values, index = x.astype(dtypes.compute_dtype(x.dtype)), None
+  values, index, selections = x.astype(dtypes.compute_dtype(x.dtype)), None, []
   for d, starts, ends in config.stages(u):
-    size, k, o = config.sizes[d], config.window[d], config.outs[d]
-    lo, count = _candidate_starts(u.dtype, size, o, k)
-    stage = _Stage(
-      axis=config.axes[d],
-      lo=tuple(int(v) for v in lo),
-      span=count + k - 1,
-      size=size,
-      stride=config.stride(d),
-    )
-    values, index = _stage(
+    values, index, selected = _stage(
       values,
       index,
       config.per_window(starts, d),
       config.per_window(ends, d),
-      stage,
+      _stage_of(config, d, u.dtype),
       config.with_indices,
     )
-  return dtypes.selected_back(values, x.dtype), index
+    selections.append(selected)
+  values = dtypes.selected_back(values, x.dtype)
+  return values, index, selections
 
 
 def _by_separable(x: jax.Array, u: jax.Array, config: _Config):
@@ -338,12 +360,38 @@ class _Stage:
   size: int
   stride: int
 
+  @property
+  def step(self) -> int | None:
+    """The common difference of `lo` when it is an arithmetic progression (then
+    every candidate is a strided slice), else None."""
+    steps = set(np.diff(self.lo).tolist())
+    if len(self.lo) == 1:
+      return 1
+    return steps.pop() if len(steps) == 1 and min(steps) >= 1 else None
+
   def positions(self, j: int) -> np.ndarray:
     return np.asarray(self.lo, np.int64) + j
 
   def take(self, a: jax.Array, j: int) -> jax.Array:
-    """Candidate j of every window: a static take along the axis (clipped in range)."""
-    return jnp.take(a, np.minimum(self.positions(j), self.size - 1), axis=self.axis)
+    """Candidate j of every window along the axis (positions past the input read its
+    last element: they are never inside a window)."""
+    step = self.step
+    if step is None:  # a static take: XLA:CPU runs it as a gather
+      return jnp.take(a, np.minimum(self.positions(j), self.size - 1), axis=self.axis)
+    # A strided slice: fuses into the selection's loop, and transposes into a pad.
+    start, count = self.lo[0] + j, len(self.lo)
+    inside = min(count, max(0, (self.size - 1 - start) // step + 1))
+    parts = []
+    if inside:
+      parts.append(
+        jax.lax.slice_in_dim(a, start, start + (inside - 1) * step + 1, step, axis=self.axis)
+      )
+    if inside < count:
+      last = jax.lax.slice_in_dim(a, self.size - 1, self.size, axis=self.axis)
+      shape = list(a.shape)
+      shape[self.axis] = count - inside
+      parts.append(jnp.broadcast_to(last, shape))
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=self.axis)
 
   def shaped(self, values: np.ndarray, ndim: int) -> jax.Array:
     shape = [1] * ndim
@@ -351,29 +399,83 @@ class _Stage:
     return jnp.asarray(values.reshape(shape), jnp.int32)
 
 
-def _candidate_starts(dtype, size: int, out: int, window: int) -> tuple[np.ndarray, int]:
-  """(lo, count): every start `fractional_starts` can give window i lies in [lo_i, lo_i +
-  count), for any sample u in [0, 1).
+@functools.lru_cache(maxsize=256)
+def _candidate_starts(dtype: np.dtype, size: int, out: int, window: int) -> tuple[np.ndarray, int]:
+  """(lo, count): every start `fractional_starts` can give window i, for any sample u
+  in [0, 1) of `dtype`, lies in [lo_i, lo_i + count).
 
-  s_i = floor(fl((i + u) alpha)) - floor(fl(u alpha)) is floor(i alpha) or floor(i
-  alpha) + 1 in exact arithmetic; each rounded product is off by less than
-  (i + 1) alpha 2^-(mantissa - 1), which moves each floor by at most `m` (1 while
-  that is below 1), and 0 <= s_i <= size - window.
+  float32/float64: the exact range (`_exact_start_range`). Other dtypes, whose
+  arithmetic XLA may carry out in float32 (excess precision), a bound: s_i =
+  floor(fl((i + u) alpha)) - floor(fl(u alpha)) is floor(i alpha) or floor(i alpha)
+  + 1 in exact arithmetic; each rounded product is off by less than (i + 1) alpha
+  2^-(mantissa - 1), which moves each floor by at most `m` (1 while that is below
+  1), and 0 <= s_i <= size - window.
   """
   if out == 1:
     return np.full((1,), size - window, np.int64), 1
-  info = jnp.finfo(dtype)
-  alpha = float(np.asarray(size - window, dtype) / np.asarray(out - 1, dtype))
-  m = 1 + int(size * alpha * 2.0 ** -(info.nmant - 1))
-  base = np.floor(np.arange(out) * alpha).astype(np.int64)
-  lo = np.clip(base - 2 * m, 0, size - window)
-  hi = np.clip(base + 1 + 2 * m, 0, size - window)
-  lo[-1] = hi[-1] = size - window
-  return lo, int((hi - lo).max()) + 1
+  if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64)):
+    lo, hi = _exact_start_range(np.dtype(dtype), size, out, window)
+  else:
+    info = jnp.finfo(dtype)
+    alpha = float(np.asarray(size - window, dtype) / np.asarray(out - 1, dtype))
+    m = 1 + int(size * alpha * 2.0 ** -(info.nmant - 1))
+    base = np.floor(np.arange(out - 1) * alpha).astype(np.int64)
+    lo = np.clip(base - 2 * m, 0, size - window)
+    hi = np.clip(base + 2 * m + 1, 0, size - window)
+  lo = np.append(lo, size - window)  # the last window is fixed
+  return lo, int((np.append(hi, size - window) - lo).max()) + 1
+
+
+def _exact_start_range(dtype: np.dtype, size: int, out: int, window: int):
+  """(min, max) over every u in [0, 1) of `dtype` of the starts s_i, i < out - 1, as
+  `fractional_starts` computes them (IEEE arithmetic in `dtype`, as XLA runs it).
+
+  s_i(u) = F_i(u) - G(u) with F_i(u) = floor(fl(fl(i + u) alpha)) and G(u) =
+  floor(fl(u alpha)), both non-decreasing step functions of u (rounding is
+  monotone), so s_i is constant between consecutive jumps of F_i and G: its values
+  are those at u = 0 and at every jump. The jumps are found by bisection over the
+  bit patterns of u, which order non-negative floats as their values.
+  """
+  bits_type = {4: np.uint32, 8: np.uint64}[dtype.itemsize]
+  top = int(np.asarray(1, dtype).view(bits_type)) - 1  # the largest u below 1
+  alpha = np.asarray(size - window, dtype) / np.asarray(out - 1, dtype)
+  i_all = np.arange(out - 1)
+
+  def u_of(b):
+    return np.asarray(b, np.int64).astype(bits_type).view(dtype)
+
+  def g(b):
+    return np.floor(u_of(b) * alpha).astype(np.int64)
+
+  def f(b, i):
+    return np.floor((i.astype(dtype) + u_of(b)) * alpha).astype(np.int64)
+
+  def first_reaching(h, targets):  # least b in [0, top] with h(b) >= target
+    lo, hi = np.zeros(targets.shape, np.int64), np.full(targets.shape, top, np.int64)
+    for _ in range(top.bit_length()):
+      mid = (lo + hi) // 2
+      reached = h(mid) >= targets
+      lo, hi = np.where(reached, lo, mid + 1), np.where(reached, mid, hi)
+    return hi
+
+  g_jumps = first_reaching(g, np.arange(int(g(0)) + 1, int(g(top)) + 1))
+  f_first, f_last = f(np.zeros_like(i_all), i_all), f(np.full_like(i_all, top), i_all)
+  jumps = f_last - f_first  # F_i's jumps: to f_first + 1, ..., f_last
+  owner = np.repeat(i_all, jumps)
+  rank = np.arange(jumps.sum()) - np.repeat(np.cumsum(jumps) - jumps, jumps)
+  f_jumps = first_reaching(lambda b: f(b, owner), f_first[owner] + rank + 1)
+  at = np.concatenate([[0], g_jumps])
+  s = f(at[None, :], i_all[:, None]) - g(at)[None, :]
+  lo, hi = s.min(axis=1), s.max(axis=1)
+  own = f(f_jumps, owner) - g(f_jumps)
+  np.minimum.at(lo, owner, own)
+  np.maximum.at(hi, owner, own)
+  return lo, hi
 
 
 def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
-  """(window maxima along the stage's axis, flat indices or None) for windows
+  """(window maxima along the stage's axis, flat indices or None, the selected
+  positions along the axis) for windows
   [starts, ends) (per example, channel and window, broadcast against `values`):
   each window's first maximal element or its last NaN (PyTorch's rule).
 
@@ -409,9 +511,63 @@ def _stage(values, index, starts, ends, stage: _Stage, with_indices: bool):
     has_nan = nan_pos >= 0
     value, selected = jnp.where(has_nan, nan, best), jnp.where(has_nan, nan_pos, best_pos)
   if not with_indices:
-    return value, None
+    return value, None, selected
   inner = 0 if index is None else _gather_selected(index, selected, stage)
-  return value, selected * stage.stride + inner
+  return value, selected * stage.stride + inner, selected
+
+
+def _selected_tangent(t: jax.Array, selected: jax.Array, stage: _Stage) -> jax.Array:
+  """`t` at the selected position of every window along the stage's axis (linear in
+  `t`), written as the transpose of `_add_at_selected`.
+
+  So JAX's transpose of it, the backward pass, is `_add_at_selected` itself, which
+  reads the cotangents from the input side; the transpose of the direct form (strided
+  slices and selects, `_gather_selected`) adds interior pads that XLA:CPU fuses
+  poorly (case: fractional_max_pool fwd+bwd, 2x2, ratio 0.5).
+  """
+  out = jax.ShapeDtypeStruct(selected.shape, t.dtype)
+  (tangent,) = jax.linear_transpose(lambda g: _add_at_selected(g, selected, stage), out)(t)
+  return tangent
+
+
+def _add_at_selected(g: jax.Array, selected: jax.Array, stage: _Stage) -> jax.Array:
+  """Per input position p along the stage's axis (whose candidates are strided
+  slices, `_Stage.step`), the sum of `g` over the windows that selected p.
+
+  Position p = lo_0 + q step + r can only be candidate j = r + m step of window
+  q - m, so each residue r adds up a few shifted copies of `g` masked by
+  `selected == p`; the residues are interleaved back into the axis.
+  """
+  axis, step, span, size, lo0 = stage.axis, stage.step, stage.span, stage.size, stage.lo[0]
+  assert step is not None  # only for strided candidates
+  rows = -(-(size - lo0) // step)  # q in [0, rows)
+  q = jax.lax.broadcasted_iota(
+    jnp.int32, tuple(rows if d == axis else 1 for d in range(g.ndim)), axis
+  )
+  zero = jnp.zeros((), g.dtype)
+  residues = []
+  for r in range(step):
+    total = jnp.zeros(g.shape[:axis] + (rows,) + g.shape[axis + 1 :], g.dtype)
+    for m in range(0, (span - 1 - r) // step + 1) if r < span else ():
+      hit = _shifted(selected, m, rows, axis, -1) == lo0 + q * step + r
+      total = total + jnp.where(hit, _shifted(g, m, rows, axis, 0), zero)
+    residues.append(total)
+  out = jnp.stack(residues, axis=axis + 1).reshape(
+    g.shape[:axis] + (rows * step,) + g.shape[axis + 1 :]
+  )
+  return _padded(out, lo0, size - lo0 - rows * step, axis, 0)
+
+
+def _shifted(a: jax.Array, m: int, length: int, axis: int, fill) -> jax.Array:
+  """`a[q - m]` along `axis` for q in [0, length), `fill` outside `a`."""
+  return _padded(a, m, length - a.shape[axis] - m, axis, fill)
+
+
+def _padded(a: jax.Array, low: int, high: int, axis: int, fill) -> jax.Array:
+  """`a` padded (negative: cropped) by `low`/`high` elements along `axis`."""
+  config = [(0, 0, 0)] * a.ndim
+  config[axis] = (low, high, 0)
+  return jax.lax.pad(a, jnp.asarray(fill, a.dtype), config)
 
 
 def _gather_selected(a: jax.Array, selected: jax.Array, stage: _Stage) -> jax.Array:
