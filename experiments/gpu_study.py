@@ -38,9 +38,9 @@ _T0 = time.perf_counter()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from experiments import cli  # noqa: E402
 from experiments import stats  # noqa: E402
 
 # ----------------------------------------------------------------------------- probe
@@ -169,15 +169,18 @@ def preflight(pools, *, expect_backend: str | None = None) -> dict:
 
   from tensorboardX import SummaryWriter  # noqa: PLC0415
 
+  from experiments import checkpoints as checkpoints_lib  # noqa: PLC0415
   from experiments import train  # noqa: PLC0415
 
   with tempfile.TemporaryDirectory() as tmp:
     _, params, rest = nnx.split(model, nnx.Param, ...)  # As the trainer's state.
     state = {"params": params, "rest": rest, "opt_state": optax.adam(1e-3).init(params)}
-    checkpoints = train.Checkpoints(os.path.join(tmp, "checkpoints"), keep=1)
+    state = train._to_storable(state)  # as the trainer saves it: keys as their raw data
+    checkpoints = checkpoints_lib.Checkpoints(os.path.join(tmp, "checkpoints"), keep=1)
     checkpoints.save(1, state, [{"epoch": 1}])
-    _, history = checkpoints.restore(checkpoints.latest(), state)
+    restored = checkpoints.restore_latest(state)
     checkpoints.close()
+    history = None if restored is None else restored[2]
     writer = SummaryWriter(os.path.join(tmp, "tensorboard"))
     writer.add_scalar("loss", float(loss), 1)
     writer.close()
@@ -364,10 +367,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  from experiments import compare  # noqa: PLC0415
-
   # The study's own log lines, without the checkpoint library's dozens per epoch.
-  logging.get_absl_logger().addFilter(compare._LibraryInfoFilter())
+  cli.quiet_library_logs()
   if f.mode == "preflight":
     software = preflight(
       [p for p in f.pools.split(",") if p], expect_backend=f.expect_backend or None

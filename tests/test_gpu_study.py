@@ -138,3 +138,20 @@ def test_script_refuses_bad_arguments_in_one_line(args, message):
   assert out.stderr.strip() == f"gpu_study.sh: {message}" + (
     " (see --help)" if "unknown" in message else ""
   )
+
+
+def test_preflight_runs_on_this_machine():
+  """The GPU session's first step (`--mode=preflight`: a forward and loss of each
+  pool, a checkpoint saved and restored, a TensorBoard scalar) runs end to end here,
+  so that a renamed trainer or checkpoint API fails this test instead of the device
+  run."""
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.gpu_study", "--mode=preflight", "--pools=max,stochastic"],
+    capture_output=True,
+    text=True,
+    timeout=240,
+    cwd=ROOT,
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "preflight checkpoints and tensorboard: ok" in out.stdout
+  assert '"backend": "cpu"' in out.stdout

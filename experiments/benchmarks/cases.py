@@ -255,7 +255,12 @@ def _unpool(case: Case, key):
 
 def _fractional(case: Case, key):
   w = tuple(2 for _ in case.window)
-  return (lambda x: jaxpool.fractional_max_pool(x, w, output_ratio=0.5, key=key)), "", None, None
+  return (
+    (lambda x: jaxpool.fractional_max_pool(x, w, output_ratio=0.5, key=key)),
+    "",
+    None,
+    "fractional",
+  )
 
 
 def _blur(case: Case, key):

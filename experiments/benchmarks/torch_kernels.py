@@ -52,7 +52,8 @@ def _torch_input(torch, case: Case, device: str):
 
 
 def _torch_pool(F, torch_key: str, case: Case):  # noqa: N803 - torch.nn.functional
-  """PyTorch's pool for `torch_key` ("max", "avg", "lp<p>") on the case, or None."""
+  """PyTorch's pool for `torch_key` ("max", "avg", "lp<p>", "fractional") on the case,
+  or None."""
   k, s, p = case.window, case.strides, case.torch_padding
   nd = case.nd
   if torch_key == "max":
@@ -67,6 +68,11 @@ def _torch_pool(F, torch_key: str, case: Case):  # noqa: N803 - torch.nn.functio
     op = {1: F.lp_pool1d, 2: F.lp_pool2d, 3: getattr(F, "lp_pool3d", None)}[nd]
     norm = float(torch_key[2:])
     return lambda v: op(v, norm, k, s)
+  if torch_key == "fractional" and nd in (2, 3):
+    # 2-wide windows, output ratio 1/2: jaxpool's row of the same case; fresh
+    # random samples every call, as a training step draws them.
+    op = {2: F.fractional_max_pool2d, 3: F.fractional_max_pool3d}[nd]
+    return lambda v: op(v, 2, output_ratio=(0.5,) * nd)
   return None
 
 
