@@ -6,7 +6,9 @@ in every dtype, beside its baselines. `:quick` uses tiny shapes and few repeats
 what the speed targets of the project name, in minutes on 2 CPU cores: max_pool
 on the 2x2/2 and 3x3/2 SAME cases, and l2, lp, stochastic, mixed, gated and soft
 pooling beside it, in float32 and bfloat16, plus the training throughput.
-`:accelerator` is `:targets` with batch 1024, for GPUs and TPUs.
+`:accelerator` is `:targets` with batch 1024, for GPUs and TPUs. `:training` runs
+the training tables only, with a row per pool of the comparison study
+(`config.training.pools`) beside max.
 """
 
 import ml_collections
@@ -72,6 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.training.keras_variants = "default"  # or "all", or names: see the script
   config.training.keras_settle = 1  # untimed epochs before each timed one
   config.training.keras_timeout_s = 900
+  # The seed CNN with each of these registry pools (in the comparison study's slot,
+  # configs/compare.py), one row per pool beside max: the study's cost per pool.
+  # Empty: no pool table.
+  config.training.pools = ()
 
   if arg == "quick":
     config.cases = (_case("2d_3x3s2_same", (2, 8, 8, 4), (3, 3), (2, 2), "SAME"),)
@@ -85,6 +91,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "targets":
     config.cases = config.cases[:2]
     config.pools = _TARGET_POOLS
+  elif arg == "training":
+    # The training tables only: jaxpool vs flax vs Keras, and every pool of the
+    # default comparison study against max.
+    config.cases = ()
+    config.training.pools = (
+      "max", "avg", "l2", "stochastic", "mixed", "gated", "tree", "soft", "lip",
+      "fractional", "blur",
+    )  # fmt: skip
   elif arg == "accelerator":
     # :targets on a GPU/TPU: batch 1024 instead of 128, so that one pooling kernel
     # lasts well beyond its launch from Python (at batch 128 an H100 finishes most
@@ -94,6 +108,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg not in (None, ""):
     raise ValueError(
       f"configs/benchmark.py: unknown variant {arg!r}; valid: '', 'quick', "
-      "'targets' or 'accelerator'."
+      "'targets', 'training' or 'accelerator'."
     )
   return config

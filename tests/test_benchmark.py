@@ -17,7 +17,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A few pools of each family keep the end-to-end run short (each pool compiles six
 # programs); test_every_public_pool_has_working_builders covers all of them.
-_SOME = ("max_pool", "avg_pool", "l2_pool", "stochastic_pool", "mixed_pool", "soft_pool")
+_SOME = (
+  "max_pool",
+  "avg_pool",
+  "l2_pool",
+  "stochastic_pool",
+  "mixed_pool",
+  "soft_pool",
+  "fractional_max_pool",
+)
 
 
 def test_quick_benchmark_writes_both_files(tmp_path):
@@ -36,6 +44,7 @@ def test_quick_benchmark_writes_both_files(tmp_path):
       "--quiet",
       f"--config.pools={pools!r}",
       "--config.calls_per_sample=2",
+      "--config.training.pools=('max','stochastic')",
     ],
     cwd=ROOT,
     env=env,
@@ -66,6 +75,15 @@ def test_quick_benchmark_writes_both_files(tmp_path):
   assert "training" in result
   assert "| max_pool |" in markdown and "flax.linen.max_pool" in markdown
   assert "Training throughput" in markdown
+  # The pool table: every pool row runs the same step; max over itself is 1.
+  over_max = result["training"]["pool_time_over_max"]
+  assert set(over_max) == {"max", "stochastic"} and over_max["max"] == 1.0
+  assert result["training"]["pool stochastic images/s"] > 0
+  assert "| `stochastic` |" in markdown and "time / max" in markdown
+  # PyTorch's fractional_max_pool2d beside jaxpool's (the study's slot: 2-wide, ratio 1/2).
+  if "fractional_max_pool" in timed:
+    (fractional,) = [r for r in result["rows"] if r["pool"] == "fractional_max_pool"]
+    assert fractional["torch_fwd_bwd_ms"] > 0
 
 
 def test_public_pools_skips_unknown_and_missing(monkeypatch):

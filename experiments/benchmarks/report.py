@@ -124,11 +124,29 @@ def _training_table(tr: dict) -> list[str]:
   keras = tr.get("keras images/s")
   lines = ["| model | images/s | / keras |", "|---|---:|---:|"]
   for k, v in tr.items():
-    if k.endswith("images/s"):
+    if k.endswith("images/s") and not k.startswith("pool "):
       name = k[: -len(" images/s")]
       if name == "keras":
         name = f"keras (fastest: {tr.get('keras_best')})"
       lines.append(table_row([name, f"{v:.0f}", _fmt(ratio(v, keras), 2, "x")]))
+  return lines
+
+
+def _pool_table(tr: dict) -> list[str]:
+  """The seed CNN with each pool of `config.training.pools`: images/s and time per
+  epoch over max's, same rounds."""
+  over_max = tr.get("pool_time_over_max")
+  if not over_max:
+    return []
+  lines = [
+    "",
+    "Each pool in the seed CNN's slot (the comparison study's options), same rounds:",
+    "",
+    "| pool | images/s | time / max |",
+    "|---|---:|---:|",
+  ]
+  for name, r in over_max.items():
+    lines.append(table_row([f"`{name}`", f"{tr[f'pool {name} images/s']:.0f}", f"{r:.2f}"]))
   return lines
 
 
@@ -138,6 +156,7 @@ def _training_section(tr: dict) -> list[str]:
   if "skipped" in tr:
     return lines + [f"Skipped: {tr['skipped']}"]
   lines += _training_table(tr)
+  lines += _pool_table(tr)
   lines.append("")
   lines.append(
     f"jaxpool / flax: {_fmt(tr.get('jaxpool_over_flax'), 2, 'x')}"

@@ -108,6 +108,57 @@ def _epoch_runners(config, build, optax) -> dict:
   return runners
 
 
+def _pool_runners(config, optax) -> dict:
+  """ "pool <name>" -> one compiled epoch of the seed CNN with that registry pool in
+  the comparison study's slot (configs/compare.py), for `config.training.pools`.
+
+  The train step carries the model's rng state (random pools draw fresh keys each
+  step, as experiments/train.py does), so every pool row, max included, runs the
+  same step code.
+  """
+  from flax import nnx  # noqa: PLC0415
+
+  from configs import compare as compare_config  # noqa: PLC0415
+  from experiments import models  # noqa: PLC0415
+
+  cfg = config.training
+  names = tuple(cfg.get("pools", ()))
+  if not names:
+    return {}
+  options, excluded = compare_config.slot_pools(list(names))
+  if excluded:
+    raise ValueError(f"config.training.pools: not in the study's slot: {excluded}")
+  b, steps = cfg.batch_size, cfg.steps
+  key = jax.random.key(config.seed)
+  images = jax.random.uniform(key, (steps, b, 28, 28, 1), jnp.float32)
+  labels = jax.random.randint(jax.random.fold_in(key, 1), (steps, b), 0, 10)
+  runners = {}
+  for name in names:
+    model = models.build_model(
+      "seed_cnn", pool=name, pool_options=dict(options[name]), rngs=nnx.Rngs(params=0, pooling=1)
+    )
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(1e-3)
+
+    def step(carry, batch, graphdef=graphdef, tx=tx):
+      params, rest, opt_state = carry
+      model = nnx.merge(graphdef, params, rest)
+
+      def loss_fn(m):
+        logits = m(batch[0])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+      loss, grads = nnx.value_and_grad(loss_fn)(model)
+      _, _, rest = nnx.split(model, nnx.Param, ...)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), rest, opt_state), loss
+
+    epoch = jax.jit(lambda carry, xs, ys, step=step: lax.scan(step, carry, (xs, ys)))
+    carry = (params, rest, tx.init(params))
+    runners[f"pool {name}"] = functools.partial(epoch, carry, images, labels)
+  return runners
+
+
 def _timed_rounds(runners: dict, cfg, keras, keras_result) -> tuple[dict, dict | None]:
   """Milliseconds per epoch of each runner, one list per name (a rotating order each
   round), with one Keras round after each JAX round; and the Keras result."""
@@ -159,6 +210,7 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
     runners = _epoch_runners(config, build, optax)
   except Exception as e:  # the models module changed its interface
     return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
+  runners.update(_pool_runners(config, optax))
   for name in runners:  # compile (while the Keras process traces its variants)
     jax.block_until_ready(runners[name]())
   ms, keras_result = _timed_rounds(runners, cfg, keras, keras_result)
@@ -168,6 +220,12 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
   for name, v in t.items():
     result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
   result = _ratios(result, keras_result)
+  if "pool max" in t:  # the pool table: each pool's time per epoch over max's
+    result["pool_time_over_max"] = {
+      name[len("pool ") :]: v["median_ms"] / t["pool max"]["median_ms"]
+      for name, v in t.items()
+      if name.startswith("pool ")
+    }
   log(
     "  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.endswith("images/s"))
   )
