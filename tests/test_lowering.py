@@ -112,3 +112,34 @@ def test_pooled_output_is_written_before_a_flatten_reads_it():
     for c in flattened:
       assert "slice" not in ops(c), f"{name}: the pool's views fused into the flatten"
     assert any("conditional" in ops(c) for c in comps), f"{name}: no barrier left"
+
+
+def test_half_precision_lp_forward_writes_no_float32_copy():
+  """lp/l2 on bfloat16: |x| widened to float32 by its bits (`dtypes.float32_by_bits`)
+  inside the forward's fused loop, so no float32 copy of the input is written, in the
+  forward or in forward + backward (with a `convert`, XLA merges the two converts
+  and writes one). Benchmark case: l2_pool 2d_3x3s2_same fwd+bwd on CPU, bfloat16."""
+  x = jnp.ones((4, 33, 33, 8), jnp.bfloat16)
+  pool = lambda x: jaxpool.l2_pool(x, (3, 3), (2, 2), "SAME")
+  fwd_bwd = jax.value_and_grad(lambda x: jnp.sum(pool(x).astype(jnp.float32)))
+  for fn in (pool, fwd_bwd):
+    written = [result_shape(c) for c in computations(fn, x)]
+    assert "f32[4,33,33,8]" not in written, "a float32 copy of the input is written"
+
+
+def test_global_max_forward_is_plain_reductions():
+  """global_max_pool's forward: `jnp.max` plus a NaN check by a plain sum, both
+  reductions of the input itself, no elementwise prologue before them (XLA:CPU runs
+  plain reductions as fast library kernels and writes a prologue out first; the
+  first-max search is left to the derivative rule). Benchmark case (axis_max): a
+  max after a `where` on a 2d_3x3s2_resnet input; global max pool forward."""
+  x = jnp.ones((8, 14, 14, 16))
+  comps = [c for c in computations(jaxpool.global_max_pool, x) if c.startswith("%")]
+  # XLA:CPU writes a prologue out before a plain reduction: nothing input-sized written
+  assert "f32[8,14,14,16]" not in [result_shape(c) for c in comps], "a prologue is written"
+  reads_input = [
+    c for c in comps if "f32[8,14,14,16]" in c.split("\n", 1)[0] and "reduce" in ops(c)
+  ]
+  assert len(reads_input) == 2, "want the max and the sum"
+  for c in reads_input:
+    assert ops(c) <= {"reduce", "parameter", "constant", "bitcast"}, sorted(ops(c))
