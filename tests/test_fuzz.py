@@ -37,6 +37,11 @@ from hypothesis import strategies as st
 
 import jaxpool
 
+try:
+  from tests.calls import CALLS
+except ImportError:  # tests/ itself on sys.path
+  from calls import CALLS
+
 EXAMPLES = int(os.environ.get("JAXPOOL_FUZZ_EXAMPLES", "200"))
 settings.register_profile(
   "jaxpool-fuzz",
@@ -568,39 +573,10 @@ def test_fuzz(data):
 
 # --- fixed calls of every function: empty batches and non-array inputs -----------------
 def _fixed_calls():
-  """name -> f(x) for a (N, 4, 4, C) input; x is also passed where the function
-  takes other arrays shaped like it."""
-  key, w = jax.random.key(0), (2, 2)
-  leaves, gates = np.ones((2, 2, 2, 1), np.float32), np.ones((1, 2, 2, 1), np.float32)
-  return {
-    "max_pool": lambda x: jaxpool.max_pool(x, w),
-    "min_pool": lambda x: jaxpool.min_pool(x, w),
-    "sum_pool": lambda x: jaxpool.sum_pool(x, w),
-    "avg_pool": lambda x: jaxpool.avg_pool(x, w),
-    "max_pool_with_argmax": lambda x: jaxpool.max_pool_with_argmax(x, w)[0],
-    "lp_pool": lambda x: jaxpool.lp_pool(x, 3.0, w),
-    "l2_pool": lambda x: jaxpool.l2_pool(x, w),
-    "stochastic_pool": lambda x: jaxpool.stochastic_pool(x, w, key=key),
-    "mixed_pool": lambda x: jaxpool.mixed_pool(x, 0.5, w),
-    "gated_pool": lambda x: jaxpool.gated_pool(x, np.ones((2, 2, 1), np.float32), w),
-    "tree_pool": lambda x: jaxpool.tree_pool(x, leaves, gates, w),
-    "lip_pool": lambda x: jaxpool.lip_pool(x, np.zeros((1, 1), np.float32), w),
-    "soft_pool": lambda x: jaxpool.soft_pool(x, w),
-    "adaptive_avg_pool": lambda x: jaxpool.adaptive_avg_pool(x, 3),
-    "adaptive_max_pool": lambda x: jaxpool.adaptive_max_pool(x, 3),
-    "global_avg_pool": lambda x: jaxpool.global_avg_pool(x),
-    "global_max_pool": lambda x: jaxpool.global_max_pool(x),
-    "global_lp_pool": lambda x: jaxpool.global_lp_pool(x, 2.5),
-    "gem_pool": lambda x: jaxpool.gem_pool(x, 3.0),
-    "spatial_pyramid_pool": lambda x: jaxpool.spatial_pyramid_pool(x, (1, 2)),
-    "fractional_max_pool": lambda x: jaxpool.fractional_max_pool(x, w, 3, key=key),
-    "blur_pool": lambda x: jaxpool.blur_pool(x, 2),
-    "pool": lambda x: jaxpool.pool(x, -jnp.inf, jnp.logaddexp, w),
-    "window_pool": lambda x: jaxpool.window_pool(jnp.max, x, w),
-    "max_unpool": lambda x: jaxpool.max_unpool(
-      x, np.zeros(np.shape(x), np.int32) if np.ndim(x) else x, (5, 5)
-    ),
-  }
+  """name -> f(x) for a (N, 4, 4, C) input: the shared table of calls (tests/calls.py),
+  learnable arguments fixed; x is also passed where the function takes other arrays
+  shaped like it."""
+  return dict(CALLS)
 
 
 def test_fixed_calls_cover_every_public_function():
