@@ -12,7 +12,11 @@ How a draw is made, without a (window x output) patches tensor:
     (``_uniforms``): two words per hash, half the hashes of ``jax.random.uniform``,
     and the cipher written out as one fused pass (XLA:CPU runs JAX's as a loop
     over memory); other key implementations use ``jax.random.bits``. A draw is
-    a function of the key alone, but not the one ``jax.random.uniform`` would make;
+    a function of the key alone, but not the one ``jax.random.uniform`` would make:
+    drawing ``u`` with ``jax.random.uniform`` instead makes the seed CNN's
+    stochastic training step 1.2-1.3x slower on CPU (case: the benchmark's
+    training table, pool "stochastic" against the written-out cipher), more than
+    the 10% that jax.random's draws would be worth;
   * the window offsets are visited in row-major order as strided slices of ``a``,
     keeping the running sums ``C_k = a_0 + ... + a_k``; the drawn offset is the
     number of ``C_k <= t``, i.e. the ``k`` with ``C_{k-1} <= t < C_k``: probability
