@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from experiments import fast_conv
 from jaxpool import registry
-from jaxpool._src import conv as jaxpool_conv
 
 MODELS = ("seed_cnn", "zeiler_fergus")
 
@@ -54,13 +54,13 @@ DEFAULT_POOL_OPTIONS = {
 
 
 class Conv(nnx.Module):
-  """`nnx.Conv` for NHWC inputs, stride 1, with jaxpool's loop-friendly conv VJP.
+  """`nnx.Conv` for NHWC inputs, stride 1, with `fast_conv`'s loop-friendly conv VJP.
 
   XLA:CPU evaluates a convolution's kernel gradient 5-150x slower inside a while
-  loop (our whole epoch is one `lax.scan`) than outside one; `jaxpool._src.conv`
+  loop (our whole epoch is one `lax.scan`) than outside one; `experiments.fast_conv`
   computes the same gradients as ordinary forward convolutions (one matrix
   product for the one-channel first layer, which also gives the bias gradient:
-  `jaxpool_conv.biased_conv`).
+  `fast_conv.biased_conv`).
 
   Parameters as `nnx.Conv`: `kernel` (kh, kw, in, out) with LeCun-normal init,
   `bias` (out,) zeros; computation in `dtype`, parameters float32.
@@ -88,7 +88,7 @@ class Conv(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x):
-    return jaxpool_conv.biased_conv(
+    return fast_conv.biased_conv(
       x.astype(self.dtype), self.kernel[...].astype(self.dtype), self.bias[...], self.padding
     )
 
@@ -112,7 +112,12 @@ def make_pool(
     raise ValueError(f"Unknown pool {name!r}; valid pool names: {sorted(registry.names())}.")
   if name in NOT_A_SLOT:
     raise ValueError(f"Pool {name!r} cannot fill a model's pooling slot: {NOT_A_SLOT[name]}.")
-  return registry.make(name, api="nnx", num_features=num_features, rngs=rngs, **dict(options))
+  options = dict(options)
+  if "conv_general_dilated" in registry.info(name)["nnx_options"]:
+    # LIP's logit convolution: the same values, with `fast_conv`'s kernel gradient
+    # (XLA:CPU runs flax's default one far slower inside the epoch's `lax.scan`).
+    options.setdefault("conv_general_dilated", fast_conv.conv_general_dilated)
+  return registry.make(name, api="nnx", num_features=num_features, rngs=rngs, **options)
 
 
 def _pool_options(model: str, pool: str, pool_options: Mapping[str, Any] | None) -> dict:

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 import jaxpool
-from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
 
@@ -580,15 +579,20 @@ class LIPLogits(nn.Module):
   r"""The logit network of :class:`LIPPool` (Gao et al. 2019, simplified LIP).
 
   :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a
-  bias-free ``kernel_size``-wide 'SAME' convolution with C output channels,
-  instance normalisation with a learnt scale and bias (the parameters and values
-  of ``nn.GroupNorm`` with one group per channel; submodules ``conv`` and
-  ``norm``) and a scaled sigmoid, so the logits lie in (0, coeff). The convolution's
-  gradients are computed by ``jaxpool._src.conv`` (same values, fast inside
-  ``lax.scan`` on CPU; a custom VJP, so ``jax.jvp`` through this module is not
-  supported, ``grad`` and ``vjp`` are). Runs channels-last (inputs are moved there
-  and back when ``channel_axis=1``); needs one leading batch dim. Output: inputs'
-  shape.
+  bias-free ``kernel_size``-wide 'SAME' ``nn.Conv`` with C output channels,
+  instance normalisation with a learnt scale and bias (as ``nn.GroupNorm`` with one
+  group per channel; submodules ``conv`` and ``norm``) and a scaled sigmoid, so the
+  logits lie in (0, coeff). ``grad``, ``vjp`` and ``jax.jvp`` all work.
+
+  The convolution is flax's: ``conv_general_dilated`` (default
+  ``lax.conv_general_dilated``) is handed to ``nn.Conv``, so a drop-in with other
+  derivative rules may replace it (see :class:`jaxpool.nnx.LIPLogits`: the
+  experiments pass ``experiments/fast_conv.py``'s, much faster in a ``lax.scan``
+  training loop on CPU). The norm holds ``nn.GroupNorm``'s parameters and values,
+  computed as ``x * a + b`` with per-(image, channel) ``a, b``
+  (``modules.instance_norm``), faster than flax's grouped reshape. Runs
+  channels-last (inputs are moved there and back when ``channel_axis=1``); needs
+  one leading batch dim. Output: inputs' shape.
   """
 
   num_spatial_dims: int
@@ -596,6 +600,7 @@ class LIPLogits(nn.Module):
   kernel_size: int = 3
   coeff: float = 12.0
   channel_axis: int = -1
+  conv_general_dilated: Callable[..., Any] = jax.lax.conv_general_dilated
 
   @nn.compact
   def __call__(self, inputs):
@@ -606,9 +611,8 @@ class LIPLogits(nn.Module):
       (self.kernel_size,) * self.num_spatial_dims,
       padding="SAME",
       use_bias=False,
+      conv_general_dilated=self.conv_general_dilated,
       name="conv",
-      # Same values and gradients; ones XLA:CPU runs fast in loops.
-      conv_general_dilated=_conv.conv_general_dilated,
     )(h)
     h = _InstanceNorm(name="norm")(h)
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
@@ -623,12 +627,15 @@ class LIPPool(_WindowPool):
   Attributes:
     kernel_size: width of the logit convolution in every spatial dim.
     coeff: the logits' upper bound (12 as the paper's code).
+    conv_general_dilated: the logit convolution's ``lax.conv_general_dilated``
+      (see :class:`LIPLogits`).
     window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
 
   _: dataclasses.KW_ONLY
   kernel_size: int = 3
   coeff: float = 12.0
+  conv_general_dilated: Callable[..., Any] = jax.lax.conv_general_dilated
 
   @nn.compact
   def __call__(self, inputs):
@@ -637,6 +644,7 @@ class LIPPool(_WindowPool):
       kernel_size=self.kernel_size,
       coeff=self.coeff,
       channel_axis=self.channel_axis,
+      conv_general_dilated=self.conv_general_dilated,
       name="logits",
     )(inputs)
     return jaxpool.lip_pool(inputs, logits, **self._window())

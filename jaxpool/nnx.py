@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from typing import Callable
 from typing import Optional
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 import jaxpool
-from jaxpool._src import conv as _conv
 from jaxpool._src import geometry
 from jaxpool._src import modules as _m
 
@@ -760,15 +761,22 @@ class LIPLogits(nnx.Module):
   r"""The logit network of :class:`LIPPool` (Gao et al. 2019, simplified LIP).
 
   :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a bias-free
-  ``kernel_size``-wide 'SAME' convolution with C output channels (``conv``),
-  instance normalisation with a learnt scale and bias (``norm``: the parameters of
-  an ``nnx.GroupNorm`` with one group per channel, applied by
-  ``modules.instance_norm``: the same values, faster) and a scaled sigmoid, so the
-  logits lie in (0, coeff). The convolution's gradients are computed by
-  ``jaxpool._src.conv`` (same values, fast inside ``lax.scan`` on CPU; a custom VJP,
-  so ``jax.jvp`` through this module is not supported, ``grad`` and ``vjp`` are).
-  Runs channels-last (inputs are moved there and back when ``channel_axis=1``);
-  needs one leading batch dim. Output: the inputs' shape.
+  ``kernel_size``-wide 'SAME' ``nnx.Conv`` with C output channels (``conv``),
+  instance normalisation with a learnt scale and bias (``norm``: an
+  ``nnx.GroupNorm`` with one group per channel) and a scaled sigmoid, so the logits
+  lie in (0, coeff). ``grad``, ``vjp`` and ``jax.jvp`` all work.
+
+  The convolution is flax's: ``conv_general_dilated`` (default
+  ``lax.conv_general_dilated``) is handed to ``nnx.Conv``, so a drop-in with other
+  derivative rules may replace it. The experiments' MNIST models pass
+  ``experiments/fast_conv.py``'s, because XLA:CPU runs the default kernel gradient
+  inside ``lax.scan`` so slowly that the seed CNN's LIP training step is over 10x
+  slower (the benchmark's training table); the library keeps no convolution of its
+  own. The norm holds ``nnx.GroupNorm``'s parameters and values, computed as
+  ``x * a + b`` with per-(image, channel) ``a, b`` (``modules.instance_norm``): flax's
+  grouped reshape makes that training step clearly slower (about 1.3x). Runs
+  channels-last (inputs are moved there and back when ``channel_axis=1``); needs one
+  leading batch dim. Output: the inputs' shape.
   """
 
   def __init__(
@@ -779,6 +787,7 @@ class LIPLogits(nnx.Module):
     kernel_size: int = 3,
     coeff: float = 12.0,
     channel_axis: int = -1,
+    conv_general_dilated: Callable[..., jax.Array] = lax.conv_general_dilated,
     rngs: nnx.Rngs,
   ):
     _check_num_features("LIPPool", num_features)
@@ -790,16 +799,15 @@ class LIPLogits(nnx.Module):
       (kernel_size,) * num_spatial_dims,
       padding="SAME",
       use_bias=False,
+      conv_general_dilated=conv_general_dilated,
       rngs=rngs,
-      # Same values and gradients; ones XLA:CPU runs fast in loops.
-      conv_general_dilated=_conv.conv_general_dilated,
     )
     self.norm = nnx.GroupNorm(num_features, num_groups=num_features, rngs=rngs)
 
   def __call__(self, inputs):
     h = _m.channels_last(inputs, self.channel_axis)
     h = self.conv(h)
-    # self.norm's parameters and values, by a formula XLA:CPU runs faster.
+    # self.norm's parameters and values, by the faster formula (docstring).
     assert self.norm.scale is not None and self.norm.bias is not None  # GroupNorm's defaults
     h = _m.instance_norm(h, self.norm.scale[...], self.norm.bias[...], self.norm.epsilon)
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
@@ -815,6 +823,8 @@ class LIPPool(_WindowPool):
     num_features: number of channels.
     kernel_size: width of the logit convolution in every spatial dim.
     coeff: the logits' upper bound (12 as the paper's code).
+    conv_general_dilated: the logit convolution's ``lax.conv_general_dilated``
+      (see :class:`LIPLogits`).
     rngs: an ``nnx.Rngs`` (initialises the logit network).
     window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
   """
@@ -831,6 +841,7 @@ class LIPPool(_WindowPool):
     dilation=None,
     ceil_mode: bool = False,
     channel_axis: int = -1,
+    conv_general_dilated: Callable[..., jax.Array] = lax.conv_general_dilated,
     rngs: nnx.Rngs,
   ):
     _need_rngs(rngs, "LIPPool")
@@ -843,6 +854,7 @@ class LIPPool(_WindowPool):
       kernel_size=kernel_size,
       coeff=coeff,
       channel_axis=channel_axis,
+      conv_general_dilated=conv_general_dilated,
       rngs=rngs,
     )
 

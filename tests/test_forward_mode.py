@@ -97,25 +97,19 @@ def test_jvp_of_deterministic_forms(name):
   check_jvp_against_finite_difference(DETERMINISTIC[name])
 
 
-def test_forward_mode_table_names_only_public_functions_and_lip_logits():
+def test_forward_mode_table_names_only_public_functions():
   names = set(unsupported())
   assert names, "the forward-mode table of docs/semantics.md is empty"
-  assert names <= set(jaxpool.__all__) | {"LIPLogits"}
+  assert names <= set(jaxpool.__all__)
 
 
-def test_lip_logits_row_stays_true():
-  """The table's LIPLogits row: jvp through the module raises while the row is there
-  (its convolution's custom VJP), and works once the row is removed."""
+def test_lip_logits_jvp_matches_finite_difference():
+  """LIPLogits is flax's Conv and GroupNorm by default: jax.jvp through the module
+  works (the table has no row for it)."""
   from flax import nnx
 
   from jaxpool.nnx import LIPLogits
 
-  module = LIPLogits(3, 2, rngs=nnx.Rngs(0))
-  graphdef, state = nnx.split(module)
-  f = lambda x: nnx.merge(graphdef, state)(x)
-  x = jnp.asarray(inputs())
-  if "LIPLogits" in unsupported():
-    with pytest.raises(TypeError, match="forward-mode"):
-      jax.jvp(f, (x,), (jnp.ones_like(x),))
-  else:
-    jax.jvp(f, (x,), (jnp.ones_like(x),))
+  assert "LIPLogits" not in unsupported()
+  graphdef, state = nnx.split(LIPLogits(3, 2, rngs=nnx.Rngs(0)))
+  check_jvp_against_finite_difference(Call(lambda x: nnx.merge(graphdef, state)(x)))

@@ -54,3 +54,20 @@ def test_linen_and_nnx_logits_keep_groupnorm_parameters_and_values():
   assert isinstance(m.logits.norm, nnx.GroupNorm)
   want = 12 * jax.nn.sigmoid(m.logits.norm(m.logits.conv(x)))
   np.testing.assert_allclose(m.logits(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_linen_lip_pool_hands_its_convolution_to_flax_conv():
+  """conv_general_dilated reaches nn.Conv (called, same parameter tree and values)."""
+  calls = []
+
+  def conv(*args, **kwargs):
+    calls.append(args[0].shape)
+    return jax.lax.conv_general_dilated(*args, **kwargs)
+
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 6, 4)), jnp.float32)
+  params = jl.LIPPool((2, 2), 2).init(jax.random.key(0), x)
+  pool = jl.LIPPool((2, 2), 2, conv_general_dilated=conv)
+  assert jax.tree.map(jnp.shape, pool.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape, params)
+  calls.clear()
+  np.testing.assert_array_equal(pool.apply(params, x), jl.LIPPool((2, 2), 2).apply(params, x))
+  assert calls == [(2, 6, 6, 4)]

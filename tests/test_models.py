@@ -89,3 +89,22 @@ def test_bfloat16_compute_gives_float32_logits():
   out = m(jnp.ones((1, 28, 28, 1)))
   assert out.dtype == jnp.float32
   assert m.conv.kernel[...].dtype == jnp.float32
+
+
+def test_lip_pool_gets_the_fast_convolution_with_the_default_values_and_gradients():
+  """make_pool hands LIP's logit network experiments.fast_conv: the parameters,
+  values and gradients of jaxpool's default LIPPool (flax's own convolution)."""
+  from experiments import fast_conv
+
+  options = {"window_shape": (2, 2), "strides": (2, 2)}
+  fast = models.make_pool("lip", options, num_features=3, rngs=nnx.Rngs(0))
+  default = registry.make("lip", num_features=3, rngs=nnx.Rngs(0), **options)
+  assert fast.logits.conv.conv_general_dilated is fast_conv.conv_general_dilated
+  assert default.logits.conv.conv_general_dilated is jax.lax.conv_general_dilated
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 3)), jnp.float32)
+  loss = lambda m: jnp.sum(jnp.sin(m(x)))
+  np.testing.assert_allclose(fast(x), default(x), rtol=1e-5, atol=1e-5)
+  got, want = nnx.grad(loss)(fast), nnx.grad(loss)(default)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -1,4 +1,4 @@
-"""jaxpool._src.conv: the LIP logit convolution equals lax.conv_general_dilated,
+"""experiments.fast_conv: the models' convolution equals lax.conv_general_dilated,
 values and gradients (its kernel and input gradients are written differently)."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxpool._src import conv
+from experiments import fast_conv as conv
 
 DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 

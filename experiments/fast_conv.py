@@ -1,8 +1,9 @@
 r"""A stride-1 convolution whose kernel gradient is an ordinary forward convolution.
 
-Used by the logit network of LIP pooling (:class:`jaxpool.nnx.LIPLogits`,
-:class:`jaxpool.linen.LIPLogits`), a C -> C convolution that is most of the cost
-of an LIP layer, and by the convolutions of the MNIST models in `experiments/`.
+Used by the convolutions of the MNIST models (`experiments/models.py`) and handed
+to the logit network of LIP pooling in them (`conv_general_dilated` of
+:class:`jaxpool.nnx.LIPPool`, a C -> C convolution that is most of the cost of an
+LIP layer); jaxpool itself uses flax's convolution.
 Same values and gradients as `lax.conv_general_dilated`; only how
 the kernel gradient is computed differs. XLA:CPU evaluates the kernel gradient of
 a convolution (the "backward filter" convolution JAX's transpose rule emits, with
@@ -33,10 +34,10 @@ The path is a custom VJP: `jax.jvp` (forward mode) through it is not supported.
 
 Example (as flax's Conv calls it):
   >>> import jax, jax.numpy as jnp
-  >>> from jaxpool._src import conv
+  >>> from experiments import fast_conv
   >>> x, k = jnp.ones((2, 5, 5, 3)), jnp.ones((3, 3, 3, 4))
-  >>> conv.conv_general_dilated(x, k, (1, 1), "SAME",
-  ...                           dimension_numbers=("NHWC", "HWIO", "NHWC")).shape
+  >>> fast_conv.conv_general_dilated(x, k, (1, 1), "SAME",
+  ...                                dimension_numbers=("NHWC", "HWIO", "NHWC")).shape
   (2, 5, 5, 4)
 """
 
