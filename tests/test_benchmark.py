@@ -80,6 +80,10 @@ def test_quick_benchmark_writes_both_files(tmp_path):
   assert set(over_max) == {"max", "stochastic"} and over_max["max"] == 1.0
   assert result["training"]["pool stochastic images/s"] > 0
   assert "| `stochastic` |" in markdown and "time / max" in markdown
+  # Arithmetic per step (XLA's cost analysis) and the matmul rate of the same rounds.
+  gflop = result["training"]["pool_gflop_per_step"]
+  assert gflop["max"] > 0 and gflop["stochastic"] >= gflop["max"] * 0.9
+  assert result["training"]["matmul_gflop_per_s"] > 0 and "matmul in the same rounds" in markdown
   # PyTorch's fractional_max_pool2d beside jaxpool's (the study's slot: 2-wide, ratio 1/2).
   if "fractional_max_pool" in timed:
     (fractional,) = [r for r in result["rows"] if r["pool"] == "fractional_max_pool"]

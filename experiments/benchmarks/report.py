@@ -11,6 +11,7 @@ import jax
 from experiments import allocator
 from experiments.benchmarks.harness import ratio
 from experiments.benchmarks.torch_kernels import torch_device
+from experiments.benchmarks.training import MATMUL_SIZE
 
 
 def device_info() -> dict:
@@ -138,15 +139,34 @@ def _pool_table(tr: dict) -> list[str]:
   over_max = tr.get("pool_time_over_max")
   if not over_max:
     return []
+  gflop = tr.get("pool_gflop_per_step", {})
+  rate = tr.get("pool_gflop_per_s", {})
   lines = [
     "",
     "Each pool in the seed CNN's slot (the comparison study's options), same rounds:",
     "",
-    "| pool | images/s | time / max |",
-    "|---|---:|---:|",
+    "| pool | images/s | time / max | GFLOP / step | GFLOP/s |",
+    "|---|---:|---:|---:|---:|",
   ]
   for name, r in over_max.items():
-    lines.append(table_row([f"`{name}`", f"{tr[f'pool {name} images/s']:.0f}", f"{r:.2f}"]))
+    lines.append(
+      table_row(
+        [
+          f"`{name}`",
+          f"{tr[f'pool {name} images/s']:.0f}",
+          f"{r:.2f}",
+          _fmt(gflop.get(name), 3, ""),
+          _fmt(rate.get(name), 1, ""),
+        ]
+      )
+    )
+  if tr.get("matmul_gflop_per_s"):
+    lines += [
+      "",
+      "GFLOP per step: XLA's cost analysis of the compiled step (forward, backward, "
+      f"adam). Float32 {MATMUL_SIZE}x{MATMUL_SIZE} matmul in the same rounds: "
+      f"{tr['matmul_gflop_per_s']:.1f} GFLOP/s.",
+    ]
   return lines
 
 

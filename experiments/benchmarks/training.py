@@ -159,6 +159,28 @@ def _pool_runners(config, optax) -> dict:
   return runners
 
 
+# The machine's matrix-multiply rate, timed in the same rounds as the pool rows: what
+# a step's arithmetic could run at (float32, square, large enough for every core).
+MATMUL_SIZE = 1024
+
+
+def _matmul_runner():
+  x = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
+  return functools.partial(jax.jit(jnp.matmul), x, x)
+
+
+def step_gflop(runner) -> float | None:
+  """GFLOP of one train step of an epoch runner, by XLA's cost analysis of the
+  compiled scan (which counts a loop body once: one step), or None."""
+  try:
+    cost = runner.func.lower(*runner.args).compile().cost_analysis()
+  except Exception:  # a backend without cost analysis
+    return None
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = (cost or {}).get("flops")
+  return None if flops is None else float(flops) / 1e9
+
+
 def _timed_rounds(runners: dict, cfg, keras, keras_result) -> tuple[dict, dict | None]:
   """Milliseconds per epoch of each runner, one list per name (a rotating order each
   round), with one Keras round after each JAX round; and the Keras result."""
@@ -210,7 +232,10 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
     runners = _epoch_runners(config, build, optax)
   except Exception as e:  # the models module changed its interface
     return {"skipped": f"could not build seed_cnn from experiments.models: {type(e).__name__}: {e}"}
-  runners.update(_pool_runners(config, optax))
+  pool_runners = _pool_runners(config, optax)
+  runners.update(pool_runners)
+  if pool_runners:
+    runners["matmul"] = _matmul_runner()
   for name in runners:  # compile (while the Keras process traces its variants)
     jax.block_until_ready(runners[name]())
   ms, keras_result = _timed_rounds(runners, cfg, keras, keras_result)
@@ -218,13 +243,22 @@ def _training_rounds(config, log, build, optax, keras, keras_result) -> dict:
   b, steps = cfg.batch_size, cfg.steps
   result = {"batch_size": b, "steps_per_call": steps, "timings": t}
   for name, v in t.items():
-    result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
+    if name != "matmul":
+      result[f"{name} images/s"] = b * steps / (v["median_ms"] / 1e3)
   result = _ratios(result, keras_result)
   if "pool max" in t:  # the pool table: each pool's time per epoch over max's
     result["pool_time_over_max"] = {
       name[len("pool ") :]: v["median_ms"] / t["pool max"]["median_ms"]
       for name, v in t.items()
       if name.startswith("pool ")
+    }
+  if "matmul" in t:  # arithmetic per step, and the rate it ran at against a matmul's
+    result["matmul_gflop_per_s"] = 2 * MATMUL_SIZE**3 / 1e9 / (t["matmul"]["median_ms"] / 1e3)
+    gflop = {name[len("pool ") :]: step_gflop(runners[name]) for name in pool_runners}
+    result["pool_gflop_per_step"] = gflop
+    result["pool_gflop_per_s"] = {
+      name: None if g is None else g * steps / (t[f"pool {name}"]["median_ms"] / 1e3)
+      for name, g in gflop.items()
     }
   log(
     "  training: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items() if k.endswith("images/s"))
