@@ -209,9 +209,19 @@ def blur_pool(
   dense = x
   if pool != "none":
     # Validates window_shape and channel_axis against the inputs, naming blur_pool.
-    geometry.resolve(x.shape, window_shape, 1, "VALID", channel_axis=channel_axis, fn=fn)
-    dense_pool = max_pool if pool == "max" else avg_pool
-    dense = dense_pool(x, window_shape, 1, "VALID", channel_axis=channel_axis)
+    window = geometry.resolve(
+      x.shape, window_shape, 1, "VALID", channel_axis=channel_axis, fn=fn
+    ).window_shape
+    if pool == "max":
+      # The dense max one spatial dim at a time, the last first: each pass has k_i
+      # views instead of prod(k) and the same values and gradient (the first maximum
+      # in row-major order wins either way; case: the training table, seed_cnn with blur).
+      dense = x
+      for i in reversed(range(n)):
+        window_i = tuple(k if j == i else 1 for j, k in enumerate(window))
+        dense = max_pool(dense, window_i, 1, "VALID", channel_axis=channel_axis)
+    else:
+      dense = avg_pool(x, window_shape, 1, "VALID", channel_axis=channel_axis)
 
   y = dense.astype(dtypes.compute_dtype(dense.dtype))
   # Validates strides against the inputs, naming blur_pool.
