@@ -28,6 +28,7 @@ padding: `floor((L - k) / s) + 1`, and `ceil(L / s)` for `pool="none"`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -87,6 +88,90 @@ def _source(j: int, size: int, padding: str) -> int:
 
 
 def _blur_axis(
+  y: jax.Array,
+  row: np.ndarray,
+  axis_index: int,
+  stride: int,
+  padding: str,
+  base: geometry.PoolGeometry,
+) -> jax.Array:
+  """One separable pass: the 1-D filter `row` with `stride` along spatial dim `axis_index`,
+  written as the transpose of `_blur_axis_adjoint`.
+
+  So JAX's transpose of it, the backward pass, is the adjoint itself: per stride phase
+  a few contiguous shifts of the cotangent, interleaved by a reshape, and the border
+  rows folded back. The transpose of the direct form (`_blur_axis_direct`: strided
+  slices and border fixes) is interior pads and row pads that XLA:CPU writes one by
+  one (case: the training table, seed_cnn with blur).
+  """
+  axis = base.spatial_axes[axis_index]
+  size = y.shape[axis]
+  out_len = (size - 1) // stride + 1
+  out_shape = y.shape[:axis] + (out_len,) + y.shape[axis + 1 :]
+  adjoint = functools.partial(
+    _blur_axis_adjoint, row=row, axis=axis, stride=stride, padding=padding, size=size
+  )
+  (out,) = jax.linear_transpose(adjoint, jax.ShapeDtypeStruct(out_shape, y.dtype))(y)
+  return out
+
+
+def _blur_axis_adjoint(
+  g: jax.Array, *, row: np.ndarray, axis: int, stride: int, padding: str, size: int
+) -> jax.Array:
+  """The transpose of one blur pass, from the input side: `g` (the pass's output
+  cotangent) to the cotangent of the `size` input rows.
+
+  Padded row `p = j s + a` (phase `a`) gets `row[t] g[j - q]` from every tap
+  `t = q s + a`; the phases are interleaved by a stack and a reshape, and the padded
+  rows outside the input are added to the rows they copy (`_source`).
+  """
+  f, s, out_len = len(row), stride, g.shape[axis]
+  lo, hi = (f - 1) // 2, f // 2
+  phase_len = out_len + (f - 1) // s
+  phases = []
+  for a in range(s):
+    total = None
+    for t in range(a, f, s):
+      q = t // s
+      config = [(0, 0, 0)] * g.ndim
+      config[axis] = (q, phase_len - out_len - q, 0)
+      term = lax.pad(jnp.asarray(row[t], g.dtype) * g, jnp.zeros((), g.dtype), config)
+      total = term if total is None else total + term
+    if total is None:
+      shape = list(g.shape)
+      shape[axis] = phase_len
+      total = jnp.zeros(shape, g.dtype)
+    phases.append(total)
+  stacked = jnp.stack(phases, axis=axis + 1)
+  padded = stacked.reshape(g.shape[:axis] + (phase_len * s,) + g.shape[axis + 1 :])
+  length = size + lo + hi
+  if padded.shape[axis] >= length:
+    padded = lax.slice_in_dim(padded, 0, length, axis=axis)
+  else:
+    config = [(0, 0, 0)] * g.ndim
+    config[axis] = (0, length - padded.shape[axis], 0)
+    padded = lax.pad(padded, jnp.zeros((), g.dtype), config)
+  inside = lax.slice_in_dim(padded, lo, lo + size, axis=axis)
+  if padding == "zero":
+    return inside
+  extra: dict[int, list[int]] = {}
+  for j in [*range(-lo, 0), *range(size, size + hi)]:
+    extra.setdefault(_source(j, size, padding), []).append(j + lo)
+  pieces, start = [], 0
+  for k in sorted(extra):
+    if start < k:
+      pieces.append(lax.slice_in_dim(inside, start, k, axis=axis))
+    fixed = lax.slice_in_dim(inside, k, k + 1, axis=axis)
+    for j in extra[k]:
+      fixed = fixed + lax.slice_in_dim(padded, j, j + 1, axis=axis)
+    pieces.append(fixed)
+    start = k + 1
+  if start < size:
+    pieces.append(lax.slice_in_dim(inside, start, size, axis=axis))
+  return lax.concatenate(pieces, axis)
+
+
+def _blur_axis_direct(
   y: jax.Array,
   row: np.ndarray,
   axis_index: int,
