@@ -95,16 +95,37 @@ def _blur_axis(
   padding: str,
   base: geometry.PoolGeometry,
 ) -> jax.Array:
-  """One separable pass: the 1-D filter `row` with `stride` along spatial dim `axis_index`,
-  written as the transpose of `_blur_axis_adjoint`.
+  """One separable pass: the 1-D filter `row` with `stride` along spatial dim `axis_index`.
 
-  So JAX's transpose of it, the backward pass, is the adjoint itself: per stride phase
-  a few contiguous shifts of the cotangent, interleaved by a reshape, and the border
-  rows folded back. The transpose of the direct form (`_blur_axis_direct`: strided
-  slices and border fixes) is interior pads and row pads that XLA:CPU writes one by
-  one (case: the training table, seed_cnn with blur).
+  The value is `_blur_axis_direct`'s; the tangent is the transpose of
+  `_blur_axis_adjoint` (`_blur_axis_by_adjoint`), so JAX's transpose of it, the
+  backward pass, is the adjoint itself: per stride phase a few contiguous shifts of
+  the cotangent, interleaved by a reshape, and the border rows folded back. The
+  transpose of the direct form (strided slices and border fixes) is interior pads and
+  row pads that XLA:CPU writes one by one (case: the training table, seed_cnn with
+  blur); the plain forward keeps the direct form (case: blur_pool bfloat16 forward).
   """
-  axis = base.spatial_axes[axis_index]
+  return _blur_pass(y, tuple(float(r) for r in row), axis_index, stride, padding, base)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _blur_pass(y, row, axis_index, stride, padding, base):
+  return _blur_axis_direct(y, np.asarray(row), axis_index, stride, padding, base)
+
+
+@_blur_pass.defjvp
+def _blur_pass_jvp(row, axis_index, stride, padding, base, primals, tangents):
+  (y,), (t,) = primals, tangents
+  out = _blur_pass(y, row, axis_index, stride, padding, base)
+  return out, _blur_axis_by_adjoint(
+    t, np.asarray(row), base.spatial_axes[axis_index], stride, padding
+  )
+
+
+def _blur_axis_by_adjoint(
+  y: jax.Array, row: np.ndarray, axis: int, stride: int, padding: str
+) -> jax.Array:
+  """The pass as `jax.linear_transpose` of `_blur_axis_adjoint` (linear in `y`)."""
   size = y.shape[axis]
   out_len = (size - 1) // stride + 1
   out_shape = y.shape[:axis] + (out_len,) + y.shape[axis + 1 :]
