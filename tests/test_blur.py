@@ -196,3 +196,35 @@ def test_integer_arrays_as_strides():
   np.testing.assert_allclose(y[None], reference.blur_pool(x[:1, :, 0], 1, 3), rtol=1e-5, atol=1e-6)
   with pytest.raises(TypeError, match="blur_pool: strides must contain only ints"):
     jaxpool.blur_pool(x.astype(np.float32), np.array([2.0, 1.0]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("window", [(2, 2), (3, 2)])
+def test_max_gradient_with_ties_goes_to_the_first_maximum_in_row_major_order(dtype, window):
+  # The dense max runs one spatial dim at a time; a numpy loop over the 2-D windows
+  # routes each window's cotangent to its first maximum in row-major order (PyTorch).
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.integers(0, 3, size=(2, 9, 8, 3)), dtype)  # many ties
+  cot = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), dtype)
+  y, vjp = jax.vjp(lambda x: jaxpool.blur_pool(x, 2, window_shape=window), x)
+  (dx,) = vjp(cot)
+  kh, kw = window
+  xs = np.asarray(x, np.float32)
+  dense = np.zeros((2, 9 - kh + 1, 8 - kw + 1, 3), np.float32)
+  for i in range(dense.shape[1]):
+    for j in range(dense.shape[2]):
+      dense[:, i, j] = xs[:, i : i + kh, j : j + kw].max(axis=(1, 2))
+  _, blur_vjp = jax.vjp(lambda z: jaxpool.blur_pool(z, 2, pool="none"), jnp.asarray(dense))
+  (dz,) = blur_vjp(jnp.asarray(cot, jnp.float32))
+  dz = np.asarray(dz)
+  expected = np.zeros(xs.shape, np.float32)
+  for n in range(2):
+    for c in range(3):
+      for i in range(dense.shape[1]):
+        for j in range(dense.shape[2]):
+          window_values = xs[n, i : i + kh, j : j + kw, c]
+          a, b = np.unravel_index(np.argmax(window_values), window)  # first in row-major order
+          expected[n, i + a, j + b, c] += dz[n, i, j, c]
+  tol = 2e-2 if dtype == jnp.bfloat16 else 1e-5
+  assert y.shape == (2, 4, 4, 3)
+  np.testing.assert_allclose(np.asarray(dx, np.float32), expected, rtol=tol, atol=tol)

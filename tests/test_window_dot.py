@@ -62,6 +62,7 @@ CASES = [  # spatial, window, strides, padding, options, n_filters
   ((9,), (3,), 1, "VALID", {}, 1),
   ((8,), (2,), 3, ((2, 1),), dict(dilation=2, ceil_mode=True), 2),  # overhang past hi
   ((6, 7), (2, 2), 2, "VALID", {}, 1),
+  ((6, 7), (2, 2), 2, "VALID", {}, 3),  # tiling, several filters: one matrix product if shared
   ((6, 5), (3, 3), 2, "SAME", {}, 2),
   ((5, 6), (3, 2), (1, 2), ((1, 0), (1, 1)), dict(dilation=(1, 2)), 3),
   ((7, 6), (3, 3), 2, 1, dict(ceil_mode=True), 1),  # overhang in the last dim

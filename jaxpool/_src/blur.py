@@ -28,6 +28,7 @@ padding: `floor((L - k) / s) + 1`, and `ceil(L / s)` for `pool="none"`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -87,6 +88,111 @@ def _source(j: int, size: int, padding: str) -> int:
 
 
 def _blur_axis(
+  y: jax.Array,
+  row: np.ndarray,
+  axis_index: int,
+  stride: int,
+  padding: str,
+  base: geometry.PoolGeometry,
+) -> jax.Array:
+  """One separable pass: the 1-D filter `row` with `stride` along spatial dim `axis_index`.
+
+  The value is `_blur_axis_direct`'s; the tangent is the transpose of
+  `_blur_axis_adjoint` (`_blur_axis_by_adjoint`), so JAX's transpose of it, the
+  backward pass, is the adjoint itself: per stride phase a few contiguous shifts of
+  the cotangent, interleaved by a reshape, and the border rows folded back. The
+  transpose of the direct form (strided slices and border fixes) is interior pads and
+  row pads that XLA:CPU writes one by one (case: the training table, seed_cnn with
+  blur); the plain forward keeps the direct form (case: blur_pool bfloat16 forward).
+  """
+  return _blur_pass(y, tuple(float(r) for r in row), axis_index, stride, padding, base)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _blur_pass(y, row, axis_index, stride, padding, base):
+  return _blur_axis_direct(y, np.asarray(row), axis_index, stride, padding, base)
+
+
+@_blur_pass.defjvp
+def _blur_pass_jvp(row, axis_index, stride, padding, base, primals, tangents):
+  (y,), (t,) = primals, tangents
+  out = _blur_pass(y, row, axis_index, stride, padding, base)
+  return out, _blur_axis_by_adjoint(
+    t, np.asarray(row), base.spatial_axes[axis_index], stride, padding
+  )
+
+
+def _blur_axis_by_adjoint(
+  y: jax.Array, row: np.ndarray, axis: int, stride: int, padding: str
+) -> jax.Array:
+  """The pass as `jax.linear_transpose` of `_blur_axis_adjoint` (linear in `y`)."""
+  size = y.shape[axis]
+  out_len = (size - 1) // stride + 1
+  out_shape = y.shape[:axis] + (out_len,) + y.shape[axis + 1 :]
+  adjoint = functools.partial(
+    _blur_axis_adjoint, row=row, axis=axis, stride=stride, padding=padding, size=size
+  )
+  (out,) = jax.linear_transpose(adjoint, jax.ShapeDtypeStruct(out_shape, y.dtype))(y)
+  return out
+
+
+def _blur_axis_adjoint(
+  g: jax.Array, *, row: np.ndarray, axis: int, stride: int, padding: str, size: int
+) -> jax.Array:
+  """The transpose of one blur pass, from the input side: `g` (the pass's output
+  cotangent) to the cotangent of the `size` input rows.
+
+  Padded row `p = j s + a` (phase `a`) gets `row[t] g[j - q]` from every tap
+  `t = q s + a`; the phases are interleaved by a stack and a reshape, and the padded
+  rows outside the input are added to the rows they copy (`_source`).
+  """
+  f, s, out_len = len(row), stride, g.shape[axis]
+  lo, hi = (f - 1) // 2, f // 2
+  phase_len = out_len + (f - 1) // s
+  phases = []
+  for a in range(s):
+    total = None
+    for t in range(a, f, s):
+      q = t // s
+      config = [(0, 0, 0)] * g.ndim
+      config[axis] = (q, phase_len - out_len - q, 0)
+      term = lax.pad(jnp.asarray(row[t], g.dtype) * g, jnp.zeros((), g.dtype), config)
+      total = term if total is None else total + term
+    if total is None:
+      shape = list(g.shape)
+      shape[axis] = phase_len
+      total = jnp.zeros(shape, g.dtype)
+    phases.append(total)
+  stacked = jnp.stack(phases, axis=axis + 1)
+  padded = stacked.reshape(g.shape[:axis] + (phase_len * s,) + g.shape[axis + 1 :])
+  length = size + lo + hi
+  if padded.shape[axis] >= length:
+    padded = lax.slice_in_dim(padded, 0, length, axis=axis)
+  else:
+    config = [(0, 0, 0)] * g.ndim
+    config[axis] = (0, length - padded.shape[axis], 0)
+    padded = lax.pad(padded, jnp.zeros((), g.dtype), config)
+  inside = lax.slice_in_dim(padded, lo, lo + size, axis=axis)
+  if padding == "zero":
+    return inside
+  extra: dict[int, list[int]] = {}
+  for j in [*range(-lo, 0), *range(size, size + hi)]:
+    extra.setdefault(_source(j, size, padding), []).append(j + lo)
+  pieces, start = [], 0
+  for k in sorted(extra):
+    if start < k:
+      pieces.append(lax.slice_in_dim(inside, start, k, axis=axis))
+    fixed = lax.slice_in_dim(inside, k, k + 1, axis=axis)
+    for j in extra[k]:
+      fixed = fixed + lax.slice_in_dim(padded, j, j + 1, axis=axis)
+    pieces.append(fixed)
+    start = k + 1
+  if start < size:
+    pieces.append(lax.slice_in_dim(inside, start, size, axis=axis))
+  return lax.concatenate(pieces, axis)
+
+
+def _blur_axis_direct(
   y: jax.Array,
   row: np.ndarray,
   axis_index: int,
@@ -209,9 +315,19 @@ def blur_pool(
   dense = x
   if pool != "none":
     # Validates window_shape and channel_axis against the inputs, naming blur_pool.
-    geometry.resolve(x.shape, window_shape, 1, "VALID", channel_axis=channel_axis, fn=fn)
-    dense_pool = max_pool if pool == "max" else avg_pool
-    dense = dense_pool(x, window_shape, 1, "VALID", channel_axis=channel_axis)
+    window = geometry.resolve(
+      x.shape, window_shape, 1, "VALID", channel_axis=channel_axis, fn=fn
+    ).window_shape
+    if pool == "max":
+      # The dense max one spatial dim at a time, the last first: each pass has k_i
+      # views instead of prod(k) and the same values and gradient (the first maximum
+      # in row-major order wins either way; case: the training table, seed_cnn with blur).
+      dense = x
+      for i in reversed(range(n)):
+        window_i = tuple(k if j == i else 1 for j, k in enumerate(window))
+        dense = max_pool(dense, window_i, 1, "VALID", channel_axis=channel_axis)
+    else:
+      dense = avg_pool(x, window_shape, 1, "VALID", channel_axis=channel_axis)
 
   y = dense.astype(dtypes.compute_dtype(dense.dtype))
   # Validates strides against the inputs, naming blur_pool.
