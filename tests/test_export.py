@@ -24,16 +24,16 @@ import jaxpool
 try:
   from tests.calls import CALLS
   from tests.calls import PAD
+  from tests.calls import Call
   from tests.calls import S
   from tests.calls import W
-  from tests.calls import Call
   from tests.calls import inputs
 except ImportError:  # tests/ itself on sys.path
   from calls import CALLS
   from calls import PAD
+  from calls import Call
   from calls import S
   from calls import W
-  from calls import Call
   from calls import inputs
 
 PLATFORMS = ("cpu", "cuda", "tpu")
