@@ -27,12 +27,9 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("overlapping", [True, False])
-@pytest.mark.parametrize("spatial,window,out", CONFIGS)
-def test_matches_loop_reference(spatial, window, out, overlapping):
-  rng = np.random.default_rng(sum(spatial) + overlapping)
-  x = ties(rng, (2, *spatial, 3))
-  samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
+def _matches_reference(x, window, out, samples, overlapping):
+  """Values and indices of the jitted pool against the loop reference; returns the
+  values and the reference's indices."""
   values, indices = J(
     jaxpool.fractional_max_pool,
     window,
@@ -44,6 +41,16 @@ def test_matches_loop_reference(spatial, window, out, overlapping):
   ref_values, ref_indices = reference.fractional_max_pool(x, window, out, samples, overlapping)
   np.testing.assert_array_equal(values, ref_values)
   np.testing.assert_array_equal(indices, ref_indices)
+  return values, ref_indices
+
+
+@pytest.mark.parametrize("overlapping", [True, False])
+@pytest.mark.parametrize("spatial,window,out", CONFIGS)
+def test_matches_loop_reference(spatial, window, out, overlapping):
+  rng = np.random.default_rng(sum(spatial) + overlapping)
+  x = ties(rng, (2, *spatial, 3))
+  samples = rng.uniform(size=(2, 3, len(spatial))).astype(np.float32)
+  values, ref_indices = _matches_reference(x, window, out, samples, overlapping)
   # Gradient: to the selected element of each window.
   ct = rng.normal(size=values.shape).astype(np.float32)
   grad = jax.jit(
@@ -379,17 +386,7 @@ def test_strided_form_matches_loop_reference(spatial, window, out, overlapping):
   pool = lambda v: jaxpool.fractional_max_pool(
     v, window, out, samples=samples, overlapping=overlapping
   )
-  values, indices = J(
-    jaxpool.fractional_max_pool,
-    window,
-    out,
-    samples=samples,
-    overlapping=overlapping,
-    return_indices=True,
-  )(x)
-  ref_values, ref_indices = reference.fractional_max_pool(x, window, out, samples, overlapping)
-  np.testing.assert_array_equal(values, ref_values)
-  np.testing.assert_array_equal(indices, ref_indices)
+  values, ref_indices = _matches_reference(x, window, out, samples, overlapping)
   ct = rng.normal(size=values.shape).astype(np.float32)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(pool(v) * ct)))(x)
   np.testing.assert_allclose(
