@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpool import nnx as jp_nnx
-from jaxpool._src import window_dot as window_dot_lib
+from jaxpool._src.machinery import window_dot as window_dot_lib
 
 PREFIX = "learned"
 STATS = ("mean", "min", "max")

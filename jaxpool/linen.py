@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxpool
-from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+from jaxpool._src.machinery import geometry
 
 try:
   import flax.linen as nn

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 from jax import lax
 
 import jaxpool
-from jaxpool._src import geometry
 from jaxpool._src import modules as _m
+from jaxpool._src.machinery import geometry
 
 try:
   from flax import nnx

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxpool._src import axis_max
+from jaxpool._src.machinery import axis_max
 from tests import reference
 from tests.helpers import ties
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import dtypes
+from jaxpool._src.machinery import dtypes
 
 
 def test_float32_by_bits_is_astype_for_every_bfloat16():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpool._src import fallback
+from jaxpool._src.machinery import fallback
 
 try:
   from tests.helpers import lowered_text as _lowered

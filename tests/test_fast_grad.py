@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import jaxpool
-from jaxpool._src import geometry
 from jaxpool._src import reduce
+from jaxpool._src.machinery import geometry
 
 try:
   from tests import reference

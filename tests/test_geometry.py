@@ -2,7 +2,7 @@
 
 Output sizes are checked against `reference.output_size` (PyTorch's written rule)
 and SAME padding against XLA's own rule (`jax.lax.padtype_to_pads`), both
-independent of `jaxpool._src.geometry`.
+independent of `jaxpool._src.machinery.geometry`.
 """
 
 import itertools
@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxpool._src import geometry
+from jaxpool._src.machinery import geometry
 from tests import reference
 
 resolve = geometry.resolve

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpool._src import global_norm
+from jaxpool._src.machinery import global_norm
 
 
 def _expected(x, p, floor=None):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxpool
-from jaxpool._src import keys
+from jaxpool._src.machinery import keys
 
 X = jnp.arange(2 * 6 * 6 * 3, dtype=jnp.float32).reshape(2, 6, 6, 3) % 7
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxpool
-from jaxpool._src import views
+from jaxpool._src.machinery import views
 
 
 def computations(fn, *args) -> list[str]:

@@ -449,8 +449,8 @@ def test_exact_backward_forms_match_numpy_on_random_geometries(seed):
   transposed pass every backend takes (`_exact_grad`) and the per-offset one of a
   traced p (`_general_backward`), on the geometries above, with all-zero windows,
   tiny magnitudes (beyond the factorised pass's range) and p < 1."""
-  from jaxpool._src import geometry
   from jaxpool._src import lp
+  from jaxpool._src.machinery import geometry
 
   rng = np.random.default_rng(200 + seed)
   (window, strides, padding, kw), x = _geometry_case(rng, seed)

@@ -99,7 +99,7 @@ def test_overlapping_window_gradients_take_phase_views_on_every_backend(name):
     assert interior(text) == fast_form, platform
   # and the same gradient either way, here on this machine's backend
   xr = jnp.asarray(np.random.default_rng(4).normal(size=(2, 10, 10, 3)), jnp.float32)
-  from jaxpool._src import views
+  from jaxpool._src.machinery import views
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(views, "phase_views", lambda t, geom: views.padded_views(t, geom, 0))

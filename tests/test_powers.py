@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import powers
+from jaxpool._src.machinery import powers
 
 
 def test_power_integral_and_float_exponents():

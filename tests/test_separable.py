@@ -15,7 +15,7 @@ try:
 except ImportError:  # tests/ itself on sys.path
   from helpers import J
   from helpers import ties
-from jaxpool._src import separable
+from jaxpool._src.machinery import separable
 
 nan, inf = np.nan, np.inf
 

@@ -344,7 +344,7 @@ def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch)
   far[1, 3, 3, 1] = 100.0
   cot = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
   tangent = rng.normal(size=x.shape).astype(np.float32)
-  from jaxpool._src import views
+  from jaxpool._src.machinery import views
 
   # Linear in the tangent (a window sum times NaN), so that its transpose is NaN too.
   nan_branches = {

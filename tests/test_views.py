@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxpool._src import geometry
-from jaxpool._src import views
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import views
 from tests import reference
 
 _GEOMETRIES = [  # (spatial, window, strides, padding, dilation, ceil_mode)

@@ -1,4 +1,4 @@
-"""jaxpool._src.window_dot: window dot products and the weights check, against numpy
+"""jaxpool._src.machinery.window_dot: window dot products and the weights check, against numpy
 loops over every window (values and both transposes) and check_grads."""
 
 import itertools
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxpool._src import geometry
-from jaxpool._src.window_dot import check_weights
-from jaxpool._src.window_dot import window_dot
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery.window_dot import check_weights
+from jaxpool._src.machinery.window_dot import window_dot
 
 try:
   from tests import reference

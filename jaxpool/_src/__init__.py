@@ -1,0 +1,1 @@
+"""The pool families, one file each; what they share lives in `machinery/`."""

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import axis_max
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
-from jaxpool._src import global_norm
 from jaxpool._src import reduce as reduce_lib
-from jaxpool._src import separable
+from jaxpool._src.machinery import axis_max
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import global_norm
+from jaxpool._src.machinery import separable
 
 # Where every dim divides evenly, adaptive max is `max_pool` with window = stride =
 # L // o. Its derivative slices the input once per window element, so it is used only

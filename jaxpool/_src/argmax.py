@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
 from jaxpool._src import reduce as reduce_lib
-from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery.geometry import PaddingLike
 
 
 def max_pool_with_argmax(

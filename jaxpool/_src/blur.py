@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery.window_dot import window_dot
 from jaxpool._src.reduce import avg_pool
 from jaxpool._src.reduce import max_pool
-from jaxpool._src.window_dot import window_dot
 
 _POOLS = ("max", "avg", "none")
 _PADDINGS = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}

@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
-from jaxpool._src import keys
-from jaxpool._src import separable
-from jaxpool._src import views
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import keys
+from jaxpool._src.machinery import separable
+from jaxpool._src.machinery import views
 
 
 def _per_dim(value, n: int, name: str, fn: str, kind) -> tuple:

@@ -57,15 +57,15 @@ import jax.core
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import dtypes
-from jaxpool._src import fallback
-from jaxpool._src import geometry
-from jaxpool._src import global_norm
-from jaxpool._src import powers
 from jaxpool._src import reduce
-from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike
-from jaxpool._src.geometry import PoolGeometry
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import fallback
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import global_norm
+from jaxpool._src.machinery import powers
+from jaxpool._src.machinery import views
+from jaxpool._src.machinery.geometry import PaddingLike
+from jaxpool._src.machinery.geometry import PoolGeometry
 
 
 def _check_p(p: Any, fn: str) -> float | jax.Array:

@@ -35,14 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
 from jaxpool._src import reduce
-from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike
-from jaxpool._src.geometry import PoolGeometry
-from jaxpool._src.window_dot import check_weights
-from jaxpool._src.window_dot import window_dot
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import views
+from jaxpool._src.machinery.geometry import PaddingLike
+from jaxpool._src.machinery.geometry import PoolGeometry
+from jaxpool._src.machinery.window_dot import check_weights
+from jaxpool._src.machinery.window_dot import window_dot
 
 
 def _check_count_include_pad(count_include_pad, fn: str):

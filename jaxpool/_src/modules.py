@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import geometry
+from jaxpool._src.machinery import geometry
 
 RNG_STREAM = "pooling"
 MIXED_GRANULARITIES = ("layer", "channel", "region")

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
 from jaxpool._src import reduce
-from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import views
+from jaxpool._src.machinery.geometry import PaddingLike
 
 # reduce_fn -> (its identity for a dtype, the jaxpool pool for that monoid)
 _MONOIDS = {

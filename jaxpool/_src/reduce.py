@@ -43,11 +43,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpool._src import dtypes
-from jaxpool._src import geometry
-from jaxpool._src import views
-from jaxpool._src.geometry import PaddingLike
-from jaxpool._src.geometry import PoolGeometry
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import geometry
+from jaxpool._src.machinery import views
+from jaxpool._src.machinery.geometry import PaddingLike
+from jaxpool._src.machinery.geometry import PoolGeometry
 
 
 def _lowest(dtype, kind: str):

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpool._src import fallback
-from jaxpool._src import separable
+from jaxpool._src.machinery import fallback
+from jaxpool._src.machinery import separable
 
 
 def _with_nans(x: jax.Array, value: jax.Array, axis: int) -> jax.Array:

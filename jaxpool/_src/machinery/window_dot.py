@@ -23,9 +23,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxpool._src import dtypes
-from jaxpool._src import views
-from jaxpool._src.geometry import PoolGeometry
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import views
+from jaxpool._src.machinery.geometry import PoolGeometry
 
 
 def check_weights(

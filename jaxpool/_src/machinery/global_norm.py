@@ -30,9 +30,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxpool._src import dtypes
-from jaxpool._src import fallback
-from jaxpool._src import powers
+from jaxpool._src.machinery import dtypes
+from jaxpool._src.machinery import fallback
+from jaxpool._src.machinery import powers
 
 
 def lp_norm(

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpool._src.geometry import PoolGeometry
+from jaxpool._src.machinery.geometry import PoolGeometry
 
 
 @dataclasses.dataclass(frozen=True)
