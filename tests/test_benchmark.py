@@ -104,6 +104,11 @@ def test_public_pools_skips_unknown_and_missing(monkeypatch):
   } in skipped
   names, skipped = cases.public_pools(("max_pool", "not_yet_merged_pool"))
   assert names == ["max_pool"]
+  assert cases.public_pools(("window_pool",))[0] == [
+    "window_pool",
+    "window_pool[mean]",
+    "window_pool[median]",
+  ]
   assert skipped[-1]["pool"] == "not_yet_merged_pool"
 
 
@@ -151,6 +156,7 @@ def test_targets_variant_names_the_cases_and_pools_of_the_speed_targets():
       "avg_pool",
       "l2_pool",
       "lp_pool",
+      "lp_pool[learned p]",  # a selected pool brings its variants
       "stochastic_pool",
       "mixed_pool",
       "gated_pool",

@@ -74,9 +74,9 @@ def test_lp_general_gradient_writes_each_offsets_powers_once():
   (exp and log) are computed on the output grid in computations of their own, and
   the transposed scatter that sums them into the input-sized gradient evaluates none:
   fused into the scatter's pads they would be re-evaluated for every input element
-  (lp._general_backward's anchor, `total > inf`, gives every per-offset array a
-  second use for this; checked to fail without it). Benchmark case: lp_pool with a
-  learned p, fwd+bwd 2d_3x3s2_same (the comment names no case)."""
+  (lp._general_backward writes every per-offset array once with views.materialize,
+  the library's one fusion barrier). Benchmark case: lp_pool with a learned p,
+  fwd+bwd 2d_3x3s2_same."""
   x = jnp.ones((4, 33, 33, 8))  # output 17x17 with 3x3/2 SAME
   p = jnp.float32(3.0)
   # the gradient in x only: the one in p (a second use of the same powers) is dead

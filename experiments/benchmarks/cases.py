@@ -107,6 +107,14 @@ def _l2(case: Case, key):
   return (lambda x: jaxpool.l2_pool(x, w, s, p)), "naive sqrt(sum_pool(x^2))", naive, "lp2"
 
 
+def _lp_learned_p(case: Case, key):
+  w, s, p = case.window_args()
+  exponent = jnp.float32(3.0)  # an array, as a learned p is: lp's general backward
+  naive = lambda x: _sum_window(jnp.abs(x) ** exponent, case) ** (1 / exponent)
+  fn = lambda x: jaxpool.lp_pool(x, exponent, w, s, p)
+  return fn, "naive (sum|x|^p)^(1/p), p an array", naive, None
+
+
 def _gem(case: Case, key):
   axes = case.spatial_axes
   naive = lambda x: jnp.mean(jnp.maximum(x, 1e-6) ** 3, axis=axes) ** (1 / 3)
@@ -327,8 +335,13 @@ BUILDERS: dict[str, Callable] = {
 }
 
 # More rows of a public function, each timed as a pool of its own, after it:
-# window_pool's user function is jnp.max above, jnp.mean and jnp.median here.
-VARIANTS: dict[str, tuple[str, ...]] = {"window_pool": ("window_pool[mean]", "window_pool[median]")}
+# window_pool's user function is jnp.max above, jnp.mean and jnp.median here; lp_pool
+# with p an array (a learned p) takes its general backward.
+VARIANTS: dict[str, tuple[str, ...]] = {
+  "window_pool": ("window_pool[mean]", "window_pool[median]"),
+  "lp_pool": ("lp_pool[learned p]",),
+}
+BUILDERS["lp_pool[learned p]"] = _lp_learned_p
 BUILDERS["window_pool[mean]"] = _window_pool("mean")
 BUILDERS["window_pool[median]"] = _window_pool("median")
 
@@ -340,7 +353,7 @@ def public_pools(selected=()) -> tuple[list[str], list[dict]]:
     if not callable(getattr(jaxpool, name, None)):
       continue
     for row in (name, *VARIANTS.get(name, ())):
-      if selected and row not in selected:
+      if selected and name not in selected:  # a selected pool brings its variants
         continue
       if row not in BUILDERS:
         skipped.append(
