@@ -38,19 +38,10 @@ import jax.numpy as jnp
 
 import jaxpool
 from jaxpool._src import modules as _m
-from jaxpool._src.machinery import geometry
+from jaxpool._src.modules import RNG_STREAM
 
-try:
+with _m.flax_required("jaxpool.linen"):
   import flax.linen as nn
-except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
-  if err.name is None or err.name.partition(".")[0] != "flax":
-    raise
-  raise ImportError(
-    'jaxpool.linen needs Flax, which is not installed: pip install "jaxpool[flax]"'
-  ) from err
-
-RNG_STREAM = "pooling"
-"""The rng stream that every random pooling module draws its keys from."""
 
 Shape = Sequence[int]
 Initializer = Callable[..., Any]
@@ -83,26 +74,7 @@ class _WindowPool(nn.Module):
 
   def _window(self) -> dict[str, Any]:
     """Arguments of the function after `inputs` and the op-specific positionals."""
-    return dict(
-      window_shape=self.window_shape,
-      strides=self.strides,
-      padding=self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-    )
-
-  def _geometry(self, x, fn: str) -> geometry.PoolGeometry:
-    return geometry.resolve(
-      jnp.shape(x),
-      self.window_shape,
-      self.strides,
-      self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-      fn=fn,
-    )
+    return _m.options(self, _m.WINDOW_OPTIONS)
 
 
 def _num_channels(x, channel_axis: int) -> int:
@@ -425,7 +397,7 @@ class MixedPool(_WindowPool):
       )
     region = self.region_shape
     if self.granularity == "region":
-      region = self._geometry(inputs, "MixedPool").output_spatial
+      region = _m.window_geometry(self, inputs, "MixedPool").output_spatial
       if self.region_shape is not None and tuple(self.region_shape) != region:
         raise ValueError(
           f"MixedPool: region_shape={tuple(self.region_shape)} but the "
@@ -706,9 +678,7 @@ class GlobalAvgPool(nn.Module):
   channel_axis: int = -1
 
   def _options(self) -> dict[str, Any]:
-    return dict(
-      keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
-    )
+    return _m.options(self, ("keepdims", "num_spatial_dims", "channel_axis"))
 
   @nn.compact
   def __call__(self, inputs):

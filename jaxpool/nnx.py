@@ -41,19 +41,10 @@ from jax import lax
 
 import jaxpool
 from jaxpool._src import modules as _m
-from jaxpool._src.machinery import geometry
+from jaxpool._src.modules import RNG_STREAM
 
-try:
+with _m.flax_required("jaxpool.nnx"):
   from flax import nnx
-except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
-  if err.name is None or err.name.partition(".")[0] != "flax":
-    raise
-  raise ImportError(
-    'jaxpool.nnx needs Flax, which is not installed: pip install "jaxpool[flax]"'
-  ) from err
-
-RNG_STREAM = "pooling"
-"""The rng stream that every random pooling module draws its keys from."""
 
 Shape = Sequence[int]
 
@@ -63,15 +54,6 @@ def _freeze(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return tuple(_freeze(v) for v in value)
   return value
-
-
-def _check_num_features(module: str, num_features):
-  if not geometry.is_int(num_features) or num_features < 1:
-    raise ValueError(
-      f"{module}: num_features must be a positive int (the number of channels of "
-      f"the inputs, needed because NNX creates per-channel parameters eagerly), "
-      f"got {num_features!r}."
-    )
 
 
 def _fork_stream(rngs, module: str):
@@ -146,26 +128,8 @@ class _WindowPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def _window(self) -> dict[str, Any]:
-    return dict(
-      window_shape=self.window_shape,
-      strides=self.strides,
-      padding=self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-    )
-
-  def _geometry(self, x, fn: str) -> geometry.PoolGeometry:
-    return geometry.resolve(
-      jnp.shape(x),
-      self.window_shape,
-      self.strides,
-      self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-      fn=fn,
-    )
+    """Arguments of the function after `inputs` and the op-specific positionals."""
+    return _m.options(self, _m.WINDOW_OPTIONS)
 
 
 # --------------------------------------------------------------------------------
@@ -576,7 +540,7 @@ class MixedPool(_WindowPool, _Random):
     self.rngs = nnx.data(None)
     _m.check_choice("MixedPool", "granularity", granularity, _m.MIXED_GRANULARITIES)
     if granularity == "channel":
-      _check_num_features("MixedPool", num_features)
+      _m.check_num_features("MixedPool", num_features)
     if granularity == "region" and region_shape is None:
       raise ValueError(
         "MixedPool: granularity='region' needs region_shape (the output spatial shape), got None."
@@ -640,7 +604,7 @@ class GatedPool(_WindowPool):
     self.granularity = granularity
     self.num_features = num_features
     if granularity == "channel":
-      _check_num_features("GatedPool", num_features)
+      _m.check_num_features("GatedPool", num_features)
     shape = _m.gate_shape(window_shape, granularity, num_features, "GatedPool")
     self.gate = nnx.Param(gate_init(rngs.params(), shape, jnp.float32))
 
@@ -695,7 +659,7 @@ class TreePool(_WindowPool):
     self.num_features = num_features
     n = _m.tree_leaves(levels)
     if granularity == "channel":
-      _check_num_features("TreePool", num_features)
+      _m.check_num_features("TreePool", num_features)
     filt = _m.gate_shape(window_shape, granularity, num_features, "TreePool")
     leaf_init = leaf_init or nnx.initializers.normal(1.0 / math.sqrt(math.prod(window_shape)))
     self.leaves = nnx.Param(leaf_init(rngs.params(), (n,) + filt, jnp.float32))
@@ -790,7 +754,7 @@ class LIPLogits(nnx.Module):
     conv_general_dilated: Callable[..., jax.Array] = lax.conv_general_dilated,
     rngs: nnx.Rngs,
   ):
-    _check_num_features("LIPPool", num_features)
+    _m.check_num_features("LIPPool", num_features)
     self.coeff = coeff
     self.channel_axis = channel_axis
     self.conv = nnx.Conv(
@@ -919,9 +883,7 @@ class GlobalAvgPool(nnx.Module):
     self.channel_axis = channel_axis
 
   def _options(self) -> dict[str, Any]:
-    return dict(
-      keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
-    )
+    return _m.options(self, ("keepdims", "num_spatial_dims", "channel_axis"))
 
   def __call__(self, inputs):
     return jaxpool.global_avg_pool(inputs, **self._options())
