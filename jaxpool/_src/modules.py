@@ -103,13 +103,18 @@ def mixed_alpha_shape(
 
   "layer": ``()``; "channel": ``(C,)``; "region": one weight per output location
   shared by the channels, broadcastable to the output: ``(*region_shape, 1)``
-  channels-last, ``region_shape`` channels-first.
+  channels-last, ``region_shape`` channels-first. Checks the options it uses.
   """
   check_choice(module, "granularity", granularity, MIXED_GRANULARITIES)
   if granularity == "layer":
     return ()
   if granularity == "channel":
+    check_num_features(module, num_features)
     return (int(num_features),)
+  if region_shape is None:
+    raise ValueError(
+      f"{module}: granularity='region' needs region_shape (the output spatial shape), got None."
+    )
   region = tuple(int(r) for r in region_shape)
   return region + (1,) if channel_axis == -1 else region
 
@@ -117,8 +122,10 @@ def mixed_alpha_shape(
 def gate_shape(
   window_shape: Sequence[int], granularity: str, num_features, module: str
 ) -> tuple[int, ...]:
-  """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel."""
+  """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel; checks both."""
   check_choice(module, "granularity", granularity, GATED_GRANULARITIES)
+  if granularity == "channel":
+    check_num_features(module, num_features)
   c = 1 if granularity == "layer" else int(num_features)
   return tuple(int(w) for w in window_shape) + (c,)
 
