@@ -1,4 +1,4 @@
-r"""The option lists of the Linen and NNX modules' docstrings, written once for both APIs.
+"""The option lists of the Linen and NNX modules' docstrings, written once for both APIs.
 
 A module's options are its pooling function's options, documented once in the
 function's docstring, plus a few of its own (its parameters, its rng, train/eval),
@@ -17,7 +17,7 @@ from typing import Callable
 from typing import Optional
 from typing import TypeVar
 
-T = TypeVar("T", bound=type)
+_T = TypeVar("_T", bound=type)
 
 _RANDOM_RNGS = (
   "an ``nnx.Rngs`` (its ``'pooling'`` stream, or its default stream, is forked) or an "
@@ -98,24 +98,25 @@ def _options(cls: type) -> list[str]:
 
 
 def _entry(names: str, text: str) -> str:
+  # The names stay on the entry's first line (napoleon reads them there), however long.
   return textwrap.fill(
-    f"{names}: {text}",
+    text,
     88,
-    initial_indent="  ",
+    initial_indent=f"  {names}: ",
     subsequent_indent="    ",
     break_long_words=False,
     break_on_hyphens=False,
   )
 
 
-def document(fn: Optional[Callable], api: str) -> Callable[[T], T]:
+def document(fn: Optional[Callable], api: str) -> Callable[[_T], _T]:
   """Decorator: append the options of a module class (pooling function `fn`) to its docstring.
 
-  Each option is described by `OPTIONS` or, failing that, by `fn`'s docstring (same
-  name, default and meaning); one missing from both raises a TypeError.
+  Each option is described by `OPTIONS` or, failing that, by `fn`'s docstring (an
+  option of the function, same name and meaning); one in neither raises a TypeError.
   """
 
-  def decorate(cls: T) -> T:
+  def decorate(cls: _T) -> _T:
     own, shared = [], []
     params = inspect.signature(fn).parameters if fn is not None else {}
     for option in _options(cls):
