@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 from typing import Callable
@@ -37,23 +38,19 @@ import jax
 import jax.numpy as jnp
 
 import jaxpool
+from jaxpool._src import module_docs
 from jaxpool._src import modules as _m
-from jaxpool._src.machinery import geometry
 
-try:
+with _m.flax_required("jaxpool.linen"):
   import flax.linen as nn
-except ModuleNotFoundError as err:  # flax is an optional extra, not a core dependency
-  if err.name is None or err.name.partition(".")[0] != "flax":
-    raise
-  raise ImportError(
-    'jaxpool.linen needs Flax, which is not installed: pip install "jaxpool[flax]"'
-  ) from err
 
-RNG_STREAM = "pooling"
-"""The rng stream that every random pooling module draws its keys from."""
+RNG_STREAM = _m.RNG_STREAM
+"""The rng stream that every random pooling module draws its keys from: ``"pooling"``."""
 
 Shape = Sequence[int]
 Initializer = Callable[..., Any]
+# Appends each class's options to its docstring, from module_docs.OPTIONS and the function's.
+_documented = functools.partial(module_docs.document, api="linen")
 
 
 # --------------------------------------------------------------------------------
@@ -62,16 +59,7 @@ Initializer = Callable[..., Any]
 
 
 class _WindowPool(nn.Module):
-  """Attributes shared by every window pool (see :func:`jaxpool.max_pool`).
-
-  Attributes:
-    window_shape: window size per spatial dim, e.g. ``(2, 2)``.
-    strides: stride per spatial dim, an int, or None for 1 (as Flax).
-    padding: "VALID", "SAME", an int, a sequence of ints or of ``(low, high)``.
-    dilation: window dilation per spatial dim (PyTorch's ``dilation``).
-    ceil_mode: PyTorch's ``ceil_mode``.
-    channel_axis: -1 (channels last) or 1 (channels first).
-  """
+  """The window options of every window pool (see :func:`jaxpool.max_pool`)."""
 
   window_shape: Shape
   strides: Optional[Any] = None
@@ -83,26 +71,7 @@ class _WindowPool(nn.Module):
 
   def _window(self) -> dict[str, Any]:
     """Arguments of the function after `inputs` and the op-specific positionals."""
-    return dict(
-      window_shape=self.window_shape,
-      strides=self.strides,
-      padding=self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-    )
-
-  def _geometry(self, x, fn: str) -> geometry.PoolGeometry:
-    return geometry.resolve(
-      jnp.shape(x),
-      self.window_shape,
-      self.strides,
-      self.padding,
-      dilation=self.dilation,
-      ceil_mode=self.ceil_mode,
-      channel_axis=self.channel_axis,
-      fn=fn,
-    )
+    return _m.options(self, _m.WINDOW_OPTIONS)
 
 
 def _num_channels(x, channel_axis: int) -> int:
@@ -128,18 +97,9 @@ def _pooling_key(module: nn.Module, name: str) -> jax.Array:
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.max_pool)
 class MaxPool(_WindowPool):
-  """Max pooling, :func:`jaxpool.max_pool` (largest element of every window).
-
-  No parameters. The window attributes, shared by every window pool:
-
-  Attributes:
-    window_shape: window size per spatial dim, e.g. ``(2, 2)``.
-    strides: stride per spatial dim, an int, or None for 1 (as Flax).
-    padding: "VALID", "SAME", an int, a sequence of ints or of ``(low, high)``.
-    dilation: window dilation per spatial dim (PyTorch's ``dilation``).
-    ceil_mode: PyTorch's ``ceil_mode``.
-    channel_axis: -1 (channels last) or 1 (channels first).
+  """Max pooling, :func:`jaxpool.max_pool` (largest element of every window). No parameters.
 
   Example:
     >>> MaxPool((2, 2), strides=(2, 2)).apply({}, jnp.ones((1, 4, 4, 1))).shape
@@ -151,31 +111,27 @@ class MaxPool(_WindowPool):
     return jaxpool.max_pool(inputs, **self._window())
 
 
+@_documented(jaxpool.min_pool)
 class MinPool(_WindowPool):
-  """Min pooling, :func:`jaxpool.min_pool`. Attributes as :class:`MaxPool`."""
+  """Min pooling, :func:`jaxpool.min_pool`. No parameters."""
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.min_pool(inputs, **self._window())
 
 
+@_documented(jaxpool.sum_pool)
 class SumPool(_WindowPool):
-  """Sum pooling, :func:`jaxpool.sum_pool`. Attributes as :class:`MaxPool`."""
+  """Sum pooling, :func:`jaxpool.sum_pool`. No parameters."""
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.sum_pool(inputs, **self._window())
 
 
+@_documented(jaxpool.avg_pool)
 class AvgPool(_WindowPool):
-  """Average pooling, :func:`jaxpool.avg_pool`.
-
-  Attributes:
-    count_include_pad: divide by the window size including the padding (default,
-      as Flax and PyTorch) or only by the elements inside the input.
-    divisor_override: a constant divisor (PyTorch).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
-  """
+  """Average pooling, :func:`jaxpool.avg_pool`. No parameters."""
 
   count_include_pad: bool = True  # positional, as in avg_pool and flax's avg_pool
   _: dataclasses.KW_ONLY
@@ -196,17 +152,9 @@ class AvgPool(_WindowPool):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.lp_pool)
 class LpPool(_WindowPool):
   r"""Power-average pooling, :func:`jaxpool.lp_pool`: :math:`(\sum_w |x|^p)^{1/p}`.
-
-  Attributes:
-    p: the exponent (a float, ``inf`` for the max of ``|x|``); with
-      ``learn_p=True`` the initial value of the learnt exponent.
-    mean: divide the sum by the window count (the power mean).
-    learn_p: learn ``p`` as the parameter ``"raw_p"`` with
-      :math:`p = 1 + \mathrm{softplus}(raw)`, which keeps ``p > 1`` (initialised so
-      that ``p`` starts at the attribute ``p``, which must then be finite and > 1).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
 
   Example:
     >>> pool = LpPool((2, 2), strides=2, p=3.0, learn_p=True)
@@ -230,11 +178,9 @@ class LpPool(_WindowPool):
     return jaxpool.lp_pool(inputs, p, mean=self.mean, **self._window())
 
 
+@_documented(jaxpool.l2_pool)
 class L2Pool(_WindowPool):
-  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`.
-
-  Attributes: ``mean`` (root mean square instead) and those of :class:`MaxPool`.
-  """
+  r"""L2 pooling, :func:`jaxpool.l2_pool`: :math:`\sqrt{\sum_w x^2}`. No parameters."""
 
   _: dataclasses.KW_ONLY
   mean: bool = False
@@ -244,20 +190,11 @@ class L2Pool(_WindowPool):
     return jaxpool.l2_pool(inputs, mean=self.mean, **self._window())
 
 
+@_documented(jaxpool.gem_pool)
 class GeMPool(nn.Module):
   r"""Generalized-mean global pooling, :func:`jaxpool.gem_pool` (Radenović et al.
   2018): :math:`(\frac{1}{|S|}\sum_{s} \max(x_s, \epsilon)^p)^{1/p}` over all
   spatial positions.
-
-  Attributes:
-    p: the initial exponent (3, as the paper), or the fixed one if not learnt.
-    learn_p: learn ``p`` (the parameter ``"p"``, a scalar stored as is, as in the
-      paper's code).
-    eps: the clamp of the inputs.
-    keepdims: keep the spatial dims with size 1.
-    num_spatial_dims: number of spatial dims (default: all but one batch dim and
-      the channel dim).
-    channel_axis: -1 (channels last) or 1 (channels first).
   """
 
   _: dataclasses.KW_ONLY
@@ -288,18 +225,13 @@ class GeMPool(nn.Module):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.stochastic_pool)
 class StochasticPool(_WindowPool):
-  r"""Stochastic pooling, :func:`jaxpool.stochastic_pool` (Zeiler & Fergus 2013).
+  """Stochastic pooling, :func:`jaxpool.stochastic_pool` (Zeiler & Fergus 2013).
 
-  Training (``deterministic=False``): every window outputs one of its elements,
-  drawn with probability :math:`a_i / \sum_w a`, :math:`a = \max(x, 0)`; the key
-  comes from the rng stream ``"pooling"``. Evaluation (``deterministic=True``): the
-  probabilistic weighting :math:`\sum_w a^2 / \sum_w a`, no key.
-
-  Attributes:
-    deterministic: the mode, or None to take it from the call (exactly one of
-      the attribute and the call argument must be given, as ``nn.Dropout``).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
+  Training (``deterministic=False``) draws one element of every window with a key
+  from the rng stream ``"pooling"``; evaluation (``deterministic=True``) is the
+  function's deterministic weighting, no key.
 
   Example:
     >>> pool = StochasticPool((2, 2), strides=2)
@@ -321,23 +253,13 @@ class StochasticPool(_WindowPool):
     return jaxpool.stochastic_pool(inputs, key=key, deterministic=False, **self._window())
 
 
+@_documented(jaxpool.fractional_max_pool)
 class FractionalMaxPool(nn.Module):
   """Fractional max pooling, :func:`jaxpool.fractional_max_pool` (Graham 2014).
 
-  Training: the pseudo-random window sequence is drawn from a fresh key of the rng
-  stream ``"pooling"`` at every call. Evaluation (``deterministic=True``): the
-  sequence of the fixed key ``jax.random.key(eval_seed)``, so the output is the
-  same at every call (PyTorch has no eval mode and keeps drawing).
-
-  Attributes:
-    window_shape: window size per spatial dim.
-    output_size: output spatial size (or give ``output_ratio``).
-    output_ratio: output size as a fraction of the input size, per dim.
-    overlapping: overlapping windows (Graham's overlapping variant).
-    return_indices: also return the argmax indices (as PyTorch).
-    channel_axis: -1 (channels last) or 1 (channels first).
-    deterministic: as :class:`StochasticPool`.
-    eval_seed: the seed of the evaluation key.
+  Training draws the pseudo-random windows with a fresh key of the rng stream
+  ``"pooling"`` at every call; evaluation (``deterministic=True``) uses the fixed key
+  of ``eval_seed``.
   """
 
   window_shape: Shape
@@ -374,34 +296,14 @@ class FractionalMaxPool(nn.Module):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.mixed_pool)
 class MixedPool(_WindowPool):
   r"""Mixed max-average pooling, :func:`jaxpool.mixed_pool`:
   :math:`\alpha \max_w x + (1 - \alpha)\,\mathrm{avg}_w x`.
 
-  Learnt (Lee, Gallagher & Tu 2016, default): :math:`\alpha = \sigma(\ell)` with the
-  parameter ``"alpha_logit"`` :math:`\ell`, initialised so that
-  :math:`\alpha` = ``alpha_init`` (0.5). Its shape follows ``granularity``:
-
-  * "layer": one scalar;
-  * "channel": ``(C,)``, one per channel;
-  * "region": one per output location, shared by the channels:
-    ``(*out_spatial, 1)`` channels-last, ``out_spatial`` channels-first.
-
-  Random (``stochastic=True``, Yu et al. 2014, no parameters): in training
-  :math:`\alpha` is drawn in {0, 1} with probability 1/2, once per call (one draw
-  for the whole layer and batch), from the rng stream ``"pooling"``. Test-time
-  rule (``deterministic=True``): :math:`\alpha = 1/2`, the expectation of the draw,
-  so evaluation averages the two pools.
-
-  Attributes:
-    granularity: "layer", "channel" or "region" (learnt mode).
-    alpha_init: the initial alpha, in (0, 1).
-    count_include_pad: whether the average counts padding (as AvgPool).
-    stochastic: Yu et al.'s random alpha instead of a learnt one.
-    deterministic: (stochastic only) as :class:`StochasticPool`.
-    region_shape: (region only, optional) the output spatial shape, checked
-      against the input (NNX needs it; Linen infers it).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
+  :math:`\alpha` is learnt (Lee, Gallagher & Tu 2016, the default: the parameter
+  ``"alpha_logit"``) or random (``stochastic=True``, Yu et al. 2014: keys from the
+  rng stream ``"pooling"``, no parameters).
   """
 
   _: dataclasses.KW_ONLY
@@ -425,7 +327,7 @@ class MixedPool(_WindowPool):
       )
     region = self.region_shape
     if self.granularity == "region":
-      region = self._geometry(inputs, "MixedPool").output_spatial
+      region = _m.window_geometry(self, inputs, "MixedPool").output_spatial
       if self.region_shape is not None and tuple(self.region_shape) != region:
         raise ValueError(
           f"MixedPool: region_shape={tuple(self.region_shape)} but the "
@@ -447,19 +349,11 @@ class MixedPool(_WindowPool):
     )
 
 
+@_documented(jaxpool.gated_pool)
 class GatedPool(_WindowPool):
   r"""Gated max-average pooling, :func:`jaxpool.gated_pool` (Lee et al. 2016):
-  :math:`g = \sigma(\sum_w \omega \odot x)`, output :math:`g \max + (1-g)\,\mathrm{avg}`.
-
-  The gate mask ``"gate"`` has shape ``window_shape + (1,)`` ("layer": shared by
-  the channels) or ``window_shape + (C,)`` ("channel"). It starts at
-  ``gate_init`` (zeros: :math:`g = 1/2`, the even mix, as MixedPool's start).
-
-  Attributes:
-    granularity: "layer" or "channel".
-    gate_init: initializer of the gate mask.
-    count_include_pad: whether the average counts padding (as AvgPool).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
+  :math:`g = \sigma(\sum_w \omega \odot x)`, output :math:`g \max + (1-g)\,\mathrm{avg}`,
+  with the learnt gate mask :math:`\omega` (parameter ``"gate"``).
   """
 
   _: dataclasses.KW_ONLY
@@ -478,24 +372,10 @@ class GatedPool(_WindowPool):
     )
 
 
+@_documented(jaxpool.tree_pool)
 class TreePool(_WindowPool):
-  r"""Tree pooling, :func:`jaxpool.tree_pool` (Lee et al. 2016).
-
-  A complete binary tree of ``levels`` levels: ``2**(levels-1)`` leaves, each a
-  learnt pooling filter :math:`v_m \cdot x_w` (parameter ``"leaves"``,
-  ``(n_leaves, *window_shape, 1 or C)``), and ``n_leaves - 1`` internal nodes that
-  mix their children with :math:`\sigma(\omega_n \cdot x_w)` (parameter
-  ``"gates"``, ``(n_leaves - 1, *window_shape, 1 or C)``, breadth-first).
-
-  Initialisation: leaves ``leaf_init`` (normal, std ``1/sqrt(window size)``, so
-  that the leaves differ and the gates get a gradient), gates ``gate_init``
-  (zeros: every node starts as the even mix of its children).
-
-  Attributes:
-    levels: tree depth (>= 2; 2 = two leaves and one gate, Lee et al.'s choice).
-    granularity: "layer" (filters shared by the channels) or "channel".
-    leaf_init, gate_init: initializers.
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
+  """Tree pooling, :func:`jaxpool.tree_pool` (Lee et al. 2016): a binary tree of learnt
+  pooling filters (parameters ``"leaves"`` and ``"gates"``).
   """
 
   _: dataclasses.KW_ONLY
@@ -523,28 +403,23 @@ class TreePool(_WindowPool):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.soft_pool)
 class SoftPool(_WindowPool):
   r"""SoftPool, :func:`jaxpool.soft_pool` (Stergiou et al. 2021):
-  :math:`\sum_w \mathrm{softmax}_w(x)_i\, x_i`. Attributes as :class:`MaxPool`."""
+  :math:`\sum_w \mathrm{softmax}_w(x)_i\, x_i`. No parameters.
+  """
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.soft_pool(inputs, **self._window())
 
 
+@_documented(jaxpool.window_pool)
 class WindowPool(_WindowPool):
   """Any function of the window elements, :func:`jaxpool.window_pool`.
 
-  Attributes:
-    fn: ``(windows[, mask]) -> one value per window`` (keyword, required): gets the
-      window elements on a trailing axis of size ``prod(window_shape)`` (see
-      :func:`jaxpool.window_pool`; called with ``axis=-1`` / ``mask=`` where its
-      signature names them).
-    pad_value: the value of padded window elements.
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
-
-  No parameters of its own; `fn` may close over arrays (a learnt temperature is
-  a parameter of the module that calls it).
+  No parameters of its own; `fn` may close over arrays (a learnt temperature is a
+  parameter of the module that calls it).
 
   Example:
     >>> pool = WindowPool((3, 3), strides=2, padding=1, fn=jnp.median)
@@ -575,24 +450,17 @@ class _InstanceNorm(nn.Module):
     return _m.instance_norm(x, scale, bias, self.epsilon)
 
 
+@_documented(None)
 class LIPLogits(nn.Module):
   r"""The logit network of :class:`LIPPool` (Gao et al. 2019, simplified LIP).
 
-  :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a
-  bias-free ``kernel_size``-wide 'SAME' ``nn.Conv`` with C output channels,
-  instance normalisation with a learnt scale and bias (as ``nn.GroupNorm`` with one
-  group per channel; submodules ``conv`` and ``norm``) and a scaled sigmoid, so the
-  logits lie in (0, coeff). ``grad``, ``vjp`` and ``jax.jvp`` all work.
-
-  The convolution is flax's: ``conv_general_dilated`` (default
-  ``lax.conv_general_dilated``) is handed to ``nn.Conv``, so a drop-in with other
-  derivative rules may replace it (see :class:`jaxpool.nnx.LIPLogits`: the
-  experiments pass ``experiments/fast_conv.py``'s, much faster in a ``lax.scan``
-  training loop on CPU). The norm holds ``nn.GroupNorm``'s parameters and values,
-  computed as ``x * a + b`` with per-(image, channel) ``a, b``
-  (``modules.instance_norm``), faster than flax's grouped reshape. Runs
-  channels-last (inputs are moved there and back when ``channel_axis=1``); needs
-  one leading batch dim. Output: inputs' shape.
+  :math:`\ell = \text{coeff} \cdot \sigma(\mathrm{IN}(\mathrm{conv}(x)))`: a bias-free
+  ``kernel_size``-wide 'SAME' ``nn.Conv`` with C output channels (submodule ``conv``),
+  instance normalisation with a learnt scale and bias (submodule ``norm``: the
+  parameters and values of ``nn.GroupNorm`` with one group per channel, by
+  ``modules.instance_norm``'s faster formula) and a scaled sigmoid, so the logits lie
+  in (0, coeff). Runs channels-last; needs one leading batch dim. Output: the inputs'
+  shape.
   """
 
   num_spatial_dims: int
@@ -618,18 +486,11 @@ class LIPLogits(nn.Module):
     return _m.channels_back(self.coeff * jax.nn.sigmoid(h), self.channel_axis)
 
 
+@_documented(jaxpool.lip_pool)
 class LIPPool(_WindowPool):
   r"""Local importance-based pooling, :func:`jaxpool.lip_pool` (Gao et al. 2019):
-  :math:`\sum_w x\, e^{\ell} / \sum_w e^{\ell}` with logits :math:`\ell` from a
-  small learnt network of the inputs, :class:`LIPLogits` (submodule ``"logits"``:
-  the paper's simplified LIP module, conv + instance norm + ``coeff * sigmoid``).
-
-  Attributes:
-    kernel_size: width of the logit convolution in every spatial dim.
-    coeff: the logits' upper bound (12 as the paper's code).
-    conv_general_dilated: the logit convolution's ``lax.conv_general_dilated``
-      (see :class:`LIPLogits`).
-    window_shape, strides, padding, dilation, ceil_mode, channel_axis: as :class:`MaxPool`.
+  :math:`\sum_w x\, e^{\ell} / \sum_w e^{\ell}` with logits :math:`\ell` from the
+  small learnt network :class:`LIPLogits` (submodule ``"logits"``).
   """
 
   _: dataclasses.KW_ONLY
@@ -655,14 +516,9 @@ class LIPPool(_WindowPool):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.adaptive_avg_pool)
 class AdaptiveAvgPool(nn.Module):
-  """Adaptive average pooling, :func:`jaxpool.adaptive_avg_pool` (PyTorch's windows).
-
-  Attributes:
-    output_size: the output spatial size (an int for every dim, or a tuple; None
-      in it keeps that dim's size).
-    channel_axis: -1 (channels last) or 1 (channels first).
-  """
+  """Adaptive average pooling, :func:`jaxpool.adaptive_avg_pool` (PyTorch's windows)."""
 
   output_size: Any
   _: dataclasses.KW_ONLY
@@ -673,12 +529,9 @@ class AdaptiveAvgPool(nn.Module):
     return jaxpool.adaptive_avg_pool(inputs, self.output_size, channel_axis=self.channel_axis)
 
 
+@_documented(jaxpool.adaptive_max_pool)
 class AdaptiveMaxPool(AdaptiveAvgPool):
-  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool`.
-
-  Attributes: ``return_indices`` (also return the argmax indices, as PyTorch) and
-  those of :class:`AdaptiveAvgPool`.
-  """
+  """Adaptive max pooling, :func:`jaxpool.adaptive_max_pool` (PyTorch's windows)."""
 
   _: dataclasses.KW_ONLY
   return_indices: bool = False
@@ -690,15 +543,9 @@ class AdaptiveMaxPool(AdaptiveAvgPool):
     )
 
 
+@_documented(jaxpool.global_avg_pool)
 class GlobalAvgPool(nn.Module):
-  """Mean over all spatial dims, :func:`jaxpool.global_avg_pool`.
-
-  Attributes:
-    keepdims: keep the spatial dims with size 1.
-    num_spatial_dims: number of spatial dims (default: all dims but one batch dim
-      and the channel dim).
-    channel_axis: -1 (channels last) or 1 (channels first).
-  """
+  """Mean over all spatial dims, :func:`jaxpool.global_avg_pool`."""
 
   _: dataclasses.KW_ONLY
   keepdims: bool = False
@@ -706,28 +553,25 @@ class GlobalAvgPool(nn.Module):
   channel_axis: int = -1
 
   def _options(self) -> dict[str, Any]:
-    return dict(
-      keepdims=self.keepdims, num_spatial_dims=self.num_spatial_dims, channel_axis=self.channel_axis
-    )
+    return _m.options(self, ("keepdims", "num_spatial_dims", "channel_axis"))
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.global_avg_pool(inputs, **self._options())
 
 
+@_documented(jaxpool.global_max_pool)
 class GlobalMaxPool(GlobalAvgPool):
-  """Max over all spatial dims, :func:`jaxpool.global_max_pool`. As GlobalAvgPool."""
+  """Max over all spatial dims, :func:`jaxpool.global_max_pool`."""
 
   @nn.compact
   def __call__(self, inputs):
     return jaxpool.global_max_pool(inputs, **self._options())
 
 
+@_documented(jaxpool.global_lp_pool)
 class GlobalLpPool(GlobalAvgPool):
-  """Lp norm over all spatial dims, :func:`jaxpool.global_lp_pool`.
-
-  Attributes: ``p`` (default 2) and those of :class:`GlobalAvgPool`.
-  """
+  """Lp norm over all spatial dims, :func:`jaxpool.global_lp_pool`."""
 
   _: dataclasses.KW_ONLY
   p: float = 2.0
@@ -737,14 +581,9 @@ class GlobalLpPool(GlobalAvgPool):
     return jaxpool.global_lp_pool(inputs, self.p, **self._options())
 
 
+@_documented(jaxpool.spatial_pyramid_pool)
 class SpatialPyramidPool(nn.Module):
-  """Spatial pyramid pooling, :func:`jaxpool.spatial_pyramid_pool` (He et al. 2014).
-
-  Attributes:
-    levels: output sizes of the adaptive pools, e.g. ``(1, 2, 4)``.
-    mode: "max" or "avg".
-    channel_axis: -1 (channels last) or 1 (channels first).
-  """
+  """Spatial pyramid pooling, :func:`jaxpool.spatial_pyramid_pool` (He et al. 2014)."""
 
   levels: Sequence[int] = (1, 2, 4)
   _: dataclasses.KW_ONLY
@@ -763,11 +602,10 @@ class SpatialPyramidPool(nn.Module):
 # --------------------------------------------------------------------------------
 
 
+@_documented(jaxpool.max_pool_with_argmax)
 class MaxPoolWithArgmax(_WindowPool):
-  """Max pooling that also returns the indices, :func:`jaxpool.max_pool_with_argmax`.
-
-  Returns ``(values, indices)`` (PyTorch's ``return_indices``). Attributes as
-  :class:`MaxPool`.
+  """Max pooling that also returns the indices, :func:`jaxpool.max_pool_with_argmax`:
+  ``(values, indices)`` (PyTorch's ``return_indices``).
   """
 
   @nn.compact
@@ -775,12 +613,10 @@ class MaxPoolWithArgmax(_WindowPool):
     return jaxpool.max_pool_with_argmax(inputs, **self._window())
 
 
+@_documented(jaxpool.max_unpool)
 class MaxUnpool(nn.Module):
-  """Max unpooling, :func:`jaxpool.max_unpool`: scatters `values` to `indices`.
-
-  Attributes:
-    output_shape: spatial shape of the result, or None to give it at the call.
-    channel_axis: -1 (channels last) or 1 (channels first).
+  """Max unpooling, :func:`jaxpool.max_unpool`: scatters `values` to `indices`. The
+  call's ``output_shape`` is given if and only if the attribute is None.
   """
 
   output_shape: Optional[Shape] = None
@@ -793,17 +629,9 @@ class MaxUnpool(nn.Module):
     return jaxpool.max_unpool(values, indices, output_shape, channel_axis=self.channel_axis)
 
 
+@_documented(jaxpool.blur_pool)
 class BlurPool(nn.Module):
-  """Anti-aliased downsampling, :func:`jaxpool.blur_pool` (Zhang 2019).
-
-  Attributes:
-    strides: the downsampling factor per spatial dim.
-    filter_size: width of the binomial low-pass filter.
-    pool: "max", "avg" or "none": the dense pool before the blur.
-    window_shape: the dense pool's window (default 2 per dim, Zhang's reference).
-    padding: the blur's padding: "reflect" (default), "replicate" or "zero".
-    channel_axis: -1 (channels last) or 1 (channels first).
-  """
+  """Anti-aliased downsampling, :func:`jaxpool.blur_pool` (Zhang 2019)."""
 
   strides: Any
   _: dataclasses.KW_ONLY

@@ -2,8 +2,10 @@
 
 A name missing from docs/api/*.md would have no page on the documentation site, so a
 new public function or module must be added there (as a line of an autosummary list).
+Every Linen/NNX module's docstring lists every option of its constructor.
 """
 
+import dataclasses
 import inspect
 import pathlib
 import re
@@ -68,3 +70,26 @@ def test_every_public_name_is_in_the_api_reference(page, module):
   mod = {"jaxpool": jaxpool, "registry": registry}.get(module) or _flax_module(module)
   missing = sorted(_public(mod) - _documented(page))
   assert not missing, f"docs/api/{page} does not list {missing}: add them to an autosummary list."
+
+
+@pytest.mark.parametrize("module", ["linen", "nnx"])
+def test_every_module_docstring_describes_every_option(module):
+  # The options read from each class's constructor here, independently of how the
+  # docstrings are built; each must head an entry of the Attributes:/Args: list.
+  mod = _flax_module(module)
+  section = "Attributes:" if module == "linen" else "Args:"
+  for name in sorted(_public(mod)):
+    cls = getattr(mod, name)
+    if not inspect.isclass(cls):
+      continue
+    if dataclasses.is_dataclass(cls):
+      options = [f.name for f in dataclasses.fields(cls) if f.init]
+      options = [o for o in options if o not in ("parent", "name")]
+    else:
+      options = list(inspect.signature(cls.__init__).parameters)[1:]
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    assert f"\n{section}\n" in doc, name
+    listed = doc.split(f"\n{section}\n", 1)[1].split("\n\n", 1)[0]
+    for option in options:
+      entry = rf"^  (\w+, )*{option}(, \w+)*:\s+\S"
+      assert re.search(entry, listed, re.M), f"{module}.{name}: {option} is not described"

@@ -2,11 +2,13 @@
 
 No pooling math lives here (that is the functions' job) and no Flax: only the
 small decisions both module APIs must make identically, so that a Linen module and
-its NNX twin hold parameters of the same shapes and meaning.
+its NNX twin hold parameters of the same shapes and meaning, draw keys from the same
+rng stream and fail the same way without Flax.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from typing import Sequence
 
 import jax
@@ -16,8 +18,55 @@ import numpy as np
 from jaxpool._src.machinery import geometry
 
 RNG_STREAM = "pooling"
+"""The rng stream that every random pooling module draws its keys from."""
+
+WINDOW_OPTIONS = ("window_shape", "strides", "padding", "dilation", "ceil_mode", "channel_axis")
+"""The options of every window pool, in the order of the functions' signatures."""
+
 MIXED_GRANULARITIES = ("layer", "channel", "region")
 GATED_GRANULARITIES = ("layer", "channel")
+
+
+class flax_required:  # lower case as contextlib.suppress: read as `with flax_required(...):`
+  """Around a module's ``import flax...``: without Flax, an ImportError naming the extra.
+
+  Flax is an optional extra, so `jaxpool.linen` / `jaxpool.nnx` turn the
+  ModuleNotFoundError of a missing Flax (and only that one) into an ImportError that
+  says how to install it, with the original error as its cause.
+  """
+
+  def __init__(self, module: str):
+    self.module = module
+
+  def __enter__(self) -> None:
+    return None
+
+  # Returns None, never True: pyright then knows no error is swallowed, and the
+  # names imported inside the block are bound after it.
+  def __exit__(self, kind, err, traceback) -> None:
+    if isinstance(err, ModuleNotFoundError) and (err.name or "").partition(".")[0] == "flax":
+      raise ImportError(
+        f'{self.module} needs Flax, which is not installed: pip install "jaxpool[flax]"'
+      ) from err
+
+
+def options(module: Any, names: Sequence[str]) -> dict[str, Any]:
+  """The module's attributes `names`, as keywords of its pooling function."""
+  return {name: getattr(module, name) for name in names}
+
+
+def window_geometry(module: Any, x, fn: str) -> geometry.PoolGeometry:
+  """The geometry of a window pool module on `x` (its output's spatial shape, ...)."""
+  return geometry.resolve(jnp.shape(x), **options(module, WINDOW_OPTIONS), fn=fn)
+
+
+def check_num_features(module: str, num_features) -> None:
+  if not geometry.is_int(num_features) or num_features < 1:
+    raise ValueError(
+      f"{module}: num_features must be a positive int (the number of channels of "
+      f"the inputs, needed because NNX creates per-channel parameters eagerly), "
+      f"got {num_features!r}."
+    )
 
 
 def check_choice(module: str, arg: str, value, allowed: Sequence[str]) -> None:
@@ -54,13 +103,18 @@ def mixed_alpha_shape(
 
   "layer": ``()``; "channel": ``(C,)``; "region": one weight per output location
   shared by the channels, broadcastable to the output: ``(*region_shape, 1)``
-  channels-last, ``region_shape`` channels-first.
+  channels-last, ``region_shape`` channels-first. Checks the options it uses.
   """
   check_choice(module, "granularity", granularity, MIXED_GRANULARITIES)
   if granularity == "layer":
     return ()
   if granularity == "channel":
+    check_num_features(module, num_features)
     return (int(num_features),)
+  if region_shape is None:
+    raise ValueError(
+      f"{module}: granularity='region' needs region_shape (the output spatial shape), got None."
+    )
   region = tuple(int(r) for r in region_shape)
   return region + (1,) if channel_axis == -1 else region
 
@@ -68,8 +122,10 @@ def mixed_alpha_shape(
 def gate_shape(
   window_shape: Sequence[int], granularity: str, num_features, module: str
 ) -> tuple[int, ...]:
-  """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel."""
+  """``window_shape + (1,)`` shared by the channels, ``+ (C,)`` per channel; checks both."""
   check_choice(module, "granularity", granularity, GATED_GRANULARITIES)
+  if granularity == "channel":
+    check_num_features(module, num_features)
   c = 1 if granularity == "layer" else int(num_features)
   return tuple(int(w) for w in window_shape) + (c,)
 
@@ -81,21 +137,6 @@ def tree_leaves(levels, module: str = "TreePool") -> int:
       f"{module}: levels must be an int >= 2 (2 levels: 2 leaves and 1 gate), got {levels!r}."
     )
   return 2 ** (int(levels) - 1)
-
-
-def output_spatial(
-  input_shape, window_shape, strides, padding, dilation, ceil_mode, channel_axis, fn
-) -> tuple[int, ...]:
-  return geometry.resolve(
-    input_shape,
-    window_shape,
-    strides,
-    padding,
-    dilation=dilation,
-    ceil_mode=ceil_mode,
-    channel_axis=channel_axis,
-    fn=fn,
-  ).output_spatial
 
 
 def channels_last(x: jax.Array, channel_axis: int) -> jax.Array:
