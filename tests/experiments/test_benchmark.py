@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ml_collections")
 pytest.importorskip("absl")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # A few pools of each family keep the end-to-end run short (each pool compiles six

@@ -437,7 +437,7 @@ def test_spatial_pyramid_pool_errors_name_it():
 
 
 def test_global_pools_refuse_empty_spatial_dims_naming_themselves():
-  """Found by tests/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
+  """Found by tests/library/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
   raised numpy's "zero-size array to reduction operation max". PyTorch's adaptive
   pools refuse empty planes; the global pools now do too, with their own names."""
   x = jnp.zeros((2, 0, 4, 3))
