@@ -172,7 +172,7 @@ if [ $HAS_GPU = 1 ] && ! "$PY" -c "import jax; assert jax.default_backend() == '
 fi
 if [ "$MODE" = tests ] && ! "$PY" -c "import tensorflow_datasets" 2> /dev/null; then
   install_wheels .whl/tests "$WORK/site-tests" "import tensorflow_datasets, array_record" ||
-    say "tensorflow-datasets not importable: tests/test_data.py will skip"
+    say "tensorflow-datasets not importable: tests/experiments/test_data.py will skip"
 fi
 
 {

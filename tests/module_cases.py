@@ -1,4 +1,4 @@
-"""The module test table shared by tests/test_linen.py and tests/test_nnx.py.
+"""The module test table shared by tests/library/test_linen.py and tests/library/test_nnx.py.
 
 Each case names a registry entry, its constructor options and the expected output
 computed *without the module*: the public jaxpool function called with the

@@ -21,7 +21,7 @@ import pytest
 from experiments import compare
 from experiments import plots
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NUM_EPOCHS = 3
 POOL_INDEX = {"max": 1, "avg": 2, "bad": 3, "l2": 4}

@@ -112,7 +112,7 @@ def test_every_name_builds_in_both_apis_with_same_class_name(name):
 
 
 def test_every_name_is_checked_against_its_function():
-  # tests/test_linen.py and tests/test_nnx.py compare the modules built by the
+  # tests/library/test_linen.py and tests/library/test_nnx.py compare the modules built by the
   # registry with the functions, case by case: every name must have a case.
   covered = {c.name for c in mc.CASES + mc.EVAL_CASES} | {r[1] for r in mc.RANDOM_CASES}
   covered.add("max_unpool")  # test_argmax_unpool_modules

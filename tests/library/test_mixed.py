@@ -1,5 +1,7 @@
 """mixed_pool, gated_pool, tree_pool against numpy loops, closed forms and check_grads."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -316,12 +318,14 @@ def test_shapes_and_values_over_random_configurations():
     # The output size by PyTorch's rule, from the reference (not from jaxpool).
     shape = reference.max_pool(x, window, strides, padding, **options).shape
     xf = x.astype(np.float32)
-    y = jaxpool.gated_pool(xf, gate, window, strides, padding, **options)
+    # One compiled program per pool and configuration instead of an op-by-op run.
+    geometry = dict(window_shape=window, strides=strides, padding=padding, **options)
+    y = jax.jit(functools.partial(jaxpool.gated_pool, **geometry))(xf, gate)
     assert y.shape == shape
     np.testing.assert_allclose(
       y, reference.gated_pool(x, gate, window, strides, padding, **options), rtol=RTOL, atol=ATOL
     )
-    y = jaxpool.tree_pool(xf, leaves, gates, window, strides, padding, **options)
+    y = jax.jit(functools.partial(jaxpool.tree_pool, **geometry))(xf, leaves, gates)
     assert y.shape == shape
     np.testing.assert_allclose(
       y,
@@ -329,7 +333,7 @@ def test_shapes_and_values_over_random_configurations():
       rtol=1e-4,
       atol=1e-4,
     )
-    assert jaxpool.mixed_pool(xf, 0.5, window, strides, padding, **options).shape == shape
+    assert jax.jit(functools.partial(jaxpool.mixed_pool, **geometry))(xf, 0.5).shape == shape
 
 
 def test_ceil_mode_drops_a_window_starting_in_the_high_padding():
@@ -399,8 +403,10 @@ def test_mixed_and_gated_second_order_grads():
   with jax.enable_x64(True):
     x = jnp.asarray(distinct((1, 5, 5, 2), seed=3, scale=0.1), jnp.float64)
     gate = jnp.asarray(np.random.default_rng(13).normal(size=(3, 3, 1)))
-    mixed = lambda x, a: jaxpool.mixed_pool(x, a, (3, 3), 2, "SAME")
-    gated = lambda x, g: jaxpool.gated_pool(x, g, (3, 3), 2, "SAME")
+    # Jitted: each derivative check_grads takes is then one compiled program instead
+    # of an op-by-op run (the same values: float64 throughout).
+    mixed = jax.jit(lambda x, a: jaxpool.mixed_pool(x, a, (3, 3), 2, "SAME"))
+    gated = jax.jit(lambda x, g: jaxpool.gated_pool(x, g, (3, 3), 2, "SAME"))
     check_grads(mixed, (x, 0.3), order=2, modes=("rev",))
     check_grads(gated, (x, gate), order=2, modes=("fwd", "rev"), eps=1e-4)
 

@@ -18,7 +18,7 @@ from experiments import compare
 from experiments import plugins
 from jaxpool import registry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = "examples.median_pool_plugin"
 
 

@@ -18,7 +18,7 @@ from experiments import compare
 from experiments import data as data_lib
 from experiments import gpu_study
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_report_of_a_study_folder(tmp_path):
@@ -44,7 +44,7 @@ def test_report_of_a_study_folder(tmp_path):
   )
   table = text.split("## Set-up")[0]  # The main table; the probe's comes later.
   rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| `")}
-  # The fake trainer's closed form (tests/test_compare.py): 0.01 * index + 0.002 * seed
+  # The fake trainer's closed form (tests/experiments/test_compare.py): 0.01 * index + 0.002 * seed
   # + 0.02 / epoch, index 1 for max and 2 for avg; 3 epochs.
   errors = {
     p: [100 * (0.01 * i + 0.002 * s + 0.02 / 3) for s in (0, 1, 2)]

@@ -1,5 +1,7 @@
 """adaptive_avg_pool, adaptive_max_pool, global_*_pool, spatial_pyramid_pool."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -411,15 +413,18 @@ def test_zero_size_batch_and_channels_give_empty_results():
       want, glob = tuple(levels.shape), tuple(F.adaptive_max_pool2d(xt, 1).flatten(1).shape)
     else:
       want, glob = (n, c * (1 + 4)), (n, c)
+    # Each call jitted: one compiled program instead of an op-by-op run; the shape
+    # arithmetic that divided by zero runs as before, when the call is traced.
+    pyramid = lambda **kw: jax.jit(functools.partial(jaxpool.spatial_pyramid_pool, **kw))
     for mode in ("max", "avg"):
-      assert jaxpool.spatial_pyramid_pool(x, (1, 2), mode=mode).shape == want
-      first = jaxpool.spatial_pyramid_pool(xt.numpy(), (1, 2), mode=mode, channel_axis=1)
+      assert pyramid(levels=(1, 2), mode=mode)(x).shape == want
+      first = pyramid(levels=(1, 2), mode=mode, channel_axis=1)(xt.numpy())
       assert first.shape == want
-    assert jaxpool.global_max_pool(x).shape == glob
-    assert jaxpool.global_lp_pool(x, float("inf")).shape == glob
-    assert jaxpool.global_max_pool(xt.numpy(), channel_axis=1).shape == glob
-    grad = jax.grad(lambda v: jnp.sum(jaxpool.spatial_pyramid_pool(v, (1, 2))))(jnp.asarray(x))
-    assert grad.shape == x.shape
+    assert jax.jit(jaxpool.global_max_pool)(x).shape == glob
+    assert jax.jit(lambda v: jaxpool.global_lp_pool(v, float("inf")))(x).shape == glob
+    assert jax.jit(lambda v: jaxpool.global_max_pool(v, channel_axis=1))(xt.numpy()).shape == glob
+    grad = jax.grad(lambda v: jnp.sum(jaxpool.spatial_pyramid_pool(v, (1, 2))))
+    assert jax.jit(grad)(jnp.asarray(x)).shape == x.shape
 
 
 def test_spatial_pyramid_pool_errors_name_it():
@@ -437,7 +442,7 @@ def test_spatial_pyramid_pool_errors_name_it():
 
 
 def test_global_pools_refuse_empty_spatial_dims_naming_themselves():
-  """Found by tests/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
+  """Found by tests/library/test_fuzz.py: gem_pool of an input with a zero-size spatial dim
   raised numpy's "zero-size array to reduction operation max". PyTorch's adaptive
   pools refuse empty planes; the global pools now do too, with their own names."""
   x = jnp.zeros((2, 0, 4, 3))

@@ -43,10 +43,12 @@ def test_a_batch_of_typed_keys_raises_and_points_to_vmap(name):
   batch = jax.random.split(jax.random.key(0), 2)
   with pytest.raises(ValueError, match=rf"{name}: key must be one key .*shape \(2,\).*vmap"):
     POOLS[name](X, batch)
-  # ... and vmap over the same keys draws once per key, as calls one by one do.
-  together = jax.vmap(lambda k: POOLS[name](X, k))(batch)
+  # ... and vmap over the same keys draws once per key, as calls one by one do
+  # (both jitted: one compiled program each instead of op-by-op runs).
+  together = jax.jit(jax.vmap(lambda k: POOLS[name](X, k)))(batch)
+  one = jax.jit(lambda k: POOLS[name](X, k))
   for i in range(2):
-    np.testing.assert_array_equal(together[i], POOLS[name](X, batch[i]))
+    np.testing.assert_array_equal(together[i], one(batch[i]))
 
 
 @pytest.mark.parametrize("name", POOLS)

@@ -24,7 +24,7 @@ pytest.importorskip("tensorflow_datasets")
 from experiments import data  # noqa: E402
 from experiments.data import Split  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STEMS = {
   "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -315,7 +315,8 @@ def test_soft_and_lip_second_order_on_overlapping_windows():
   # soft_pool's second order goes through autodiff of its factorised tangent, whose
   # weights e^(x - shift) take the largest element's exponential exactly at the
   # shift (autodiff of the bounding minimum halved its derivative there);
-  # lip_pool's through its exact per-offset tangent.
+  # lip_pool's through its exact per-offset tangent: here in 1-D; in 2-D (3x3/2 with
+  # padding on 6 x 6, the same rule) test_grads_in_inputs_and_logits checks it.
   with jax.enable_x64(True):
     rng = np.random.default_rng(25)
     x = jnp.asarray(rng.normal(size=(1, 6, 6, 2)))
@@ -325,8 +326,8 @@ def test_soft_and_lip_second_order_on_overlapping_windows():
         x, logits = x[:, 0], logits[:, 0]
       soft = jax.jit(lambda x, args=args: jaxpool.soft_pool(x, *args))
       check_grads(soft, (x,), order=2, modes=("fwd", "rev"))
-      lip = jax.jit(lambda x, lg, args=args: jaxpool.lip_pool(x, lg, *args))
-      check_grads(lip, (x, logits), order=2, modes=("fwd", "rev"))
+    lip = jax.jit(lambda x, lg: jaxpool.lip_pool(x, lg, (3,), 2, ((1, 1),)))
+    check_grads(lip, (x, logits), order=2, modes=("fwd", "rev"))
 
 
 def test_factorised_and_exact_tangents_each_taken_where_they_should(monkeypatch):

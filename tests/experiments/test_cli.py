@@ -12,7 +12,7 @@ import pytest
 
 from experiments import cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_command(module, *args, tmp_path):
@@ -111,7 +111,7 @@ def test_refusal_is_one_line(module, args, expected, tmp_path):
 
 def test_workdir_that_cannot_be_written_is_one_line(tmp_path):
   """A workdir under a file (as a read-only or full disk, one line naming it and
-  the cause; tests/test_train.py and test_checkpoints.py simulate those two)."""
+  the cause; tests/experiments/test_train.py and test_checkpoints.py simulate those two)."""
   blocker = tmp_path / "a_file"
   blocker.write_text("")
   arg = "mock,data.mock_num_examples=64,batch_size=32,eval_batch_size=32,num_epochs=1"

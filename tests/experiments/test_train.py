@@ -26,7 +26,7 @@ from experiments import checkpoints as ckpt_lib  # noqa: E402
 from experiments import data as data_lib  # noqa: E402
 from experiments import train  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRIC_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error")
 SUMMARY_KEYS = {
   "final_test_error",

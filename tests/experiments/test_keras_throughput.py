@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("ml_collections")
 pytest.importorskip("absl")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "experiments", "keras_throughput.py")
 
 

@@ -15,7 +15,7 @@ import pytest
 import jaxpool
 from jaxpool import registry
 
-API_DIR = pathlib.Path(__file__).resolve().parent.parent / "docs" / "api"
+API_DIR = pathlib.Path(__file__).resolve().parents[2] / "docs" / "api"
 
 
 def _documented(page: str) -> set[str]:

@@ -31,7 +31,9 @@ except ImportError:  # tests/ itself on sys.path
   from calls import W
   from calls import inputs
 
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+DOCS = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs"
+)
 HEADING = "## Forward mode (`jax.jvp`)"
 
 

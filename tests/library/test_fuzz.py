@@ -15,7 +15,7 @@ and for the window pools a call that is valid by those rules must succeed.
 
 Default: a few hundred examples, derandomized (the same ones on every run). More:
 
-    JAXPOOL_FUZZ_EXAMPLES=5000 python -m pytest -p no:xdist tests/test_fuzz.py
+    JAXPOOL_FUZZ_EXAMPLES=5000 python -m pytest -p no:xdist tests/library/test_fuzz.py
 
 Adding a public function is one entry in `FUNCTIONS` (a strategy for its call).
 """

@@ -12,20 +12,14 @@ import pytest
 pytest.importorskip("ml_collections")
 pytest.importorskip("absl")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-# A few pools of each family keep the end-to-end run short (each pool compiles six
-# programs); test_every_public_pool_has_working_builders covers all of them.
-_SOME = (
-  "max_pool",
-  "avg_pool",
-  "l2_pool",
-  "stochastic_pool",
-  "mixed_pool",
-  "soft_pool",
-  "fractional_max_pool",
-)
+# One pool of each kind of builder keeps the end-to-end run short (each pool compiles
+# six programs): max_pool (the reference row, a Flax baseline), stochastic_pool (a
+# random key), mixed_pool (a parameter). test_every_public_pool_has_working_builders
+# runs the builders of every pool.
+_SOME = ("max_pool", "stochastic_pool", "mixed_pool")
 
 
 def test_quick_benchmark_writes_both_files(tmp_path):
