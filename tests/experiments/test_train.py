@@ -348,9 +348,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def _real_mnist_dir():
-  # In CI the files lie in ../shared/data/mnist relative to the checkout.
-  for candidate in (os.path.join(REPO, "..", "shared", "data", "mnist"), "/work/shared/data/mnist"):
-    if os.path.isdir(candidate):
+  # $JAXPOOL_MNIST_DIR, else ../shared/data/mnist beside the checkout, as
+  # scripts/compare.sh looks for it (where CI has the files).
+  for candidate in (
+    os.environ.get("JAXPOOL_MNIST_DIR", ""),
+    os.path.join(REPO, "..", "shared", "data", "mnist"),
+  ):
+    if candidate and os.path.isdir(candidate):
       return os.path.abspath(candidate)
   return None
 
