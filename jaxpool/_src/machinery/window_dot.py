@@ -102,15 +102,17 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
   return jnp.stack(outputs)
 
 
-def _views_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry) -> jax.Array:
-  """`z[m] = sum_k filters[m, k] * (element k of every window)`, by strided slices: one
-  fused elementwise pass per filter, no stacked copy of the views."""
-  padded = geom.pad(x, 0)
+def _views_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry, elements=None) -> jax.Array:
+  """`z[m] = sum_k filters[m, k] * (element k of every window)`, by strided slices (or
+  the given `elements`): one fused elementwise pass per filter, no stacked copy."""
+  if elements is None:
+    padded = geom.pad(x, 0)
+    elements = [geom.window_element(padded, offset) for offset in geom.window_offsets()]
   outputs = []
   for m in range(filters.shape[0]):
     total = None
-    for k, offset in enumerate(geom.window_offsets()):
-      term = filters[m, k] * geom.window_element(padded, offset)
+    for k, element in enumerate(elements):
+      term = filters[m, k] * element
       total = term if total is None else total + term
     outputs.append(total)
   return jnp.stack(outputs)
@@ -138,7 +140,9 @@ def _tiled_shared(x: jax.Array, filters: jax.Array, geom: PoolGeometry) -> jax.A
   the tangent in `x` is `_blocks_sum` (so the input gradient is one pass over the
   blocks instead of K interior pads), the tangent in the filters `_views_sum` of `x`
   (so the filter gradient is M * K sums of products with the views, without the
-  `(K, P)` copy of the views that a matrix product needs)."""
+  `(K, P)` copy of the views that a matrix product needs). When the filters are
+  differentiated, the K views are written once and read by the value and both sums,
+  instead of XLA:CPU recomputing them (and whatever produced `x`) in each reader."""
   return _views_sum(x, filters, geom)
 
 
@@ -147,10 +151,16 @@ def _tiled_shared_jvp(geom, primals, tangents):
   (x, filters), (t_x, t_filters) = primals, tangents
   # Written once (`views.pooled`), else XLA:CPU redoes the views in each of its readers
   # (the tree's gates, its mix, the flatten into the next layer).
-  z = views.pooled(_tiled_shared(x, filters, geom), x)
+  elements = None
+  if not isinstance(t_filters, SymbolicZero):
+    padded = geom.pad(x, 0)
+    elements = [
+      views.materialize(geom.window_element(padded, offset), x) for offset in geom.window_offsets()
+    ]
+  z = views.pooled(_views_sum(x, filters, geom, elements), x)
   t_z = jnp.zeros_like(z)
   if not isinstance(t_x, SymbolicZero):
     t_z = _blocks_sum(t_x, filters, geom)
-  if not isinstance(t_filters, SymbolicZero):
-    t_z = t_z + _views_sum(x, t_filters, geom)
+  if elements is not None:
+    t_z = t_z + _views_sum(x, t_filters, geom, elements)
   return z, t_z
