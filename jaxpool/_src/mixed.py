@@ -529,11 +529,17 @@ def tree_pool(
     w = jnp.broadcast_to(w, w.shape[:-1] + (channels,))
   dtype = jnp.promote_types(v.dtype, w.dtype)
   z = window_dot(x, jnp.concatenate([v.astype(dtype), w.astype(dtype)]), geom)
-  values, gate_logits = z[:n_leaves], z[n_leaves:]
+  # One row per filter by a split, whose transpose (the backward) concatenates the rows'
+  # cotangents; slices of `z` would transpose into pads summed in one slow loop fusion
+  # (case: the training table, seed_cnn with tree).
+  rows = jax.lax.split(z, (1,) * z.shape[0], axis=0)
+  values, gate_logits = rows[:n_leaves], rows[n_leaves:]
   # Bottom-up, one tree level at a time: the internal nodes at depth d are the
   # breadth-first indices 2^d - 1 ... 2^(d+1) - 2, their children the level below.
   depth = n_leaves.bit_length() - 1
   for d in reversed(range(depth)):
-    g = jax.nn.sigmoid(gate_logits[2**d - 1 : 2 ** (d + 1) - 1])
-    values = _mix(values[0::2], values[1::2], g)
-  return values[0].astype(x.dtype)
+    gates_d = gate_logits[2**d - 1 : 2 ** (d + 1) - 1]
+    values = [
+      _mix(values[2 * i], values[2 * i + 1], jax.nn.sigmoid(g)) for i, g in enumerate(gates_d)
+    ]
+  return values[0][0].astype(x.dtype)

@@ -22,6 +22,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jaxpool._src.machinery import dtypes
 from jaxpool._src.machinery import views
@@ -83,15 +84,12 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
   shape[geom.channel_axis] = w.shape[-1]
   elements = [(offset, geom.window_element(padded, offset)) for offset in geom.window_offsets()]
   if w.shape[0] > 1 and w.shape[-1] == 1 and views.is_tiling(geom):
-    # Several filters shared by all channels (tree pooling's leaves and gates): one
-    # (M, K) x (K, P) product, whose weight gradient is one pass over the K views
-    # instead of M * K separate reductions (case: the training table, seed_cnn with tree).
-    # Tiling windows only: overlapping ones stack K output-sized views, which costs
-    # more than it saves (case: tree_pool fwd+bwd 2d_3x3s2_same).
+    # Several filters shared by all channels (tree pooling's leaves and gates) on tiling
+    # windows: `_tiled_shared`, whose derivative rule picks each gradient's form
+    # (case: the training table, seed_cnn with tree). Overlapping windows keep the sum
+    # below (case: tree_pool fwd+bwd 2d_3x3s2_same).
     filters = jnp.stack([w[(slice(None), *offset, 0)] for offset, _ in elements], axis=1)
-    stacked = jnp.stack([element.reshape(-1) for _, element in elements])
-    z = jnp.dot(filters, stacked, precision=jax.lax.Precision.HIGHEST)
-    return z.reshape((w.shape[0], *geom.output_shape))
+    return _tiled_shared(x.astype(dtype), filters, geom)
   # One accumulation per filter, stacked at the end: broadcasting the slices against
   # all M filters at once makes XLA's CPU backward pass much slower.
   outputs = []
@@ -102,3 +100,67 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
       total = term if total is None else total + term
     outputs.append(total)
   return jnp.stack(outputs)
+
+
+def _views_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry, elements=None) -> jax.Array:
+  """`z[m] = sum_k filters[m, k] * (element k of every window)`, by strided slices (or
+  the given `elements`): one fused elementwise pass per filter, no stacked copy."""
+  if elements is None:
+    padded = geom.pad(x, 0)
+    elements = [geom.window_element(padded, offset) for offset in geom.window_offsets()]
+  outputs = []
+  for m in range(filters.shape[0]):
+    total = None
+    for k, element in enumerate(elements):
+      term = filters[m, k] * element
+      total = term if total is None else total + term
+    outputs.append(total)
+  return jnp.stack(outputs)
+
+
+def _blocks_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`_views_sum` from `views.window_blocks` (tiling windows): its transpose is one
+  broadcast-multiply-add pass into the blocks and a reshape back, no interior pads."""
+  blocks, window_axes = views.window_blocks(x, geom)
+  shape = [1] * blocks.ndim
+  for axis, k in zip(window_axes, geom.window_shape):
+    shape[axis] = k
+  return jnp.stack(
+    [
+      jnp.sum(blocks * filters[m].reshape(shape), axis=tuple(window_axes))
+      for m in range(len(filters))
+    ]
+  )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _tiled_shared(x: jax.Array, filters: jax.Array, geom: PoolGeometry) -> jax.Array:
+  """`(M, *output_shape)` window dots of `x` with `filters` `(M, K)` shared by all
+  channels, tiling windows. The value is `_views_sum`, written once when differentiated;
+  the tangent in `x` is `_blocks_sum` (so the input gradient is one pass over the
+  blocks instead of K interior pads), the tangent in the filters `_views_sum` of `x`
+  (so the filter gradient is M * K sums of products with the views, without the
+  `(K, P)` copy of the views that a matrix product needs). When the filters are
+  differentiated, the K views are written once and read by the value and both sums,
+  instead of XLA:CPU recomputing them (and whatever produced `x`) in each reader."""
+  return _views_sum(x, filters, geom)
+
+
+@functools.partial(_tiled_shared.defjvp, symbolic_zeros=True)
+def _tiled_shared_jvp(geom, primals, tangents):
+  (x, filters), (t_x, t_filters) = primals, tangents
+  # Written once (`views.pooled`), else XLA:CPU redoes the views in each of its readers
+  # (the tree's gates, its mix, the flatten into the next layer).
+  elements = None
+  if not isinstance(t_filters, SymbolicZero):
+    padded = geom.pad(x, 0)
+    elements = [
+      views.materialize(geom.window_element(padded, offset), x) for offset in geom.window_offsets()
+    ]
+  z = views.pooled(_views_sum(x, filters, geom, elements), x)
+  t_z = jnp.zeros_like(z)
+  if not isinstance(t_x, SymbolicZero):
+    t_z = _blocks_sum(t_x, filters, geom)
+  if elements is not None:
+    t_z = t_z + _views_sum(x, t_filters, geom, elements)
+  return z, t_z
