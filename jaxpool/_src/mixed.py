@@ -532,7 +532,7 @@ def tree_pool(
   # One row per filter by a split, whose transpose (the backward) concatenates the rows'
   # cotangents; slices of `z` would transpose into pads summed in one slow loop fusion
   # (case: the training table, seed_cnn with tree).
-  rows = jax.lax.split(z, (1,) * z.shape[0], axis=0)
+  rows = jnp.split(z, z.shape[0], axis=0)
   values, gate_logits = rows[:n_leaves], rows[n_leaves:]
   # Bottom-up, one tree level at a time: the internal nodes at depth d are the
   # breadth-first indices 2^d - 1 ... 2^(d+1) - 2, their children the level below.
