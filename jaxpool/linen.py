@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxpool
-from jaxpool._src import module_docs
-from jaxpool._src import modules as _m
+from jaxpool._src.layers import module_docs
+from jaxpool._src.layers import modules as _m
 
 with _m.flax_required("jaxpool.linen"):
   import flax.linen as nn

@@ -41,13 +41,13 @@ import jax.numpy as jnp
 from jax import lax
 
 import jaxpool
-from jaxpool._src import module_docs
-from jaxpool._src import modules as _m
+from jaxpool._src.layers import module_docs
+from jaxpool._src.layers import modules as _m
 
 with _m.flax_required("jaxpool.nnx"):
   from flax import nnx
 
-  from jaxpool._src import nnx_base as _b
+  from jaxpool._src.layers import nnx_base as _b
 
 RNG_STREAM = _m.RNG_STREAM
 """The rng stream that every random pooling module draws its keys from: ``"pooling"``."""

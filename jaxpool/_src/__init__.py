@@ -1,1 +1,2 @@
-"""The pool families, one file each; what they share lives in `machinery/`."""
+"""The pool families, one file each; what they share lives in `machinery/`, what the
+Flax modules share in `layers/`."""

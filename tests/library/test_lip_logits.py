@@ -9,7 +9,7 @@ from flax import nnx
 
 from jaxpool import linen as jl
 from jaxpool import nnx as jn
-from jaxpool._src import modules
+from jaxpool._src.layers import modules
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 4, 3), (3, 7, 2), (1, 3, 2, 2, 4)])

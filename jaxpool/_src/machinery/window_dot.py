@@ -161,6 +161,6 @@ def _tiled_shared_jvp(geom, primals, tangents):
   t_z = jnp.zeros_like(z)
   if not isinstance(t_x, SymbolicZero):
     t_z = _blocks_sum(t_x, filters, geom)
-  if elements is not None:
+  if not isinstance(t_filters, SymbolicZero):  # `elements` are the written views
     t_z = t_z + _views_sum(x, t_filters, geom, elements)
   return z, t_z

@@ -13,8 +13,8 @@ from typing import Optional
 import jax
 from flax import nnx
 
-from jaxpool._src import modules as _m
-from jaxpool._src.modules import RNG_STREAM
+from jaxpool._src.layers import modules as _m
+from jaxpool._src.layers.modules import RNG_STREAM
 
 
 def freeze(value: Any) -> Any:
