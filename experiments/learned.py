@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpool import nnx as jp_nnx
-from jaxpool._src.machinery import geometry
+from jaxpool._src.layers import modules
 from jaxpool._src.machinery import window_dot as window_dot_lib
 
 PREFIX = "learned"
@@ -90,7 +90,7 @@ def parameter_stats(model) -> dict[str, jax.Array]:
 
 def gate_output(pool: jp_nnx.GatedPool, x: jax.Array) -> jax.Array:
   r"""GatedPool's gate :math:`\sigma(\sum_w \omega \odot x_w)` for every window of `x`."""
-  geom = geometry.resolve(jnp.shape(x), **pool._window(), fn="GatedPool")  # pylint: disable=protected-access
+  geom = modules.window_geometry(pool, x, "GatedPool")
   return jax.nn.sigmoid(window_dot_lib.window_dot(x, pool.gate[...][None], geom)[0])
 
 
