@@ -77,26 +77,37 @@ def window_dot(x: jax.Array, weights: jax.Array, geom: PoolGeometry) -> jax.Arra
     half-precision inputs).
   """
   dtype = jnp.promote_types(dtypes.compute_dtype(x.dtype), dtypes.compute_dtype(weights.dtype))
-  padded = geom.pad(x.astype(dtype), 0)
   w = weights.astype(dtype)
-  # Per offset, one filter's values (1 or C) broadcast along the channel axis.
-  shape = [1] * geom.ndim
-  shape[geom.channel_axis] = w.shape[-1]
-  elements = [(offset, geom.window_element(padded, offset)) for offset in geom.window_offsets()]
+  offsets = geom.window_offsets()
   if w.shape[0] > 1 and w.shape[-1] == 1 and views.is_tiling(geom):
     # Several filters shared by all channels (tree pooling's leaves and gates) on tiling
     # windows: `_tiled_shared`, whose derivative rule picks each gradient's form
     # (case: the training table, seed_cnn with tree). Overlapping windows keep the sum
     # below (case: tree_pool fwd+bwd 2d_3x3s2_same).
-    filters = jnp.stack([w[(slice(None), *offset, 0)] for offset, _ in elements], axis=1)
+    filters = jnp.stack([w[(slice(None), *offset, 0)] for offset in offsets], axis=1)
     return _tiled_shared(x.astype(dtype), filters, geom)
-  # One accumulation per filter, stacked at the end: broadcasting the slices against
-  # all M filters at once makes XLA's CPU backward pass much slower.
+  padded = geom.pad(x.astype(dtype), 0)
+  elements = [geom.window_element(padded, offset) for offset in offsets]
+  # Per offset, one filter's values (1 or C) broadcast along the channel axis.
+  shape = [1] * geom.ndim
+  shape[geom.channel_axis] = w.shape[-1]
+  coefficients = [
+    [jnp.reshape(w[(m, *offset)], shape) for offset in offsets] for m in range(len(w))
+  ]
+  return _weighted_sums(coefficients, elements)
+
+
+def _weighted_sums(coefficients, elements: list[jax.Array]) -> jax.Array:
+  """`out[m] = sum_k coefficients[m][k] * elements[k]`, stacked over m.
+
+  One accumulation per m, stacked at the end: broadcasting the elements against all
+  M coefficient sets at once makes XLA's CPU backward pass much slower.
+  """
   outputs = []
-  for m in range(w.shape[0]):
+  for row in coefficients:
     total = None
-    for offset, element in elements:
-      term = jnp.reshape(w[(m, *offset)], shape) * element
+    for coefficient, element in zip(row, elements):
+      term = coefficient * element
       total = term if total is None else total + term
     outputs.append(total)
   return jnp.stack(outputs)
@@ -108,14 +119,9 @@ def _views_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry, elements=No
   if elements is None:
     padded = geom.pad(x, 0)
     elements = [geom.window_element(padded, offset) for offset in geom.window_offsets()]
-  outputs = []
-  for m in range(filters.shape[0]):
-    total = None
-    for k, element in enumerate(elements):
-      term = filters[m, k] * element
-      total = term if total is None else total + term
-    outputs.append(total)
-  return jnp.stack(outputs)
+  m_filters, k_offsets = filters.shape
+  rows = [[filters[m, k] for k in range(k_offsets)] for m in range(m_filters)]
+  return _weighted_sums(rows, elements)
 
 
 def _blocks_sum(x: jax.Array, filters: jax.Array, geom: PoolGeometry) -> jax.Array:
